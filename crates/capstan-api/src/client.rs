@@ -1,0 +1,163 @@
+//! A thin typed client for the API, used by the `capstan` CLI and by tests.
+
+use reqwest::{Method, StatusCode};
+use serde::de::DeserializeOwned;
+use uuid::Uuid;
+
+use crate::{NodeResponse, Problem, UpdateNodeRequest};
+
+/// Why a call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The server answered with an error.
+    #[error("{0}")]
+    Api(Problem),
+    /// The server could not be reached, or its answer could not be read.
+    #[error("cannot reach {url}: {source}")]
+    Transport {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+}
+
+/// A client for one Capstan server (a node, or the load balancer in front of several).
+#[derive(Debug, Clone)]
+pub struct ApiClient {
+    base: String,
+    api_key: Option<String>,
+    http: reqwest::Client,
+}
+
+impl ApiClient {
+    /// A client for `base` (for example `http://capstan.internal:8080`).
+    pub fn new(base: &str, api_key: Option<String>) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(30))
+            .connect_timeout(std::time::Duration::from_secs(5))
+            .build()
+            .expect("a client with only timeouts set always builds");
+        Self {
+            base: base.trim_end_matches('/').to_owned(),
+            api_key,
+            http,
+        }
+    }
+
+    /// The base URL this client talks to.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// `GET /api/nodes/ping`: the status code and the answering node, if it sent one.
+    pub async fn ping(&self) -> Result<(StatusCode, serde_json::Value), ClientError> {
+        let url = format!("{}/api/nodes/ping", self.base);
+        let response =
+            self.http
+                .get(&url)
+                .send()
+                .await
+                .map_err(|source| ClientError::Transport {
+                    url: url.clone(),
+                    source,
+                })?;
+        let status = response.status();
+        let body = response
+            .json()
+            .await
+            .map_err(|source| ClientError::Transport { url, source })?;
+        Ok((status, body))
+    }
+
+    /// `GET /api/nodes`.
+    pub async fn list_nodes(&self) -> Result<Vec<NodeResponse>, ClientError> {
+        self.call(Method::GET, "/api/nodes", None::<&()>).await
+    }
+
+    /// `GET /api/nodes/{id}`.
+    pub async fn get_node(&self, id: Uuid) -> Result<NodeResponse, ClientError> {
+        self.call(Method::GET, &format!("/api/nodes/{id}"), None::<&()>)
+            .await
+    }
+
+    /// `PATCH /api/nodes/{id}`.
+    pub async fn update_node(
+        &self,
+        id: Uuid,
+        update: &UpdateNodeRequest,
+    ) -> Result<NodeResponse, ClientError> {
+        self.call(Method::PATCH, &format!("/api/nodes/{id}"), Some(update))
+            .await
+    }
+
+    /// `DELETE /api/nodes/{id}`.
+    pub async fn delete_node(&self, id: Uuid) -> Result<(), ClientError> {
+        let _: serde_json::Value = self
+            .call(Method::DELETE, &format!("/api/nodes/{id}"), None::<&()>)
+            .await?;
+        Ok(())
+    }
+
+    /// Finds a node by name, or says which names exist.
+    pub async fn find_node(&self, name: &str) -> Result<NodeResponse, ClientError> {
+        let nodes = self.list_nodes().await?;
+        let names: Vec<_> = nodes.iter().map(|n| n.name.clone()).collect();
+        nodes.into_iter().find(|n| n.name == name).ok_or_else(|| {
+            ClientError::Api(Problem::new(
+                404,
+                "Not Found",
+                format!(
+                    "no node is named `{name}`; the nodes are: {}",
+                    names.join(", ")
+                ),
+            ))
+        })
+    }
+
+    async fn call<B: serde::Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<T, ClientError> {
+        let url = format!("{}{path}", self.base);
+        let mut request = self.http.request(method, &url);
+        if let Some(key) = &self.api_key {
+            request = request.bearer_auth(key);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let transport = |source| ClientError::Transport {
+            url: url.clone(),
+            source,
+        };
+        let response = request.send().await.map_err(transport)?;
+        let status = response.status();
+        if status == StatusCode::NO_CONTENT {
+            return serde_json::from_value(serde_json::Value::Null)
+                .map_err(|e| ClientError::Api(Problem::new(500, "Bad Response", e.to_string())));
+        }
+        let bytes = response.bytes().await.map_err(transport)?;
+        if !status.is_success() {
+            let problem = serde_json::from_slice::<Problem>(&bytes).unwrap_or_else(|_| {
+                Problem::new(
+                    status.as_u16(),
+                    status.canonical_reason().unwrap_or("Error"),
+                    String::from_utf8_lossy(&bytes)
+                        .chars()
+                        .take(500)
+                        .collect::<String>(),
+                )
+            });
+            return Err(ClientError::Api(problem));
+        }
+        serde_json::from_slice(&bytes).map_err(|e| {
+            ClientError::Api(Problem::new(
+                502,
+                "Bad Response",
+                format!("{url} answered with JSON this client cannot read: {e}"),
+            ))
+        })
+    }
+}

@@ -1,0 +1,14 @@
+//! Capstan's wire contract: what goes over HTTP between the CLI, the nodes, agents and
+//! any script an operator writes.
+//!
+//! Types here are the JSON the API speaks, spelled exactly as documented. The crate owns
+//! the `application/problem+json` error body and a thin typed client. It must never
+//! import sqlx, axum or object_store: the server adapts to these types, not the reverse.
+
+pub mod client;
+pub mod nodes;
+pub mod problem;
+
+pub use client::{ApiClient, ClientError};
+pub use nodes::{NodeResponse, UpdateNodeRequest};
+pub use problem::{PROBLEM_JSON, Problem};

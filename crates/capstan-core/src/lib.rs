@@ -1,0 +1,11 @@
+//! Capstan's domain: the types every other crate speaks in, and the pure logic over them.
+//!
+//! This crate owns newtypes that are parsed once at the edge (node names, task caps,
+//! durations) so inner code never handles raw strings. It must never import a database,
+//! HTTP or async crate: everything here is deterministic and unit-testable.
+
+pub mod duration;
+pub mod node;
+
+pub use duration::{DurationError, parse_duration};
+pub use node::{NodeName, NodeNameError, TaskCap, TaskCapError};

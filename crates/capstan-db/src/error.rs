@@ -1,0 +1,91 @@
+//! `DbError`: what a query can fail with, in terms the API layer maps to HTTP.
+
+/// A failed database call.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// No row matched.
+    #[error("not found")]
+    NotFound,
+    /// A named constraint refused the write; the caller turns the name into a sentence.
+    #[error("constraint `{constraint}` refused the write")]
+    Conflict { constraint: String },
+    /// The database could not be reached or did not answer in time.
+    #[error("database unreachable: {0}")]
+    Unavailable(String),
+    /// Anything else: a bug or a schema mismatch, never shown to clients.
+    #[error(transparent)]
+    Other(Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl From<sqlx::Error> for DbError {
+    fn from(error: sqlx::Error) -> Self {
+        match error {
+            sqlx::Error::RowNotFound => Self::NotFound,
+            sqlx::Error::Database(db) if db.constraint().is_some() => Self::Conflict {
+                constraint: db.constraint().unwrap_or_default().to_owned(),
+            },
+            sqlx::Error::Io(e) => Self::Unavailable(e.to_string()),
+            sqlx::Error::PoolTimedOut => {
+                Self::Unavailable("no connection could be had in time".to_owned())
+            }
+            sqlx::Error::PoolClosed => Self::Unavailable("the pool is closed".to_owned()),
+            sqlx::Error::Tls(e) => Self::Unavailable(format!("TLS: {e}")),
+            sqlx::Error::Protocol(e) => Self::Unavailable(format!("protocol: {e}")),
+            sqlx::Error::Database(db) if is_unavailable_code(db.code().as_deref()) => {
+                Self::Unavailable(db.message().to_owned())
+            }
+            other => Self::Other(Box::new(other)),
+        }
+    }
+}
+
+impl From<tokio_postgres::Error> for DbError {
+    fn from(error: tokio_postgres::Error) -> Self {
+        if let Some(db) = error.as_db_error() {
+            if let Some(constraint) = db.constraint() {
+                return Self::Conflict {
+                    constraint: constraint.to_owned(),
+                };
+            }
+            if is_unavailable_code(Some(db.code().code())) {
+                return Self::Unavailable(db.message().to_owned());
+            }
+            return Self::Other(Box::new(error));
+        }
+        // Without a server error the connection itself failed: closed, refused, reset.
+        Self::Unavailable(describe_chain(&error))
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for DbError {
+    fn from(error: deadpool_postgres::PoolError) -> Self {
+        match error {
+            deadpool_postgres::PoolError::Backend(e) => e.into(),
+            deadpool_postgres::PoolError::Timeout(_) => {
+                Self::Unavailable("timed out connecting".to_owned())
+            }
+            other => Self::Unavailable(other.to_string()),
+        }
+    }
+}
+
+/// Class 08 (connection exception), 57P01-03 (shutdown, crash, cannot connect now) and
+/// 53300 (too many connections) mean "try later", not "your query is wrong".
+fn is_unavailable_code(code: Option<&str>) -> bool {
+    code.is_some_and(|c| c.starts_with("08") || c.starts_with("57P") || c == "53300")
+}
+
+/// `error: cause: cause`, so "connection refused" is not hidden behind "error connecting".
+pub(crate) fn describe_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}

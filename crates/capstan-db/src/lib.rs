@@ -1,0 +1,23 @@
+//! Capstan's PostgreSQL layer: every SQL statement the cluster runs lives here.
+//!
+//! Two pools reach the same database. The API pool (sqlx) serves requests; the
+//! liveness pool (deadpool-postgres) carries heartbeats, pings and, later, claims and
+//! lease renewals, so API load can never starve a node into looking dead. LISTEN gets a
+//! connection of its own ([`listen`]). Modules are named after aggregates and hold one
+//! verb-named function per statement. This crate must never import axum, hyper or
+//! object_store: it knows tables, not HTTP.
+
+pub mod error;
+pub mod listen;
+pub mod liveness;
+pub mod nodes;
+pub mod pools;
+
+pub use error::DbError;
+pub use pools::{ConnectError, DatabaseUrl, Pools};
+
+/// The schema migrations, embedded from `/migrations`.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
+
+/// The NOTIFY channel on which node changes are announced; the payload is the node id.
+pub const NODES_CHANNEL: &str = "capstan_nodes";

@@ -1,0 +1,99 @@
+//! The `nodes` table as the API reads and changes it.
+//!
+//! A node's own heartbeat writes live in [`crate::liveness`]; this module is what any
+//! node does on behalf of an operator.
+
+use sqlx::PgExecutor;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::{DbError, NODES_CHANNEL};
+
+/// A row of `nodes`, with `online` computed from the node's own heartbeat interval.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct NodeRow {
+    pub id: Uuid,
+    pub name: String,
+    pub version: String,
+    pub url: String,
+    pub task_cap: i32,
+    pub draining: bool,
+    pub running_tasks: i32,
+    pub last_seen: OffsetDateTime,
+    pub online: bool,
+}
+
+/// The most nodes a list returns; a cluster of more is not one we plan for.
+pub const LIST_LIMIT: i64 = 1000;
+
+const SELECT_NODE: &str =
+    "SELECT id, name, version, url, task_cap, draining, running_tasks, last_seen,
+        (stopped_at IS NULL
+         AND last_seen > now() - 3 * heartbeat_interval_ms * interval '1 millisecond') AS online
+    FROM nodes";
+
+/// Every node, by name.
+pub async fn list(db: impl PgExecutor<'_>) -> Result<Vec<NodeRow>, DbError> {
+    let rows = sqlx::query_as::<_, NodeRow>(&format!("{SELECT_NODE} ORDER BY name LIMIT $1"))
+        .bind(LIST_LIMIT)
+        .fetch_all(db)
+        .await?;
+    Ok(rows)
+}
+
+/// One node by id.
+pub async fn get(db: impl PgExecutor<'_>, id: Uuid) -> Result<NodeRow, DbError> {
+    let row = sqlx::query_as::<_, NodeRow>(&format!("{SELECT_NODE} WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(db)
+        .await?;
+    row.ok_or(DbError::NotFound)
+}
+
+/// Changes a node's task cap and/or draining flag and tells the cluster, in one
+/// transaction so the notification is never sent for a change that did not commit.
+pub async fn update(
+    db: &sqlx::PgPool,
+    id: Uuid,
+    task_cap: Option<u32>,
+    draining: Option<bool>,
+) -> Result<NodeRow, DbError> {
+    let mut tx = db.begin().await?;
+    let updated = sqlx::query(
+        "UPDATE nodes SET task_cap = COALESCE($2, task_cap), draining = COALESCE($3, draining)
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(task_cap.map(|c| c as i32))
+    .bind(draining)
+    .execute(&mut *tx)
+    .await?;
+    if updated.rows_affected() == 0 {
+        return Err(DbError::NotFound);
+    }
+    notify_changed(&mut *tx, id).await?;
+    let row = get(&mut *tx, id).await?;
+    tx.commit().await?;
+    Ok(row)
+}
+
+/// Removes a node's row. A node that is still alive writes it back on its next heartbeat.
+pub async fn delete(db: impl PgExecutor<'_>, id: Uuid) -> Result<(), DbError> {
+    let deleted = sqlx::query("DELETE FROM nodes WHERE id = $1")
+        .bind(id)
+        .execute(db)
+        .await?;
+    if deleted.rows_affected() == 0 {
+        return Err(DbError::NotFound);
+    }
+    Ok(())
+}
+
+async fn notify_changed(db: impl PgExecutor<'_>, id: Uuid) -> Result<(), DbError> {
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(NODES_CHANNEL)
+        .bind(id.to_string())
+        .execute(db)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,292 @@
+//! A node's configuration: one typed struct, read from flags and `CAPSTAN_*` variables,
+//! validated before anything starts.
+
+use std::{net::SocketAddr, time::Duration};
+
+use base64::Engine;
+use capstan_core::{NodeName, TaskCap, parse_duration};
+use capstan_db::DatabaseUrl;
+use clap::{Args, ValueEnum};
+use ipnet::IpNet;
+use secrecy::SecretString;
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// One readable line per event.
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+/// The flags of `capstan server`. Every flag has a `CAPSTAN_*` variable of the same name.
+#[derive(Debug, Clone, Args)]
+pub struct ServerArgs {
+    /// PostgreSQL URL shared by every node, e.g. postgres://capstan:secret@db:5432/capstan.
+    #[arg(long, env = "CAPSTAN_DATABASE_URL", value_parser = parse_database_url, hide_env_values = true)]
+    pub database_url: DatabaseUrl,
+
+    /// Blob store shared by every node: file:///srv/capstan (a shared volume) or memory://.
+    #[arg(long, env = "CAPSTAN_BLOB_URL")]
+    pub blob_url: String,
+
+    /// Address to serve HTTP on.
+    #[arg(long, env = "CAPSTAN_LISTEN", default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+
+    /// This node's name, unique in the cluster [default: the host name].
+    #[arg(long, env = "CAPSTAN_NODE_NAME", value_parser = parse_node_name)]
+    pub node_name: Option<NodeName>,
+
+    /// The URL other nodes and operators reach this node at [default: from the host
+    /// name and port].
+    #[arg(long, env = "CAPSTAN_PUBLIC_URL")]
+    pub public_url: Option<String>,
+
+    /// Tasks this node runs at once, 0-1000 (0: API/UI only). Without it a new node
+    /// gets 5 and a restarted node keeps the cap it had.
+    #[arg(long, env = "CAPSTAN_TASK_CAP", value_parser = parse_task_cap)]
+    pub task_cap: Option<TaskCap>,
+
+    /// How often the node records that it is alive; it shows offline after three missed.
+    #[arg(long, env = "CAPSTAN_HEARTBEAT_INTERVAL", default_value = "10s", value_parser = parse_duration_arg)]
+    pub heartbeat_interval: Duration,
+
+    /// How long a stopping node waits for its running tasks before it exits anyway.
+    #[arg(long, env = "CAPSTAN_SHUTDOWN_GRACE", default_value = "5m", value_parser = parse_duration_arg)]
+    pub shutdown_grace: Duration,
+
+    /// How long a request may take before it is answered with 408.
+    #[arg(long, env = "CAPSTAN_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration_arg)]
+    pub request_timeout: Duration,
+
+    /// Connections in the API pool (the liveness pool is separate and small).
+    #[arg(long, env = "CAPSTAN_DB_POOL_SIZE", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=500))]
+    pub db_pool_size: u32,
+
+    /// 32 random bytes in base64 (`openssl rand -base64 32`): encrypts secrets at rest.
+    #[arg(long, env = "CAPSTAN_MASTER_KEY", value_parser = parse_master_key, hide_env_values = true)]
+    pub master_key: Option<MasterKey>,
+
+    /// An API key with full rights (at least 16 characters). Without it, only the
+    /// unauthenticated endpoints answer.
+    #[arg(long, env = "CAPSTAN_ADMIN_API_KEY", value_parser = parse_admin_key, hide_env_values = true)]
+    pub admin_api_key: Option<SecretString>,
+
+    /// Proxies whose X-Forwarded-For is believed, as CIDRs or addresses, comma-separated.
+    #[arg(long, env = "CAPSTAN_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_cidr)]
+    pub trusted_proxies: Vec<IpNet>,
+
+    /// Start drained: serve the API but take no tasks and answer ping with 418.
+    #[arg(long, env = "CAPSTAN_START_DRAINING")]
+    pub start_draining: bool,
+
+    /// Log format.
+    #[arg(long, env = "CAPSTAN_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// The master key, kept out of `Debug` output.
+#[derive(Clone)]
+pub struct MasterKey(#[allow(dead_code, reason = "read by secret encryption")] [u8; 32]);
+
+impl std::fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MasterKey(***)")
+    }
+}
+
+/// A node's validated settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub database_url: DatabaseUrl,
+    pub blob_url: String,
+    pub listen: SocketAddr,
+    pub node_name: NodeName,
+    pub public_url: Option<String>,
+    pub task_cap: Option<TaskCap>,
+    pub heartbeat_interval: Duration,
+    pub shutdown_grace: Duration,
+    pub request_timeout: Duration,
+    pub db_pool_size: u32,
+    pub master_key: Option<MasterKey>,
+    pub admin_api_key: Option<SecretString>,
+    pub trusted_proxies: Vec<IpNet>,
+    pub start_draining: bool,
+}
+
+impl ServerArgs {
+    /// Fills in defaults that need the machine (the host name) and checks what clap
+    /// cannot check field by field.
+    pub fn into_settings(self) -> Result<Settings, String> {
+        let node_name = match self.node_name {
+            Some(name) => name,
+            None => {
+                let host = host_name();
+                NodeName::parse(host.clone()).map_err(|e| {
+                    format!(
+                        "the host name `{host}` cannot be a node name ({e}); set CAPSTAN_NODE_NAME"
+                    )
+                })?
+            }
+        };
+        if self.heartbeat_interval < Duration::from_millis(50) {
+            return Err("--heartbeat-interval must be at least 50ms".to_owned());
+        }
+        if let Some(url) = &self.public_url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(format!(
+                    "--public-url must start with http:// or https://, got `{url}`"
+                ));
+            }
+        }
+        Ok(Settings {
+            database_url: self.database_url,
+            blob_url: self.blob_url,
+            listen: self.listen,
+            node_name,
+            public_url: self.public_url,
+            task_cap: self.task_cap,
+            heartbeat_interval: self.heartbeat_interval,
+            shutdown_grace: self.shutdown_grace,
+            request_timeout: self.request_timeout,
+            db_pool_size: self.db_pool_size,
+            master_key: self.master_key,
+            admin_api_key: self.admin_api_key,
+            trusted_proxies: self.trusted_proxies,
+            start_draining: self.start_draining,
+        })
+    }
+}
+
+/// The machine's host name, as the default node name.
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "capstan".to_owned())
+}
+
+fn parse_database_url(s: &str) -> Result<DatabaseUrl, String> {
+    DatabaseUrl::parse(s)
+}
+
+fn parse_node_name(s: &str) -> Result<NodeName, String> {
+    NodeName::parse(s).map_err(|e| e.to_string())
+}
+
+fn parse_task_cap(s: &str) -> Result<TaskCap, String> {
+    let n: i64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not a whole number"))?;
+    TaskCap::new(n).map_err(|e| e.to_string())
+}
+
+fn parse_duration_arg(s: &str) -> Result<Duration, String> {
+    parse_duration(s).map_err(|e| e.to_string())
+}
+
+fn parse_cidr(s: &str) -> Result<IpNet, String> {
+    let s = s.trim();
+    s.parse::<IpNet>()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
+        .map_err(|_| format!("`{s}` is neither a CIDR (10.0.0.0/8) nor an IP address"))
+}
+
+fn parse_master_key(s: &str) -> Result<MasterKey, String> {
+    MasterKey::from_base64(s)
+}
+
+impl MasterKey {
+    /// Reads 32 bytes of base64, saying how to make a key when it is wrong.
+    pub fn from_base64(s: &str) -> Result<Self, String> {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(s.trim())
+            .map_err(|e| {
+                format!(
+                    "the master key is not base64 ({e}); make one with `openssl rand -base64 32`"
+                )
+            })?;
+        let key: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
+        format!(
+            "the master key must be 32 bytes, this one decodes to {}; make one with `openssl rand -base64 32`",
+            bytes.len()
+        )
+    })?;
+        Ok(MasterKey(key))
+    }
+}
+
+fn parse_admin_key(s: &str) -> Result<SecretString, String> {
+    if s.trim().len() < 16 {
+        return Err("the admin API key must be at least 16 characters".to_owned());
+    }
+    Ok(SecretString::from(s.trim().to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::{CommandFactory, Parser};
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        server: ServerArgs,
+    }
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_flag_has_the_variable_of_the_same_name() {
+        let command = Cli::command();
+        for arg in command.get_arguments() {
+            let Some(long) = arg.get_long() else { continue };
+            if long == "help" {
+                continue;
+            }
+            let expected = format!("CAPSTAN_{}", long.replace('-', "_").to_uppercase());
+            let env = arg.get_env().map(|e| e.to_string_lossy().into_owned());
+            assert_eq!(env.as_deref(), Some(expected.as_str()), "--{long}");
+        }
+    }
+
+    #[test]
+    fn malformed_settings_are_refused_with_a_reason() {
+        assert!(
+            parse_master_key("c2hvcnQ=")
+                .unwrap_err()
+                .contains("32 bytes")
+        );
+        assert!(parse_master_key("!!").unwrap_err().contains("not base64"));
+        assert!(parse_cidr("10.0.0.0/33").is_err());
+        assert_eq!(parse_cidr("10.1.2.3").unwrap().to_string(), "10.1.2.3/32");
+        assert!(
+            parse_task_cap("-1")
+                .unwrap_err()
+                .contains("between 0 and 1000")
+        );
+        assert!(
+            parse_task_cap("many")
+                .unwrap_err()
+                .contains("not a whole number")
+        );
+        assert!(
+            parse_duration_arg("10")
+                .unwrap_err()
+                .contains("unit is missing")
+        );
+        assert!(
+            parse_database_url("mysql://x@y/z")
+                .unwrap_err()
+                .contains("postgres://")
+        );
+        assert!(parse_admin_key("short").is_err());
+    }
+}

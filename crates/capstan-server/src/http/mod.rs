@@ -1,0 +1,65 @@
+//! The HTTP surface of a node: the router and the layers every request passes.
+
+mod auth;
+pub mod client_addr;
+mod error;
+mod extract;
+mod health;
+mod nodes;
+mod observe;
+
+use std::sync::Arc;
+
+use axum::{Router, extract::DefaultBodyLimit, middleware, routing::get};
+use tower_http::{
+    catch_panic::CatchPanicLayer,
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    timeout::TimeoutLayer,
+};
+
+pub use error::ApiError;
+
+use crate::node::NodeContext;
+
+/// The largest JSON body the API reads.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// All routes of a node, with auth, limits, request ids, logging and metrics.
+pub fn router(ctx: Arc<NodeContext>) -> Router {
+    let authenticated = Router::new()
+        .route("/api/nodes", get(nodes::list_nodes))
+        .route(
+            "/api/nodes/{id}",
+            get(nodes::get_node)
+                .patch(nodes::update_node)
+                .delete(nodes::delete_node),
+        )
+        .route_layer(middleware::from_fn_with_state(
+            ctx.clone(),
+            auth::require_api_key,
+        ));
+    let public = Router::new()
+        .route("/api/nodes/ping", get(nodes::ping))
+        .route("/healthz", get(health::healthz))
+        .route("/metrics", get(health::metrics));
+
+    Router::new()
+        .merge(public)
+        .merge(authenticated)
+        .fallback(error::no_route)
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .route_layer(middleware::from_fn(observe::stash_matched_path))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            ctx.settings.request_timeout,
+        ))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(middleware::from_fn_with_state(
+            ctx.clone(),
+            observe::observe,
+        ))
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(CatchPanicLayer::custom(error::panic_response))
+        .with_state(ctx)
+}

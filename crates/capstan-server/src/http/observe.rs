@@ -1,0 +1,124 @@
+//! One place where every request is given a span, a log line and its metrics.
+
+use std::{net::SocketAddr, sync::Arc, time::Instant};
+
+use axum::{
+    extract::{ConnectInfo, MatchedPath, Request, State},
+    http::Method,
+    middleware::Next,
+    response::Response,
+};
+use tracing::{Instrument, Level, field::Empty};
+
+use super::client_addr::client_addr;
+use crate::node::NodeContext;
+
+/// Routes an orchestrator or a load balancer calls every few seconds: logged at debug
+/// level when they succeed, so they do not drown the log.
+const PROBE_ROUTES: &[&str] = &["/api/nodes/ping", "/healthz", "/metrics"];
+
+/// Carries the matched route template out to [`observe`], which runs before routing.
+pub(crate) async fn stash_matched_path(request: Request, next: Next) -> Response {
+    let path = request.extensions().get::<MatchedPath>().cloned();
+    let mut response = next.run(request).await;
+    if let Some(path) = path {
+        response.extensions_mut().insert(path);
+    }
+    response
+}
+
+pub(crate) async fn observe(
+    State(ctx): State<Arc<NodeContext>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let request_id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|info| info.0.ip());
+    let forwarded: Vec<&str> = request
+        .headers()
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    let client = peer.map(|peer| client_addr(peer, &forwarded, &ctx.settings.trusted_proxies));
+    let client_text = client.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
+
+    let span = tracing::info_span!(
+        "http.request",
+        otel.name = %format!("{method} {path}"),
+        otel.kind = "server",
+        http.request.method = %method,
+        http.route = Empty,
+        url.path = %path,
+        http.response.status_code = Empty,
+        client.address = %client_text,
+        request.id = %request_id,
+        node.name = %ctx.state.name,
+    );
+    let response = next.run(request).instrument(span.clone()).await;
+
+    let route = response
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str)
+        .to_owned();
+    let status = response.status().as_u16();
+    let elapsed = started.elapsed();
+    span.record("otel.name", format!("{method} {route}"));
+    span.record("http.route", route.as_str());
+    span.record("http.response.status_code", status);
+    ctx.metrics
+        .record_request(&route, method_label(&method), status, elapsed.as_secs_f64());
+
+    let latency_ms = elapsed.as_secs_f64() * 1000.0;
+    let quiet = PROBE_ROUTES.contains(&route.as_str()) && status < 400;
+    macro_rules! request_log {
+        ($level:expr) => {
+            tracing::event!(
+                parent: &span,
+                $level,
+                http.request.method = %method,
+                http.route = %route,
+                url.path = %path,
+                http.response.status_code = status,
+                latency_ms,
+                client.address = %client_text,
+                request.id = %request_id,
+                "{method} {path} {status} in {latency_ms:.1}ms"
+            )
+        };
+    }
+    if quiet {
+        request_log!(Level::DEBUG);
+    } else if status >= 500 {
+        request_log!(Level::WARN);
+    } else {
+        request_log!(Level::INFO);
+    }
+    response
+}
+
+/// Methods as a bounded label set.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
+}

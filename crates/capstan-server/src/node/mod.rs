@@ -1,0 +1,189 @@
+//! A node's life: [`Node::build`] checks its dependencies, binds and registers;
+//! [`Node::run`] serves until told to stop, then drains and exits in order.
+
+mod heartbeat;
+mod settings_sync;
+mod shutdown;
+mod state;
+
+use std::{net::SocketAddr, sync::Arc};
+
+use anyhow::Context as _;
+use capstan_blob::BlobStore;
+use capstan_core::TaskCap;
+use capstan_db::{
+    Pools,
+    liveness::{self, NodeAnnouncement},
+};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use state::NodeState;
+
+use crate::{Settings, metrics::NodeMetrics, tasks::NamedTasks};
+
+/// What every handler and loop of a node shares.
+pub struct NodeContext {
+    pub settings: Settings,
+    pub state: Arc<NodeState>,
+    pub pools: Pools,
+    pub blob: BlobStore,
+    pub metrics: NodeMetrics,
+}
+
+/// A start-up check that failed: which dependency, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("✖ {check:<8} {reason}")]
+pub struct StartupError {
+    pub check: &'static str,
+    pub reason: String,
+}
+
+/// A node that has passed its start-up checks, bound its port and registered.
+pub struct Node {
+    ctx: Arc<NodeContext>,
+    listener: TcpListener,
+    local_addr: SocketAddr,
+}
+
+impl Node {
+    /// Checks the database and the blob store, applies migrations, binds the listen
+    /// address (port 0 picks a free one) and registers the node row.
+    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        let fail = |check: &'static str| move |reason: String| StartupError { check, reason };
+
+        let pools = Pools::connect(&settings.database_url, settings.db_pool_size)
+            .await
+            .map_err(|e| fail("postgres")(e.to_string()))?;
+        let version = pools.migrate().await.map_err(|e| {
+            fail("postgres")(format!("{}: migrations failed: {e}", settings.database_url))
+        })?;
+        tracing::info!(
+            "✔ postgres {} (migrations at {})",
+            settings.database_url,
+            version.map_or("none".to_owned(), |v| v.to_string())
+        );
+
+        let blob =
+            BlobStore::from_url(&settings.blob_url).map_err(|e| fail("blob")(e.to_string()))?;
+        blob.probe()
+            .await
+            .map_err(|e| fail("blob")(e.to_string()))?;
+        tracing::info!("✔ blob     {}", blob.url());
+
+        let listener = TcpListener::bind(settings.listen)
+            .await
+            .map_err(|e| fail("listen")(format!("cannot listen on {}: {e}", settings.listen)))?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|e| fail("listen")(e.to_string()))?;
+        tracing::info!("✔ listen   http://{local_addr}");
+
+        let url = settings
+            .public_url
+            .clone()
+            .unwrap_or_else(|| default_public_url(local_addr));
+        let name = settings.node_name.to_string();
+        let announcement = NodeAnnouncement {
+            id: uuid::Uuid::now_v7(),
+            name: &name,
+            version: crate::VERSION,
+            url: &url,
+            task_cap: TaskCap::DEFAULT.get(),
+            draining: settings.start_draining,
+            running_tasks: 0,
+            heartbeat_interval: settings.heartbeat_interval,
+        };
+        let (id, beat) = liveness::register(
+            &pools.liveness,
+            &announcement,
+            settings.task_cap.map(TaskCap::get),
+        )
+        .await
+        .map_err(|e| fail("register")(format!("cannot register node `{name}`: {e}")))?;
+        let state = Arc::new(NodeState::new(
+            id,
+            name.clone(),
+            url.clone(),
+            settings.heartbeat_interval,
+            beat.settings,
+            beat.last_seen,
+        ));
+        tracing::info!(
+            node.id = %id,
+            node.name = %name,
+            task_cap = beat.settings.task_cap,
+            draining = beat.settings.draining,
+            "✔ node     `{name}` registered at {url}"
+        );
+        let metrics = NodeMetrics::new(&state);
+        Ok(Self {
+            ctx: Arc::new(NodeContext {
+                settings,
+                state,
+                pools,
+                blob,
+                metrics,
+            }),
+            listener,
+            local_addr,
+        })
+    }
+
+    /// The address the node serves on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The node's live state.
+    pub fn state(&self) -> Arc<NodeState> {
+        self.ctx.state.clone()
+    }
+
+    /// Serves until `shutdown` is cancelled, then drains and stops in order. Returns an
+    /// error if one of the node's own loops stops on its own: a node that cannot
+    /// heartbeat or hear about changes must not keep serving as if it could.
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let ctx = self.ctx;
+        let mut tasks = NamedTasks::default();
+        tasks.spawn("heartbeat", heartbeat::run(ctx.clone()));
+        tasks.spawn("settings-sync", settings_sync::run(ctx.clone()));
+
+        let http_stop = CancellationToken::new();
+        let app = crate::http::router(ctx.clone());
+        let server = axum::serve(
+            self.listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(http_stop.clone().cancelled_owned());
+        let mut server = tokio::spawn(async move { server.await });
+
+        tokio::select! {
+            () = shutdown.cancelled() => {}
+            reason = tasks.first_exit() => {
+                http_stop.cancel();
+                tasks.shutdown().await;
+                anyhow::bail!("{reason}; stopping node `{}`", ctx.state.name);
+            }
+            served = &mut server => {
+                tasks.shutdown().await;
+                served.context("the HTTP server task failed")?.context("the HTTP server stopped")?;
+                anyhow::bail!("the HTTP server stopped on its own");
+            }
+        }
+        shutdown::drain_and_stop(&ctx, tasks, http_stop, server).await;
+        Ok(())
+    }
+}
+
+fn default_public_url(local_addr: SocketAddr) -> String {
+    if local_addr.ip().is_unspecified() {
+        format!(
+            "http://{}:{}",
+            crate::config::host_name(),
+            local_addr.port()
+        )
+    } else {
+        format!("http://{local_addr}")
+    }
+}

@@ -1,0 +1,101 @@
+//! `capstan`: run a server node, a local development cluster, or operate a cluster
+//! through its API. Operator commands never touch the database directly.
+
+mod dev;
+mod nodes;
+mod signals;
+
+use std::process::ExitCode;
+
+use capstan_server::{LogFormat, Node, ServerArgs};
+use clap::{Parser, Subcommand};
+
+/// Capstan: a highly available deployment control plane.
+#[derive(Debug, Parser)]
+#[command(name = "capstan", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a server node.
+    Server(ServerArgs),
+    /// Run a 3-node cluster on this machine with a private PostgreSQL.
+    Dev(dev::DevArgs),
+    /// List, drain and tune the cluster's nodes.
+    Nodes(nodes::NodesArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Server(args) => run_server(args),
+        Command::Dev(args) => with_runtime(LogFormat::Text, move || dev::run(args)),
+        Command::Nodes(args) => {
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(runtime) => runtime,
+                Err(e) => return fail(&format!("cannot start the async runtime: {e}")),
+            };
+            match runtime.block_on(nodes::run(args)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(&format!("{e:#}")),
+            }
+        }
+    }
+}
+
+fn run_server(args: ServerArgs) -> ExitCode {
+    let log_format = args.log_format;
+    let settings = match args.into_settings() {
+        Ok(settings) => settings,
+        Err(reason) => return fail(&reason),
+    };
+    with_runtime(log_format, move || async move {
+        let node = Node::build(settings)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let shutdown = signals::shutdown_on_signal();
+        node.run(shutdown).await
+    })
+}
+
+/// Sets up logging and tracing (before the runtime, see `telemetry::init`), runs `main`
+/// on a multi-threaded runtime, and flushes traces at the end.
+fn with_runtime<F, Fut>(log_format: LogFormat, main: F) -> ExitCode
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    let telemetry = match capstan_server::telemetry::init(log_format) {
+        Ok(telemetry) => telemetry,
+        Err(e) => return fail(&format!("{e:#}")),
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => return fail(&format!("cannot start the async runtime: {e}")),
+    };
+    let result = runtime.block_on(main());
+    drop(runtime);
+    telemetry.shutdown();
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&format!("{e:#}")),
+    }
+}
+
+fn fail(reason: &str) -> ExitCode {
+    eprintln!("capstan: {reason}");
+    ExitCode::FAILURE
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        super::Cli::command().debug_assert();
+    }
+}
