@@ -50,7 +50,7 @@ impl From<tokio_postgres::Error> for DbError {
             if is_unavailable_code(Some(db.code().code())) {
                 return Self::Unavailable(db.message().to_owned());
             }
-            return Self::Other(Box::new(error));
+            return Self::Other(describe_chain(&error).into());
         }
         // Without a server error the connection itself failed: closed, refused, reset.
         Self::Unavailable(describe_chain(&error))

@@ -49,10 +49,10 @@ pub async fn register(
         .query_one(
             "INSERT INTO nodes (id, name, version, url, task_cap, draining, running_tasks,
                                 heartbeat_interval_ms, started_at, last_seen)
-             VALUES ($1, $2, $3, $4, COALESCE($5, $6), $7, 0, $8, now(), now())
+             VALUES ($1, $2, $3, $4, COALESCE($5::int, $6::int), $7, 0, $8, now(), now())
              ON CONFLICT (name) DO UPDATE SET
                 version = EXCLUDED.version, url = EXCLUDED.url,
-                task_cap = COALESCE($5, nodes.task_cap), draining = EXCLUDED.draining,
+                task_cap = COALESCE($5::int, nodes.task_cap), draining = EXCLUDED.draining,
                 running_tasks = 0, heartbeat_interval_ms = EXCLUDED.heartbeat_interval_ms,
                 started_at = now(), last_seen = now(), stopped_at = NULL
              RETURNING id, task_cap, draining, last_seen",

@@ -1,0 +1,128 @@
+//! Several in-process nodes sharing one test database and one blob directory.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use capstan_api::ApiClient;
+use capstan_core::NodeName;
+use capstan_db::DatabaseUrl;
+use capstan_server::{Node, NodeState, Settings};
+use secrecy::SecretString;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::{ADMIN_KEY, TempDir, TestDatabase};
+
+/// The timings every test uses, short enough that "three missed heartbeats" is quick.
+#[derive(Debug, Clone, Copy)]
+pub struct Timings {
+    pub heartbeat_interval: Duration,
+    pub shutdown_grace: Duration,
+}
+
+impl Timings {
+    pub fn for_tests() -> Self {
+        Self {
+            heartbeat_interval: Duration::from_millis(200),
+            shutdown_grace: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Settings for a test node called `name` on a free port.
+pub fn test_settings(database_url: &str, blob_dir: &std::path::Path, name: &str) -> Settings {
+    let timings = Timings::for_tests();
+    Settings {
+        database_url: DatabaseUrl::parse(database_url).expect("a valid test database URL"),
+        blob_url: format!("file://{}", blob_dir.display()),
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        node_name: NodeName::parse(name).expect("a valid node name"),
+        public_url: None,
+        task_cap: None,
+        heartbeat_interval: timings.heartbeat_interval,
+        shutdown_grace: timings.shutdown_grace,
+        request_timeout: Duration::from_secs(10),
+        db_pool_size: 4,
+        master_key: None,
+        admin_api_key: Some(SecretString::from(ADMIN_KEY.to_owned())),
+        trusted_proxies: Vec::new(),
+        start_draining: false,
+    }
+}
+
+/// A running in-process node.
+pub struct TestNode {
+    pub addr: SocketAddr,
+    pub state: Arc<NodeState>,
+    shutdown: CancellationToken,
+    handle: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestNode {
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// A client authenticated with the admin key.
+    pub fn client(&self) -> ApiClient {
+        ApiClient::new(&self.url(), Some(ADMIN_KEY.to_owned()))
+    }
+
+    /// Runs the node's orderly shutdown and returns how it ended.
+    pub async fn stop(&mut self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        match self.handle.take() {
+            Some(handle) => handle.await?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for TestNode {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// N nodes on one database.
+pub struct TestCluster {
+    pub nodes: Vec<TestNode>,
+    pub db: TestDatabase,
+    pub blob_dir: TempDir,
+}
+
+impl TestCluster {
+    /// Starts `n` nodes named `node-1` ... `node-n`.
+    pub async fn start(n: usize) -> Self {
+        let db = TestDatabase::new().await;
+        let blob_dir = TempDir::new("capstan-blobs");
+        let mut nodes = Vec::new();
+        for i in 1..=n {
+            let settings = test_settings(&db.url, &blob_dir.0, &format!("node-{i}"));
+            nodes.push(start_node(settings).await);
+        }
+        Self {
+            nodes,
+            db,
+            blob_dir,
+        }
+    }
+
+    pub fn node(&self, i: usize) -> &TestNode {
+        &self.nodes[i]
+    }
+}
+
+/// Builds and runs one node in this process.
+pub async fn start_node(settings: Settings) -> TestNode {
+    let node = Node::build(settings).await.expect("test node starts");
+    let addr = node.local_addr();
+    let state = node.state();
+    let shutdown = CancellationToken::new();
+    let handle = tokio::spawn(node.run(shutdown.clone()));
+    TestNode {
+        addr,
+        state,
+        shutdown,
+        handle: Some(handle),
+    }
+}

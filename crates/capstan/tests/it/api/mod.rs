@@ -1,0 +1,3 @@
+mod auth;
+mod bad_input;
+mod nodes;

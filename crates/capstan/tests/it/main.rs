@@ -1,0 +1,17 @@
+//! The server's behaviour, tested through real HTTP against real nodes and a real
+//! PostgreSQL. Files mirror the URL tree and the operator's view.
+
+mod api;
+mod cli;
+mod crash;
+mod haproxy;
+mod observability;
+mod outage;
+mod startup;
+
+use std::path::PathBuf;
+
+/// The `capstan` binary built for these tests.
+pub fn capstan_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_capstan"))
+}
