@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Runs Capstan's whole test suite on this machine.
+#
+# Installs what the tests need when it is missing (PostgreSQL server binaries, HAProxy,
+# Prometheus's promtool, the rotel OTLP collector), starts a private PostgreSQL when
+# none answers at CAPSTAN_TEST_DATABASE_URL, then runs every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '==> %s\n' "$*"; }
+
+apt_updated=""
+apt_install() {
+  if [ "$(id -u)" != 0 ]; then
+    echo "missing: $* (install with: sudo apt-get install -y --no-install-recommends $*)" >&2
+    exit 1
+  fi
+  if [ -z "$apt_updated" ]; then
+    log "apt-get update"
+    DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null
+    apt_updated=1
+  fi
+  log "installing $*"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@" >/dev/null
+}
+
+pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1; }
+
+[ -n "$(pg_bin)" ] && [ -x "$(pg_bin)/initdb" ] || apt_install postgresql
+command -v haproxy >/dev/null || apt_install haproxy
+command -v promtool >/dev/null || apt_install prometheus
+command -v su >/dev/null || apt_install util-linux
+if ! python3 -c 'import rotel' 2>/dev/null; then
+  log "installing the rotel OTLP collector"
+  python3 -m pip install --quiet rotel 2>/dev/null \
+    || python3 -m pip install --quiet --break-system-packages rotel
+fi
+
+# PostgreSQL for the tests: the one at CAPSTAN_TEST_DATABASE_URL, or a private one.
+export CAPSTAN_TEST_DATABASE_URL="${CAPSTAN_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+if ! "$(pg_bin)/pg_isready" -q -d "$CAPSTAN_TEST_DATABASE_URL" 2>/dev/null \
+   || ! "$(pg_bin)/psql" -q -d "$CAPSTAN_TEST_DATABASE_URL" -c 'SELECT 1' >/dev/null 2>&1; then
+  port=55432
+  dir="$PWD/target/test-postgres"
+  log "no PostgreSQL answers at $CAPSTAN_TEST_DATABASE_URL; starting a private one on port $port"
+  mkdir -p "$dir"
+  run_pg() {
+    if [ "$(id -u)" = 0 ]; then
+      id postgres >/dev/null 2>&1 || useradd --system --no-create-home postgres
+      chown -R postgres: "$dir"
+      chmod 755 "$PWD/target"
+      su postgres -s /bin/bash -c "$1"
+    else
+      bash -c "$1"
+    fi
+  }
+  if [ ! -f "$dir/data/PG_VERSION" ]; then
+    run_pg "$(pg_bin)/initdb -D $dir/data -U postgres --auth=trust --no-sync >$dir/initdb.log"
+  fi
+  run_pg "$(pg_bin)/pg_ctl -D $dir/data status >/dev/null 2>&1 || $(pg_bin)/pg_ctl -D $dir/data -l $dir/pg.log -w -o '-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=off -c max_connections=300' start >/dev/null"
+  export CAPSTAN_TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$port/postgres"
+fi
+log "tests use PostgreSQL at $CAPSTAN_TEST_DATABASE_URL"
+
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --no-fail-fast
+else
+  cargo test --workspace --no-fail-fast
+fi
