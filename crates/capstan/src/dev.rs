@@ -4,6 +4,7 @@
 //! the data directory between runs.
 
 use std::{
+    io::Write as _,
     net::{Ipv4Addr, SocketAddr},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
@@ -260,7 +261,13 @@ impl PrivatePostgres {
             .stdout(Stdio::null())
             .status();
         let _ = self.child.wait();
-        println!("PostgreSQL stopped; data kept in {}", self.data.display());
+        // stdout may be gone by now (a closed pipe); that must not turn a clean stop
+        // into a panic.
+        let _ = writeln!(
+            std::io::stdout(),
+            "PostgreSQL stopped; data kept in {}",
+            self.data.display()
+        );
     }
 }
 

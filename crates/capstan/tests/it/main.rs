@@ -4,6 +4,7 @@
 mod api;
 mod cli;
 mod crash;
+mod dev;
 mod haproxy;
 mod observability;
 mod outage;
