@@ -122,3 +122,31 @@ async fn malformed_settings_are_refused_before_anything_starts() {
         assert!(output.contains(expected), "{key}={value}:\n{output}");
     }
 }
+
+#[tokio::test]
+async fn rejected_credentials_are_named() {
+    let dir = TempDir::new("capstan-start");
+    let admin = capstan_testkit::database::admin_url();
+    let url = admin.replacen("postgres://postgres@", "postgres://no_such_role:pw@", 1);
+    assert_ne!(
+        url, admin,
+        "the test expects an admin URL of the form postgres://postgres@host/db"
+    );
+    let blob = format!("file://{}", dir.0.display());
+    let (status, output) = run_to_exit(
+        &capstan_bin(),
+        &[
+            ("CAPSTAN_DATABASE_URL", &url),
+            ("CAPSTAN_BLOB_URL", &blob),
+            ("CAPSTAN_LISTEN", "127.0.0.1:0"),
+        ],
+        Duration::from_secs(15),
+    );
+    assert!(!status.success());
+    let line = one_line_reason(&output);
+    assert!(
+        line.contains("rejected the credentials for user `no_such_role`"),
+        "{line}"
+    );
+    assert!(!line.contains(":pw@"), "the password leaked: {line}");
+}
