@@ -56,7 +56,7 @@ pub struct ServerArgs {
     #[arg(long, env = "CAPSTAN_SHUTDOWN_GRACE", default_value = "5m", value_parser = parse_duration_arg)]
     pub shutdown_grace: Duration,
 
-    /// How long a request may take before it is answered with 408.
+    /// How long a request may take before it is answered with 503.
     #[arg(long, env = "CAPSTAN_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration_arg)]
     pub request_timeout: Duration,
 

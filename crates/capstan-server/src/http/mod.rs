@@ -7,6 +7,7 @@ mod extract;
 mod health;
 mod nodes;
 mod observe;
+mod timeout;
 
 use std::sync::Arc;
 
@@ -14,7 +15,6 @@ use axum::{Router, extract::DefaultBodyLimit, middleware, routing::get};
 use tower_http::{
     catch_panic::CatchPanicLayer,
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
-    timeout::TimeoutLayer,
 };
 
 pub use error::ApiError;
@@ -50,9 +50,9 @@ pub fn router(ctx: Arc<NodeContext>) -> Router {
         .method_not_allowed_fallback(error::method_not_allowed)
         .route_layer(middleware::from_fn(observe::stash_matched_path))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(TimeoutLayer::with_status_code(
-            axum::http::StatusCode::REQUEST_TIMEOUT,
-            ctx.settings.request_timeout,
+        .layer(middleware::from_fn_with_state(
+            ctx.clone(),
+            timeout::limit_duration,
         ))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(middleware::from_fn_with_state(
