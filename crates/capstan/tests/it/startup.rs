@@ -4,6 +4,23 @@ use capstan_testkit::{TempDir, TestDatabase, free_port, process::run_to_exit};
 
 use crate::capstan_bin;
 
+/// Starts `capstan server` on `database_url` and `blob_url` plus `extra`, expecting it
+/// to exit; returns whether it succeeded and what it printed.
+fn start_expecting_exit(
+    database_url: &str,
+    blob_url: &str,
+    extra: &[(&str, &str)],
+) -> (bool, String) {
+    let mut env = vec![
+        ("CAPSTAN_DATABASE_URL", database_url),
+        ("CAPSTAN_BLOB_URL", blob_url),
+        ("CAPSTAN_LISTEN", "127.0.0.1:0"),
+    ];
+    env.extend_from_slice(extra);
+    let (status, output) = run_to_exit(&capstan_bin(), &env, Duration::from_secs(15));
+    (status.success(), output)
+}
+
 fn one_line_reason(output: &str) -> &str {
     output
         .lines()
@@ -21,16 +38,8 @@ async fn an_unreachable_database_fails_fast_with_a_reason() {
     );
     let blob = format!("file://{}", dir.0.display());
     let started = Instant::now();
-    let (status, output) = run_to_exit(
-        &capstan_bin(),
-        &[
-            ("CAPSTAN_DATABASE_URL", &url),
-            ("CAPSTAN_BLOB_URL", &blob),
-            ("CAPSTAN_LISTEN", "127.0.0.1:0"),
-        ],
-        Duration::from_secs(15),
-    );
-    assert!(!status.success());
+    let (succeeded, output) = start_expecting_exit(&url, &blob, &[]);
+    assert!(!succeeded);
     assert!(started.elapsed() < Duration::from_secs(10));
     let line = one_line_reason(&output);
     assert!(
@@ -51,16 +60,8 @@ async fn a_missing_database_is_named() {
         "capstan_no_such_db",
     );
     let blob = format!("file://{}", dir.0.display());
-    let (status, output) = run_to_exit(
-        &capstan_bin(),
-        &[
-            ("CAPSTAN_DATABASE_URL", &url),
-            ("CAPSTAN_BLOB_URL", &blob),
-            ("CAPSTAN_LISTEN", "127.0.0.1:0"),
-        ],
-        Duration::from_secs(15),
-    );
-    assert!(!status.success());
+    let (succeeded, output) = start_expecting_exit(&url, &blob, &[]);
+    assert!(!succeeded);
     let line = one_line_reason(&output);
     assert!(
         line.contains("capstan_no_such_db") && line.contains("does not exist"),
@@ -79,16 +80,8 @@ async fn a_missing_or_unwritable_blob_store_is_named() {
         ("file:///proc", "cannot write a probe object"),
         ("ftp://example/blobs", "unsupported blob store scheme"),
     ] {
-        let (status, output) = run_to_exit(
-            &capstan_bin(),
-            &[
-                ("CAPSTAN_DATABASE_URL", &db.url),
-                ("CAPSTAN_BLOB_URL", blob),
-                ("CAPSTAN_LISTEN", "127.0.0.1:0"),
-            ],
-            Duration::from_secs(15),
-        );
-        assert!(!status.success(), "{blob}");
+        let (succeeded, output) = start_expecting_exit(&db.url, blob, &[]);
+        assert!(!succeeded, "{blob}");
         let line = one_line_reason(&output);
         assert!(
             line.contains("blob") && line.contains(expected),
@@ -109,16 +102,8 @@ async fn malformed_settings_are_refused_before_anything_starts() {
         ("CAPSTAN_LISTEN", "everywhere", "invalid"),
         ("CAPSTAN_NODE_NAME", "no spaces please", "may contain only"),
     ] {
-        let (status, output) = run_to_exit(
-            &capstan_bin(),
-            &[
-                ("CAPSTAN_DATABASE_URL", &db.url),
-                ("CAPSTAN_BLOB_URL", blob),
-                (key, value),
-            ],
-            Duration::from_secs(10),
-        );
-        assert!(!status.success(), "{key}={value}");
+        let (succeeded, output) = start_expecting_exit(&db.url, blob, &[(key, value)]);
+        assert!(!succeeded, "{key}={value}");
         assert!(output.contains(expected), "{key}={value}:\n{output}");
     }
 }
@@ -133,16 +118,8 @@ async fn rejected_credentials_are_named() {
         "the test expects an admin URL of the form postgres://postgres@host/db"
     );
     let blob = format!("file://{}", dir.0.display());
-    let (status, output) = run_to_exit(
-        &capstan_bin(),
-        &[
-            ("CAPSTAN_DATABASE_URL", &url),
-            ("CAPSTAN_BLOB_URL", &blob),
-            ("CAPSTAN_LISTEN", "127.0.0.1:0"),
-        ],
-        Duration::from_secs(15),
-    );
-    assert!(!status.success());
+    let (succeeded, output) = start_expecting_exit(&url, &blob, &[]);
+    assert!(!succeeded);
     let line = one_line_reason(&output);
     assert!(
         line.contains("rejected the credentials for user `no_such_role`"),
