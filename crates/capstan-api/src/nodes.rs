@@ -6,7 +6,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 /// A server node as the API shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NodeResponse {
     /// Stable for the life of the node's name: a restart keeps it.
     pub id: Uuid,
@@ -20,17 +20,21 @@ pub struct NodeResponse {
     pub running_tasks: u32,
     /// The node's last heartbeat.
     #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub last_seen: OffsetDateTime,
     /// Seen within three of its own heartbeat intervals and not stopped.
     pub online: bool,
 }
 
 /// `PATCH /api/nodes/{id}`: change a node's task cap, draining flag, or both.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateNodeRequest {
+    /// Tasks the node runs at once; 0 makes an API/UI-only node.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<u32>, minimum = 0, maximum = 1000)]
     pub task_cap: Option<TaskCap>,
+    /// True to stop the node taking tasks and traffic (ping 418).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub draining: Option<bool>,
 }

@@ -7,7 +7,7 @@ pub const PROBLEM_JSON: &str = "application/problem+json";
 
 /// An error as the API reports it. `detail` is written for a human at 3 a.m.: it says
 /// what was wrong with the request and, where it can, what to do instead.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Problem {
     #[serde(rename = "type", default = "about_blank")]
     pub problem_type: String,
@@ -16,6 +16,7 @@ pub struct Problem {
     pub detail: String,
     /// Extra members, such as the failed checks of a ping.
     #[serde(flatten)]
+    #[schema(ignore)]
     pub extensions: serde_json::Map<String, serde_json::Value>,
 }
 

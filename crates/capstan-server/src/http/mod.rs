@@ -7,6 +7,7 @@ mod extract;
 mod health;
 mod nodes;
 mod observe;
+pub mod openapi;
 mod timeout;
 
 use std::sync::Arc;
@@ -28,6 +29,7 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 pub fn router(ctx: Arc<NodeContext>) -> Router {
     let authenticated = Router::new()
         .route("/api/nodes", get(nodes::list_nodes))
+        .route("/api/openapi.json", get(openapi::openapi_json))
         .route(
             "/api/nodes/{id}",
             get(nodes::get_node)

@@ -24,6 +24,11 @@ const PING_DB_TIMEOUT: Duration = Duration::from_millis(800);
 
 /// `GET /api/nodes/ping`: 200 when online and not draining, 418 when draining, 503
 /// when the node cannot reach PostgreSQL.
+#[utoipa::path(get, path = "/api/nodes/ping", tag = "nodes", security(()), responses(
+    (status = 200, description = "online and not draining", body = NodeResponse),
+    (status = 418, description = "draining", body = NodeResponse),
+    (status = 503, description = "PostgreSQL unreachable", body = Problem, content_type = "application/problem+json"),
+))]
 pub(crate) async fn ping(State(ctx): State<Arc<NodeContext>>) -> Response {
     let node = ctx.state.to_response();
     let failure = match tokio::time::timeout(
@@ -57,6 +62,10 @@ pub(crate) async fn ping(State(ctx): State<Arc<NodeContext>>) -> Response {
 }
 
 /// `GET /api/nodes`.
+#[utoipa::path(get, path = "/api/nodes", tag = "nodes", responses(
+    (status = 200, body = Vec<NodeResponse>),
+    (status = 401, body = Problem, content_type = "application/problem+json"),
+))]
 pub(crate) async fn list_nodes(
     State(ctx): State<Arc<NodeContext>>,
 ) -> Result<Json<Vec<NodeResponse>>, ApiError> {
@@ -67,6 +76,10 @@ pub(crate) async fn list_nodes(
 }
 
 /// `GET /api/nodes/{id}`.
+#[utoipa::path(get, path = "/api/nodes/{id}", tag = "nodes", params(("id" = Uuid, Path)), responses(
+    (status = 200, body = NodeResponse),
+    (status = 404, body = Problem, content_type = "application/problem+json"),
+))]
 pub(crate) async fn get_node(
     State(ctx): State<Arc<NodeContext>>,
     ApiPath(id): ApiPath<Uuid>,
@@ -79,6 +92,12 @@ pub(crate) async fn get_node(
 
 /// `PATCH /api/nodes/{id}`: any node accepts it for any node; the target applies it
 /// within a second (NOTIFY), at the latest on its next heartbeat.
+#[utoipa::path(patch, path = "/api/nodes/{id}", tag = "nodes", params(("id" = Uuid, Path)),
+    request_body = UpdateNodeRequest, responses(
+    (status = 200, body = NodeResponse),
+    (status = 404, body = Problem, content_type = "application/problem+json"),
+    (status = 422, body = Problem, content_type = "application/problem+json"),
+))]
 pub(crate) async fn update_node(
     State(ctx): State<Arc<NodeContext>>,
     ApiPath(id): ApiPath<Uuid>,
@@ -109,6 +128,10 @@ pub(crate) async fn update_node(
 
 /// `DELETE /api/nodes/{id}`: forgets a node. One that is still alive adds itself back
 /// on its next heartbeat.
+#[utoipa::path(delete, path = "/api/nodes/{id}", tag = "nodes", params(("id" = Uuid, Path)), responses(
+    (status = 204, description = "deleted"),
+    (status = 404, body = Problem, content_type = "application/problem+json"),
+))]
 pub(crate) async fn delete_node(
     State(ctx): State<Arc<NodeContext>>,
     ApiPath(id): ApiPath<Uuid>,

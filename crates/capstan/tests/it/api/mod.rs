@@ -1,3 +1,4 @@
 mod auth;
 mod bad_input;
 mod nodes;
+mod openapi;

@@ -1,0 +1,38 @@
+//! `GET /api/openapi.json`: the API's OpenAPI document, generated from the handlers.
+
+use axum::Json;
+use capstan_api::{NodeResponse, Problem, UpdateNodeRequest};
+use utoipa::{
+    Modify, OpenApi,
+    openapi::security::{Http, HttpAuthScheme, SecurityScheme},
+};
+
+use super::nodes;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Capstan API"),
+    paths(nodes::ping, nodes::list_nodes, nodes::get_node, nodes::update_node, nodes::delete_node),
+    components(schemas(NodeResponse, UpdateNodeRequest, Problem)),
+    modifiers(&BearerAuth),
+    security(("api_key" = []))
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    }
+}
+
+pub(crate) async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
+    let mut doc = ApiDoc::openapi();
+    doc.info.version = crate::VERSION.to_owned();
+    Json(doc)
+}

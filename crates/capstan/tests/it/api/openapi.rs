@@ -1,0 +1,35 @@
+use capstan_testkit::{ADMIN_KEY, TestCluster};
+
+#[tokio::test]
+async fn the_openapi_document_describes_every_node_endpoint() {
+    let cluster = TestCluster::start(1).await;
+    let url = format!("{}/api/openapi.json", cluster.node(0).url());
+    let unauthenticated = reqwest::get(&url).await.unwrap();
+    assert_eq!(unauthenticated.status(), 401);
+
+    let doc: serde_json::Value = reqwest::Client::new()
+        .get(&url)
+        .bearer_auth(ADMIN_KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."), "{doc}");
+    let paths = &doc["paths"];
+    for (path, method, operation) in [
+        ("/api/nodes/ping", "get", "ping"),
+        ("/api/nodes", "get", "list_nodes"),
+        ("/api/nodes/{id}", "get", "get_node"),
+        ("/api/nodes/{id}", "patch", "update_node"),
+        ("/api/nodes/{id}", "delete", "delete_node"),
+    ] {
+        assert_eq!(
+            paths[path][method]["operationId"], operation,
+            "{path} {method}"
+        );
+    }
+    let update = &doc["components"]["schemas"]["UpdateNodeRequest"]["properties"]["task_cap"];
+    assert_eq!(update["maximum"], 1000, "{update}");
+}
