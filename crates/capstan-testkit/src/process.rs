@@ -182,3 +182,17 @@ pub fn run_to_exit(bin: &Path, env: &[(&str, &str)], within: Duration) -> (ExitS
     );
     (output.status, text)
 }
+
+/// Starts one `capstan server` per name, all at once, sharing a database and a blob
+/// directory (which also holds their logs).
+pub async fn start_servers(
+    bin: &Path,
+    names: &[&str],
+    database_url: &str,
+    dir: &Path,
+) -> Vec<ServerProcess> {
+    futures::future::join_all(names.iter().map(|name| {
+        ServerProcess::start(bin, name, database_url, dir, dir, ProcessOptions::default())
+    }))
+    .await
+}

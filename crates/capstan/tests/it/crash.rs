@@ -3,7 +3,7 @@ use std::time::{Duration, Instant};
 use capstan_api::ApiClient;
 use capstan_testkit::{
     ADMIN_KEY, TempDir, TestDatabase, eventually,
-    process::{ProcessOptions, ServerProcess},
+    process::{ProcessOptions, ServerProcess, start_servers},
 };
 
 use crate::capstan_bin;
@@ -12,20 +12,7 @@ use crate::capstan_bin;
 async fn a_sigkilled_node_shows_offline_after_three_heartbeat_intervals() {
     let db = TestDatabase::new().await;
     let dir = TempDir::new("capstan-crash");
-    let mut nodes = Vec::new();
-    for name in ["n1", "n2", "n3"] {
-        nodes.push(
-            ServerProcess::start(
-                &capstan_bin(),
-                name,
-                &db.url,
-                &dir.0,
-                &dir.0,
-                ProcessOptions::default(),
-            )
-            .await,
-        );
-    }
+    let mut nodes = start_servers(&capstan_bin(), &["n1", "n2", "n3"], &db.url, &dir.0).await;
     let client = ApiClient::new(&nodes[0].url(), Some(ADMIN_KEY.to_owned()));
     eventually(Duration::from_secs(5), "three online nodes", || async {
         let list = client.list_nodes().await.ok()?;
@@ -55,34 +42,8 @@ async fn a_sigkilled_node_shows_offline_after_three_heartbeat_intervals() {
 async fn three_nodes_started_at_once_on_an_empty_database_all_come_up() {
     let db = capstan_testkit::database::empty_database().await;
     let dir = TempDir::new("capstan-migrate");
-    let bin = capstan_bin();
-    let (a, b, c) = tokio::join!(
-        ServerProcess::start(
-            &bin,
-            "m1",
-            &db.url,
-            &dir.0,
-            &dir.0,
-            ProcessOptions::default()
-        ),
-        ServerProcess::start(
-            &bin,
-            "m2",
-            &db.url,
-            &dir.0,
-            &dir.0,
-            ProcessOptions::default()
-        ),
-        ServerProcess::start(
-            &bin,
-            "m3",
-            &db.url,
-            &dir.0,
-            &dir.0,
-            ProcessOptions::default()
-        ),
-    );
-    for node in [&a, &b, &c] {
+    let nodes = start_servers(&capstan_bin(), &["m1", "m2", "m3"], &db.url, &dir.0).await;
+    for node in &nodes {
         let (status, _) = ApiClient::new(&node.url(), None).ping().await.unwrap();
         assert_eq!(status, 200, "{}:\n{}", node.name, node.log());
     }

@@ -8,9 +8,7 @@ use std::{
 
 use capstan_api::{ApiClient, UpdateNodeRequest};
 use capstan_testkit::{
-    ADMIN_KEY, TempDir, TestDatabase, eventually,
-    haproxy::HaProxy,
-    process::{ProcessOptions, ServerProcess},
+    ADMIN_KEY, TempDir, TestDatabase, eventually, haproxy::HaProxy, process::start_servers,
 };
 
 use crate::capstan_bin;
@@ -76,21 +74,7 @@ async fn status_of(lb: &HaProxy, server: &str) -> String {
 async fn draining_a_node_behind_haproxy_fails_no_request_and_a_killed_node_is_routed_around() {
     let db = TestDatabase::new().await;
     let dir = TempDir::new("capstan-lb");
-    let bin = capstan_bin();
-    let mut nodes = Vec::new();
-    for name in ["n1", "n2", "n3"] {
-        nodes.push(
-            ServerProcess::start(
-                &bin,
-                name,
-                &db.url,
-                &dir.0,
-                &dir.0,
-                ProcessOptions::default(),
-            )
-            .await,
-        );
-    }
+    let mut nodes = start_servers(&capstan_bin(), &["n1", "n2", "n3"], &db.url, &dir.0).await;
     let lb = HaProxy::start(
         &nodes
             .iter()
