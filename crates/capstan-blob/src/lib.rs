@@ -76,7 +76,10 @@ impl BlobStore {
     pub async fn probe(&self) -> Result<(), BlobError> {
         let fail = |step: &str, e: object_store::Error| BlobError {
             url: self.url.clone(),
-            reason: format!("cannot {step} a probe object: {}", describe(&e)),
+            reason: format!(
+                "cannot {step} a probe object: {}",
+                capstan_core::error_chain(&e)
+            ),
         };
         let path = Path::from(format!("_capstan/probe/{}", uuid::Uuid::new_v4()));
         let content = bytes::Bytes::from_static(b"capstan probe");
@@ -116,21 +119,6 @@ fn check_directory(path: &PathBuf) -> Result<(), String> {
         )),
         Err(e) => Err(format!("{}: {e}", path.display())),
     }
-}
-
-/// The innermost cause says the most ("Permission denied"), so show the whole chain.
-fn describe(error: &object_store::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -5,7 +5,9 @@
 //! HTTP or async crate: everything here is deterministic and unit-testable.
 
 pub mod duration;
+pub mod error_chain;
 pub mod node;
 
 pub use duration::{DurationError, parse_duration};
+pub use error_chain::error_chain;
 pub use node::{NodeName, NodeNameError, TaskCap, TaskCapError};

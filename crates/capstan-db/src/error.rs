@@ -1,5 +1,7 @@
 //! `DbError`: what a query can fail with, in terms the API layer maps to HTTP.
 
+use capstan_core::error_chain as describe_chain;
+
 /// A failed database call.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
@@ -73,19 +75,4 @@ impl From<deadpool_postgres::PoolError> for DbError {
 /// 53300 (too many connections) mean "try later", not "your query is wrong".
 fn is_unavailable_code(code: Option<&str>) -> bool {
     code.is_some_and(|c| c.starts_with("08") || c.starts_with("57P") || c == "53300")
-}
-
-/// `error: cause: cause`, so "connection refused" is not hidden behind "error connecting".
-pub(crate) fn describe_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }

@@ -10,7 +10,7 @@ use futures::{StreamExt, stream};
 use tokio::sync::mpsc;
 use tokio_postgres::AsyncMessage;
 
-use crate::error::describe_chain;
+use capstan_core::error_chain as describe_chain;
 
 /// What the listener saw.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -8,7 +8,7 @@ use sqlx::{
     postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions},
 };
 
-use crate::error::describe_chain;
+use capstan_core::error_chain as describe_chain;
 
 /// How long start-up waits for PostgreSQL before it gives up with a reason.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);

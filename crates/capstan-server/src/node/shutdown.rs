@@ -19,7 +19,7 @@ pub(crate) async fn drain_and_stop(
     ctx: &NodeContext,
     mut tasks: NamedTasks,
     http_stop: CancellationToken,
-    server: JoinHandle<std::io::Result<()>>,
+    mut server: JoinHandle<std::io::Result<()>>,
 ) {
     let name = &ctx.state.name;
     let started = Instant::now();
@@ -69,10 +69,11 @@ pub(crate) async fn drain_and_stop(
     }
 
     http_stop.cancel();
-    match tokio::time::timeout(HTTP_DRAIN_TIMEOUT, server).await {
+    match tokio::time::timeout(HTTP_DRAIN_TIMEOUT, &mut server).await {
         Ok(_) => tracing::info!(node.name = %name, "HTTP server stopped"),
         Err(_) => {
-            tracing::warn!(node.name = %name, "open HTTP requests did not finish within 10s; closing them")
+            tracing::warn!(node.name = %name, "open HTTP requests did not finish within 10s; closing them");
+            server.abort();
         }
     }
     tasks.shutdown().await;
