@@ -4,7 +4,10 @@ use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
-use crate::{NodeResponse, Problem, UpdateNodeRequest};
+use crate::{
+    AttemptList, CreateTaskRequest, CreateTasksRequest, CreateTasksResponse, NodeResponse, Problem,
+    TaskPage, TaskQuery, TaskResponse, UpdateNodeRequest,
+};
 
 /// Why a call failed.
 #[derive(Debug, thiserror::Error)]
@@ -114,6 +117,55 @@ impl ApiClient {
         })
     }
 
+    /// `POST /api/tasks`.
+    pub async fn create_task(&self, task: &CreateTaskRequest) -> Result<TaskResponse, ClientError> {
+        self.call(Method::POST, "/api/tasks", Some(task)).await
+    }
+
+    /// `POST /api/tasks/batch`.
+    pub async fn create_tasks(
+        &self,
+        tasks: &CreateTasksRequest,
+    ) -> Result<CreateTasksResponse, ClientError> {
+        self.call(Method::POST, "/api/tasks/batch", Some(tasks))
+            .await
+    }
+
+    /// `GET /api/tasks` with filters and a cursor.
+    pub async fn list_tasks(&self, query: &TaskQuery) -> Result<TaskPage, ClientError> {
+        let mut url = url_with_query("/api/tasks", query);
+        if url.ends_with('?') {
+            url.pop();
+        }
+        self.call(Method::GET, &url, None::<&()>).await
+    }
+
+    /// `GET /api/tasks/{id}`.
+    pub async fn get_task(&self, id: i64) -> Result<TaskResponse, ClientError> {
+        self.call(Method::GET, &format!("/api/tasks/{id}"), None::<&()>)
+            .await
+    }
+
+    /// `GET /api/tasks/{id}/attempts`.
+    pub async fn task_attempts(&self, id: i64) -> Result<AttemptList, ClientError> {
+        self.call(
+            Method::GET,
+            &format!("/api/tasks/{id}/attempts"),
+            None::<&()>,
+        )
+        .await
+    }
+
+    /// `POST /api/tasks/{id}/cancel`.
+    pub async fn cancel_task(&self, id: i64) -> Result<TaskResponse, ClientError> {
+        self.call(
+            Method::POST,
+            &format!("/api/tasks/{id}/cancel"),
+            None::<&()>,
+        )
+        .await
+    }
+
     async fn call<B: serde::Serialize + ?Sized, T: DeserializeOwned>(
         &self,
         method: Method,
@@ -160,4 +212,36 @@ impl ApiClient {
             ))
         })
     }
+}
+
+/// `path?a=1&b=2` from a query struct's non-empty fields, percent-encoded.
+fn url_with_query(path: &str, query: &impl serde::Serialize) -> String {
+    let value = serde_json::to_value(query).unwrap_or_default();
+    let mut out = format!("{path}?");
+    if let serde_json::Value::Object(fields) = value {
+        let pairs: Vec<String> = fields
+            .into_iter()
+            .filter(|(_, v)| !v.is_null())
+            .map(|(k, v)| {
+                let v = match v {
+                    serde_json::Value::String(s) => s,
+                    other => other.to_string(),
+                };
+                format!("{k}={}", percent_encode(&v))
+            })
+            .collect();
+        out.push_str(&pairs.join("&"));
+    }
+    out
+}
+
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
 }

@@ -8,7 +8,13 @@
 pub mod client;
 pub mod nodes;
 pub mod problem;
+pub mod tasks;
+pub mod timestamp;
 
 pub use client::{ApiClient, ClientError};
 pub use nodes::{NodeResponse, UpdateNodeRequest};
 pub use problem::{PROBLEM_JSON, Problem};
+pub use tasks::{
+    AttemptList, AttemptResponse, CreateTaskRequest, CreateTasksRequest, CreateTasksResponse,
+    TaskPage, TaskQuery, TaskResponse,
+};

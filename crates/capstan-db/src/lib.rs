@@ -1,8 +1,8 @@
 //! Capstan's PostgreSQL layer: every SQL statement the cluster runs lives here.
 //!
 //! Two pools reach the same database. The API pool (sqlx) serves requests; the
-//! liveness pool (deadpool-postgres) carries heartbeats, pings and, later, claims and
-//! lease renewals, so API load can never starve a node into looking dead. LISTEN gets a
+//! liveness pool (deadpool-postgres) carries heartbeats, pings, claims, completions,
+//! lease renewals and rescue, so API load can never starve a node into looking dead. LISTEN gets a
 //! connection of its own ([`listen`]). Modules are named after aggregates and hold one
 //! verb-named function per statement. This crate must never import axum, hyper or
 //! object_store: it knows tables, not HTTP.
@@ -12,6 +12,8 @@ pub mod listen;
 pub mod liveness;
 pub mod nodes;
 pub mod pools;
+pub mod queue;
+pub mod tasks;
 
 pub use error::DbError;
 pub use pools::{ConnectError, DatabaseUrl, Pools};
@@ -21,3 +23,7 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations"
 
 /// The NOTIFY channel on which node changes are announced; the payload is the node id.
 pub const NODES_CHANNEL: &str = "capstan_nodes";
+
+/// The NOTIFY channel that wakes claimers: `queued` when tasks may be claimable,
+/// `cancel:<id>` when the node running that task must stop it.
+pub const TASKS_CHANNEL: &str = "capstan_tasks";

@@ -52,6 +52,21 @@ pub struct ServerArgs {
     #[arg(long, env = "CAPSTAN_HEARTBEAT_INTERVAL", default_value = "10s", value_parser = parse_duration_arg)]
     pub heartbeat_interval: Duration,
 
+    /// How long a claimed task's lease lasts without renewal. Heartbeats renew it; a
+    /// node that cannot renew stops its tasks one heartbeat before it runs out, and
+    /// other nodes rescue them once it has. At least three heartbeat intervals.
+    #[arg(long, env = "CAPSTAN_LEASE_TTL", default_value = "60s", value_parser = parse_duration_arg)]
+    pub lease_ttl: Duration,
+
+    /// Finished tasks older than this are deleted by the periodic
+    /// task-history-retention task.
+    #[arg(long, env = "CAPSTAN_TASK_HISTORY_RETENTION", default_value = "30d", value_parser = parse_duration_arg)]
+    pub task_history_retention: Duration,
+
+    /// How often task-history-retention runs (once per period across the cluster).
+    #[arg(long, env = "CAPSTAN_TASK_HISTORY_RETENTION_EVERY", default_value = "1h", value_parser = parse_duration_arg)]
+    pub task_history_retention_every: Duration,
+
     /// How long a stopping node waits for its running tasks before it exits anyway.
     #[arg(long, env = "CAPSTAN_SHUTDOWN_GRACE", default_value = "5m", value_parser = parse_duration_arg)]
     pub shutdown_grace: Duration,
@@ -106,6 +121,9 @@ pub struct Settings {
     pub public_url: Option<String>,
     pub task_cap: Option<TaskCap>,
     pub heartbeat_interval: Duration,
+    pub lease_ttl: Duration,
+    pub task_history_retention: Duration,
+    pub task_history_retention_every: Duration,
     pub shutdown_grace: Duration,
     pub request_timeout: Duration,
     pub db_pool_size: u32,
@@ -133,6 +151,16 @@ impl ServerArgs {
         if self.heartbeat_interval < Duration::from_millis(50) {
             return Err("--heartbeat-interval must be at least 50ms".to_owned());
         }
+        if self.lease_ttl < self.heartbeat_interval * 3 {
+            return Err(format!(
+                "--lease-ttl ({}) must be at least three heartbeat intervals ({}): a lease must survive a missed heartbeat",
+                humantime::format_duration(self.lease_ttl),
+                humantime::format_duration(self.heartbeat_interval * 3)
+            ));
+        }
+        if self.task_history_retention_every < Duration::from_secs(1) {
+            return Err("--task-history-retention-every must be at least 1s".to_owned());
+        }
         if let Some(url) = &self.public_url {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 return Err(format!(
@@ -148,6 +176,9 @@ impl ServerArgs {
             public_url: self.public_url,
             task_cap: self.task_cap,
             heartbeat_interval: self.heartbeat_interval,
+            lease_ttl: self.lease_ttl,
+            task_history_retention: self.task_history_retention,
+            task_history_retention_every: self.task_history_retention_every,
             shutdown_grace: self.shutdown_grace,
             request_timeout: self.request_timeout,
             db_pool_size: self.db_pool_size,

@@ -6,11 +6,12 @@
 //! and the test cluster all start nodes through [`Node::build`] and [`Node::run`]. It
 //! must never depend on `capstan-agent` or `capstan-testkit`.
 
+pub mod background;
 pub mod config;
 pub mod http;
 pub mod metrics;
 pub mod node;
-pub mod tasks;
+pub mod runner;
 pub mod telemetry;
 
 pub use config::{LogFormat, ServerArgs, Settings};

@@ -20,6 +20,12 @@ const SECONDS_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
+/// Queue waits range from a millisecond on an idle cluster to hours behind a backlog.
+const QUEUE_WAIT_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    300.0, 900.0, 3600.0,
+];
+
 /// A node's metrics.
 pub struct NodeMetrics {
     recorder: Arc<PrometheusRecorder>,
@@ -31,11 +37,23 @@ pub struct NodeMetrics {
     pub heartbeat_duration: Histogram,
     pub heartbeat_failures: Counter,
     pub database_up: Gauge,
+    pub claim_duration: Histogram,
+    pub queue_wait: Histogram,
+    pub tasks_claimed: Counter,
+    pub tasks_fenced: Counter,
+    tasks_queued: Gauge,
+    tasks_running: Gauge,
+    queue_oldest: Gauge,
 }
 
 impl NodeMetrics {
     pub fn new(state: &Arc<NodeState>) -> Self {
         let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(
+                Matcher::Full("capstan_task_queue_wait_seconds".to_owned()),
+                QUEUE_WAIT_BUCKETS,
+            )
+            .expect("the bucket list is not empty")
             .set_buckets_for_metric(Matcher::Suffix("_seconds".to_owned()), SECONDS_BUCKETS)
             .expect("the bucket list is not empty")
             .build_recorder();
@@ -86,6 +104,47 @@ impl NodeMetrics {
             Some(Unit::Seconds),
             "Time to answer an HTTP request, by route template and method.".into(),
         );
+        describe_gauge(
+            r,
+            "capstan_tasks",
+            "Tasks in the cluster by state (queued, running), as this node last counted them.",
+        );
+        describe_gauge(
+            r,
+            "capstan_task_queue_oldest_seconds",
+            "How long the oldest queued task has waited, as this node last looked.",
+        );
+        r.describe_histogram(
+            KeyName::from("capstan_task_queue_wait_seconds"),
+            Some(Unit::Seconds),
+            "Time from queued to started, for tasks this node claimed.".into(),
+        );
+        r.describe_histogram(
+            KeyName::from("capstan_task_claim_duration_seconds"),
+            Some(Unit::Seconds),
+            "Time of one claim cycle: write finished outcomes, claim into free slots, commit."
+                .into(),
+        );
+        r.describe_counter(
+            KeyName::from("capstan_tasks_claimed_total"),
+            Some(Unit::Count),
+            "Tasks this node claimed.".into(),
+        );
+        r.describe_counter(
+            KeyName::from("capstan_tasks_finished_total"),
+            Some(Unit::Count),
+            "Tasks this node finished, by kind and outcome.".into(),
+        );
+        r.describe_counter(
+            KeyName::from("capstan_tasks_rescued_total"),
+            Some(Unit::Count),
+            "Tasks of lost nodes this node rescued, by the state rescue left them in (queued, failed, cancelled).".into(),
+        );
+        r.describe_counter(
+            KeyName::from("capstan_tasks_fenced_total"),
+            Some(Unit::Count),
+            "Runs this node stopped or whose outcome was refused because it no longer held the lease.".into(),
+        );
 
         let info_labels = vec![
             Label::new("node_name", state.name.clone()),
@@ -112,6 +171,30 @@ impl NodeMetrics {
                 &METADATA,
             ),
             database_up,
+            claim_duration: r.register_histogram(
+                &Key::from_name("capstan_task_claim_duration_seconds"),
+                &METADATA,
+            ),
+            queue_wait: r.register_histogram(
+                &Key::from_name("capstan_task_queue_wait_seconds"),
+                &METADATA,
+            ),
+            tasks_claimed: r
+                .register_counter(&Key::from_name("capstan_tasks_claimed_total"), &METADATA),
+            tasks_fenced: r
+                .register_counter(&Key::from_name("capstan_tasks_fenced_total"), &METADATA),
+            tasks_queued: r.register_gauge(
+                &Key::from_parts("capstan_tasks", vec![Label::new("state", "queued")]),
+                &METADATA,
+            ),
+            tasks_running: r.register_gauge(
+                &Key::from_parts("capstan_tasks", vec![Label::new("state", "running")]),
+                &METADATA,
+            ),
+            queue_oldest: r.register_gauge(
+                &Key::from_name("capstan_task_queue_oldest_seconds"),
+                &METADATA,
+            ),
             handle,
             recorder: Arc::new(recorder),
             state: state.clone(),
@@ -141,6 +224,39 @@ impl NodeMetrics {
                 &METADATA,
             )
             .record(seconds);
+    }
+
+    /// Counts a task this node finished. Kinds come from the registry, so the label is
+    /// bounded.
+    pub fn record_finished(&self, kind: &str, outcome: &str) {
+        let labels = vec![
+            Label::new("kind", kind.to_owned()),
+            Label::new("outcome", outcome.to_owned()),
+        ];
+        self.recorder
+            .register_counter(
+                &Key::from_parts("capstan_tasks_finished_total", labels),
+                &METADATA,
+            )
+            .increment(1);
+    }
+
+    /// Counts a task rescued from a lost node.
+    pub fn record_rescued(&self, state: &str) {
+        let labels = vec![Label::new("state", state.to_owned())];
+        self.recorder
+            .register_counter(
+                &Key::from_parts("capstan_tasks_rescued_total", labels),
+                &METADATA,
+            )
+            .increment(1);
+    }
+
+    /// Sets the queue gauges from a fresh count.
+    pub fn record_queue(&self, stats: capstan_db::queue::QueueStats) {
+        self.tasks_queued.set(stats.queued as f64);
+        self.tasks_running.set(stats.running as f64);
+        self.queue_oldest.set(stats.oldest_queued_age);
     }
 
     /// The Prometheus text exposition of this node, with gauges read fresh.

@@ -16,6 +16,7 @@ use crate::{ADMIN_KEY, TempDir, TestDatabase};
 #[derive(Debug, Clone, Copy)]
 pub struct Timings {
     pub heartbeat_interval: Duration,
+    pub lease_ttl: Duration,
     pub shutdown_grace: Duration,
 }
 
@@ -23,6 +24,7 @@ impl Timings {
     pub fn for_tests() -> Self {
         Self {
             heartbeat_interval: Duration::from_millis(200),
+            lease_ttl: Duration::from_millis(1200),
             shutdown_grace: Duration::from_secs(5),
         }
     }
@@ -39,6 +41,9 @@ pub fn test_settings(database_url: &str, blob_dir: &std::path::Path, name: &str)
         public_url: None,
         task_cap: None,
         heartbeat_interval: timings.heartbeat_interval,
+        lease_ttl: timings.lease_ttl,
+        task_history_retention: Duration::from_secs(30 * 24 * 3600),
+        task_history_retention_every: Duration::from_secs(3600),
         shutdown_grace: timings.shutdown_grace,
         request_timeout: Duration::from_secs(10),
         db_pool_size: 4,
@@ -93,11 +98,19 @@ pub struct TestCluster {
 impl TestCluster {
     /// Starts `n` nodes named `node-1` ... `node-n`.
     pub async fn start(n: usize) -> Self {
+        Self::start_with_caps(&vec![None; n]).await
+    }
+
+    /// Starts one node per entry, named `node-1` ..., with that task cap (or the
+    /// default).
+    pub async fn start_with_caps(caps: &[Option<u32>]) -> Self {
         let db = TestDatabase::new().await;
         let blob_dir = TempDir::new("capstan-blobs");
         let mut nodes = Vec::new();
-        for i in 1..=n {
-            let settings = test_settings(&db.url, &blob_dir.0, &format!("node-{i}"));
+        for (i, cap) in caps.iter().enumerate() {
+            let mut settings = test_settings(&db.url, &blob_dir.0, &format!("node-{}", i + 1));
+            settings.task_cap =
+                cap.map(|c| capstan_core::TaskCap::new(i64::from(c)).expect("a valid cap"));
             nodes.push(start_node(settings).await);
         }
         Self {

@@ -9,6 +9,7 @@ pub mod database;
 pub mod haproxy;
 pub mod postgres;
 pub mod process;
+pub mod tasks;
 
 pub use cluster::{TestCluster, Timings};
 pub use database::TestDatabase;

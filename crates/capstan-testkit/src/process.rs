@@ -46,6 +46,7 @@ impl ServerProcess {
             .env("CAPSTAN_LISTEN", format!("127.0.0.1:{port}"))
             .env("CAPSTAN_NODE_NAME", name)
             .env("CAPSTAN_HEARTBEAT_INTERVAL", "200ms")
+            .env("CAPSTAN_LEASE_TTL", "1200ms")
             .env("CAPSTAN_SHUTDOWN_GRACE", "5s")
             .env("CAPSTAN_ADMIN_API_KEY", ADMIN_KEY)
             .stdout(log.try_clone().expect("cloning a file handle"))

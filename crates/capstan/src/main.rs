@@ -4,6 +4,7 @@
 mod dev;
 mod nodes;
 mod signals;
+mod tasks;
 
 use std::process::ExitCode;
 
@@ -21,28 +22,34 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run a server node.
-    Server(ServerArgs),
+    Server(Box<ServerArgs>),
     /// Run a 3-node cluster on this machine with a private PostgreSQL.
     Dev(dev::DevArgs),
     /// List, drain and tune the cluster's nodes.
     Nodes(nodes::NodesArgs),
+    /// List, show, queue and cancel tasks.
+    Tasks(tasks::TasksArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Server(args) => run_server(args),
+        Command::Server(args) => run_server(*args),
         Command::Dev(args) => with_runtime(LogFormat::Text, move || dev::run(args)),
-        Command::Nodes(args) => {
-            let runtime = match tokio::runtime::Runtime::new() {
-                Ok(runtime) => runtime,
-                Err(e) => return fail(&format!("cannot start the async runtime: {e}")),
-            };
-            match runtime.block_on(nodes::run(args)) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => fail(&format!("{e:#}")),
-            }
-        }
+        Command::Nodes(args) => run_client(nodes::run(args)),
+        Command::Tasks(args) => run_client(tasks::run(args)),
+    }
+}
+
+/// Runs a CLI command that talks to the API.
+fn run_client(command: impl Future<Output = anyhow::Result<()>>) -> ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => return fail(&format!("cannot start the async runtime: {e}")),
+    };
+    match runtime.block_on(command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&format!("{e:#}")),
     }
 }
 

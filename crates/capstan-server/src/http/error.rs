@@ -3,7 +3,7 @@
 use std::any::Any;
 
 use axum::{
-    extract::rejection::{JsonRejection, PathRejection},
+    extract::rejection::{JsonRejection, PathRejection, QueryRejection},
     http::{HeaderValue, Method, StatusCode, Uri, header},
     response::{IntoResponse, Response},
 };
@@ -34,6 +34,14 @@ impl ApiError {
 
     pub fn unprocessable(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, detail)
+    }
+
+    pub fn bad_request(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, detail)
+    }
+
+    pub fn conflict(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, detail)
     }
 
     pub fn unauthorized(detail: impl Into<String>) -> Self {
@@ -129,6 +137,15 @@ impl From<PathRejection> for ApiError {
         Self::new(
             StatusCode::BAD_REQUEST,
             format!("bad path: {}", inner_cause(&rejection)),
+        )
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            format!("bad query string: {}", inner_cause(&rejection)),
         )
     }
 }

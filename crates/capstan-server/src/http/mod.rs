@@ -8,11 +8,17 @@ mod health;
 mod nodes;
 mod observe;
 pub mod openapi;
+mod tasks;
 mod timeout;
 
 use std::sync::Arc;
 
-use axum::{Router, extract::DefaultBodyLimit, middleware, routing::get};
+use axum::{
+    Router,
+    extract::DefaultBodyLimit,
+    middleware,
+    routing::{get, post},
+};
 use tower_http::{
     catch_panic::CatchPanicLayer,
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
@@ -36,6 +42,17 @@ pub fn router(ctx: Arc<NodeContext>) -> Router {
                 .patch(nodes::update_node)
                 .delete(nodes::delete_node),
         )
+        .route(
+            "/api/tasks",
+            get(tasks::list_tasks).post(tasks::create_task),
+        )
+        .route(
+            "/api/tasks/batch",
+            post(tasks::create_tasks).layer(DefaultBodyLimit::max(tasks::MAX_BATCH_BODY_BYTES)),
+        )
+        .route("/api/tasks/{id}", get(tasks::get_task))
+        .route("/api/tasks/{id}/attempts", get(tasks::task_attempts))
+        .route("/api/tasks/{id}/cancel", post(tasks::cancel_task))
         .route_layer(middleware::from_fn_with_state(
             ctx.clone(),
             auth::require_api_key,

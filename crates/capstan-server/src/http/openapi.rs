@@ -1,19 +1,29 @@
 //! `GET /api/openapi.json`: the API's OpenAPI document, generated from the handlers.
 
 use axum::Json;
-use capstan_api::{NodeResponse, Problem, UpdateNodeRequest};
+use capstan_api::{
+    AttemptList, AttemptResponse, CreateTaskRequest, CreateTasksRequest, CreateTasksResponse,
+    NodeResponse, Problem, TaskPage, TaskResponse, UpdateNodeRequest,
+};
 use utoipa::{
     Modify, OpenApi,
     openapi::security::{Http, HttpAuthScheme, SecurityScheme},
 };
 
-use super::nodes;
+use super::{nodes, tasks};
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Capstan API"),
-    paths(nodes::ping, nodes::list_nodes, nodes::get_node, nodes::update_node, nodes::delete_node),
-    components(schemas(NodeResponse, UpdateNodeRequest, Problem)),
+    paths(
+        nodes::ping, nodes::list_nodes, nodes::get_node, nodes::update_node, nodes::delete_node,
+        tasks::create_task, tasks::create_tasks, tasks::list_tasks, tasks::get_task,
+        tasks::task_attempts, tasks::cancel_task,
+    ),
+    components(schemas(
+        NodeResponse, UpdateNodeRequest, Problem, CreateTaskRequest, CreateTasksRequest,
+        CreateTasksResponse, TaskResponse, TaskPage, AttemptResponse, AttemptList,
+    )),
     modifiers(&BearerAuth),
     security(("api_key" = []))
 )]

@@ -1,5 +1,5 @@
-//! The heartbeat: every interval the node records that it is alive and reads back the
-//! settings other nodes may have changed.
+//! The heartbeat: every interval the node records that it is alive, reads back the
+//! settings other nodes may have changed, and renews the leases of its tasks.
 
 use std::{sync::Arc, time::Instant};
 
@@ -27,6 +27,14 @@ pub(crate) async fn run(ctx: Arc<NodeContext>) {
             .record(started.elapsed().as_secs_f64());
         match beat {
             Ok(Ok(beat)) => {
+                if let Err(e) = crate::runner::renew_leases(&ctx, started).await {
+                    ctx.metrics.heartbeat_failures.increment(1);
+                    if !failing {
+                        tracing::warn!(node.name = %ctx.state.name, "renewing task leases failed: {e}");
+                    }
+                    failing = true;
+                    continue;
+                }
                 if failing {
                     tracing::info!(node.name = %ctx.state.name, "heartbeat recovered: the database answers again");
                     failing = false;

@@ -2,7 +2,7 @@
 //! [`Node::run`] serves until told to stop, then drains and exits in order.
 
 mod heartbeat;
-mod settings_sync;
+mod notifications;
 mod shutdown;
 mod state;
 
@@ -20,7 +20,12 @@ use tokio_util::sync::CancellationToken;
 
 pub use state::NodeState;
 
-use crate::{Settings, metrics::NodeMetrics, tasks::NamedTasks};
+use crate::{
+    Settings,
+    background::NamedTasks,
+    metrics::NodeMetrics,
+    runner::{self, Runner, TaskKinds},
+};
 
 /// What every handler and loop of a node shares.
 pub struct NodeContext {
@@ -29,6 +34,7 @@ pub struct NodeContext {
     pub pools: Pools,
     pub blob: BlobStore,
     pub metrics: NodeMetrics,
+    pub runner: Runner,
 }
 
 /// A start-up check that failed: which dependency, and why.
@@ -116,7 +122,24 @@ impl Node {
             draining = beat.settings.draining,
             "✔ node     `{name}` registered at {url}"
         );
+        // A node that restarts under its name keeps its id; whatever it ran in its
+        // previous life is not running now, so rescue it at once instead of waiting
+        // for its leases to expire.
+        let rescued = capstan_db::queue::rescue(
+            &pools.liveness,
+            capstan_db::queue::RescueScope::Released(id),
+        )
+        .await
+        .map_err(|e| fail("register")(format!("cannot rescue tasks of the previous run: {e}")))?;
+        if !rescued.is_empty() {
+            tracing::warn!(
+                node.name = %name,
+                "rescued {} task(s) this node was running before it restarted",
+                rescued.len()
+            );
+        }
         let metrics = NodeMetrics::new(&state);
+        let runner = Runner::new(TaskKinds::builtin(), state.clone(), settings.lease_ttl);
         Ok(Self {
             ctx: Arc::new(NodeContext {
                 settings,
@@ -124,6 +147,7 @@ impl Node {
                 pools,
                 blob,
                 metrics,
+                runner,
             }),
             listener,
             local_addr,
@@ -147,7 +171,10 @@ impl Node {
         let ctx = self.ctx;
         let mut tasks = NamedTasks::default();
         tasks.spawn("heartbeat", heartbeat::run(ctx.clone()));
-        tasks.spawn("settings-sync", settings_sync::run(ctx.clone()));
+        tasks.spawn("notifications", notifications::run(ctx.clone()));
+        tasks.spawn("claim-loop", runner::claim_loop(ctx.clone()));
+        tasks.spawn("lease-watchdog", runner::lease_watchdog(ctx.clone()));
+        tasks.spawn("housekeeping", runner::housekeeping(ctx.clone()));
 
         let http_stop = CancellationToken::new();
         let app = crate::http::router(ctx.clone());

@@ -7,7 +7,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::NodeContext;
-use crate::tasks::NamedTasks;
+use crate::background::NamedTasks;
 
 /// How long a single database write during shutdown may take; the database may be the
 /// reason we are stopping.
@@ -56,13 +56,16 @@ pub(crate) async fn drain_and_stop(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    if ctx.state.running_tasks() > 0 {
+    let left_running = ctx.state.running_tasks() > 0;
+    if left_running {
+        let stopped = ctx
+            .runner
+            .abandon_all("the node is stopping and its shutdown grace ran out");
         tracing::warn!(
             node.name = %name,
-            running_tasks = ctx.state.running_tasks(),
-            "shutdown grace of {}s ran out with {} task(s) still running",
+            running_tasks = stopped,
+            "shutdown grace of {}s ran out with {stopped} task(s) still running; stopping them and handing them back",
             grace.as_secs(),
-            ctx.state.running_tasks()
         );
     } else {
         tracing::info!(node.name = %name, waited_ms = started.elapsed().as_millis() as u64, "no running tasks");
@@ -77,6 +80,35 @@ pub(crate) async fn drain_and_stop(
         }
     }
     tasks.shutdown().await;
+
+    if left_running {
+        // Each kind's node-lost policy applies now rather than after the lease.
+        match tokio::time::timeout(
+            DB_STEP_TIMEOUT,
+            capstan_db::queue::rescue(
+                &ctx.pools.liveness,
+                capstan_db::queue::RescueScope::Released(ctx.state.id),
+            ),
+        )
+        .await
+        {
+            Ok(Ok(handed)) => {
+                let requeued = handed.iter().filter(|t| t.state == "queued").count();
+                tracing::info!(
+                    node.name = %name,
+                    "handed back {} task(s): {requeued} queued again, {} failed or cancelled",
+                    handed.len(),
+                    handed.len() - requeued
+                );
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(node.name = %name, "could not hand tasks back ({e}); other nodes rescue them when their leases expire")
+            }
+            Err(_) => {
+                tracing::warn!(node.name = %name, "could not hand tasks back in 2s; other nodes rescue them when their leases expire")
+            }
+        }
+    }
 
     match tokio::time::timeout(
         DB_STEP_TIMEOUT,

@@ -65,6 +65,10 @@ impl NodeState {
         self.running_tasks.load(Ordering::Relaxed)
     }
 
+    pub(crate) fn set_running_tasks(&self, running: u32) {
+        self.running_tasks.store(running, Ordering::Relaxed);
+    }
+
     pub fn last_seen(&self) -> OffsetDateTime {
         *self.last_seen.lock().expect("last_seen lock poisoned")
     }

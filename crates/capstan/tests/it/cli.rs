@@ -77,3 +77,90 @@ async fn a_wrong_api_key_is_reported_plainly() {
     let err = String::from_utf8_lossy(&output.stderr);
     assert!(err.contains("401") && err.contains("not valid"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn operators_queue_list_show_and_cancel_tasks() {
+    let cluster = TestCluster::start(1).await;
+    let server = cluster.node(0).url();
+    let run = move |args: &[&str]| {
+        let server = server.clone();
+        let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+        tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            capstan(&server, &args)
+        })
+    };
+
+    let (ok, out) = run(&[
+        "tasks",
+        "create",
+        "sleep",
+        "--args",
+        r#"{"ms": 20}"#,
+        "--wait",
+    ])
+    .await
+    .unwrap();
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("queued task") && out.contains("state     succeeded"),
+        "{out}"
+    );
+
+    let (ok, out) = run(&["tasks", "create", "sleep", "--args", r#"{"ms": 60000}"#])
+        .await
+        .unwrap();
+    assert!(ok, "{out}");
+    let id: i64 = out
+        .trim()
+        .strip_prefix("queued task ")
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    capstan_testkit::tasks::wait_task(
+        &cluster.node(0).client(),
+        id,
+        std::time::Duration::from_secs(5),
+        "running",
+        |t| t.state == capstan_core::TaskState::Running,
+    )
+    .await;
+
+    let (ok, out) = run(&["tasks", "list", "--state", "running"]).await.unwrap();
+    assert!(ok, "{out}");
+    assert!(
+        out.contains(&id.to_string()) && out.contains("node-1"),
+        "{out}"
+    );
+
+    let id_arg = id.to_string();
+    let (ok, out) = run(&["tasks", "cancel", &id_arg]).await.unwrap();
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("is running on node-1; its node is stopping it"),
+        "{out}"
+    );
+
+    let out = capstan_testkit::eventually(std::time::Duration::from_secs(3), "cancelled", || {
+        let show = run(&["tasks", "show", &id_arg]);
+        async move {
+            let (_, out) = show.await.unwrap();
+            out.contains("state     cancelled").then_some(out)
+        }
+    })
+    .await;
+    assert!(
+        out.contains("ATTEMPT") && out.contains("cancelled"),
+        "{out}"
+    );
+
+    let (ok, out) = run(&["tasks", "create", "nope"]).await.unwrap();
+    assert!(!ok);
+    assert!(out.contains("there is no task kind `nope`"), "{out}");
+    let (ok, out) = run(&["tasks", "list", "--state", "done"]).await.unwrap();
+    assert!(!ok);
+    assert!(out.contains("`done` is not a task state"), "{out}");
+}

@@ -9,6 +9,7 @@ mod haproxy;
 mod observability;
 mod outage;
 mod startup;
+mod tasks;
 
 use std::path::PathBuf;
 

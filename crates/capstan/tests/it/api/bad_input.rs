@@ -1,6 +1,10 @@
 use capstan_testkit::{ADMIN_KEY, TestCluster};
 
-async fn send(method: reqwest::Method, url: &str, body: Option<&str>) -> (u16, serde_json::Value) {
+pub(crate) async fn send(
+    method: reqwest::Method,
+    url: &str,
+    body: Option<&str>,
+) -> (u16, serde_json::Value) {
     let mut request = reqwest::Client::new()
         .request(method, url)
         .bearer_auth(ADMIN_KEY);

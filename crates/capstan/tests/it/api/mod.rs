@@ -1,4 +1,4 @@
 mod auth;
-mod bad_input;
+pub(crate) mod bad_input;
 mod nodes;
 mod openapi;

@@ -1,0 +1,392 @@
+//! The task queue's hot path, on the liveness pool: claim, complete, renew leases,
+//! rescue, and enqueue periodic tasks.
+//!
+//! Every write a node makes to a task it runs names the attempt it claimed (the fencing
+//! token) and its own id. Once rescue has moved a task on, those writes match no row:
+//! the caller learns its lease is gone and must abandon the work.
+
+use std::time::Duration;
+
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::{DbError, TASKS_CHANNEL};
+
+/// A task this node just claimed.
+#[derive(Debug, Clone)]
+pub struct ClaimedTask {
+    pub id: i64,
+    pub kind: String,
+    pub args: serde_json::Value,
+    pub attempt: i32,
+    pub queued_at: OffsetDateTime,
+    pub started_at: OffsetDateTime,
+}
+
+/// How a run ended, to be written under the attempt's fencing token.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub id: i64,
+    pub attempt: i32,
+    /// `succeeded`, `failed` or `cancelled`.
+    pub state: &'static str,
+    pub error: Option<String>,
+}
+
+/// What one claim cycle did.
+#[derive(Debug, Default)]
+pub struct Cycle {
+    pub claimed: Vec<ClaimedTask>,
+    /// Ids whose outcome was written. An outcome not listed was fenced off: the task
+    /// had been rescued and belongs to someone else now.
+    pub completed: Vec<i64>,
+}
+
+/// Who is claiming.
+#[derive(Debug, Clone, Copy)]
+pub struct Claimer<'a> {
+    pub node_id: Uuid,
+    pub node_name: &'a str,
+    pub lease_ttl: Duration,
+    /// The task kinds the node knows; it claims no others.
+    pub kinds: &'a [String],
+}
+
+/// Writes `outcomes` and claims up to `want` of the oldest claimable tasks, in one
+/// transaction: the slots the outcomes free are reused at the same commit, and a
+/// claim's `started_at` is never before the `finished_at` of the run it replaces.
+///
+/// A queued task is claimable when no task with its concurrency key is running and no
+/// older task with that key is queued.
+pub async fn complete_and_claim(
+    pool: &deadpool_postgres::Pool,
+    claimer: Claimer<'_>,
+    outcomes: &[Outcome],
+    want: u32,
+) -> Result<Cycle, DbError> {
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    let mut cycle = Cycle::default();
+    let mut keyed_done = false;
+    if !outcomes.is_empty() {
+        let statement = tx
+            .prepare_cached(
+                "WITH o AS (
+                    SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[], $4::text[])
+                        AS o(id, attempt, state, error)
+                 ), done AS (
+                    UPDATE tasks t SET state = o.state, error = o.error,
+                        finished_at = statement_timestamp(), lease_expires_at = NULL
+                    FROM o
+                    WHERE t.id = o.id AND t.attempt = o.attempt AND t.node_id = $5
+                      AND t.state = 'running'
+                    RETURNING t.id, t.attempt, t.state, t.finished_at, t.concurrency_key
+                 ), recorded AS (
+                    UPDATE task_attempts a SET finished_at = d.finished_at, outcome = d.state
+                    FROM done d WHERE a.task_id = d.id AND a.attempt = d.attempt
+                 )
+                 SELECT id, concurrency_key IS NOT NULL FROM done",
+            )
+            .await?;
+        let ids: Vec<i64> = outcomes.iter().map(|o| o.id).collect();
+        let attempts: Vec<i32> = outcomes.iter().map(|o| o.attempt).collect();
+        let states: Vec<&str> = outcomes.iter().map(|o| o.state).collect();
+        let errors: Vec<Option<&str>> = outcomes.iter().map(|o| o.error.as_deref()).collect();
+        for row in tx
+            .query(
+                &statement,
+                &[&ids, &attempts, &states, &errors, &claimer.node_id],
+            )
+            .await?
+        {
+            cycle.completed.push(row.get(0));
+            keyed_done |= row.get::<_, bool>(1);
+        }
+    }
+    if want > 0 {
+        let statement = tx
+            .prepare_cached(
+                "WITH candidates AS (
+                    SELECT t.id FROM tasks t
+                    WHERE t.state = 'queued' AND t.kind = ANY($5)
+                      AND (t.concurrency_key IS NULL OR NOT EXISTS (
+                            SELECT 1 FROM tasks o
+                            WHERE o.concurrency_key = t.concurrency_key
+                              AND (o.state = 'running' OR (o.state = 'queued' AND o.id < t.id))))
+                    ORDER BY t.id
+                    LIMIT $2
+                    FOR UPDATE OF t SKIP LOCKED
+                 ), claimed AS (
+                    UPDATE tasks t SET state = 'running', node_id = $1, attempt = t.attempt + 1,
+                        started_at = statement_timestamp(),
+                        lease_expires_at = statement_timestamp() + $3 * interval '1 millisecond'
+                    FROM candidates c WHERE t.id = c.id
+                    RETURNING t.id, t.kind, t.args, t.attempt, t.queued_at, t.started_at
+                 ), recorded AS (
+                    INSERT INTO task_attempts (task_id, attempt, node_id, node_name, started_at)
+                    SELECT id, attempt, $1, $4, started_at FROM claimed
+                 )
+                 SELECT id, kind, args, attempt, queued_at, started_at FROM claimed ORDER BY id",
+            )
+            .await?;
+        let rows = tx
+            .query(
+                &statement,
+                &[
+                    &claimer.node_id,
+                    &i64::from(want),
+                    &millis(claimer.lease_ttl),
+                    &claimer.node_name,
+                    &claimer.kinds,
+                ],
+            )
+            .await?;
+        cycle.claimed = rows
+            .into_iter()
+            .map(|row| ClaimedTask {
+                id: row.get(0),
+                kind: row.get(1),
+                args: row.get(2),
+                attempt: row.get(3),
+                queued_at: row.get(4),
+                started_at: row.get(5),
+            })
+            .collect();
+    }
+    if keyed_done {
+        // A finished keyed task may unblock the next one with its key on any node.
+        tx.execute("SELECT pg_notify($1, 'queued')", &[&TASKS_CHANNEL])
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(cycle)
+}
+
+/// A task this node holds, as its lease renewal saw it.
+#[derive(Debug, Clone, Copy)]
+pub struct Renewed {
+    pub id: i64,
+    pub cancel_requested: bool,
+}
+
+/// Extends the leases of the attempts this node runs. Tasks missing from the answer
+/// are no longer this node's: rescue moved them on while the node was unreachable.
+pub async fn renew_leases(
+    pool: &deadpool_postgres::Pool,
+    claimer: Claimer<'_>,
+    held: &[(i64, i32)],
+) -> Result<Vec<Renewed>, DbError> {
+    if held.is_empty() {
+        return Ok(Vec::new());
+    }
+    let client = pool.get().await?;
+    let ids: Vec<i64> = held.iter().map(|(id, _)| *id).collect();
+    let attempts: Vec<i32> = held.iter().map(|(_, a)| *a).collect();
+    let statement = client
+        .prepare_cached(
+            "UPDATE tasks t SET lease_expires_at = now() + $4 * interval '1 millisecond'
+             FROM unnest($2::bigint[], $3::int[]) AS h(id, attempt)
+             WHERE t.id = h.id AND t.attempt = h.attempt AND t.node_id = $1
+               AND t.state = 'running'
+             RETURNING t.id, t.cancel_requested",
+        )
+        .await?;
+    let rows = client
+        .query(
+            &statement,
+            &[
+                &claimer.node_id,
+                &ids,
+                &attempts,
+                &millis(claimer.lease_ttl),
+            ],
+        )
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| Renewed {
+            id: row.get(0),
+            cancel_requested: row.get(1),
+        })
+        .collect())
+}
+
+/// Which running tasks rescue takes over.
+#[derive(Debug, Clone, Copy)]
+pub enum RescueScope {
+    /// Those whose lease expired, on any node.
+    Expired,
+    /// Those a node held and no longer runs: it restarted, or it is stopping and its
+    /// shutdown grace ran out. Handed back at once instead of after the lease.
+    Released(Uuid),
+}
+
+/// A task rescue took over.
+#[derive(Debug, Clone)]
+pub struct Rescued {
+    pub id: i64,
+    /// The state rescue left it in: `queued`, `failed` or `cancelled`.
+    pub state: String,
+    pub lost_node: String,
+}
+
+/// Applies each rescued task's node-lost policy: `requeue` puts it back at its place in
+/// line, `fail` fails it with a reason naming the lost node; a task whose cancellation
+/// was pending is cancelled. The lost attempt is recorded as `lost`.
+pub async fn rescue(
+    pool: &deadpool_postgres::Pool,
+    scope: RescueScope,
+) -> Result<Vec<Rescued>, DbError> {
+    let restarted = match scope {
+        RescueScope::Expired => None,
+        RescueScope::Released(id) => Some(id),
+    };
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    let statement = tx
+        .prepare_cached(
+            "WITH lost AS (
+                SELECT t.id, t.attempt, t.node_id, t.on_node_lost, t.cancel_requested,
+                       t.lease_expires_at
+                FROM tasks t
+                WHERE t.state = 'running'
+                  AND CASE WHEN $1::uuid IS NULL THEN t.lease_expires_at < now()
+                           ELSE t.node_id = $1 END
+                ORDER BY t.id LIMIT 500
+                FOR UPDATE OF t SKIP LOCKED
+             ), decided AS (
+                SELECT l.*, coalesce(n.name, l.node_id::text) AS node_name,
+                    CASE WHEN l.cancel_requested THEN 'cancelled'
+                         WHEN l.on_node_lost = 'requeue' THEN 'queued'
+                         ELSE 'failed' END AS next_state
+                FROM lost l LEFT JOIN nodes n ON n.id = l.node_id
+             ), rescued AS (
+                UPDATE tasks t SET
+                    state = d.next_state,
+                    node_id = CASE WHEN d.next_state = 'queued' THEN NULL ELSE t.node_id END,
+                    lease_expires_at = NULL,
+                    finished_at = CASE WHEN d.next_state = 'queued' THEN NULL ELSE now() END,
+                    error = CASE
+                        WHEN d.next_state = 'queued' THEN NULL
+                        WHEN d.next_state = 'cancelled' THEN format(
+                            'cancelled; node %s stopped before it could stop the task', d.node_name)
+                        WHEN $1::uuid IS NOT NULL THEN format(
+                            'node %s stopped or restarted while running attempt %s; tasks of kind %s are not retried because they must not run twice',
+                            d.node_name, d.attempt, t.kind)
+                        ELSE format(
+                            'node %s was lost: it stopped renewing the lease of attempt %s, which expired at %s; tasks of kind %s are not retried because they must not run twice',
+                            d.node_name, d.attempt,
+                            to_char(d.lease_expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),
+                            t.kind) END
+                FROM decided d WHERE t.id = d.id
+                RETURNING t.id, t.state, d.attempt, d.node_name
+             ), recorded AS (
+                UPDATE task_attempts a SET finished_at = now(), outcome = 'lost'
+                FROM rescued r WHERE a.task_id = r.id AND a.attempt = r.attempt
+             )
+             SELECT id, state, node_name FROM rescued ORDER BY id",
+        )
+        .await?;
+    let rows = tx.query(&statement, &[&restarted]).await?;
+    let rescued: Vec<Rescued> = rows
+        .into_iter()
+        .map(|row| Rescued {
+            id: row.get(0),
+            state: row.get(1),
+            lost_node: row.get(2),
+        })
+        .collect();
+    if rescued.iter().any(|r| r.state == "queued") {
+        tx.execute("SELECT pg_notify($1, 'queued')", &[&TASKS_CHANNEL])
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(rescued)
+}
+
+/// Queues the periodic task `kind` for the current period unless some node already
+/// did: the dedupe key is the kind and the period number, counted on the database's
+/// clock so nodes with skewed clocks agree. Returns the new id if this call won.
+pub async fn enqueue_periodic(
+    pool: &deadpool_postgres::Pool,
+    kind: &str,
+    args: &serde_json::Value,
+    period: Duration,
+) -> Result<Option<i64>, DbError> {
+    let client = pool.get().await?;
+    let statement = client
+        .prepare_cached(
+            "WITH inserted AS (
+                INSERT INTO tasks (kind, args, on_node_lost, dedupe_key)
+                VALUES ($1, $2, 'requeue',
+                        $1 || '@' || floor(extract(epoch FROM now()) * 1000 / $3)::bigint)
+                ON CONFLICT (dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING
+                RETURNING id
+             )
+             SELECT id, pg_notify($4, 'queued') FROM inserted",
+        )
+        .await?;
+    let row = client
+        .query_opt(&statement, &[&kind, args, &millis(period), &TASKS_CHANNEL])
+        .await?;
+    Ok(row.map(|row| row.get(0)))
+}
+
+/// Deletes up to `batch` finished tasks (and their attempts) that finished more than
+/// `older_than` ago. Returns how many went; call again until it returns less than
+/// `batch`, so no single statement holds locks for long.
+pub async fn delete_finished(
+    pool: &deadpool_postgres::Pool,
+    older_than: Duration,
+    batch: i64,
+) -> Result<u64, DbError> {
+    let client = pool.get().await?;
+    let deleted = client
+        .execute(
+            "WITH doomed AS (
+                SELECT id FROM tasks
+                WHERE state IN ('succeeded', 'failed', 'cancelled')
+                  AND finished_at < now() - $1 * interval '1 millisecond'
+                ORDER BY id LIMIT $2
+                FOR UPDATE SKIP LOCKED
+             )
+             DELETE FROM tasks t USING doomed d WHERE t.id = d.id",
+            &[&millis(older_than), &batch],
+        )
+        .await?;
+    Ok(deleted)
+}
+
+/// The queue as a whole, for the metrics.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct QueueStats {
+    pub queued: i64,
+    pub running: i64,
+    /// Seconds the oldest queued task has waited.
+    pub oldest_queued_age: f64,
+}
+
+/// Counts queued and running tasks; both are served by the partial indexes.
+pub async fn stats(pool: &deadpool_postgres::Pool) -> Result<QueueStats, DbError> {
+    let client = pool.get().await?;
+    let row = client
+        .query_one(
+            "SELECT
+                (SELECT count(*) FROM tasks WHERE state = 'queued'),
+                (SELECT count(*) FROM tasks WHERE state = 'running'),
+                coalesce(extract(epoch FROM now() - (
+                    SELECT queued_at FROM tasks WHERE state = 'queued' ORDER BY id LIMIT 1
+                ))::float8, 0)",
+            &[],
+        )
+        .await?;
+    Ok(QueueStats {
+        queued: row.get(0),
+        running: row.get(1),
+        oldest_queued_age: row.get(2),
+    })
+}
+
+fn millis(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1000.0
+}

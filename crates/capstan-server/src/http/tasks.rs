@@ -1,0 +1,278 @@
+//! `/api/tasks`: queue tasks, list and show them, their attempts, and cancel them.
+
+use std::sync::Arc;
+
+use axum::{
+    Json,
+    extract::State,
+    http::{StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use capstan_api::{
+    AttemptList, AttemptResponse, CreateTaskRequest, CreateTasksRequest, CreateTasksResponse,
+    Problem, TaskPage, TaskQuery, TaskResponse,
+};
+use capstan_core::{ConcurrencyKey, NodeLostPolicy, TaskState};
+use capstan_db::tasks::{self, Cancelled, NewTask, TaskFilter, TaskRow};
+use uuid::Uuid;
+
+use super::{
+    ApiError,
+    extract::{ApiJson, ApiPath, ApiQuery},
+};
+use crate::node::NodeContext;
+
+/// The most tasks one batch may queue.
+pub const MAX_BATCH: usize = 50_000;
+/// The largest body `POST /api/tasks/batch` reads.
+pub const MAX_BATCH_BODY_BYTES: usize = 16 * 1024 * 1024;
+const DEFAULT_PAGE: u32 = 50;
+const MAX_PAGE: u32 = 500;
+
+/// `POST /api/tasks`: queue one task. Any node accepts it; the node with a free slot
+/// that claims first runs it.
+#[utoipa::path(post, path = "/api/tasks", tag = "tasks", request_body = CreateTaskRequest, responses(
+    (status = 201, body = TaskResponse),
+    (status = 400, body = Problem, content_type = "application/problem+json"),
+    (status = 422, body = Problem, content_type = "application/problem+json"),
+))]
+pub(crate) async fn create_task(
+    State(ctx): State<Arc<NodeContext>>,
+    ApiJson(request): ApiJson<CreateTaskRequest>,
+) -> Result<Response, ApiError> {
+    let task = prepare(&ctx, request).map_err(ApiError::unprocessable)?;
+    let ids = tasks::create(&ctx.pools.api, std::slice::from_ref(&task))
+        .await
+        .map_err(|e| ApiError::from_db(e, String::new))?;
+    let id = ids[0];
+    let row = tasks::get(&ctx.pools.api, id)
+        .await
+        .map_err(|e| ApiError::from_db(e, || no_such_task(id)))?;
+    let mut response = (StatusCode::CREATED, Json(to_response(row))).into_response();
+    if let Ok(location) = format!("/api/tasks/{id}").parse() {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    Ok(response)
+}
+
+/// `POST /api/tasks/batch`: queue up to 50,000 tasks in one transaction, in the order
+/// given. All or nothing: one bad task refuses the batch, naming its index.
+#[utoipa::path(post, path = "/api/tasks/batch", tag = "tasks", request_body = CreateTasksRequest, responses(
+    (status = 201, body = CreateTasksResponse),
+    (status = 413, body = Problem, content_type = "application/problem+json"),
+    (status = 422, body = Problem, content_type = "application/problem+json"),
+))]
+pub(crate) async fn create_tasks(
+    State(ctx): State<Arc<NodeContext>>,
+    ApiJson(request): ApiJson<CreateTasksRequest>,
+) -> Result<(StatusCode, Json<CreateTasksResponse>), ApiError> {
+    if request.tasks.is_empty() {
+        return Err(ApiError::unprocessable(
+            "`tasks` is empty: send at least one task",
+        ));
+    }
+    if request.tasks.len() > MAX_BATCH {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "a batch holds at most {MAX_BATCH} tasks, this one has {}; split it",
+                request.tasks.len()
+            ),
+        ));
+    }
+    let prepared = request
+        .tasks
+        .into_iter()
+        .enumerate()
+        .map(|(i, task)| prepare(&ctx, task).map_err(|e| format!("tasks[{i}]: {e}")))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(ApiError::unprocessable)?;
+    let ids = tasks::create(&ctx.pools.api, &prepared)
+        .await
+        .map_err(|e| ApiError::from_db(e, String::new))?;
+    Ok((StatusCode::CREATED, Json(CreateTasksResponse { ids })))
+}
+
+/// `GET /api/tasks`: newest first, filtered by state, kind and node, in pages.
+#[utoipa::path(get, path = "/api/tasks", tag = "tasks", params(TaskQuery), responses(
+    (status = 200, body = TaskPage),
+    (status = 400, body = Problem, content_type = "application/problem+json"),
+))]
+pub(crate) async fn list_tasks(
+    State(ctx): State<Arc<NodeContext>>,
+    ApiQuery(query): ApiQuery<TaskQuery>,
+) -> Result<Json<TaskPage>, ApiError> {
+    let limit = query.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::bad_request(format!(
+            "`limit` must be between 1 and {MAX_PAGE}, got {limit}"
+        )));
+    }
+    let before = match query.cursor.as_deref() {
+        None => None,
+        Some(cursor) => Some(cursor.parse::<i64>().map_err(|_| {
+            ApiError::bad_request(format!(
+                "`cursor` must be the `next` of a previous page, got `{cursor}`"
+            ))
+        })?),
+    };
+    let node_id = match query.node.as_deref() {
+        None => None,
+        Some(node) => Some(resolve_node(&ctx, node).await?),
+    };
+    let filter = TaskFilter {
+        state: query.state.map(|s| s.as_str().to_owned()),
+        kind: query.kind,
+        node_id,
+        before,
+        limit: i64::from(limit) + 1,
+    };
+    let mut rows = tasks::list(&ctx.pools.api, &filter)
+        .await
+        .map_err(|e| ApiError::from_db(e, String::new))?;
+    let next = if rows.len() > limit as usize {
+        rows.truncate(limit as usize);
+        rows.last().map(|row| row.id.to_string())
+    } else {
+        None
+    };
+    Ok(Json(TaskPage {
+        items: rows.into_iter().map(to_response).collect(),
+        next,
+    }))
+}
+
+/// `GET /api/tasks/{id}`.
+#[utoipa::path(get, path = "/api/tasks/{id}", tag = "tasks", params(("id" = i64, Path)), responses(
+    (status = 200, body = TaskResponse),
+    (status = 404, body = Problem, content_type = "application/problem+json"),
+))]
+pub(crate) async fn get_task(
+    State(ctx): State<Arc<NodeContext>>,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<TaskResponse>, ApiError> {
+    let row = tasks::get(&ctx.pools.api, id)
+        .await
+        .map_err(|e| ApiError::from_db(e, || no_such_task(id)))?;
+    Ok(Json(to_response(row)))
+}
+
+/// `GET /api/tasks/{id}/attempts`: every claim of the task, oldest first.
+#[utoipa::path(get, path = "/api/tasks/{id}/attempts", tag = "tasks", params(("id" = i64, Path)), responses(
+    (status = 200, body = AttemptList),
+    (status = 404, body = Problem, content_type = "application/problem+json"),
+))]
+pub(crate) async fn task_attempts(
+    State(ctx): State<Arc<NodeContext>>,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<AttemptList>, ApiError> {
+    let rows = tasks::attempts(&ctx.pools.api, id)
+        .await
+        .map_err(|e| ApiError::from_db(e, || no_such_task(id)))?;
+    let items = rows
+        .into_iter()
+        .map(|row| AttemptResponse {
+            attempt: row.attempt.max(0) as u32,
+            node_id: row.node_id,
+            node_name: row.node_name,
+            started_at: row.started_at,
+            finished_at: row.finished_at,
+            outcome: row.outcome,
+        })
+        .collect();
+    Ok(Json(AttemptList { items }))
+}
+
+/// `POST /api/tasks/{id}/cancel`: a queued task is cancelled at once (200); a running
+/// one is stopped by its node within a second (202, `cancel_requested`); a finished one
+/// cannot be (409).
+#[utoipa::path(post, path = "/api/tasks/{id}/cancel", tag = "tasks", params(("id" = i64, Path)), responses(
+    (status = 200, description = "cancelled", body = TaskResponse),
+    (status = 202, description = "its node is stopping it", body = TaskResponse),
+    (status = 404, body = Problem, content_type = "application/problem+json"),
+    (status = 409, description = "already finished", body = Problem, content_type = "application/problem+json"),
+))]
+pub(crate) async fn cancel_task(
+    State(ctx): State<Arc<NodeContext>>,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<(StatusCode, Json<TaskResponse>), ApiError> {
+    let cancelled = tasks::cancel(&ctx.pools.api, id)
+        .await
+        .map_err(|e| ApiError::from_db(e, || no_such_task(id)))?;
+    match cancelled {
+        Cancelled::Now(row) => {
+            tracing::info!(task.id = id, "task {id} cancelled before it started");
+            Ok((StatusCode::OK, Json(to_response(row))))
+        }
+        Cancelled::Requested(row) => {
+            tracing::info!(
+                task.id = id,
+                "task {id} is running; asked its node to cancel it"
+            );
+            Ok((StatusCode::ACCEPTED, Json(to_response(row))))
+        }
+        Cancelled::AlreadyFinished(row) => Err(ApiError::conflict(format!(
+            "task {id} already {}{}; only queued or running tasks can be cancelled",
+            row.state,
+            row.finished_at
+                .map(|at| format!(" at {}", capstan_api::timestamp::format(at)))
+                .unwrap_or_default()
+        ))),
+    }
+}
+
+/// Validates a task with its kind.
+fn prepare(ctx: &NodeContext, request: CreateTaskRequest) -> Result<NewTask, String> {
+    let prepared = ctx.runner.kinds.prepare(&request.kind, &request.args)?;
+    Ok(NewTask {
+        kind: request.kind,
+        args: prepared.args,
+        on_node_lost: prepared.on_node_lost.as_str(),
+        concurrency_key: request.concurrency_key.map(String::from),
+    })
+}
+
+/// A node filter is a node id or a node name.
+async fn resolve_node(ctx: &NodeContext, node: &str) -> Result<Uuid, ApiError> {
+    if let Ok(id) = node.parse::<Uuid>() {
+        return Ok(id);
+    }
+    let nodes = capstan_db::nodes::list(&ctx.pools.api)
+        .await
+        .map_err(|e| ApiError::from_db(e, String::new))?;
+    nodes
+        .iter()
+        .find(|n| n.name == node)
+        .map(|n| n.id)
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "`node` must be a node id or name; no node is named `{node}`"
+            ))
+        })
+}
+
+fn no_such_task(id: i64) -> String {
+    format!("there is no task with id {id}")
+}
+
+fn to_response(row: TaskRow) -> TaskResponse {
+    TaskResponse {
+        id: row.id,
+        kind: row.kind,
+        args: row.args,
+        // The table's CHECK constraints allow only these values.
+        state: row.state.parse().unwrap_or(TaskState::Failed),
+        on_node_lost: row.on_node_lost.parse().unwrap_or(NodeLostPolicy::Fail),
+        concurrency_key: row
+            .concurrency_key
+            .and_then(|k| ConcurrencyKey::parse(k).ok()),
+        node_id: row.node_id,
+        node_name: row.node_name,
+        attempt: row.attempt.max(0) as u32,
+        cancel_requested: row.cancel_requested && !row.state.eq("cancelled"),
+        queued_at: row.queued_at,
+        started_at: row.started_at,
+        finished_at: row.finished_at,
+        error: row.error,
+    }
+}

@@ -1,0 +1,225 @@
+//! The claim loop: one per node. Each cycle writes the outcomes of finished runs and
+//! claims up to the free slots in one transaction, then starts what it claimed.
+
+use std::{
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use capstan_db::queue::{self, ClaimedTask, Claimer, Outcome};
+use tokio::time::MissedTickBehavior;
+use tokio_util::sync::CancellationToken;
+
+use super::{Finished, Running, StopReason, kinds::TaskRun};
+use crate::node::NodeContext;
+
+/// How often the loop looks for work when no notification woke it: notifications are
+/// hints and a dropped LISTEN connection loses them.
+const POLL_INTERVAL: Duration = Duration::from_secs(1);
+/// Pause after a failed cycle, so an unreachable database is not hammered.
+const RETRY_DELAY: Duration = Duration::from_millis(250);
+
+pub(crate) async fn run(ctx: Arc<NodeContext>) {
+    let runner = &ctx.runner;
+    let mut finished_rx = runner
+        .finished_rx
+        .lock()
+        .expect("finished_rx lock")
+        .take()
+        .expect("one claim loop per node");
+    let kind_names: Vec<String> = runner
+        .kinds
+        .names()
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    let mut poll = tokio::time::interval(POLL_INTERVAL);
+    poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut pending: Vec<Outcome> = Vec::new();
+    let mut pending_kinds: Vec<String> = Vec::new();
+    let mut look_for_work = true;
+    let mut failing = false;
+    loop {
+        tokio::select! {
+            finished = finished_rx.recv() => {
+                let Some(finished) = finished else { return };
+                accept(runner, finished, &mut pending, &mut pending_kinds);
+            }
+            () = runner.wake.notified() => look_for_work = true,
+            _ = poll.tick() => look_for_work = true,
+        }
+        while let Ok(finished) = finished_rx.try_recv() {
+            accept(runner, finished, &mut pending, &mut pending_kinds);
+        }
+
+        let want = if look_for_work && may_claim(&ctx) {
+            let busy = runner.held().saturating_sub(pending.len()) as u32;
+            ctx.state.task_cap().saturating_sub(busy)
+        } else {
+            0
+        };
+        if pending.is_empty() && want == 0 {
+            continue;
+        }
+        let claimer = Claimer {
+            node_id: ctx.state.id,
+            node_name: &ctx.state.name,
+            lease_ttl: runner.lease_ttl(),
+            kinds: &kind_names,
+        };
+        let started = Instant::now();
+        match queue::complete_and_claim(&ctx.pools.liveness, claimer, &pending, want).await {
+            Ok(cycle) => {
+                ctx.metrics
+                    .claim_duration
+                    .record(started.elapsed().as_secs_f64());
+                if failing {
+                    tracing::info!(node.name = %ctx.state.name, "task queue reachable again");
+                    failing = false;
+                }
+                for (outcome, kind) in pending.drain(..).zip(pending_kinds.drain(..)) {
+                    runner.release(outcome.id);
+                    if cycle.completed.contains(&outcome.id) {
+                        ctx.metrics.record_finished(&kind, outcome.state);
+                    } else {
+                        ctx.metrics.tasks_fenced.increment(1);
+                        tracing::warn!(
+                            node.name = %ctx.state.name,
+                            task.id = outcome.id,
+                            task.attempt = outcome.attempt,
+                            "the outcome of task {} attempt {} was refused: the lease was lost and another node took the task over",
+                            outcome.id, outcome.attempt
+                        );
+                    }
+                }
+                if want > 0 {
+                    // Fewer than asked for means the queue has nothing more for us;
+                    // wait for a notification or the poll.
+                    look_for_work = cycle.claimed.len() as u32 == want;
+                }
+                for task in cycle.claimed {
+                    start(&ctx, task);
+                }
+            }
+            Err(e) => {
+                if !failing {
+                    tracing::warn!(node.name = %ctx.state.name, "claiming tasks failed: {e}; retrying");
+                    failing = true;
+                }
+                tokio::time::sleep(RETRY_DELAY).await;
+            }
+        }
+    }
+}
+
+/// True while the node may take new tasks.
+fn may_claim(ctx: &NodeContext) -> bool {
+    !ctx.state.draining() && ctx.state.task_cap() > 0 && ctx.runner.leases_trusted()
+}
+
+fn accept(
+    runner: &super::Runner,
+    finished: Finished,
+    pending: &mut Vec<Outcome>,
+    pending_kinds: &mut Vec<String>,
+) {
+    match finished.outcome {
+        Some((state, error)) => {
+            pending.push(Outcome {
+                id: finished.id,
+                attempt: finished.attempt,
+                state,
+                error,
+            });
+            pending_kinds.push(finished.kind);
+        }
+        // Fenced: the task is someone else's now; only the slot is ours to free.
+        None => runner.release(finished.id),
+    }
+}
+
+/// Starts one claimed task under a supervisor that turns its end (success, error,
+/// panic, cancel, fence) into a [`Finished`].
+fn start(ctx: &Arc<NodeContext>, task: ClaimedTask) {
+    let runner = &ctx.runner;
+    let wait = (task.started_at - task.queued_at).as_seconds_f64().max(0.0);
+    ctx.metrics.queue_wait.record(wait);
+    ctx.metrics.tasks_claimed.increment(1);
+    let stop = CancellationToken::new();
+    let reason = Arc::new(Mutex::new(None));
+    {
+        let mut running = runner.running.lock().expect("running lock");
+        running.insert(
+            task.id,
+            Running {
+                attempt: task.attempt,
+                stop: stop.clone(),
+                reason: reason.clone(),
+            },
+        );
+        ctx.state.set_running_tasks(running.len() as u32);
+    }
+    let Some(kind) = runner.kinds.get(&task.kind).cloned() else {
+        // Claims name only known kinds, so this is a bug; fail loudly, not silently.
+        let _ = runner.finished_tx.send(Finished {
+            id: task.id,
+            attempt: task.attempt,
+            kind: task.kind.clone(),
+            outcome: Some((
+                "failed",
+                Some(format!(
+                    "node {} does not know task kind `{}`",
+                    ctx.state.name, task.kind
+                )),
+            )),
+        });
+        return;
+    };
+    let run = TaskRun {
+        ctx: ctx.clone(),
+        id: task.id,
+        attempt: task.attempt,
+        args: task.args,
+        stop: stop.clone(),
+    };
+    let finished_tx = runner.finished_tx.clone();
+    let node_name = ctx.state.name.clone();
+    tokio::spawn(async move {
+        tracing::debug!(task.id = task.id, task.kind = %task.kind, task.attempt = task.attempt, "task started");
+        let mut work = tokio::spawn(kind.run(run));
+        let ended = tokio::select! {
+            joined = &mut work => Some(joined),
+            () = stop.cancelled() => {
+                work.abort();
+                None
+            }
+        };
+        let stop_reason = reason.lock().expect("reason lock").clone();
+        let outcome = match (ended, stop_reason) {
+            (_, Some(StopReason::Fenced(why))) => {
+                tracing::warn!(node.name = %node_name, task.id = task.id, task.attempt = task.attempt, "abandoned task {}: {why}", task.id);
+                None
+            }
+            (Some(Ok(Ok(()))), _) => Some(("succeeded", None)),
+            (Some(Ok(Err(reason))), _) => Some(("failed", Some(reason))),
+            (Some(Err(join)), _) if join.is_panic() => {
+                tracing::error!(task.id = task.id, "task {} panicked: {join}", task.id);
+                Some((
+                    "failed",
+                    Some(format!(
+                        "the task panicked on node {node_name}; the cause is in that node's log"
+                    )),
+                ))
+            }
+            (_, Some(StopReason::Cancelled)) | (None, None) | (Some(Err(_)), None) => {
+                Some(("cancelled", Some("cancelled by request".to_owned())))
+            }
+        };
+        let _ = finished_tx.send(Finished {
+            id: task.id,
+            attempt: task.attempt,
+            kind: task.kind,
+            outcome,
+        });
+    });
+}

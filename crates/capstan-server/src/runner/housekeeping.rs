@@ -1,0 +1,98 @@
+//! What every node does for the whole cluster, once per heartbeat interval: rescue
+//! tasks whose lease expired, queue periodic tasks whose period began, and refresh the
+//! queue gauges. Any node may do each of these; the database makes sure each happens
+//! once (SKIP LOCKED for rescue, a unique key per period for periodic tasks).
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant, SystemTime},
+};
+
+use capstan_db::queue::{self, RescueScope};
+use tokio::time::MissedTickBehavior;
+
+use super::kinds::{TASK_HISTORY_RETENTION, TaskHistoryRetention};
+use crate::node::NodeContext;
+
+/// How often the queue gauges are refreshed.
+const STATS_EVERY: Duration = Duration::from_secs(5);
+
+pub(crate) async fn run(ctx: Arc<NodeContext>) {
+    let mut ticker = tokio::time::interval(ctx.state.heartbeat_interval);
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut last_period = None;
+    let mut tries_left = 0u8;
+    let mut stats_at: Option<Instant> = None;
+    loop {
+        ticker.tick().await;
+        rescue_expired(&ctx).await;
+
+        // The database's clock decides the period. The local clock only says when a
+        // new one may have begun; trying on two ticks covers a small clock skew.
+        let every = ctx.settings.task_history_retention_every;
+        let period = local_period(every);
+        if last_period != Some(period) {
+            last_period = Some(period);
+            tries_left = 2;
+        }
+        if tries_left > 0 {
+            let args = TaskHistoryRetention::args(ctx.settings.task_history_retention);
+            match queue::enqueue_periodic(&ctx.pools.liveness, TASK_HISTORY_RETENTION, &args, every)
+                .await
+            {
+                Ok(Some(id)) => {
+                    tracing::debug!(
+                        task.id = id,
+                        "queued {TASK_HISTORY_RETENTION} for this period"
+                    );
+                    tries_left = 0;
+                }
+                Ok(None) => tries_left -= 1,
+                Err(e) => tracing::warn!("cannot queue {TASK_HISTORY_RETENTION}: {e}"),
+            }
+        }
+
+        if stats_at.is_none_or(|at| at.elapsed() >= STATS_EVERY) {
+            match queue::stats(&ctx.pools.liveness).await {
+                Ok(stats) => {
+                    ctx.metrics.record_queue(stats);
+                    stats_at = Some(Instant::now());
+                }
+                Err(e) => tracing::debug!("cannot read queue stats: {e}"),
+            }
+        }
+    }
+}
+
+/// Rescues every task whose lease expired, in batches.
+async fn rescue_expired(ctx: &NodeContext) {
+    loop {
+        match queue::rescue(&ctx.pools.liveness, RescueScope::Expired).await {
+            Ok(rescued) => {
+                for task in &rescued {
+                    ctx.metrics.record_rescued(&task.state);
+                    tracing::warn!(
+                        task.id = task.id,
+                        lost_node = %task.lost_node,
+                        "rescued task {} from lost node {}: now {}",
+                        task.id, task.lost_node, task.state
+                    );
+                }
+                if rescued.len() < 500 {
+                    return;
+                }
+            }
+            Err(e) => {
+                tracing::debug!("rescue skipped: {e}");
+                return;
+            }
+        }
+    }
+}
+
+fn local_period(every: Duration) -> u128 {
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    now.as_millis() / every.as_millis().max(1)
+}

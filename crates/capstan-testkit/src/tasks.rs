@@ -1,0 +1,84 @@
+//! Queueing tasks and reading back what happened to them, for the queue's tests.
+
+use std::time::Duration;
+
+use capstan_api::{
+    ApiClient, AttemptResponse, CreateTaskRequest, CreateTasksRequest, TaskResponse,
+};
+use time::OffsetDateTime;
+
+use crate::eventually;
+
+/// Queues `n` `sleep` tasks with `args` in one batch; returns their ids in queue order.
+pub async fn queue_sleeps(client: &ApiClient, n: usize, args: serde_json::Value) -> Vec<i64> {
+    let tasks = (0..n)
+        .map(|_| CreateTaskRequest::new("sleep", args.clone()))
+        .collect();
+    client
+        .create_tasks(&CreateTasksRequest { tasks })
+        .await
+        .expect("queueing a batch")
+        .ids
+}
+
+/// Waits until every task in `ids` has finished and returns them.
+pub async fn wait_finished(client: &ApiClient, ids: &[i64], within: Duration) -> Vec<TaskResponse> {
+    eventually(within, "every task to finish", || async {
+        let mut done = Vec::with_capacity(ids.len());
+        for id in ids {
+            let task = client.get_task(*id).await.ok()?;
+            if !task.state.is_finished() {
+                return None;
+            }
+            done.push(task);
+        }
+        Some(done)
+    })
+    .await
+}
+
+/// Waits until task `id` satisfies `check` and returns it.
+pub async fn wait_task(
+    client: &ApiClient,
+    id: i64,
+    within: Duration,
+    what: &str,
+    check: impl Fn(&TaskResponse) -> bool,
+) -> TaskResponse {
+    eventually(within, what, || async {
+        let task = client.get_task(id).await.ok()?;
+        check(&task).then_some(task)
+    })
+    .await
+}
+
+/// Every attempt of every task in `ids`, with its task id.
+pub async fn attempts_of(client: &ApiClient, ids: &[i64]) -> Vec<(i64, AttemptResponse)> {
+    let mut all = Vec::new();
+    for id in ids {
+        for attempt in client.task_attempts(*id).await.expect("attempts").items {
+            all.push((*id, attempt));
+        }
+    }
+    all
+}
+
+/// The most intervals open at any one moment. An interval ending at the instant
+/// another starts does not overlap it; an open one (`None`) runs forever.
+pub fn max_overlap(intervals: &[(OffsetDateTime, Option<OffsetDateTime>)]) -> usize {
+    let mut events: Vec<(OffsetDateTime, i32)> = Vec::new();
+    for (start, end) in intervals {
+        events.push((*start, 1));
+        if let Some(end) = end {
+            events.push((*end, -1));
+        }
+    }
+    // Ends sort before starts at the same instant.
+    events.sort();
+    let (mut open, mut most) = (0i32, 0i32);
+    for (_, delta) in events {
+        open += delta;
+        most = most.max(open);
+    }
+    most as usize
+}

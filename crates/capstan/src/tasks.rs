@@ -1,0 +1,227 @@
+//! `capstan tasks ...`: list, show, queue and cancel tasks.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use capstan_api::{ApiClient, CreateTaskRequest, TaskQuery, TaskResponse, timestamp};
+use capstan_core::{ConcurrencyKey, TaskState};
+use clap::{Args, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::nodes::ClientArgs;
+
+#[derive(Debug, Args)]
+pub struct TasksArgs {
+    #[command(flatten)]
+    client: ClientArgs,
+    #[command(subcommand)]
+    command: TasksCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum TasksCommand {
+    /// Show tasks, newest first.
+    List {
+        /// Only tasks in this state (queued, running, succeeded, failed, cancelled).
+        #[arg(long)]
+        state: Option<TaskState>,
+        /// Only tasks of this kind.
+        #[arg(long)]
+        kind: Option<String>,
+        /// Only tasks on this node (name or id).
+        #[arg(long)]
+        node: Option<String>,
+        /// How many to show (1-500).
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one task and every attempt of it.
+    Show {
+        id: i64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Queue a task, e.g. `capstan tasks create sleep --args '{"ms": 1000}'`.
+    Create {
+        kind: String,
+        /// The kind's arguments as a JSON object.
+        #[arg(long, default_value = "{}")]
+        args: String,
+        /// Run one at a time with other tasks of this key.
+        #[arg(long)]
+        concurrency_key: Option<String>,
+        /// Wait until it finishes, showing its state; exit 1 unless it succeeded.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Cancel a queued task at once, or ask the node running it to stop it.
+    Cancel { id: i64 },
+}
+
+pub async fn run(args: TasksArgs) -> anyhow::Result<()> {
+    let client = ApiClient::new(&args.client.server, args.client.api_key);
+    match args.command {
+        TasksCommand::List {
+            state,
+            kind,
+            node,
+            limit,
+            json,
+        } => {
+            let query = TaskQuery {
+                state,
+                kind,
+                node,
+                limit: Some(limit),
+                cursor: None,
+            };
+            let page = client.list_tasks(&query).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&page)?);
+            } else {
+                print_table(&page.items);
+                if page.next.is_some() {
+                    println!("(more: raise --limit or narrow the filters)");
+                }
+            }
+        }
+        TasksCommand::Show { id, json } => {
+            let task = client.get_task(id).await?;
+            let attempts = client.task_attempts(id).await?;
+            if json {
+                let both = serde_json::json!({ "task": task, "attempts": attempts.items });
+                println!("{}", serde_json::to_string_pretty(&both)?);
+            } else {
+                print_task(&task);
+                if !attempts.items.is_empty() {
+                    println!(
+                        "\n{:<8} {:<20} {:<28} {:<28} OUTCOME",
+                        "ATTEMPT", "NODE", "STARTED", "FINISHED"
+                    );
+                    for a in &attempts.items {
+                        println!(
+                            "{:<8} {:<20} {:<28} {:<28} {}",
+                            a.attempt,
+                            a.node_name,
+                            timestamp::format(a.started_at),
+                            a.finished_at
+                                .map(timestamp::format)
+                                .unwrap_or_else(|| "-".into()),
+                            a.outcome.as_deref().unwrap_or("running")
+                        );
+                    }
+                }
+            }
+        }
+        TasksCommand::Create {
+            kind,
+            args,
+            concurrency_key,
+            wait,
+        } => {
+            let args: serde_json::Value =
+                serde_json::from_str(&args).context("--args is not valid JSON")?;
+            let mut request = CreateTaskRequest::new(&kind, args);
+            request.concurrency_key = concurrency_key
+                .map(ConcurrencyKey::parse)
+                .transpose()
+                .map_err(anyhow::Error::msg)?;
+            let task = client.create_task(&request).await?;
+            println!("queued task {} ({})", task.id, task.kind);
+            if wait {
+                let task = wait_for(&client, task.id).await?;
+                print_task(&task);
+                if task.state != TaskState::Succeeded {
+                    anyhow::bail!("task {} {}", task.id, task.state);
+                }
+            }
+        }
+        TasksCommand::Cancel { id } => {
+            let task = client.cancel_task(id).await?;
+            if task.state == TaskState::Cancelled {
+                println!("task {id} cancelled");
+            } else {
+                println!(
+                    "task {id} is running on {}; its node is stopping it",
+                    task.node_name.as_deref().unwrap_or("a node")
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Polls a task until it finishes, with a spinner that shows its state.
+async fn wait_for(client: &ApiClient, id: i64) -> anyhow::Result<TaskResponse> {
+    let spinner = ProgressBar::new_spinner().with_style(
+        ProgressStyle::with_template("{spinner} {elapsed} {msg}").expect("a valid template"),
+    );
+    loop {
+        let task = client.get_task(id).await?;
+        spinner.set_message(format!(
+            "task {id} {}{}",
+            task.state,
+            task.node_name
+                .as_deref()
+                .map(|n| format!(" on {n}"))
+                .unwrap_or_default()
+        ));
+        spinner.tick();
+        if task.state.is_finished() {
+            spinner.finish_and_clear();
+            return Ok(task);
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+fn print_task(task: &TaskResponse) {
+    let when =
+        |at: Option<time::OffsetDateTime>| at.map(timestamp::format).unwrap_or_else(|| "-".into());
+    println!("task      {}", task.id);
+    println!("kind      {}", task.kind);
+    println!("args      {}", task.args);
+    println!(
+        "state     {}{}",
+        task.state,
+        if task.cancel_requested {
+            " (cancel requested)"
+        } else {
+            ""
+        }
+    );
+    println!("node      {}", task.node_name.as_deref().unwrap_or("-"));
+    println!("attempt   {}", task.attempt);
+    println!("on lost   {}", task.on_node_lost);
+    if let Some(key) = &task.concurrency_key {
+        println!("key       {}", key.as_str());
+    }
+    println!("queued    {}", timestamp::format(task.queued_at));
+    println!("started   {}", when(task.started_at));
+    println!("finished  {}", when(task.finished_at));
+    if let Some(error) = &task.error {
+        println!("error     {error}");
+    }
+}
+
+fn print_table(tasks: &[TaskResponse]) {
+    println!(
+        "{:<10} {:<24} {:<10} {:<16} {:<8} {:<28} ERROR",
+        "ID", "KIND", "STATE", "NODE", "ATTEMPT", "QUEUED"
+    );
+    for t in tasks {
+        println!(
+            "{:<10} {:<24} {:<10} {:<16} {:<8} {:<28} {}",
+            t.id,
+            t.kind,
+            t.state,
+            t.node_name.as_deref().unwrap_or("-"),
+            t.attempt,
+            timestamp::format(t.queued_at),
+            t.error.as_deref().unwrap_or("")
+        );
+    }
+}

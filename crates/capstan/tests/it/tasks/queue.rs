@@ -1,0 +1,390 @@
+use std::{collections::HashMap, time::Duration};
+
+use capstan_api::{CreateTaskRequest, TaskQuery};
+use capstan_core::{ConcurrencyKey, TaskState};
+use capstan_testkit::{
+    TestCluster, eventually,
+    tasks::{attempts_of, max_overlap, queue_sleeps, wait_finished, wait_task},
+};
+use serde_json::json;
+
+#[tokio::test]
+async fn fifty_tasks_on_caps_2_3_0_respect_every_cap_start_in_order_and_run_once() {
+    let cluster = TestCluster::start_with_caps(&[Some(2), Some(3), Some(0)]).await;
+    let client = cluster.node(2).client();
+    let ids = queue_sleeps(&client, 50, json!({"ms": 60})).await;
+    assert_eq!(ids.len(), 50);
+    assert!(
+        ids.windows(2).all(|w| w[0] < w[1]),
+        "ids are in queue order"
+    );
+
+    let tasks = wait_finished(&client, &ids, Duration::from_secs(30)).await;
+    assert!(tasks.iter().all(|t| t.state == TaskState::Succeeded));
+    let attempts = attempts_of(&client, &ids).await;
+
+    // Every task ran exactly once.
+    assert_eq!(attempts.len(), 50, "one attempt per task");
+    assert!(
+        attempts
+            .iter()
+            .all(|(_, a)| a.attempt == 1 && a.outcome.as_deref() == Some("succeeded"))
+    );
+
+    // No node ever ran more than its cap; the cap-0 node ran nothing.
+    let mut per_node: HashMap<String, Vec<_>> = HashMap::new();
+    for (_, a) in &attempts {
+        per_node
+            .entry(a.node_name.clone())
+            .or_default()
+            .push((a.started_at, a.finished_at));
+    }
+    assert!(
+        !per_node.contains_key("node-3"),
+        "the cap-0 node ran a task"
+    );
+    let most_1 = max_overlap(&per_node["node-1"]);
+    let most_2 = max_overlap(&per_node["node-2"]);
+    assert!(most_1 <= 2, "node-1 (cap 2) ran {most_1} at once");
+    assert!(most_2 <= 3, "node-2 (cap 3) ran {most_2} at once");
+    // And the cluster used its capacity: both nodes were full at some point.
+    assert_eq!((most_1, most_2), (2, 3));
+
+    // Tasks started in id order. Two nodes claiming in the same instant may take
+    // neighbouring tasks in either order, so a later task may show a start a hair
+    // before an earlier one; never more than that.
+    let starts: Vec<_> = ids
+        .iter()
+        .map(|id| attempts.iter().find(|(t, _)| t == id).unwrap().1.started_at)
+        .collect();
+    let race = time::Duration::milliseconds(5);
+    let mut latest = starts[0];
+    for (i, start) in starts.iter().enumerate() {
+        assert!(
+            *start + race >= latest,
+            "task {} started at {start}, before an earlier task at {latest}",
+            ids[i]
+        );
+        latest = latest.max(*start);
+    }
+    println!(
+        "50 tasks: node-1 ran {} (at most {most_1} at once), node-2 ran {} (at most {most_2}), node-3 ran 0",
+        per_node["node-1"].len(),
+        per_node["node-2"].len()
+    );
+}
+
+#[tokio::test]
+async fn a_queued_task_is_cancelled_at_once_and_a_running_one_within_a_second() {
+    let cluster = TestCluster::start_with_caps(&[Some(1), Some(0)]).await;
+    let client = cluster.node(1).client();
+    let ids = queue_sleeps(&client, 2, json!({"ms": 60_000})).await;
+    let running = wait_task(
+        &client,
+        ids[0],
+        Duration::from_secs(5),
+        "first task running",
+        |t| t.state == TaskState::Running,
+    )
+    .await;
+    assert_eq!(running.node_name.as_deref(), Some("node-1"));
+
+    // The second waits for the only slot: cancelling it is immediate.
+    let queued = client.cancel_task(ids[1]).await.unwrap();
+    assert_eq!(queued.state, TaskState::Cancelled);
+    assert!(queued.finished_at.is_some());
+
+    // The running one is on node-1; the request goes to node-2.
+    let asked = std::time::Instant::now();
+    let accepted = client.cancel_task(ids[0]).await.unwrap();
+    assert_eq!(accepted.state, TaskState::Running);
+    assert!(accepted.cancel_requested);
+    let cancelled = wait_task(
+        &client,
+        ids[0],
+        Duration::from_secs(1),
+        "running task cancelled",
+        |t| t.state == TaskState::Cancelled,
+    )
+    .await;
+    println!("running task cancelled in {:?}", asked.elapsed());
+    assert_eq!(cancelled.error.as_deref(), Some("cancelled by request"));
+    let attempts = client.task_attempts(ids[0]).await.unwrap().items;
+    assert_eq!(attempts.len(), 1);
+    assert_eq!(attempts[0].outcome.as_deref(), Some("cancelled"));
+    assert!(client.task_attempts(ids[1]).await.unwrap().items.is_empty());
+    eventually(Duration::from_secs(2), "slot freed", || async {
+        (cluster.node(0).state.running_tasks() == 0).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn tasks_sharing_a_concurrency_key_run_one_at_a_time_in_order_without_blocking_others() {
+    let cluster = TestCluster::start_with_caps(&[Some(3), Some(3)]).await;
+    let client = cluster.node(0).client();
+    let key = ConcurrencyKey::parse("deploy:web").unwrap();
+    let mut keyed = Vec::new();
+    for _ in 0..4 {
+        let mut request = CreateTaskRequest::new("sleep", json!({"ms": 150}));
+        request.concurrency_key = Some(key.clone());
+        keyed.push(client.create_task(&request).await.unwrap().id);
+    }
+    // Unrelated tasks queued behind the keyed ones start at once.
+    let free = queue_sleeps(&client, 4, json!({"ms": 150})).await;
+
+    let keyed_done = wait_finished(&client, &keyed, Duration::from_secs(10)).await;
+    let free_done = wait_finished(&client, &free, Duration::from_secs(10)).await;
+    assert!(
+        keyed_done
+            .iter()
+            .chain(&free_done)
+            .all(|t| t.state == TaskState::Succeeded)
+    );
+
+    let attempts = attempts_of(&client, &keyed).await;
+    let intervals: Vec<_> = attempts
+        .iter()
+        .map(|(_, a)| (a.started_at, a.finished_at))
+        .collect();
+    assert_eq!(
+        max_overlap(&intervals),
+        1,
+        "keyed tasks overlapped: {attempts:#?}"
+    );
+    for pair in attempts.windows(2) {
+        assert!(pair[0].0 < pair[1].0 && pair[0].1.finished_at.unwrap() <= pair[1].1.started_at);
+    }
+    // The free tasks did not wait for the key: all started before the last keyed one.
+    let last_keyed_start = attempts.last().unwrap().1.started_at;
+    for (_, a) in attempts_of(&client, &free).await {
+        assert!(
+            a.started_at < last_keyed_start,
+            "a free task waited behind the key"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_drained_node_finishes_its_running_tasks_and_starts_no_new_ones() {
+    let cluster = TestCluster::start_with_caps(&[Some(2), Some(0)]).await;
+    let client = cluster.node(1).client();
+    let ids = queue_sleeps(&client, 4, json!({"ms": 400})).await;
+    wait_task(
+        &client,
+        ids[1],
+        Duration::from_secs(5),
+        "two running",
+        |t| t.state == TaskState::Running,
+    )
+    .await;
+
+    let node_1 = client.find_node("node-1").await.unwrap();
+    client
+        .update_node(
+            node_1.id,
+            &capstan_api::UpdateNodeRequest {
+                draining: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let first_two = wait_finished(&client, &ids[..2], Duration::from_secs(5)).await;
+    assert!(first_two.iter().all(|t| t.state == TaskState::Succeeded));
+    // Drained: the other two stay queued.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for id in &ids[2..] {
+        assert_eq!(client.get_task(*id).await.unwrap().state, TaskState::Queued);
+    }
+    client
+        .update_node(
+            node_1.id,
+            &capstan_api::UpdateNodeRequest {
+                draining: Some(false),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let rest = wait_finished(&client, &ids[2..], Duration::from_secs(5)).await;
+    assert!(
+        rest.iter()
+            .all(|t| t.state == TaskState::Succeeded && t.node_name.as_deref() == Some("node-1"))
+    );
+}
+
+#[tokio::test]
+async fn a_lowered_cap_lets_running_tasks_finish_and_a_raised_one_takes_more_at_once() {
+    let cluster = TestCluster::start_with_caps(&[Some(4), Some(0)]).await;
+    let client = cluster.node(1).client();
+    let node_1 = client.find_node("node-1").await.unwrap();
+    let ids = queue_sleeps(&client, 12, json!({"ms": 300})).await;
+    wait_task(
+        &client,
+        ids[3],
+        Duration::from_secs(5),
+        "four running",
+        |t| t.state == TaskState::Running,
+    )
+    .await;
+
+    client
+        .update_node(
+            node_1.id,
+            &capstan_api::UpdateNodeRequest {
+                task_cap: Some(capstan_core::TaskCap::new(1).unwrap()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let lowered_at = time::OffsetDateTime::now_utc();
+    // The four running finish; from then on at most one runs at a time.
+    let first_four = wait_finished(&client, &ids[..4], Duration::from_secs(5)).await;
+    assert!(first_four.iter().all(|t| t.state == TaskState::Succeeded));
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    client
+        .update_node(
+            node_1.id,
+            &capstan_api::UpdateNodeRequest {
+                task_cap: Some(capstan_core::TaskCap::new(5).unwrap()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let all = wait_finished(&client, &ids, Duration::from_secs(10)).await;
+    assert!(all.iter().all(|t| t.state == TaskState::Succeeded));
+
+    let attempts = attempts_of(&client, &ids).await;
+    let after_lowering: Vec<_> = attempts
+        .iter()
+        .filter(|(id, a)| !ids[..4].contains(id) && a.started_at > lowered_at)
+        .map(|(_, a)| (a.started_at, a.finished_at))
+        .collect();
+    let raised_at = after_lowering.iter().map(|(s, _)| *s).max().unwrap();
+    let while_lowered: Vec<_> = after_lowering
+        .iter()
+        .copied()
+        .filter(|(s, _)| *s < raised_at - time::Duration::milliseconds(250))
+        .collect();
+    assert!(!while_lowered.is_empty());
+    assert_eq!(
+        max_overlap(&while_lowered),
+        1,
+        "more than one task ran under cap 1"
+    );
+    assert!(
+        max_overlap(&after_lowering) >= 3,
+        "the raised cap was not used"
+    );
+}
+
+#[tokio::test]
+async fn failures_are_recorded_and_the_list_filters_and_pages() {
+    let cluster = TestCluster::start(2).await;
+    let client = cluster.node(0).client();
+    let failing = client
+        .create_task(&CreateTaskRequest::new(
+            "sleep",
+            json!({"ms": 10, "fail": true}),
+        ))
+        .await
+        .unwrap();
+    // An idle cluster may claim it before the answer is even written.
+    assert!(matches!(
+        failing.state,
+        TaskState::Queued | TaskState::Running | TaskState::Failed
+    ));
+    assert_eq!(
+        failing.args,
+        json!({"ms": 10, "fail": true, "on_node_lost": "fail"})
+    );
+    let ok = queue_sleeps(&client, 7, json!({})).await;
+    let failed = wait_task(&client, failing.id, Duration::from_secs(5), "failed", |t| {
+        t.state == TaskState::Failed
+    })
+    .await;
+    assert_eq!(
+        failed.error.as_deref(),
+        Some("failed on purpose after 10 ms")
+    );
+    assert_eq!(failed.attempt, 1);
+    let started = failed.started_at.unwrap();
+    assert!(failed.queued_at <= started && started <= failed.finished_at.unwrap());
+    wait_finished(&client, &ok, Duration::from_secs(5)).await;
+
+    // Timestamps carry microseconds, in UTC.
+    let raw: serde_json::Value = reqwest::Client::new()
+        .get(format!(
+            "{}/api/tasks/{}",
+            cluster.node(0).url(),
+            failing.id
+        ))
+        .bearer_auth(capstan_testkit::ADMIN_KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let queued_at = raw["queued_at"].as_str().unwrap();
+    assert_eq!(
+        queued_at.len(),
+        "2026-11-23T11:31:55.123456Z".len(),
+        "{queued_at}"
+    );
+    assert!(queued_at.ends_with('Z'));
+
+    let only_failed = client
+        .list_tasks(&TaskQuery {
+            state: Some(TaskState::Failed),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        only_failed.items.iter().map(|t| t.id).collect::<Vec<_>>(),
+        vec![failing.id]
+    );
+
+    // Pages of three, newest first, cover all sleeps exactly once.
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = client
+            .list_tasks(&TaskQuery {
+                kind: Some("sleep".into()),
+                limit: Some(3),
+                cursor,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        seen.extend(page.items.iter().map(|t| t.id));
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    let mut expected: Vec<_> = ok.iter().copied().chain([failing.id]).collect();
+    expected.sort_unstable_by(|a, b| b.cmp(a));
+    assert_eq!(seen, expected);
+
+    // By node name.
+    let by_node = client
+        .list_tasks(&TaskQuery {
+            node: Some("node-1".into()),
+            limit: Some(500),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(
+        by_node
+            .items
+            .iter()
+            .all(|t| t.node_name.as_deref() == Some("node-1"))
+    );
+}
