@@ -24,6 +24,7 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations"
 /// The NOTIFY channel on which node changes are announced; the payload is the node id.
 pub const NODES_CHANNEL: &str = "capstan_nodes";
 
-/// The NOTIFY channel that wakes claimers: `queued` when tasks may be claimable,
-/// `cancel:<id>` when the node running that task must stop it.
+/// The NOTIFY channel that wakes claimers: `queued` when tasks may be claimable
+/// (`queued:<node id>` when that node queued them through its API), `cancel:<id>` when
+/// the node running that task must stop it.
 pub const TASKS_CHANNEL: &str = "capstan_tasks";

@@ -83,14 +83,21 @@ pub struct Pools {
 }
 
 impl Pools {
-    /// Connects once to prove the database is usable, then builds both pools.
-    pub async fn connect(url: &DatabaseUrl, api_pool_size: u32) -> Result<Self, ConnectError> {
+    /// Connects once to prove the database is usable, then builds both pools. Every
+    /// connection carries `application_name` (e.g. `capstan node-1`), so
+    /// `pg_stat_activity` shows which node holds it.
+    pub async fn connect(
+        url: &DatabaseUrl,
+        api_pool_size: u32,
+        application_name: &str,
+    ) -> Result<Self, ConnectError> {
         let fail = |reason: String| ConnectError {
             url: url.to_string(),
             reason,
         };
         let options = PgConnectOptions::from_str(url.expose())
             .map_err(|e| fail(e.to_string()))?
+            .application_name(application_name)
             .log_statements(tracing::log::LevelFilter::Trace);
         match tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&options)).await {
             Err(_) => {
@@ -112,7 +119,7 @@ impl Pools {
         let mut listen_config = tokio_postgres::Config::from_str(url.expose())
             .map_err(|e| fail(format!("the database URL cannot be used: {e}")))?;
         listen_config.connect_timeout(Duration::from_secs(2));
-        listen_config.application_name("capstan");
+        listen_config.application_name(application_name);
         let manager = deadpool_postgres::Manager::from_config(
             listen_config.clone(),
             tokio_postgres::NoTls,

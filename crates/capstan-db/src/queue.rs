@@ -52,113 +52,104 @@ pub struct Claimer<'a> {
     pub kinds: &'a [String],
 }
 
-/// Writes `outcomes` and claims up to `want` of the oldest claimable tasks, in one
-/// transaction: the slots the outcomes free are reused at the same commit, and a
-/// claim's `started_at` is never before the `finished_at` of the run it replaces.
+/// Writes `outcomes` and claims up to `want` of the oldest claimable tasks in one
+/// statement, so one round trip and one commit serve a whole cycle: the slots the
+/// outcomes free are reused at the same commit, and a claim's `started_at` equals the
+/// `finished_at` of the run whose slot it takes, never earlier.
 ///
-/// A queued task is claimable when no task with its concurrency key is running and no
-/// older task with that key is queued.
+/// A queued task is claimable when its kind is one the node knows, no task with its
+/// concurrency key is running, and no older task with that key is queued. A keyed task
+/// finishing here does not unblock the next one in this same statement (it still
+/// reads as running); the notification sent for it wakes a claimer for that.
 pub async fn complete_and_claim(
     pool: &deadpool_postgres::Pool,
     claimer: Claimer<'_>,
     outcomes: &[Outcome],
     want: u32,
 ) -> Result<Cycle, DbError> {
-    let mut client = pool.get().await?;
-    let tx = client.transaction().await?;
+    let client = pool.get().await?;
+    let statement = client
+        .prepare_cached(
+            "WITH o AS (
+                SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[], $4::text[])
+                    AS o(id, attempt, state, error)
+             ), done AS (
+                UPDATE tasks t SET state = o.state, error = o.error,
+                    finished_at = statement_timestamp(), lease_expires_at = NULL
+                FROM o
+                WHERE t.id = o.id AND t.attempt = o.attempt AND t.node_id = $5
+                  AND t.state = 'running'
+                RETURNING t.id, t.attempt, t.state, t.finished_at, t.concurrency_key
+             ), done_recorded AS (
+                UPDATE task_attempts a SET finished_at = d.finished_at, outcome = d.state
+                FROM done d WHERE a.task_id = d.id AND a.attempt = d.attempt
+             ), woken AS (
+                SELECT pg_notify($10, 'queued') FROM done
+                WHERE concurrency_key IS NOT NULL LIMIT 1
+             ), candidates AS (
+                SELECT t.id FROM tasks t
+                WHERE t.state = 'queued' AND t.kind = ANY($9)
+                  AND (t.concurrency_key IS NULL OR NOT EXISTS (
+                        SELECT 1 FROM tasks k
+                        WHERE k.concurrency_key = t.concurrency_key
+                          AND (k.state = 'running' OR (k.state = 'queued' AND k.id < t.id))))
+                ORDER BY t.id
+                LIMIT $6
+                FOR UPDATE OF t SKIP LOCKED
+             ), claimed AS (
+                UPDATE tasks t SET state = 'running', node_id = $5, attempt = t.attempt + 1,
+                    started_at = statement_timestamp(),
+                    lease_expires_at = statement_timestamp() + $7 * interval '1 millisecond'
+                FROM candidates c WHERE t.id = c.id
+                RETURNING t.id, t.kind, t.args, t.attempt, t.queued_at, t.started_at
+             ), claimed_recorded AS (
+                INSERT INTO task_attempts (task_id, attempt, node_id, node_name, started_at)
+                SELECT id, attempt, $5, $8, started_at FROM claimed
+             )
+             SELECT true, id, kind, args, attempt, queued_at, started_at FROM claimed
+             UNION ALL
+             SELECT false, id, NULL, NULL, NULL, NULL, NULL FROM done
+             UNION ALL
+             SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM woken",
+        )
+        .await?;
+    let ids: Vec<i64> = outcomes.iter().map(|o| o.id).collect();
+    let attempts: Vec<i32> = outcomes.iter().map(|o| o.attempt).collect();
+    let states: Vec<&str> = outcomes.iter().map(|o| o.state).collect();
+    let errors: Vec<Option<&str>> = outcomes.iter().map(|o| o.error.as_deref()).collect();
+    let rows = client
+        .query(
+            &statement,
+            &[
+                &ids,
+                &attempts,
+                &states,
+                &errors,
+                &claimer.node_id,
+                &i64::from(want),
+                &millis(claimer.lease_ttl),
+                &claimer.node_name,
+                &claimer.kinds,
+                &TASKS_CHANNEL,
+            ],
+        )
+        .await?;
     let mut cycle = Cycle::default();
-    let mut keyed_done = false;
-    if !outcomes.is_empty() {
-        let statement = tx
-            .prepare_cached(
-                "WITH o AS (
-                    SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[], $4::text[])
-                        AS o(id, attempt, state, error)
-                 ), done AS (
-                    UPDATE tasks t SET state = o.state, error = o.error,
-                        finished_at = statement_timestamp(), lease_expires_at = NULL
-                    FROM o
-                    WHERE t.id = o.id AND t.attempt = o.attempt AND t.node_id = $5
-                      AND t.state = 'running'
-                    RETURNING t.id, t.attempt, t.state, t.finished_at, t.concurrency_key
-                 ), recorded AS (
-                    UPDATE task_attempts a SET finished_at = d.finished_at, outcome = d.state
-                    FROM done d WHERE a.task_id = d.id AND a.attempt = d.attempt
-                 )
-                 SELECT id, concurrency_key IS NOT NULL FROM done",
-            )
-            .await?;
-        let ids: Vec<i64> = outcomes.iter().map(|o| o.id).collect();
-        let attempts: Vec<i32> = outcomes.iter().map(|o| o.attempt).collect();
-        let states: Vec<&str> = outcomes.iter().map(|o| o.state).collect();
-        let errors: Vec<Option<&str>> = outcomes.iter().map(|o| o.error.as_deref()).collect();
-        for row in tx
-            .query(
-                &statement,
-                &[&ids, &attempts, &states, &errors, &claimer.node_id],
-            )
-            .await?
-        {
-            cycle.completed.push(row.get(0));
-            keyed_done |= row.get::<_, bool>(1);
+    for row in rows {
+        match row.get::<_, Option<bool>>(0) {
+            Some(true) => cycle.claimed.push(ClaimedTask {
+                id: row.get(1),
+                kind: row.get(2),
+                args: row.get(3),
+                attempt: row.get(4),
+                queued_at: row.get(5),
+                started_at: row.get(6),
+            }),
+            Some(false) => cycle.completed.push(row.get(1)),
+            None => {}
         }
     }
-    if want > 0 {
-        let statement = tx
-            .prepare_cached(
-                "WITH candidates AS (
-                    SELECT t.id FROM tasks t
-                    WHERE t.state = 'queued' AND t.kind = ANY($5)
-                      AND (t.concurrency_key IS NULL OR NOT EXISTS (
-                            SELECT 1 FROM tasks o
-                            WHERE o.concurrency_key = t.concurrency_key
-                              AND (o.state = 'running' OR (o.state = 'queued' AND o.id < t.id))))
-                    ORDER BY t.id
-                    LIMIT $2
-                    FOR UPDATE OF t SKIP LOCKED
-                 ), claimed AS (
-                    UPDATE tasks t SET state = 'running', node_id = $1, attempt = t.attempt + 1,
-                        started_at = statement_timestamp(),
-                        lease_expires_at = statement_timestamp() + $3 * interval '1 millisecond'
-                    FROM candidates c WHERE t.id = c.id
-                    RETURNING t.id, t.kind, t.args, t.attempt, t.queued_at, t.started_at
-                 ), recorded AS (
-                    INSERT INTO task_attempts (task_id, attempt, node_id, node_name, started_at)
-                    SELECT id, attempt, $1, $4, started_at FROM claimed
-                 )
-                 SELECT id, kind, args, attempt, queued_at, started_at FROM claimed ORDER BY id",
-            )
-            .await?;
-        let rows = tx
-            .query(
-                &statement,
-                &[
-                    &claimer.node_id,
-                    &i64::from(want),
-                    &millis(claimer.lease_ttl),
-                    &claimer.node_name,
-                    &claimer.kinds,
-                ],
-            )
-            .await?;
-        cycle.claimed = rows
-            .into_iter()
-            .map(|row| ClaimedTask {
-                id: row.get(0),
-                kind: row.get(1),
-                args: row.get(2),
-                attempt: row.get(3),
-                queued_at: row.get(4),
-                started_at: row.get(5),
-            })
-            .collect();
-    }
-    if keyed_done {
-        // A finished keyed task may unblock the next one with its key on any node.
-        tx.execute("SELECT pg_notify($1, 'queued')", &[&TASKS_CHANNEL])
-            .await?;
-    }
-    tx.commit().await?;
+    cycle.claimed.sort_by_key(|task| task.id);
     Ok(cycle)
 }
 

@@ -67,8 +67,13 @@ const SELECT_TASK: &str = "SELECT t.id, t.kind, t.args, t.state, t.on_node_lost,
     FROM tasks t LEFT JOIN nodes n ON n.id = t.node_id";
 
 /// Queues tasks in the given order in one statement, wakes the nodes, and returns the
-/// new ids in the same order.
-pub async fn create(db: impl PgExecutor<'_>, tasks: &[NewTask]) -> Result<Vec<i64>, DbError> {
+/// new ids in the same order. The notification names the node that queued them
+/// (`queued:<node id>`), which has already woken its own claimer.
+pub async fn create(
+    db: impl PgExecutor<'_>,
+    tasks: &[NewTask],
+    queued_by: Uuid,
+) -> Result<Vec<i64>, DbError> {
     if tasks.is_empty() {
         return Ok(Vec::new());
     }
@@ -87,7 +92,7 @@ pub async fn create(db: impl PgExecutor<'_>, tasks: &[NewTask]) -> Result<Vec<i6
             INSERT INTO tasks (kind, args, on_node_lost, concurrency_key)
             SELECT kind, args, on_node_lost, concurrency_key FROM input ORDER BY n
             RETURNING id
-         ), woken AS (SELECT pg_notify($5, 'queued'))
+         ), woken AS (SELECT pg_notify($5, 'queued:' || $6::text))
          SELECT id FROM inserted, woken ORDER BY id",
     )
     .bind(&kinds)
@@ -95,9 +100,44 @@ pub async fn create(db: impl PgExecutor<'_>, tasks: &[NewTask]) -> Result<Vec<i6
     .bind(&policies)
     .bind(&keys)
     .bind(TASKS_CHANNEL)
+    .bind(queued_by)
     .fetch_all(db)
     .await?;
     Ok(ids.into_iter().map(|(id,)| id).collect())
+}
+
+/// Queues one task; returns it as inserted. With `wake_others` the other nodes are
+/// notified as by [`create`]; without, the caller claims it itself (it had a free slot)
+/// and the commit skips NOTIFY's cluster-wide lock and every listener's wake-up.
+pub async fn create_one(
+    db: impl PgExecutor<'_>,
+    task: &NewTask,
+    queued_by: Uuid,
+    wake_others: bool,
+) -> Result<TaskRow, DbError> {
+    let row = sqlx::query_as::<_, TaskRow>(
+        "WITH inserted AS (
+            INSERT INTO tasks (kind, args, on_node_lost, concurrency_key)
+            VALUES ($1, $2, $3, $4)
+            RETURNING *
+         ), woken AS (
+            SELECT pg_notify($5, 'queued:' || $6::text) WHERE $7
+         )
+         SELECT id, kind, args, state, on_node_lost, concurrency_key, node_id,
+                NULL::text AS node_name, attempt, cancel_requested, queued_at, started_at,
+                finished_at, error
+         FROM inserted LEFT JOIN woken ON true",
+    )
+    .bind(&task.kind)
+    .bind(sqlx::types::Json(&task.args))
+    .bind(task.on_node_lost)
+    .bind(&task.concurrency_key)
+    .bind(TASKS_CHANNEL)
+    .bind(queued_by)
+    .bind(wake_others)
+    .fetch_one(db)
+    .await?;
+    Ok(row)
 }
 
 /// One task by id.

@@ -41,13 +41,14 @@ pub(crate) async fn create_task(
     ApiJson(request): ApiJson<CreateTaskRequest>,
 ) -> Result<Response, ApiError> {
     let task = prepare(&ctx, request).map_err(ApiError::unprocessable)?;
-    let ids = tasks::create(&ctx.pools.api, std::slice::from_ref(&task))
+    // A node with a free slot takes the task itself; only when it cannot are the
+    // others woken. Either way a node's poll finds it within a second.
+    let wake_others = task.concurrency_key.is_some() || !ctx.runner.has_free_slot();
+    let row = tasks::create_one(&ctx.pools.api, &task, ctx.state.id, wake_others)
         .await
         .map_err(|e| ApiError::from_db(e, String::new))?;
-    let id = ids[0];
-    let row = tasks::get(&ctx.pools.api, id)
-        .await
-        .map_err(|e| ApiError::from_db(e, || no_such_task(id)))?;
+    ctx.runner.wake();
+    let id = row.id;
     let mut response = (StatusCode::CREATED, Json(to_response(row))).into_response();
     if let Ok(location) = format!("/api/tasks/{id}").parse() {
         response.headers_mut().insert(header::LOCATION, location);
@@ -87,9 +88,10 @@ pub(crate) async fn create_tasks(
         .map(|(i, task)| prepare(&ctx, task).map_err(|e| format!("tasks[{i}]: {e}")))
         .collect::<Result<Vec<_>, _>>()
         .map_err(ApiError::unprocessable)?;
-    let ids = tasks::create(&ctx.pools.api, &prepared)
+    let ids = tasks::create(&ctx.pools.api, &prepared, ctx.state.id)
         .await
         .map_err(|e| ApiError::from_db(e, String::new))?;
+    ctx.runner.wake();
     Ok((StatusCode::CREATED, Json(CreateTasksResponse { ids })))
 }
 

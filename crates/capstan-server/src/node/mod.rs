@@ -58,9 +58,14 @@ impl Node {
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
         let fail = |check: &'static str| move |reason: String| StartupError { check, reason };
 
-        let pools = Pools::connect(&settings.database_url, settings.db_pool_size)
-            .await
-            .map_err(|e| fail("postgres")(e.to_string()))?;
+        let application_name = format!("capstan {}", settings.node_name);
+        let pools = Pools::connect(
+            &settings.database_url,
+            settings.db_pool_size,
+            &application_name,
+        )
+        .await
+        .map_err(|e| fail("postgres")(e.to_string()))?;
         let version = pools.migrate().await.map_err(|e| {
             fail("postgres")(format!("{}: migrations failed: {e}", settings.database_url))
         })?;

@@ -41,8 +41,9 @@ pub(crate) async fn run(ctx: Arc<NodeContext>) {
                             tracing::info!(node.name = %ctx.state.name, task.id = id, "cancelling task {id} as requested");
                         }
                     }
-                } else {
-                    ctx.runner.wake();
+                } else if payload.strip_prefix("queued:") != Some(own_id.as_str()) {
+                    // Tasks this node queued woke its claimer already.
+                    ctx.runner.wake_for_others();
                 }
             }
         }

@@ -16,6 +16,13 @@ use crate::node::NodeContext;
 /// How often the loop looks for work when no notification woke it: notifications are
 /// hints and a dropped LISTEN connection loses them.
 const POLL_INTERVAL: Duration = Duration::from_secs(1);
+/// How long a notification from another node may wait for a cycle this node runs
+/// anyway. Short against the latency targets, long against a claim per notification.
+pub(crate) const OTHERS_DELAY: Duration = Duration::from_millis(1);
+/// How long finished outcomes may wait for a claim to share their statement with. At
+/// a steady trickle of tasks this halves the statements per task; a busy node never
+/// waits, since it claims on every cycle anyway.
+const OUTCOME_LINGER: Duration = Duration::from_millis(2);
 /// Pause after a failed cycle, so an unreachable database is not hammered.
 const RETRY_DELAY: Duration = Duration::from_millis(250);
 
@@ -38,6 +45,8 @@ pub(crate) async fn run(ctx: Arc<NodeContext>) {
     let mut pending: Vec<Outcome> = Vec::new();
     let mut pending_kinds: Vec<String> = Vec::new();
     let mut look_for_work = true;
+    let mut others_due: Option<tokio::time::Instant> = None;
+    let mut outcomes_due: Option<tokio::time::Instant> = None;
     let mut failing = false;
     loop {
         tokio::select! {
@@ -46,6 +55,14 @@ pub(crate) async fn run(ctx: Arc<NodeContext>) {
                 accept(runner, finished, &mut pending, &mut pending_kinds);
             }
             () = runner.wake.notified() => look_for_work = true,
+            () = runner.wake_for_others.notified(), if others_due.is_none() => {
+                others_due = Some(tokio::time::Instant::now() + OTHERS_DELAY);
+            }
+            () = sleep_until_due(others_due) => {
+                others_due = None;
+                look_for_work = true;
+            }
+            () = sleep_until_due(outcomes_due) => {}
             _ = poll.tick() => look_for_work = true,
         }
         while let Ok(finished) = finished_rx.try_recv() {
@@ -60,6 +77,19 @@ pub(crate) async fn run(ctx: Arc<NodeContext>) {
         };
         if pending.is_empty() && want == 0 {
             continue;
+        }
+        if want == 0 && !ctx.state.draining() {
+            // Only outcomes to write: give a claim a moment to come along.
+            let due =
+                *outcomes_due.get_or_insert_with(|| tokio::time::Instant::now() + OUTCOME_LINGER);
+            if due > tokio::time::Instant::now() {
+                continue;
+            }
+        }
+        outcomes_due = None;
+        if want > 0 {
+            // This claim sees every task queued before it starts.
+            others_due = None;
         }
         let claimer = Claimer {
             node_id: ctx.state.id,
@@ -109,6 +139,13 @@ pub(crate) async fn run(ctx: Arc<NodeContext>) {
                 tokio::time::sleep(RETRY_DELAY).await;
             }
         }
+    }
+}
+
+async fn sleep_until_due(due: Option<tokio::time::Instant>) {
+    match due {
+        Some(due) => tokio::time::sleep_until(due).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -60,8 +60,10 @@ pub struct Runner {
     running: Mutex<HashMap<i64, Running>>,
     finished_tx: mpsc::UnboundedSender<Finished>,
     finished_rx: Mutex<Option<mpsc::UnboundedReceiver<Finished>>>,
-    /// Wakes the claim loop: tasks were queued, or a key was released.
+    /// Wakes the claim loop now: this node queued tasks, or its cap or drain changed.
     wake: Notify,
+    /// Wakes the claim loop shortly: another node queued tasks or released a key.
+    wake_for_others: Notify,
     /// When the last lease renewal that succeeded was sent.
     renewed_at: Mutex<Instant>,
 }
@@ -77,6 +79,7 @@ impl Runner {
             finished_tx,
             finished_rx: Mutex::new(Some(finished_rx)),
             wake: Notify::new(),
+            wake_for_others: Notify::new(),
             renewed_at: Mutex::new(Instant::now()),
         }
     }
@@ -89,6 +92,20 @@ impl Runner {
     /// Asks the claim loop to look for work now.
     pub fn wake(&self) {
         self.wake.notify_one();
+    }
+
+    /// Asks the claim loop to look for work soon: within [`claim_loop::OTHERS_DELAY`],
+    /// or at its next cycle if that comes first. Under load one claim then answers many
+    /// notifications, instead of every node racing for every task.
+    pub fn wake_for_others(&self) {
+        self.wake_for_others.notify_one();
+    }
+
+    /// True if the node takes tasks and has a slot free right now.
+    pub fn has_free_slot(&self) -> bool {
+        !self.state.draining()
+            && self.leases_trusted()
+            && (self.held() as u32) < self.state.task_cap()
     }
 
     /// Tasks holding a slot: running, or finished with their outcome not yet written.

@@ -205,9 +205,13 @@ async fn a_node_stopped_past_its_lease_cannot_write_and_abandons_the_task() {
 #[tokio::test]
 async fn writes_under_a_stale_attempt_are_refused() {
     let db = TestDatabase::new().await;
-    let pools = capstan_db::Pools::connect(&capstan_db::DatabaseUrl::parse(&db.url).unwrap(), 2)
-        .await
-        .unwrap();
+    let pools = capstan_db::Pools::connect(
+        &capstan_db::DatabaseUrl::parse(&db.url).unwrap(),
+        2,
+        "capstan test",
+    )
+    .await
+    .unwrap();
     let node_a = uuid::Uuid::now_v7();
     let node_b = uuid::Uuid::now_v7();
     let kinds = vec!["sleep".to_owned()];
@@ -225,6 +229,7 @@ async fn writes_under_a_stale_attempt_are_refused() {
             on_node_lost: "requeue",
             concurrency_key: None,
         }],
+        node_a,
     )
     .await
     .unwrap();
