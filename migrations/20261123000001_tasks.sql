@@ -37,7 +37,10 @@ CREATE UNIQUE INDEX tasks_running_concurrency_key ON tasks (concurrency_key)
     WHERE state = 'running' AND concurrency_key IS NOT NULL;
 CREATE UNIQUE INDEX tasks_dedupe_key ON tasks (dedupe_key) WHERE dedupe_key IS NOT NULL;
 
--- One row per claim: who ran which attempt, when, and how it ended.
+-- Attempts that rescue took over (outcome `lost`): who ran them, when, and when the
+-- lease ran out. A task's latest attempt lives in `tasks` itself (`attempt`,
+-- `node_id`, `started_at`, `finished_at`, `state`), so a task that runs once, as most
+-- do, writes no row here.
 CREATE TABLE task_attempts (
     task_id     bigint      NOT NULL REFERENCES tasks (id) ON DELETE CASCADE,
     attempt     integer     NOT NULL,
@@ -45,8 +48,7 @@ CREATE TABLE task_attempts (
     -- Kept as text: the node's row may be deleted long before the task's history.
     node_name   text        NOT NULL,
     started_at  timestamptz NOT NULL,
-    finished_at timestamptz,
-    -- succeeded, failed, cancelled, or lost (the lease expired and rescue took over).
-    outcome     text,
+    finished_at timestamptz NOT NULL,
+    outcome     text        NOT NULL,
     PRIMARY KEY (task_id, attempt)
 );

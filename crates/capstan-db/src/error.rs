@@ -54,8 +54,19 @@ impl From<tokio_postgres::Error> for DbError {
             }
             return Self::Other(describe_chain(&error).into());
         }
-        // Without a server error the connection itself failed: closed, refused, reset.
-        Self::Unavailable(describe_chain(&error))
+        // Without a server error, either the connection failed (closed, refused, reset,
+        // timed out) or this side could not encode or decode a value: a bug, not an
+        // outage, and it must not be reported as one.
+        let connection_failed = error.is_closed()
+            || std::error::Error::source(&error)
+                .is_some_and(<dyn std::error::Error>::is::<std::io::Error>)
+            || error.to_string().starts_with("error connecting")
+            || error.to_string().contains("timeout");
+        if connection_failed {
+            Self::Unavailable(describe_chain(&error))
+        } else {
+            Self::Other(describe_chain(&error).into())
+        }
     }
 }
 

@@ -57,6 +57,11 @@ pub struct Claimer<'a> {
 /// outcomes free are reused at the same commit, and a claim's `started_at` equals the
 /// `finished_at` of the run whose slot it takes, never earlier.
 ///
+/// The kind test is written as `array_position(...) IS NOT NULL` rather than
+/// `kind = ANY(...)` on purpose: the planner guesses the latter matches almost nothing,
+/// and then reads every queued row and sorts them instead of walking `tasks_queued` in
+/// id order and stopping after `want` rows, which makes each claim cost O(queue).
+///
 /// A queued task is claimable when its kind is one the node knows, no task with its
 /// concurrency key is running, and no older task with that key is queued. A keyed task
 /// finishing here does not unblock the next one in this same statement (it still
@@ -79,16 +84,13 @@ pub async fn complete_and_claim(
                 FROM o
                 WHERE t.id = o.id AND t.attempt = o.attempt AND t.node_id = $5
                   AND t.state = 'running'
-                RETURNING t.id, t.attempt, t.state, t.finished_at, t.concurrency_key
-             ), done_recorded AS (
-                UPDATE task_attempts a SET finished_at = d.finished_at, outcome = d.state
-                FROM done d WHERE a.task_id = d.id AND a.attempt = d.attempt
+                RETURNING t.id, t.concurrency_key
              ), woken AS (
-                SELECT pg_notify($10, 'queued') FROM done
+                SELECT pg_notify($9, 'queued') FROM done
                 WHERE concurrency_key IS NOT NULL LIMIT 1
              ), candidates AS (
                 SELECT t.id FROM tasks t
-                WHERE t.state = 'queued' AND t.kind = ANY($9)
+                WHERE t.state = 'queued' AND array_position($8, t.kind) IS NOT NULL
                   AND (t.concurrency_key IS NULL OR NOT EXISTS (
                         SELECT 1 FROM tasks k
                         WHERE k.concurrency_key = t.concurrency_key
@@ -102,9 +104,6 @@ pub async fn complete_and_claim(
                     lease_expires_at = statement_timestamp() + $7 * interval '1 millisecond'
                 FROM candidates c WHERE t.id = c.id
                 RETURNING t.id, t.kind, t.args, t.attempt, t.queued_at, t.started_at
-             ), claimed_recorded AS (
-                INSERT INTO task_attempts (task_id, attempt, node_id, node_name, started_at)
-                SELECT id, attempt, $5, $8, started_at FROM claimed
              )
              SELECT true, id, kind, args, attempt, queued_at, started_at FROM claimed
              UNION ALL
@@ -128,7 +127,6 @@ pub async fn complete_and_claim(
                 &claimer.node_id,
                 &i64::from(want),
                 &millis(claimer.lease_ttl),
-                &claimer.node_name,
                 &claimer.kinds,
                 &TASKS_CHANNEL,
             ],
@@ -238,7 +236,7 @@ pub async fn rescue(
         .prepare_cached(
             "WITH lost AS (
                 SELECT t.id, t.attempt, t.node_id, t.on_node_lost, t.cancel_requested,
-                       t.lease_expires_at
+                       t.lease_expires_at, t.started_at
                 FROM tasks t
                 WHERE t.state = 'running'
                   AND CASE WHEN $1::uuid IS NULL THEN t.lease_expires_at < now()
@@ -270,10 +268,13 @@ pub async fn rescue(
                             to_char(d.lease_expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),
                             t.kind) END
                 FROM decided d WHERE t.id = d.id
-                RETURNING t.id, t.state, d.attempt, d.node_name
+                RETURNING t.id, t.state, d.attempt, d.node_name, d.node_id AS lost_node_id,
+                          d.started_at AS lost_started_at
              ), recorded AS (
-                UPDATE task_attempts a SET finished_at = now(), outcome = 'lost'
-                FROM rescued r WHERE a.task_id = r.id AND a.attempt = r.attempt
+                INSERT INTO task_attempts (task_id, attempt, node_id, node_name, started_at,
+                                           finished_at, outcome)
+                SELECT id, attempt, lost_node_id, node_name, lost_started_at, now(), 'lost'
+                FROM rescued
              )
              SELECT id, state, node_name FROM rescued ORDER BY id",
         )
@@ -310,7 +311,7 @@ pub async fn enqueue_periodic(
             "WITH inserted AS (
                 INSERT INTO tasks (kind, args, on_node_lost, dedupe_key)
                 VALUES ($1, $2, 'requeue',
-                        $1 || '@' || floor(extract(epoch FROM now()) * 1000 / $3)::bigint)
+                        $1 || '@' || floor(extract(epoch FROM now()) * 1000 / $3::float8)::bigint)
                 ON CONFLICT (dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING
                 RETURNING id
              )

@@ -13,7 +13,10 @@ use capstan_api::{
     Problem, TaskPage, TaskQuery, TaskResponse,
 };
 use capstan_core::{ConcurrencyKey, NodeLostPolicy, TaskState};
-use capstan_db::tasks::{self, Cancelled, NewTask, TaskFilter, TaskRow};
+use capstan_db::{
+    queue::ClaimedTask,
+    tasks::{self, Cancelled, ClaimOnCreate, NewTask, TaskFilter, TaskRow},
+};
 use uuid::Uuid;
 
 use super::{
@@ -41,13 +44,11 @@ pub(crate) async fn create_task(
     ApiJson(request): ApiJson<CreateTaskRequest>,
 ) -> Result<Response, ApiError> {
     let task = prepare(&ctx, request).map_err(ApiError::unprocessable)?;
-    // A node with a free slot takes the task itself; only when it cannot are the
-    // others woken. Either way a node's poll finds it within a second.
-    let wake_others = task.concurrency_key.is_some() || !ctx.runner.has_free_slot();
-    let row = tasks::create_one(&ctx.pools.api, &task, ctx.state.id, wake_others)
+    // Spawned, so a client that hangs up cannot strand a task claimed for this node
+    // between its commit and its start.
+    let row = tokio::spawn(create_and_maybe_start(ctx.clone(), task))
         .await
-        .map_err(|e| ApiError::from_db(e, String::new))?;
-    ctx.runner.wake();
+        .map_err(|e| ApiError::internal(&e))??;
     let id = row.id;
     let mut response = (StatusCode::CREATED, Json(to_response(row))).into_response();
     if let Ok(location) = format!("/api/tasks/{id}").parse() {
@@ -221,6 +222,47 @@ pub(crate) async fn cancel_task(
                 .unwrap_or_default()
         ))),
     }
+}
+
+/// Queues a task. With a slot free (and no key to respect) the node claims it in the
+/// same statement and starts it at once; otherwise it is queued and the other nodes
+/// are woken.
+async fn create_and_maybe_start(ctx: Arc<NodeContext>, task: NewTask) -> Result<TaskRow, ApiError> {
+    let reserved = if task.concurrency_key.is_none() {
+        ctx.runner.reserve(1, 0)
+    } else {
+        0
+    };
+    let claim = (reserved == 1).then(|| ClaimOnCreate {
+        node_name: &ctx.state.name,
+        lease_ttl: ctx.runner.lease_ttl(),
+        kinds: ctx.runner.kind_names(),
+    });
+    let created = tasks::create_one(&ctx.pools.api, &task, ctx.state.id, claim).await;
+    let row = match created {
+        Ok(row) => row,
+        Err(e) => {
+            ctx.runner.unreserve(reserved);
+            return Err(ApiError::from_db(e, String::new));
+        }
+    };
+    if row.state == "running" {
+        crate::runner::start(
+            &ctx,
+            ClaimedTask {
+                id: row.id,
+                kind: row.kind.clone(),
+                args: row.args.clone(),
+                attempt: row.attempt,
+                queued_at: row.queued_at,
+                started_at: row.started_at.unwrap_or(row.queued_at),
+            },
+        );
+    } else {
+        ctx.runner.wake();
+    }
+    ctx.runner.unreserve(reserved);
+    Ok(row)
 }
 
 /// Validates a task with its kind.

@@ -22,7 +22,7 @@ pub(crate) const OTHERS_DELAY: Duration = Duration::from_millis(1);
 /// How long finished outcomes may wait for a claim to share their statement with. At
 /// a steady trickle of tasks this halves the statements per task; a busy node never
 /// waits, since it claims on every cycle anyway.
-const OUTCOME_LINGER: Duration = Duration::from_millis(2);
+const OUTCOME_LINGER: Duration = Duration::from_millis(5);
 /// Pause after a failed cycle, so an unreachable database is not hammered.
 const RETRY_DELAY: Duration = Duration::from_millis(250);
 
@@ -34,12 +34,6 @@ pub(crate) async fn run(ctx: Arc<NodeContext>) {
         .expect("finished_rx lock")
         .take()
         .expect("one claim loop per node");
-    let kind_names: Vec<String> = runner
-        .kinds
-        .names()
-        .into_iter()
-        .map(str::to_owned)
-        .collect();
     let mut poll = tokio::time::interval(POLL_INTERVAL);
     poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut pending: Vec<Outcome> = Vec::new();
@@ -69,9 +63,8 @@ pub(crate) async fn run(ctx: Arc<NodeContext>) {
             accept(runner, finished, &mut pending, &mut pending_kinds);
         }
 
-        let want = if look_for_work && may_claim(&ctx) {
-            let busy = runner.held().saturating_sub(pending.len()) as u32;
-            ctx.state.task_cap().saturating_sub(busy)
+        let want = if look_for_work {
+            runner.reserve(u32::MAX, pending.len())
         } else {
             0
         };
@@ -95,7 +88,7 @@ pub(crate) async fn run(ctx: Arc<NodeContext>) {
             node_id: ctx.state.id,
             node_name: &ctx.state.name,
             lease_ttl: runner.lease_ttl(),
-            kinds: &kind_names,
+            kinds: runner.kind_names(),
         };
         let started = Instant::now();
         match queue::complete_and_claim(&ctx.pools.liveness, claimer, &pending, want).await {
@@ -130,8 +123,10 @@ pub(crate) async fn run(ctx: Arc<NodeContext>) {
                 for task in cycle.claimed {
                     start(&ctx, task);
                 }
+                runner.unreserve(want);
             }
             Err(e) => {
+                runner.unreserve(want);
                 if !failing {
                     tracing::warn!(node.name = %ctx.state.name, "claiming tasks failed: {e}; retrying");
                     failing = true;
@@ -147,11 +142,6 @@ async fn sleep_until_due(due: Option<tokio::time::Instant>) {
         Some(due) => tokio::time::sleep_until(due).await,
         None => std::future::pending().await,
     }
-}
-
-/// True while the node may take new tasks.
-fn may_claim(ctx: &NodeContext) -> bool {
-    !ctx.state.draining() && ctx.state.task_cap() > 0 && ctx.runner.leases_trusted()
 }
 
 fn accept(
@@ -176,8 +166,8 @@ fn accept(
 }
 
 /// Starts one claimed task under a supervisor that turns its end (success, error,
-/// panic, cancel, fence) into a [`Finished`].
-fn start(ctx: &Arc<NodeContext>, task: ClaimedTask) {
+/// panic, cancel, fence) into a [`Finished`]. The caller holds a reservation for it.
+pub(crate) fn start(ctx: &Arc<NodeContext>, task: ClaimedTask) {
     let runner = &ctx.runner;
     let wait = (task.started_at - task.queued_at).as_seconds_f64().max(0.0);
     ctx.metrics.queue_wait.record(wait);
@@ -186,7 +176,7 @@ fn start(ctx: &Arc<NodeContext>, task: ClaimedTask) {
     let reason = Arc::new(Mutex::new(None));
     {
         let mut running = runner.running.lock().expect("running lock");
-        running.insert(
+        running.tasks.insert(
             task.id,
             Running {
                 attempt: task.attempt,
@@ -194,7 +184,7 @@ fn start(ctx: &Arc<NodeContext>, task: ClaimedTask) {
                 reason: reason.clone(),
             },
         );
-        ctx.state.set_running_tasks(running.len() as u32);
+        ctx.state.set_running_tasks(running.tasks.len() as u32);
     }
     let Some(kind) = runner.kinds.get(&task.kind).cloned() else {
         // Claims name only known kinds, so this is a bug; fail loudly, not silently.

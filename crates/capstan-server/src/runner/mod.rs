@@ -19,7 +19,7 @@ use std::{
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
-pub(crate) use claim_loop::run as claim_loop;
+pub(crate) use claim_loop::{run as claim_loop, start};
 pub(crate) use housekeeping::run as housekeeping;
 pub use kinds::{TaskKind, TaskKinds};
 pub(crate) use leases::{renew as renew_leases, watchdog as lease_watchdog};
@@ -52,12 +52,23 @@ struct Finished {
     outcome: Option<(&'static str, Option<String>)>,
 }
 
+/// The node's slots: tasks it holds, and slots promised to claims in flight.
+#[derive(Default)]
+struct Slots {
+    tasks: HashMap<i64, Running>,
+    /// Slots a claim in flight may fill (the claim loop's, or an API handler's that
+    /// queues a task and claims it in the same statement). Counted as taken, so two
+    /// claimers on one node can never together exceed its cap.
+    reserved: u32,
+}
+
 /// The node's task runner, shared by its loops and its API handlers.
 pub struct Runner {
     pub kinds: TaskKinds,
+    kind_names: Vec<String>,
     state: Arc<NodeState>,
     lease_ttl: Duration,
-    running: Mutex<HashMap<i64, Running>>,
+    running: Mutex<Slots>,
     finished_tx: mpsc::UnboundedSender<Finished>,
     finished_rx: Mutex<Option<mpsc::UnboundedReceiver<Finished>>>,
     /// Wakes the claim loop now: this node queued tasks, or its cap or drain changed.
@@ -72,16 +83,22 @@ impl Runner {
     pub fn new(kinds: TaskKinds, state: Arc<NodeState>, lease_ttl: Duration) -> Self {
         let (finished_tx, finished_rx) = mpsc::unbounded_channel();
         Self {
+            kind_names: kinds.names().into_iter().map(str::to_owned).collect(),
             kinds,
             state,
             lease_ttl,
-            running: Mutex::new(HashMap::new()),
+            running: Mutex::new(Slots::default()),
             finished_tx,
             finished_rx: Mutex::new(Some(finished_rx)),
             wake: Notify::new(),
             wake_for_others: Notify::new(),
             renewed_at: Mutex::new(Instant::now()),
         }
+    }
+
+    /// The kinds this node runs, as the claim statements take them.
+    pub fn kind_names(&self) -> &[String] {
+        &self.kind_names
     }
 
     /// The lease a claim takes and a renewal extends.
@@ -101,16 +118,29 @@ impl Runner {
         self.wake_for_others.notify_one();
     }
 
-    /// True if the node takes tasks and has a slot free right now.
-    pub fn has_free_slot(&self) -> bool {
-        !self.state.draining()
-            && self.leases_trusted()
-            && (self.held() as u32) < self.state.task_cap()
-    }
-
     /// Tasks holding a slot: running, or finished with their outcome not yet written.
     pub fn held(&self) -> usize {
-        self.running.lock().expect("running lock").len()
+        self.running.lock().expect("running lock").tasks.len()
+    }
+
+    /// Reserves up to `want` free slots for a claim about to run, counting `freeing`
+    /// held slots as free (outcomes written by the same statement). Returns how many;
+    /// none while the node may not claim.
+    pub(crate) fn reserve(&self, want: u32, freeing: usize) -> u32 {
+        if self.state.draining() || !self.leases_trusted() {
+            return 0;
+        }
+        let mut slots = self.running.lock().expect("running lock");
+        let busy = (slots.tasks.len().saturating_sub(freeing)) as u32 + slots.reserved;
+        let granted = want.min(self.state.task_cap().saturating_sub(busy));
+        slots.reserved += granted;
+        granted
+    }
+
+    /// Gives back reserved slots; call after the claimed tasks were started.
+    pub(crate) fn unreserve(&self, n: u32) {
+        let mut slots = self.running.lock().expect("running lock");
+        slots.reserved = slots.reserved.saturating_sub(n);
     }
 
     /// The (id, attempt) of every task this node holds.
@@ -118,6 +148,7 @@ impl Runner {
         self.running
             .lock()
             .expect("running lock")
+            .tasks
             .iter()
             .map(|(id, r)| (*id, r.attempt))
             .collect()
@@ -127,7 +158,11 @@ impl Runner {
     /// this node does not run it.
     pub fn cancel(&self, id: i64) -> bool {
         self.stop(id, StopReason::Cancelled);
-        self.running.lock().expect("running lock").contains_key(&id)
+        self.running
+            .lock()
+            .expect("running lock")
+            .tasks
+            .contains_key(&id)
     }
 
     /// Stops every run without writing its outcome; the caller hands the tasks back.
@@ -142,7 +177,7 @@ impl Runner {
     /// Stops a run for `reason`. True if it was running and not stopped before.
     fn stop(&self, id: i64, reason: StopReason) -> bool {
         let running = self.running.lock().expect("running lock");
-        let Some(run) = running.get(&id) else {
+        let Some(run) = running.tasks.get(&id) else {
             return false;
         };
         let first = !run.stop.is_cancelled();
@@ -180,7 +215,7 @@ impl Runner {
 
     fn release(&self, id: i64) {
         let mut running = self.running.lock().expect("running lock");
-        running.remove(&id);
-        self.state.set_running_tasks(running.len() as u32);
+        running.tasks.remove(&id);
+        self.state.set_running_tasks(running.tasks.len() as u32);
     }
 }

@@ -1,7 +1,7 @@
 use capstan_testkit::{ADMIN_KEY, TestCluster};
 
 #[tokio::test]
-async fn the_openapi_document_describes_every_node_endpoint() {
+async fn the_openapi_document_describes_every_node_and_task_endpoint() {
     let cluster = TestCluster::start(1).await;
     let url = format!("{}/api/openapi.json", cluster.node(0).url());
     let unauthenticated = reqwest::get(&url).await.unwrap();
@@ -24,6 +24,12 @@ async fn the_openapi_document_describes_every_node_endpoint() {
         ("/api/nodes/{id}", "get", "get_node"),
         ("/api/nodes/{id}", "patch", "update_node"),
         ("/api/nodes/{id}", "delete", "delete_node"),
+        ("/api/tasks", "post", "create_task"),
+        ("/api/tasks", "get", "list_tasks"),
+        ("/api/tasks/batch", "post", "create_tasks"),
+        ("/api/tasks/{id}", "get", "get_task"),
+        ("/api/tasks/{id}/attempts", "get", "task_attempts"),
+        ("/api/tasks/{id}/cancel", "post", "cancel_task"),
     ] {
         assert_eq!(
             paths[path][method]["operationId"], operation,

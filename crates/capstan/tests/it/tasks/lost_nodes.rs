@@ -297,3 +297,67 @@ async fn writes_under_a_stale_attempt_are_refused() {
     let task = capstan_db::tasks::get(&pools.api, id).await.unwrap();
     assert_eq!((task.state.as_str(), task.attempt), ("succeeded", 2));
 }
+
+/// Self-fencing: a node that cannot reach the database stops its tasks before their
+/// lease can expire, and takes them up again only through rescue once it is back.
+#[tokio::test]
+async fn a_node_cut_off_from_the_database_stops_its_tasks_before_the_lease_expires() {
+    use capstan_testkit::{
+        cluster::{start_node, test_settings},
+        eventually,
+        postgres::PrivatePostgres,
+    };
+
+    let pg = tokio::task::spawn_blocking(PrivatePostgres::start)
+        .await
+        .unwrap();
+    let db = TestDatabase::on(&pg.url("postgres")).await;
+    let blobs = TempDir::new("capstan-fence");
+    let mut settings = test_settings(&db.url, &blobs.0, "fenced");
+    settings.task_cap = Some(TaskCap::new(1).unwrap());
+    let node = start_node(settings).await;
+    let client = node.client();
+    let ids = queue_sleeps(&client, 1, json!({"ms": 60_000, "on_node_lost": "requeue"})).await;
+    wait_task(&client, ids[0], Duration::from_secs(5), "running", |t| {
+        t.state == TaskState::Running
+    })
+    .await;
+
+    pg.stop();
+    let cut = Instant::now();
+    eventually(Duration::from_secs(5), "the run stopped", || async {
+        (node.state.running_tasks() == 0).then_some(())
+    })
+    .await;
+    let stopped_after = cut.elapsed();
+    println!(
+        "run stopped {stopped_after:?} after the database went away (lease TTL {LEASE_TTL:?})"
+    );
+    // One heartbeat before the lease could expire, never after it.
+    assert!(stopped_after < LEASE_TTL, "stopped after {stopped_after:?}");
+
+    pg.resume();
+    // Back: rescue requeues it and the node runs it again as attempt 2.
+    let again = wait_task(
+        &client,
+        ids[0],
+        Duration::from_secs(15),
+        "running again",
+        |t| t.state == TaskState::Running && t.attempt == 2,
+    )
+    .await;
+    assert_eq!(again.node_name.as_deref(), Some("fenced"));
+    let attempts = client.task_attempts(ids[0]).await.unwrap().items;
+    assert_eq!(attempts[0].outcome.as_deref(), Some("lost"));
+    assert!(attempts[1].outcome.is_none());
+    let metrics = reqwest::get(format!("{}/metrics", node.url()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("capstan_tasks_fenced_total 1"),
+        "{metrics}"
+    );
+}

@@ -388,3 +388,63 @@ async fn failures_are_recorded_and_the_list_filters_and_pages() {
             .all(|t| t.node_name.as_deref() == Some("node-1"))
     );
 }
+
+#[tokio::test]
+async fn retention_is_queued_once_per_period_across_nodes_and_deletes_old_finished_tasks() {
+    let db = capstan_testkit::TestDatabase::new().await;
+    let blobs = capstan_testkit::TempDir::new("capstan-retention");
+    let mut nodes = Vec::new();
+    for name in ["r1", "r2", "r3"] {
+        let mut settings = capstan_testkit::cluster::test_settings(&db.url, &blobs.0, name);
+        settings.task_history_retention = Duration::from_millis(1500);
+        settings.task_history_retention_every = Duration::from_secs(1);
+        nodes.push(capstan_testkit::cluster::start_node(settings).await);
+    }
+    let client = nodes[0].client();
+    let old = queue_sleeps(&client, 5, json!({})).await;
+    wait_finished(&client, &old, Duration::from_secs(5)).await;
+
+    // Three nodes, a 1 s period: one retention run per second in the whole cluster,
+    // not one per node. (Retention deletes its own earlier runs too, so count them in
+    // the nodes' metrics.)
+    tokio::time::sleep(Duration::from_millis(4200)).await;
+    let mut runs = 0.0;
+    for node in &nodes {
+        let body = reqwest::get(format!("{}/metrics", node.url()))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        runs += body
+            .lines()
+            .filter(|l| {
+                l.starts_with("capstan_tasks_finished_total")
+                    && l.contains("task-history-retention")
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>();
+    }
+    assert!(
+        (3.0..=6.0).contains(&runs),
+        "{runs} retention runs in 4.2 s"
+    );
+    let latest = client
+        .list_tasks(&TaskQuery {
+            kind: Some("task-history-retention".into()),
+            limit: Some(1),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(latest.items[0].args, json!({"older_than_ms": 1500}));
+    // Finished at least 1.5 s ago by now: deleted, attempts and all.
+    for id in &old {
+        let gone = client.get_task(*id).await.unwrap_err();
+        assert!(
+            gone.to_string()
+                .contains(&format!("there is no task with id {id}")),
+            "{gone}"
+        );
+    }
+}
