@@ -21,7 +21,7 @@ const POLL_INTERVAL: Duration = Duration::from_secs(1);
 pub(crate) const OTHERS_DELAY: Duration = Duration::from_millis(1);
 /// How long finished outcomes may wait for a claim to share their statement with. At
 /// a steady trickle of tasks this halves the statements per task; a busy node never
-/// waits, since it claims on every cycle anyway.
+/// waits, since it claims on every cycle anyway, and a full one writes at once.
 const OUTCOME_LINGER: Duration = Duration::from_millis(5);
 /// Pause after a failed cycle, so an unreachable database is not hammered.
 const RETRY_DELAY: Duration = Duration::from_millis(250);
@@ -71,8 +71,10 @@ pub(crate) async fn run(ctx: Arc<NodeContext>) {
         if pending.is_empty() && want == 0 {
             continue;
         }
-        if want == 0 && !ctx.state.draining() {
-            // Only outcomes to write: give a claim a moment to come along.
+        let slots_left = (runner.held() as u32) < ctx.state.task_cap();
+        if want == 0 && slots_left && !ctx.state.draining() {
+            // Only outcomes to write, and room for new work meanwhile: give a claim a
+            // moment to come along. A full node writes at once to free its slots.
             let due =
                 *outcomes_due.get_or_insert_with(|| tokio::time::Instant::now() + OUTCOME_LINGER);
             if due > tokio::time::Instant::now() {

@@ -372,6 +372,25 @@ async fn failures_are_recorded_and_the_list_filters_and_pages() {
     expected.sort_unstable_by(|a, b| b.cmp(a));
     assert_eq!(seen, expected);
 
+    // The queue's metrics are exported.
+    let metrics = reqwest::get(format!("{}/metrics", cluster.node(0).url()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for name in [
+        "capstan_task_queue_wait_seconds_bucket",
+        "capstan_task_claim_duration_seconds_bucket",
+        "capstan_tasks_claimed_total",
+        "capstan_tasks_fenced_total",
+        "capstan_tasks{state=\"queued\"}",
+        "capstan_tasks{state=\"running\"}",
+        "capstan_task_queue_oldest_seconds",
+    ] {
+        assert!(metrics.contains(name), "{name} missing:\n{metrics}");
+    }
+
     // By node name.
     let by_node = client
         .list_tasks(&TaskQuery {
