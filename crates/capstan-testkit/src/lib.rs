@@ -60,3 +60,13 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// The Prometheus text a node at `base_url` serves on `/metrics`.
+pub async fn metrics_text(base_url: &str) -> String {
+    reqwest::get(format!("{base_url}/metrics"))
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("reading /metrics")
+}

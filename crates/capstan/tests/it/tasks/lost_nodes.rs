@@ -109,12 +109,7 @@ async fn a_sigkilled_nodes_tasks_are_requeued_or_failed_by_policy_within_ttl_plu
         assert_eq!(attempts[1].node_name, "b");
         assert!(attempts[0].finished_at.unwrap() <= attempts[1].started_at);
     }
-    let body = reqwest::get(format!("{}/metrics", b.url()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let body = capstan_testkit::metrics_text(&b.url()).await;
     assert!(
         body.contains("capstan_tasks_rescued_total{state=\"queued\"} 2"),
         "{body}"
@@ -184,12 +179,7 @@ async fn a_node_stopped_past_its_lease_cannot_write_and_abandons_the_task() {
             (log.contains("abandoned task") || log.contains("was refused")).then_some(log)
         })
         .await;
-    let metrics = reqwest::get(format!("{}/metrics", a.url()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = capstan_testkit::metrics_text(&a.url()).await;
     let fenced: f64 = metrics
         .lines()
         .find_map(|l| l.strip_prefix("capstan_tasks_fenced_total "))
@@ -350,12 +340,7 @@ async fn a_node_cut_off_from_the_database_stops_its_tasks_before_the_lease_expir
     let attempts = client.task_attempts(ids[0]).await.unwrap().items;
     assert_eq!(attempts[0].outcome.as_deref(), Some("lost"));
     assert!(attempts[1].outcome.is_none());
-    let metrics = reqwest::get(format!("{}/metrics", node.url()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = capstan_testkit::metrics_text(&node.url()).await;
     assert!(
         metrics.contains("capstan_tasks_fenced_total 1"),
         "{metrics}"

@@ -373,12 +373,7 @@ async fn failures_are_recorded_and_the_list_filters_and_pages() {
     assert_eq!(seen, expected);
 
     // The queue's metrics are exported.
-    let metrics = reqwest::get(format!("{}/metrics", cluster.node(0).url()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = capstan_testkit::metrics_text(&cluster.node(0).url()).await;
     for name in [
         "capstan_task_queue_wait_seconds_bucket",
         "capstan_task_claim_duration_seconds_bucket",
@@ -429,12 +424,7 @@ async fn retention_is_queued_once_per_period_across_nodes_and_deletes_old_finish
     tokio::time::sleep(Duration::from_millis(4200)).await;
     let mut runs = 0.0;
     for node in &nodes {
-        let body = reqwest::get(format!("{}/metrics", node.url()))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let body = capstan_testkit::metrics_text(&node.url()).await;
         runs += body
             .lines()
             .filter(|l| {
