@@ -346,3 +346,45 @@ async fn a_node_cut_off_from_the_database_stops_its_tasks_before_the_lease_expir
         "{metrics}"
     );
 }
+
+/// A stopping node whose shutdown grace runs out hands its tasks back at once, by
+/// their policy, instead of leaving them to wait out a long lease.
+#[tokio::test]
+async fn a_node_whose_shutdown_grace_runs_out_hands_its_tasks_back_at_once() {
+    let db = TestDatabase::new().await;
+    let dir = TempDir::new("capstan-handback");
+    let options = ProcessOptions {
+        env: vec![
+            ("CAPSTAN_TASK_CAP".into(), "2".into()),
+            ("CAPSTAN_SHUTDOWN_GRACE".into(), "1s".into()),
+            ("CAPSTAN_LEASE_TTL".into(), "60s".into()),
+        ],
+    };
+    let mut a = ServerProcess::start(&capstan_bin(), "a", &db.url, &dir.0, &dir.0, options).await;
+    let b = start("b", 0, &db, &dir).await;
+    let client = ApiClient::new(&b.url(), Some(ADMIN_KEY.to_owned()));
+    let requeue = queue_sleeps(&client, 1, json!({"ms": 60_000, "on_node_lost": "requeue"})).await;
+    let fail = queue_sleeps(&client, 1, json!({"ms": 60_000, "on_node_lost": "fail"})).await;
+    for id in requeue.iter().chain(&fail) {
+        wait_task(&client, *id, Duration::from_secs(5), "running on a", |t| {
+            t.state == TaskState::Running && t.node_name.as_deref() == Some("a")
+        })
+        .await;
+    }
+
+    a.signal("TERM");
+    let status = a.wait_exit(Duration::from_secs(10)).await;
+    assert!(status.success(), "{status}:\n{}", a.log());
+    assert!(a.log().contains("handed back 2 task(s): 1 queued again, 1 failed or cancelled"), "{}", a.log());
+    // Well before the 60 s lease: the requeued task is waiting for a node, the other failed.
+    let failed = client.get_task(fail[0]).await.unwrap();
+    assert_eq!(failed.state, TaskState::Failed);
+    assert!(failed.error.unwrap().starts_with("node a stopped or restarted while running attempt 1"));
+    assert_eq!(client.get_task(requeue[0]).await.unwrap().state, TaskState::Queued);
+    set_cap(&client, "b", 1).await;
+    let again = wait_task(&client, requeue[0], Duration::from_secs(5), "running on b", |t| {
+        t.state == TaskState::Running && t.node_name.as_deref() == Some("b")
+    })
+    .await;
+    assert_eq!(again.attempt, 2);
+}
