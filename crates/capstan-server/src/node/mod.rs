@@ -9,6 +9,7 @@ mod state;
 use std::{net::SocketAddr, sync::Arc};
 
 use anyhow::Context as _;
+use axum::serve::ListenerExt as _;
 use capstan_blob::BlobStore;
 use capstan_core::TaskCap;
 use capstan_db::{
@@ -183,8 +184,14 @@ impl Node {
 
         let http_stop = CancellationToken::new();
         let app = crate::http::router(ctx.clone());
+        // Answers are small and latency matters more than packet count.
+        let listener = self.listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!("cannot set TCP_NODELAY: {e}");
+            }
+        });
         let server = axum::serve(
-            self.listener,
+            listener,
             app.into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(http_stop.clone().cancelled_owned());

@@ -375,16 +375,33 @@ async fn a_node_whose_shutdown_grace_runs_out_hands_its_tasks_back_at_once() {
     a.signal("TERM");
     let status = a.wait_exit(Duration::from_secs(10)).await;
     assert!(status.success(), "{status}:\n{}", a.log());
-    assert!(a.log().contains("handed back 2 task(s): 1 queued again, 1 failed or cancelled"), "{}", a.log());
+    assert!(
+        a.log()
+            .contains("handed back 2 task(s): 1 queued again, 1 failed or cancelled"),
+        "{}",
+        a.log()
+    );
     // Well before the 60 s lease: the requeued task is waiting for a node, the other failed.
     let failed = client.get_task(fail[0]).await.unwrap();
     assert_eq!(failed.state, TaskState::Failed);
-    assert!(failed.error.unwrap().starts_with("node a stopped or restarted while running attempt 1"));
-    assert_eq!(client.get_task(requeue[0]).await.unwrap().state, TaskState::Queued);
+    assert!(
+        failed
+            .error
+            .unwrap()
+            .starts_with("node a stopped or restarted while running attempt 1")
+    );
+    assert_eq!(
+        client.get_task(requeue[0]).await.unwrap().state,
+        TaskState::Queued
+    );
     set_cap(&client, "b", 1).await;
-    let again = wait_task(&client, requeue[0], Duration::from_secs(5), "running on b", |t| {
-        t.state == TaskState::Running && t.node_name.as_deref() == Some("b")
-    })
+    let again = wait_task(
+        &client,
+        requeue[0],
+        Duration::from_secs(5),
+        "running on b",
+        |t| t.state == TaskState::Running && t.node_name.as_deref() == Some("b"),
+    )
     .await;
     assert_eq!(again.attempt, 2);
 }
