@@ -457,3 +457,36 @@ async fn retention_is_queued_once_per_period_across_nodes_and_deletes_old_finish
         );
     }
 }
+
+#[tokio::test]
+async fn without_a_notification_the_poll_finds_work_and_unknown_kinds_are_left_alone() {
+    let cluster = TestCluster::start_with_caps(&[Some(2)]).await;
+    let client = cluster.node(0).client();
+    let db = sqlx::PgPool::connect(&cluster.db.url).await.unwrap();
+    // Let the start-up wake-ups (the first periodic task's NOTIFY) pass.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Queued behind the API's back: no NOTIFY, and a kind no node knows (as a newer
+    // node's would be during a rolling upgrade), ahead of one every node knows.
+    let ids: Vec<(i64,)> = sqlx::query_as(
+        "INSERT INTO tasks (kind, args, on_node_lost)
+         VALUES ('from-a-newer-release', '{}', 'fail'), ('sleep', '{\"ms\": 0}', 'fail')
+         RETURNING id",
+    )
+    .fetch_all(&db)
+    .await
+    .unwrap();
+    let (unknown, known) = (ids[0].0, ids[1].0);
+    let started = std::time::Instant::now();
+    wait_task(
+        &client,
+        known,
+        Duration::from_secs(3),
+        "the poll to find the task",
+        |t| t.state == TaskState::Succeeded,
+    )
+    .await;
+    println!("found by the poll after {:?}", started.elapsed());
+    assert!(started.elapsed() < Duration::from_millis(1500));
+    let waiting = client.get_task(unknown).await.unwrap();
+    assert_eq!((waiting.state, waiting.attempt), (TaskState::Queued, 0));
+}
