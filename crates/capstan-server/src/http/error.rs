@@ -122,8 +122,9 @@ impl From<JsonRejection> for ApiError {
                 if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE =>
             {
                 format!(
-                    "the body is larger than the {} KiB this endpoint accepts",
-                    super::MAX_BODY_BYTES / 1024
+                    "the body is larger than this endpoint accepts ({} KiB; {} MiB for POST /api/tasks/batch)",
+                    super::MAX_BODY_BYTES / 1024,
+                    super::tasks::MAX_BATCH_BODY_BYTES / (1024 * 1024)
                 )
             }
             _ => rejection.body_text(),

@@ -313,7 +313,8 @@ fn to_response(row: TaskRow) -> TaskResponse {
         node_id: row.node_id,
         node_name: row.node_name,
         attempt: row.attempt.max(0) as u32,
-        cancel_requested: row.cancel_requested && !row.state.eq("cancelled"),
+        // Only meaningful while the task runs; a run that finished first keeps its outcome.
+        cancel_requested: row.cancel_requested && row.state == "running",
         queued_at: row.queued_at,
         started_at: row.started_at,
         finished_at: row.finished_at,

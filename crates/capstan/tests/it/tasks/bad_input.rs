@@ -164,3 +164,32 @@ async fn cancelling_a_finished_task_is_a_conflict_that_changes_nothing() {
     assert_eq!(after.state, TaskState::Succeeded);
     assert!(!after.cancel_requested);
 }
+
+#[tokio::test]
+async fn oversized_batches_are_refused_with_413() {
+    let cluster = TestCluster::start_with_caps(&[Some(0)]).await;
+    let url = format!("{}/api/tasks/batch", cluster.node(0).url());
+    let too_many = json!({"tasks": vec![json!({"kind": "sleep"}); 50_001]}).to_string();
+    let (got, problem) = send(Method::POST, &url, Some(&too_many)).await;
+    assert_eq!(got, 413, "{problem}");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("a batch holds at most 50000 tasks, this one has 50001"),
+        "{problem}"
+    );
+    let too_big = format!(
+        r#"{{"tasks": [{{"kind": "sleep", "args": {{"pad": "{}"}}}}]}}"#,
+        "x".repeat(17 * 1024 * 1024)
+    );
+    let (got, problem) = send(Method::POST, &url, Some(&too_big)).await;
+    assert_eq!(got, 413, "{problem}");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("16 MiB for POST /api/tasks/batch"),
+        "{problem}"
+    );
+}
