@@ -248,19 +248,28 @@ pub enum Cancelled {
 /// the request up as well, should the notification be lost.
 pub async fn cancel(db: &sqlx::PgPool, id: i64) -> Result<Cancelled, DbError> {
     let mut tx = db.begin().await?;
-    let changed: Option<(String,)> = sqlx::query_as(
-        "UPDATE tasks SET
-            state = CASE WHEN state = 'queued' THEN 'cancelled' ELSE state END,
-            finished_at = CASE WHEN state = 'queued' THEN now() ELSE finished_at END,
-            error = CASE WHEN state = 'queued' THEN 'cancelled before it started' ELSE error END,
-            cancel_requested = true
-         WHERE id = $1 AND state IN ('queued', 'running')
-         RETURNING state",
+    // The answer is the task as this change left it: a node may stop a running task
+    // before the caller reads it again.
+    let changed = sqlx::query_as::<_, TaskRow>(
+        "WITH changed AS (
+            UPDATE tasks SET
+                state = CASE WHEN state = 'queued' THEN 'cancelled' ELSE state END,
+                finished_at = CASE WHEN state = 'queued' THEN now() ELSE finished_at END,
+                error = CASE WHEN state = 'queued' THEN 'cancelled before it started'
+                             ELSE error END,
+                cancel_requested = true
+            WHERE id = $1 AND state IN ('queued', 'running')
+            RETURNING *
+         )
+         SELECT t.id, t.kind, t.args, t.state, t.on_node_lost, t.concurrency_key,
+                t.node_id, n.name AS node_name, t.attempt, t.cancel_requested, t.queued_at,
+                t.started_at, t.finished_at, t.error
+         FROM changed t LEFT JOIN nodes n ON n.id = t.node_id",
     )
     .bind(id)
     .fetch_optional(&mut *tx)
     .await?;
-    if changed.as_ref().is_some_and(|(state,)| state == "running") {
+    if changed.as_ref().is_some_and(|row| row.state == "running") {
         sqlx::query("SELECT pg_notify($1, $2)")
             .bind(TASKS_CHANNEL)
             .bind(format!("cancel:{id}"))
@@ -268,10 +277,9 @@ pub async fn cancel(db: &sqlx::PgPool, id: i64) -> Result<Cancelled, DbError> {
             .await?;
     }
     tx.commit().await?;
-    let row = get(db, id).await?;
     Ok(match changed {
-        Some((state,)) if state == "running" => Cancelled::Requested(row),
-        Some(_) => Cancelled::Now(row),
-        None => Cancelled::AlreadyFinished(row),
+        Some(row) if row.state == "running" => Cancelled::Requested(row),
+        Some(row) => Cancelled::Now(row),
+        None => Cancelled::AlreadyFinished(get(db, id).await?),
     })
 }

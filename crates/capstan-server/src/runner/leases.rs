@@ -57,8 +57,10 @@ pub(crate) async fn renew(ctx: &NodeContext, sent: Instant) -> Result<(), capsta
 /// rescue them.
 pub(crate) async fn watchdog(ctx: Arc<NodeContext>) {
     let runner = &ctx.runner;
+    // Checked often enough that the stop lands well inside the last heartbeat interval
+    // before the lease could expire.
     let check_every =
-        (runner.fence_after() / 10).clamp(Duration::from_millis(20), Duration::from_secs(1));
+        (runner.fence_after() / 20).clamp(Duration::from_millis(10), Duration::from_secs(1));
     let mut fenced = false;
     loop {
         tokio::time::sleep(check_every).await;

@@ -15,6 +15,9 @@ use crate::capstan_bin;
 /// The lease TTL and heartbeat the test processes run with.
 const LEASE_TTL: Duration = Duration::from_millis(1200);
 const HEARTBEAT: Duration = Duration::from_millis(200);
+/// What observing a state change adds: the test's 50 ms poll, an API call, a busy CI
+/// machine.
+const POLL_SLACK: Duration = Duration::from_millis(500);
 
 async fn start(name: &str, cap: u32, db: &TestDatabase, dir: &TempDir) -> ServerProcess {
     let options = ProcessOptions {
@@ -73,10 +76,7 @@ async fn a_sigkilled_nodes_tasks_are_requeued_or_failed_by_policy_within_ttl_plu
             "{error}"
         );
         println!("fail-policy task {id} failed {took:?} after SIGKILL");
-        assert!(
-            took <= deadline + Duration::from_millis(300),
-            "took {took:?}"
-        );
+        assert!(took <= deadline + POLL_SLACK, "took {took:?}");
     }
     for id in &requeue {
         let again = wait_task(
@@ -89,10 +89,7 @@ async fn a_sigkilled_nodes_tasks_are_requeued_or_failed_by_policy_within_ttl_plu
         .await;
         let took = killed.elapsed();
         println!("requeue-policy task {id} restarted on b {took:?} after SIGKILL");
-        assert!(
-            took <= deadline + Duration::from_millis(300),
-            "took {took:?}"
-        );
+        assert!(took <= deadline + POLL_SLACK, "took {took:?}");
         assert_ne!(again.state, TaskState::Queued);
     }
     let finished = wait_finished(&client, &requeue, Duration::from_secs(5)).await;
@@ -186,8 +183,13 @@ async fn a_node_stopped_past_its_lease_cannot_write_and_abandons_the_task() {
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0.0);
     assert!(fenced >= 1.0, "fenced counter is {fenced}:\n{log}");
-    let a_node = client.find_node("a").await.unwrap();
-    assert_eq!(a_node.running_tasks, 0);
+    // Its next heartbeat reports the slot free.
+    capstan_testkit::eventually(
+        Duration::from_secs(3),
+        "a reports no running task",
+        || async { (client.find_node("a").await.ok()?.running_tasks == 0).then_some(()) },
+    )
+    .await;
 }
 
 /// The fencing token at the database: once rescue has moved a task on, the old
