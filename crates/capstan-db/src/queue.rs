@@ -308,10 +308,15 @@ pub async fn enqueue_periodic(
     let client = pool.get().await?;
     let statement = client
         .prepare_cached(
-            "WITH inserted AS (
+            "WITH period AS (
+                SELECT $1 || '@' || floor(extract(epoch FROM now()) * 1000 / $3::float8)::bigint
+                    AS dedupe_key
+             ), inserted AS (
                 INSERT INTO tasks (kind, args, on_node_lost, dedupe_key)
-                VALUES ($1, $2, 'requeue',
-                        $1 || '@' || floor(extract(epoch FROM now()) * 1000 / $3::float8)::bigint)
+                SELECT $1, $2, 'requeue', p.dedupe_key FROM period p
+                -- Checked first so losing nodes do not burn ids; the unique index
+                -- settles a race.
+                WHERE NOT EXISTS (SELECT 1 FROM tasks t WHERE t.dedupe_key = p.dedupe_key)
                 ON CONFLICT (dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING
                 RETURNING id
              )

@@ -217,7 +217,7 @@ fn print_table(tasks: &[TaskResponse]) {
             "{:<10} {:<24} {:<10} {:<16} {:<8} {:<28} {}",
             t.id,
             t.kind,
-            t.state,
+            t.state.as_str(),
             t.node_name.as_deref().unwrap_or("-"),
             t.attempt,
             timestamp::format(t.queued_at),
