@@ -46,7 +46,6 @@ pub struct Cycle {
 #[derive(Debug, Clone, Copy)]
 pub struct Claimer<'a> {
     pub node_id: Uuid,
-    pub node_name: &'a str,
     pub lease_ttl: Duration,
     /// The task kinds the node knows; it claims no others.
     pub kinds: &'a [String],

@@ -88,7 +88,6 @@ pub(crate) async fn run(ctx: Arc<NodeContext>) {
         }
         let claimer = Claimer {
             node_id: ctx.state.id,
-            node_name: &ctx.state.name,
             lease_ttl: runner.lease_ttl(),
             kinds: runner.kind_names(),
         };

@@ -21,7 +21,6 @@ pub(crate) async fn renew(ctx: &NodeContext, sent: Instant) -> Result<(), capsta
     let held = runner.held_attempts();
     let claimer = Claimer {
         node_id: ctx.state.id,
-        node_name: &ctx.state.name,
         lease_ttl: runner.lease_ttl(),
         kinds: &[],
     };

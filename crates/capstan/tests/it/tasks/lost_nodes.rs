@@ -207,9 +207,8 @@ async fn writes_under_a_stale_attempt_are_refused() {
     let node_a = uuid::Uuid::now_v7();
     let node_b = uuid::Uuid::now_v7();
     let kinds = vec!["sleep".to_owned()];
-    let claimer = |node_id, node_name, ttl| Claimer {
+    let claimer = |node_id, ttl| Claimer {
         node_id,
-        node_name,
         lease_ttl: ttl,
         kinds: &kinds,
     };
@@ -226,7 +225,7 @@ async fn writes_under_a_stale_attempt_are_refused() {
     .await
     .unwrap();
 
-    let a = claimer(node_a, "a", Duration::from_millis(1));
+    let a = claimer(node_a, Duration::from_millis(1));
     let claimed = queue::complete_and_claim(&pools.liveness, a, &[], 5)
         .await
         .unwrap()
@@ -240,7 +239,7 @@ async fn writes_under_a_stale_attempt_are_refused() {
     assert_eq!(rescued.len(), 1);
     assert_eq!(rescued[0].state, "queued");
 
-    let b = claimer(node_b, "b", Duration::from_secs(60));
+    let b = claimer(node_b, Duration::from_secs(60));
     let claimed = queue::complete_and_claim(&pools.liveness, b, &[], 5)
         .await
         .unwrap()
