@@ -209,6 +209,10 @@ pub enum RescueScope {
     Released(Uuid),
 }
 
+/// The most tasks one rescue transaction takes over, so none holds locks on a huge
+/// backlog for long.
+pub const RESCUE_BATCH: i64 = 500;
+
 /// A task rescue took over.
 #[derive(Debug, Clone)]
 pub struct Rescued {
@@ -221,7 +225,34 @@ pub struct Rescued {
 /// Applies each rescued task's node-lost policy: `requeue` puts it back at its place in
 /// line, `fail` fails it with a reason naming the lost node; a task whose cancellation
 /// was pending is cancelled. The lost attempt is recorded as `lost`.
+///
+/// Works in transactions of [`RESCUE_BATCH`] tasks until none is left. If a later batch
+/// fails, what earlier batches committed is still returned; the rest waits for the next
+/// call.
 pub async fn rescue(
+    pool: &deadpool_postgres::Pool,
+    scope: RescueScope,
+) -> Result<Vec<Rescued>, DbError> {
+    let mut all = Vec::new();
+    loop {
+        match rescue_batch(pool, scope).await {
+            Ok(batch) => {
+                let more = batch.len() as i64 >= RESCUE_BATCH;
+                all.extend(batch);
+                if !more {
+                    return Ok(all);
+                }
+            }
+            Err(e) if all.is_empty() => return Err(e),
+            Err(e) => {
+                tracing::warn!("rescue stopped after {} task(s): {e}", all.len());
+                return Ok(all);
+            }
+        }
+    }
+}
+
+async fn rescue_batch(
     pool: &deadpool_postgres::Pool,
     scope: RescueScope,
 ) -> Result<Vec<Rescued>, DbError> {
@@ -240,7 +271,7 @@ pub async fn rescue(
                 WHERE t.state = 'running'
                   AND CASE WHEN $1::uuid IS NULL THEN t.lease_expires_at < now()
                            ELSE t.node_id = $1 END
-                ORDER BY t.id LIMIT 500
+                ORDER BY t.id LIMIT $2
                 FOR UPDATE OF t SKIP LOCKED
              ), decided AS (
                 SELECT l.*, coalesce(n.name, l.node_id::text) AS node_name,
@@ -278,7 +309,7 @@ pub async fn rescue(
              SELECT id, state, node_name FROM rescued ORDER BY id",
         )
         .await?;
-    let rows = tx.query(&statement, &[&restarted]).await?;
+    let rows = tx.query(&statement, &[&restarted, &RESCUE_BATCH]).await?;
     let rescued: Vec<Rescued> = rows
         .into_iter()
         .map(|row| Rescued {

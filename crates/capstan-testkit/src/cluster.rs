@@ -104,6 +104,11 @@ impl TestCluster {
     /// Starts one node per entry, named `node-1` ..., with that task cap (or the
     /// default).
     pub async fn start_with_caps(caps: &[Option<u32>]) -> Self {
+        Self::start_with(caps, |_| {}).await
+    }
+
+    /// Like [`Self::start_with_caps`], with `tweak` applied to every node's settings.
+    pub async fn start_with(caps: &[Option<u32>], tweak: impl Fn(&mut Settings)) -> Self {
         let db = TestDatabase::new().await;
         let blob_dir = TempDir::new("capstan-blobs");
         let mut nodes = Vec::new();
@@ -111,6 +116,7 @@ impl TestCluster {
             let mut settings = test_settings(&db.url, &blob_dir.0, &format!("node-{}", i + 1));
             settings.task_cap =
                 cap.map(|c| capstan_core::TaskCap::new(i64::from(c)).expect("a valid cap"));
+            tweak(&mut settings);
             nodes.push(start_node(settings).await);
         }
         Self {

@@ -63,6 +63,16 @@ pub async fn attempts_of(client: &ApiClient, ids: &[i64]) -> Vec<(i64, AttemptRe
     all
 }
 
+/// The (start, end) of each attempt, for [`max_overlap`].
+pub fn intervals(
+    attempts: &[(i64, AttemptResponse)],
+) -> Vec<(OffsetDateTime, Option<OffsetDateTime>)> {
+    attempts
+        .iter()
+        .map(|(_, a)| (a.started_at, a.finished_at))
+        .collect()
+}
+
 /// The most intervals open at any one moment. An interval ending at the instant
 /// another starts does not overlap it; an open one (`None`) runs forever.
 pub fn max_overlap(intervals: &[(OffsetDateTime, Option<OffsetDateTime>)]) -> usize {

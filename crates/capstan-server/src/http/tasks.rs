@@ -13,17 +13,14 @@ use capstan_api::{
     Problem, TaskPage, TaskQuery, TaskResponse,
 };
 use capstan_core::{ConcurrencyKey, NodeLostPolicy, TaskState};
-use capstan_db::{
-    queue::ClaimedTask,
-    tasks::{self, Cancelled, ClaimOnCreate, NewTask, TaskFilter, TaskRow},
-};
+use capstan_db::tasks::{self, Cancelled, NewTask, TaskFilter, TaskRow};
 use uuid::Uuid;
 
 use super::{
     ApiError,
     extract::{ApiJson, ApiPath, ApiQuery},
 };
-use crate::node::NodeContext;
+use crate::{node::NodeContext, runner};
 
 /// The most tasks one batch may queue.
 pub const MAX_BATCH: usize = 50_000;
@@ -44,11 +41,9 @@ pub(crate) async fn create_task(
     ApiJson(request): ApiJson<CreateTaskRequest>,
 ) -> Result<Response, ApiError> {
     let task = prepare(&ctx, request).map_err(ApiError::unprocessable)?;
-    // Spawned, so a client that hangs up cannot strand a task claimed for this node
-    // between its commit and its start.
-    let row = tokio::spawn(create_and_maybe_start(ctx.clone(), task))
+    let row = runner::queue_one(ctx.clone(), task)
         .await
-        .map_err(|e| ApiError::internal(&e))??;
+        .map_err(|e| ApiError::from_db(e, String::new))?;
     let id = row.id;
     let mut response = (StatusCode::CREATED, Json(to_response(row))).into_response();
     if let Ok(location) = format!("/api/tasks/{id}").parse() {
@@ -89,10 +84,9 @@ pub(crate) async fn create_tasks(
         .map(|(i, task)| prepare(&ctx, task).map_err(|e| format!("tasks[{i}]: {e}")))
         .collect::<Result<Vec<_>, _>>()
         .map_err(ApiError::unprocessable)?;
-    let ids = tasks::create(&ctx.pools.api, &prepared, ctx.state.id)
+    let ids = runner::queue_many(&ctx, &prepared)
         .await
         .map_err(|e| ApiError::from_db(e, String::new))?;
-    ctx.runner.wake();
     Ok((StatusCode::CREATED, Json(CreateTasksResponse { ids })))
 }
 
@@ -222,47 +216,6 @@ pub(crate) async fn cancel_task(
                 .unwrap_or_default()
         ))),
     }
-}
-
-/// Queues a task. With a slot free (and no key to respect) the node claims it in the
-/// same statement and starts it at once; otherwise it is queued and the other nodes
-/// are woken.
-async fn create_and_maybe_start(ctx: Arc<NodeContext>, task: NewTask) -> Result<TaskRow, ApiError> {
-    let reserved = if task.concurrency_key.is_none() {
-        ctx.runner.reserve(1, 0)
-    } else {
-        0
-    };
-    let claim = (reserved == 1).then(|| ClaimOnCreate {
-        node_name: &ctx.state.name,
-        lease_ttl: ctx.runner.lease_ttl(),
-        kinds: ctx.runner.kind_names(),
-    });
-    let created = tasks::create_one(&ctx.pools.api, &task, ctx.state.id, claim).await;
-    let row = match created {
-        Ok(row) => row,
-        Err(e) => {
-            ctx.runner.unreserve(reserved);
-            return Err(ApiError::from_db(e, String::new));
-        }
-    };
-    if row.state == "running" {
-        crate::runner::start(
-            &ctx,
-            ClaimedTask {
-                id: row.id,
-                kind: row.kind.clone(),
-                args: row.args.clone(),
-                attempt: row.attempt,
-                queued_at: row.queued_at,
-                started_at: row.started_at.unwrap_or(row.queued_at),
-            },
-        );
-    } else {
-        ctx.runner.wake();
-    }
-    ctx.runner.unreserve(reserved);
-    Ok(row)
 }
 
 /// Validates a task with its kind.

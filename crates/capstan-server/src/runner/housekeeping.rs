@@ -64,29 +64,21 @@ pub(crate) async fn run(ctx: Arc<NodeContext>) {
     }
 }
 
-/// Rescues every task whose lease expired, in batches.
+/// Rescues every task whose lease expired.
 async fn rescue_expired(ctx: &NodeContext) {
-    loop {
-        match queue::rescue(&ctx.pools.liveness, RescueScope::Expired).await {
-            Ok(rescued) => {
-                for task in &rescued {
-                    ctx.metrics.record_rescued(&task.state);
-                    tracing::warn!(
-                        task.id = task.id,
-                        lost_node = %task.lost_node,
-                        "rescued task {} from lost node {}: now {}",
-                        task.id, task.lost_node, task.state
-                    );
-                }
-                if rescued.len() < 500 {
-                    return;
-                }
-            }
-            Err(e) => {
-                tracing::debug!("rescue skipped: {e}");
-                return;
+    match queue::rescue(&ctx.pools.liveness, RescueScope::Expired).await {
+        Ok(rescued) => {
+            for task in &rescued {
+                ctx.metrics.record_rescued(&task.state);
+                tracing::warn!(
+                    task.id = task.id,
+                    lost_node = %task.lost_node,
+                    "rescued task {} from lost node {}: now {}",
+                    task.id, task.lost_node, task.state
+                );
             }
         }
+        Err(e) => tracing::debug!("rescue skipped: {e}"),
     }
 }
 

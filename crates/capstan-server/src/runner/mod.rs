@@ -9,6 +9,8 @@ mod claim_loop;
 mod housekeeping;
 pub mod kinds;
 mod leases;
+mod queueing;
+mod supervise;
 
 use std::{
     collections::HashMap,
@@ -19,10 +21,11 @@ use std::{
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
-pub(crate) use claim_loop::{run as claim_loop, start};
+pub(crate) use claim_loop::run as claim_loop;
 pub(crate) use housekeeping::run as housekeeping;
 pub use kinds::{TaskKind, TaskKinds};
 pub(crate) use leases::{renew as renew_leases, watchdog as lease_watchdog};
+pub use queueing::{queue_many, queue_one};
 
 use crate::NodeState;
 
@@ -213,6 +216,14 @@ impl Runner {
         }
     }
 
+    /// Takes a slot for a task just claimed (under a reservation).
+    fn hold(&self, id: i64, run: Running) {
+        let mut running = self.running.lock().expect("running lock");
+        running.tasks.insert(id, run);
+        self.state.set_running_tasks(running.tasks.len() as u32);
+    }
+
+    /// Frees the slot of a task whose outcome is written or that was fenced off.
     fn release(&self, id: i64) {
         let mut running = self.running.lock().expect("running lock");
         running.tasks.remove(&id);

@@ -6,7 +6,7 @@ use capstan_db::queue::{self, Claimer, Outcome, RescueScope};
 use capstan_testkit::{
     ADMIN_KEY, TempDir, TestDatabase,
     process::{ProcessOptions, ServerProcess},
-    tasks::{attempts_of, max_overlap, queue_sleeps, wait_finished, wait_task},
+    tasks::{attempts_of, intervals, max_overlap, queue_sleeps, wait_finished, wait_task},
 };
 use serde_json::json;
 
@@ -159,12 +159,8 @@ async fn a_node_stopped_past_its_lease_cannot_write_and_abandons_the_task() {
     assert_eq!(attempts.len(), 2);
     assert_eq!(attempts[0].1.outcome.as_deref(), Some("lost"));
     assert_eq!(attempts[1].1.outcome.as_deref(), Some("succeeded"));
-    let intervals: Vec<_> = attempts
-        .iter()
-        .map(|(_, a)| (a.started_at, a.finished_at))
-        .collect();
     assert_eq!(
-        max_overlap(&intervals),
+        max_overlap(&intervals(&attempts)),
         1,
         "attempts overlap: {attempts:#?}"
     );

@@ -4,7 +4,7 @@ use capstan_api::{CreateTaskRequest, TaskQuery};
 use capstan_core::{ConcurrencyKey, TaskState};
 use capstan_testkit::{
     TestCluster, eventually,
-    tasks::{attempts_of, max_overlap, queue_sleeps, wait_finished, wait_task},
+    tasks::{attempts_of, intervals, max_overlap, queue_sleeps, wait_finished, wait_task},
 };
 use serde_json::json;
 
@@ -76,7 +76,13 @@ async fn fifty_tasks_on_caps_2_3_0_respect_every_cap_start_in_order_and_run_once
 
 #[tokio::test]
 async fn a_queued_task_is_cancelled_at_once_and_a_running_one_within_a_second() {
-    let cluster = TestCluster::start_with_caps(&[Some(1), Some(0)]).await;
+    // Heartbeats (which also pass on cancels) far apart: only the notification can
+    // stop the running task within a second.
+    let cluster = TestCluster::start_with(&[Some(1), Some(0)], |s| {
+        s.heartbeat_interval = Duration::from_secs(5);
+        s.lease_ttl = Duration::from_secs(15);
+    })
+    .await;
     let client = cluster.node(1).client();
     let ids = queue_sleeps(&client, 2, json!({"ms": 60_000})).await;
     let running = wait_task(
@@ -143,12 +149,8 @@ async fn tasks_sharing_a_concurrency_key_run_one_at_a_time_in_order_without_bloc
     );
 
     let attempts = attempts_of(&client, &keyed).await;
-    let intervals: Vec<_> = attempts
-        .iter()
-        .map(|(_, a)| (a.started_at, a.finished_at))
-        .collect();
     assert_eq!(
-        max_overlap(&intervals),
+        max_overlap(&intervals(&attempts)),
         1,
         "keyed tasks overlapped: {attempts:#?}"
     );
@@ -489,4 +491,80 @@ async fn without_a_notification_the_poll_finds_work_and_unknown_kinds_are_left_a
     assert!(started.elapsed() < Duration::from_millis(1500));
     let waiting = client.get_task(unknown).await.unwrap();
     assert_eq!((waiting.state, waiting.attempt), (TaskState::Queued, 0));
+}
+
+#[tokio::test]
+async fn an_idle_node_is_woken_by_the_notification_not_the_poll() {
+    // node-2 (cap 0) queues; only node-1 can run, and only a notification tells it.
+    let cluster = TestCluster::start_with_caps(&[Some(1), Some(0)]).await;
+    let client = cluster.node(1).client();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut waits = Vec::new();
+    for _ in 0..5 {
+        let ids = queue_sleeps(&client, 1, json!({})).await;
+        let done = wait_finished(&client, &ids, Duration::from_secs(5)).await;
+        let task = &done[0];
+        assert_eq!(task.node_name.as_deref(), Some("node-1"));
+        waits.push(task.started_at.unwrap() - task.queued_at);
+        // Idle again, at an unrelated phase of the 1 s poll.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    println!("queued -> started, by the database's clock: {waits:?}");
+    // A poll would catch each within 200 ms one time in five; all five: 1 in 3,125.
+    assert!(
+        waits.iter().all(|w| *w < time::Duration::milliseconds(200)),
+        "{waits:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_queue_metrics_count_what_happened() {
+    let cluster = TestCluster::start_with_caps(&[Some(0)]).await;
+    let node = cluster.node(0);
+    let client = node.client();
+    queue_sleeps(&client, 3, json!({})).await;
+    queue_sleeps(&client, 1, json!({"fail": true})).await;
+    let queued = client
+        .list_tasks(&TaskQuery {
+            state: Some(TaskState::Queued),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .items
+        .len();
+    // Counted by housekeeping every few seconds.
+    let expected = format!("capstan_tasks{{state=\"queued\"}} {queued}");
+    eventually(Duration::from_secs(8), "the queued gauge", || async {
+        let text = capstan_testkit::metrics_text(&node.url()).await;
+        text.contains(&expected).then_some(())
+    })
+    .await;
+
+    let id = client.find_node("node-1").await.unwrap().id;
+    let update = capstan_api::UpdateNodeRequest {
+        task_cap: Some(capstan_core::TaskCap::new(5).unwrap()),
+        ..Default::default()
+    };
+    client.update_node(id, &update).await.unwrap();
+    eventually(Duration::from_secs(5), "the sleeps to finish", || async {
+        let text = capstan_testkit::metrics_text(&node.url()).await;
+        (text.contains(r#"capstan_tasks_finished_total{kind="sleep",outcome="succeeded"} 3"#)
+            && text.contains(r#"capstan_tasks_finished_total{kind="sleep",outcome="failed"} 1"#))
+        .then_some(())
+    })
+    .await;
+    let text = capstan_testkit::metrics_text(&node.url()).await;
+    let value = |name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or(-1.0)
+    };
+    assert_eq!(value("capstan_tasks_claimed_total "), queued as f64);
+    assert_eq!(
+        value("capstan_task_queue_wait_seconds_count "),
+        queued as f64
+    );
+    assert!(value("capstan_task_claim_duration_seconds_count ") >= 1.0);
+    assert_eq!(value("capstan_tasks_fenced_total "), 0.0);
 }

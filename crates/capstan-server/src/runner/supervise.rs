@@ -1,0 +1,93 @@
+//! Running a claimed task: a supervisor turns however its run ends (success, error,
+//! panic, cancel, lost lease) into a [`Finished`] for the claim loop. Both claimers
+//! (the claim loop, and queueing with a free slot) hand their tasks here.
+
+use std::sync::{Arc, Mutex};
+
+use capstan_db::queue::ClaimedTask;
+use tokio_util::sync::CancellationToken;
+
+use super::{Finished, Running, StopReason, kinds::TaskRun};
+use crate::node::NodeContext;
+
+/// Starts one claimed task under a supervisor that turns its end (success, error,
+/// panic, cancel, fence) into a [`Finished`]. The caller holds a reservation for it.
+pub(crate) fn start(ctx: &Arc<NodeContext>, task: ClaimedTask) {
+    let runner = &ctx.runner;
+    let wait = (task.started_at - task.queued_at).as_seconds_f64().max(0.0);
+    ctx.metrics.queue_wait.record(wait);
+    ctx.metrics.tasks_claimed.increment(1);
+    let stop = CancellationToken::new();
+    let reason = Arc::new(Mutex::new(None));
+    runner.hold(
+        task.id,
+        Running {
+            attempt: task.attempt,
+            stop: stop.clone(),
+            reason: reason.clone(),
+        },
+    );
+    let Some(kind) = runner.kinds.get(&task.kind).cloned() else {
+        // Claims name only known kinds, so this is a bug; fail loudly, not silently.
+        let _ = runner.finished_tx.send(Finished {
+            id: task.id,
+            attempt: task.attempt,
+            kind: task.kind.clone(),
+            outcome: Some((
+                "failed",
+                Some(format!(
+                    "node {} does not know task kind `{}`",
+                    ctx.state.name, task.kind
+                )),
+            )),
+        });
+        return;
+    };
+    let run = TaskRun {
+        ctx: ctx.clone(),
+        id: task.id,
+        attempt: task.attempt,
+        args: task.args,
+        stop: stop.clone(),
+    };
+    let finished_tx = runner.finished_tx.clone();
+    let node_name = ctx.state.name.clone();
+    tokio::spawn(async move {
+        tracing::debug!(task.id = task.id, task.kind = %task.kind, task.attempt = task.attempt, "task started");
+        let mut work = tokio::spawn(kind.run(run));
+        let ended = tokio::select! {
+            joined = &mut work => Some(joined),
+            () = stop.cancelled() => {
+                work.abort();
+                None
+            }
+        };
+        let stop_reason = reason.lock().expect("reason lock").clone();
+        let outcome = match (ended, stop_reason) {
+            (_, Some(StopReason::Fenced(why))) => {
+                tracing::warn!(node.name = %node_name, task.id = task.id, task.attempt = task.attempt, "abandoned task {}: {why}", task.id);
+                None
+            }
+            (Some(Ok(Ok(()))), _) => Some(("succeeded", None)),
+            (Some(Ok(Err(reason))), _) => Some(("failed", Some(reason))),
+            (Some(Err(join)), _) if join.is_panic() => {
+                tracing::error!(task.id = task.id, "task {} panicked: {join}", task.id);
+                Some((
+                    "failed",
+                    Some(format!(
+                        "the task panicked on node {node_name}; the cause is in that node's log"
+                    )),
+                ))
+            }
+            (_, Some(StopReason::Cancelled)) | (None, None) | (Some(Err(_)), None) => {
+                Some(("cancelled", Some("cancelled by request".to_owned())))
+            }
+        };
+        let _ = finished_tx.send(Finished {
+            id: task.id,
+            attempt: task.attempt,
+            kind: task.kind,
+            outcome,
+        });
+    });
+}
