@@ -34,7 +34,7 @@ use crate::nodes::{self, ADMIN_KEY, BenchNode};
 
 const LATENCY_WARMUP: usize = 50;
 /// Logs what the latency figures are read from: the runner's "task started" lines.
-const START_LOG_FILTER: &str = "info,capstan_server::runner::claim_loop=debug";
+const START_LOG_FILTER: &str = "info,capstan_server::runner::supervise=debug";
 
 struct Workload {
     database_url: String,
