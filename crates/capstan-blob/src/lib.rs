@@ -1,15 +1,27 @@
 //! Capstan's blob store: packages, artifacts and task logs live behind one URL that
-//! every node shares (`file:///srv/capstan`, `memory://`).
+//! every node shares (`file:///srv/capstan`, `s3://bucket/prefix`, `memory://`).
 //!
-//! This crate turns the URL into an object store and proves at start that it can write,
-//! read and delete. It must never import sqlx or axum: which blob belongs to which row
-//! is the server's business.
+//! This crate turns the URL into an object store, proves at start that it can write,
+//! read and delete, and streams objects in and out with constant memory. It must never
+//! import sqlx or axum: which blob belongs to which row is the server's business.
 
-use std::{fmt, path::PathBuf, sync::Arc};
+mod error;
+pub mod keys;
+mod open;
+mod writer;
 
+use std::{fmt, ops::Range, sync::Arc};
+
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt, stream::BoxStream};
 use object_store::{
-    ObjectStore, ObjectStoreExt, PutPayload, local::LocalFileSystem, memory::InMemory, path::Path,
+    GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload, multipart::MultipartStore,
+    path::Path,
 };
+
+pub use error::ObjectError;
+pub use open::S3Options;
+pub use writer::{BlobWriter, Written};
 
 /// Why the blob store cannot be used, in one line that names the URL.
 #[derive(Debug, thiserror::Error)]
@@ -23,7 +35,19 @@ pub struct BlobError {
 #[derive(Clone)]
 pub struct BlobStore {
     url: String,
+    /// Every key lives under this prefix (the path of an `s3://bucket/prefix` URL).
+    prefix: String,
     store: Arc<dyn ObjectStore>,
+    backend: Backend,
+}
+
+/// How uploads are written, and so how an abandoned one is cleaned up.
+#[derive(Clone)]
+enum Backend {
+    /// Parts under an upload id that any node can abort (S3, memory).
+    Multipart(Arc<dyn MultipartStore>),
+    /// A staging file beside the final path (`<path>#<n>`), renamed into place.
+    Directory(std::path::PathBuf),
 }
 
 impl fmt::Debug for BlobStore {
@@ -32,39 +56,22 @@ impl fmt::Debug for BlobStore {
     }
 }
 
+/// An object's size, as the store reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ObjectInfo {
+    pub size: u64,
+}
+
 impl BlobStore {
-    /// Opens the store a URL names. `file://` paths must be existing directories.
+    /// Opens the store a URL names, with S3 settings taken from the standard AWS
+    /// variables plus `s3`. `file://` paths must be existing directories.
+    pub fn open(url: &str, s3: &S3Options) -> Result<Self, BlobError> {
+        open::open(url, s3)
+    }
+
+    /// Opens a store with default S3 settings (the AWS variables alone).
     pub fn from_url(url: &str) -> Result<Self, BlobError> {
-        let fail = |reason: String| BlobError {
-            url: url.to_owned(),
-            reason,
-        };
-        let parsed = url::Url::parse(url).map_err(|e| {
-            fail(format!(
-                "not a URL ({e}); write file:///absolute/path or memory://"
-            ))
-        })?;
-        let store: Arc<dyn ObjectStore> = match parsed.scheme() {
-            "memory" => Arc::new(InMemory::new()),
-            "file" => {
-                let path = parsed
-                    .to_file_path()
-                    .map_err(|()| fail("a file:// URL needs an absolute path".to_owned()))?;
-                check_directory(&path).map_err(fail)?;
-                let local =
-                    LocalFileSystem::new_with_prefix(&path).map_err(|e| fail(e.to_string()))?;
-                Arc::new(local)
-            }
-            other => {
-                return Err(fail(format!(
-                    "unsupported blob store scheme `{other}://`; this build supports file:// and memory://"
-                )));
-            }
-        };
-        Ok(Self {
-            url: url.to_owned(),
-            store,
-        })
+        Self::open(url, &S3Options::default())
     }
 
     /// The URL the store was opened from.
@@ -72,99 +79,163 @@ impl BlobStore {
         &self.url
     }
 
+    fn path(&self, key: &str) -> Path {
+        if self.prefix.is_empty() {
+            Path::from(key)
+        } else {
+            Path::from(format!("{}/{key}", self.prefix))
+        }
+    }
+
+    fn fail(&self, key: &str, what: &str, e: &object_store::Error) -> ObjectError {
+        ObjectError::from_store(&self.url, key, what, e)
+    }
+
+    /// Writes a small object in one request.
+    pub async fn put(&self, key: &str, bytes: Bytes) -> Result<(), ObjectError> {
+        self.store
+            .put(&self.path(key), PutPayload::from_bytes(bytes))
+            .await
+            .map_err(|e| self.fail(key, &format!("cannot write {key}"), &e))?;
+        Ok(())
+    }
+
+    /// Reads a whole object into memory; for small objects only (log segments).
+    pub async fn get(&self, key: &str) -> Result<Bytes, ObjectError> {
+        let what = format!("cannot read {key}");
+        let found = self
+            .store
+            .get(&self.path(key))
+            .await
+            .map_err(|e| self.fail(key, &what, &e))?;
+        found.bytes().await.map_err(|e| self.fail(key, &what, &e))
+    }
+
+    /// The object's size, or `NotFound`.
+    pub async fn head(&self, key: &str) -> Result<ObjectInfo, ObjectError> {
+        let meta = self
+            .store
+            .head(&self.path(key))
+            .await
+            .map_err(|e| self.fail(key, &format!("cannot look up {key}"), &e))?;
+        Ok(ObjectInfo { size: meta.size })
+    }
+
+    /// Streams an object, or the bytes `range` of it, without holding it in memory.
+    pub async fn stream(
+        &self,
+        key: &str,
+        range: Option<Range<u64>>,
+    ) -> Result<BoxStream<'static, Result<Bytes, ObjectError>>, ObjectError> {
+        let options = GetOptions {
+            range: range.map(GetRange::Bounded),
+            ..GetOptions::default()
+        };
+        let found = self
+            .store
+            .get_opts(&self.path(key), options)
+            .await
+            .map_err(|e| self.fail(key, &format!("cannot read {key}"), &e))?;
+        let url = self.url.clone();
+        let key = key.to_owned();
+        Ok(found
+            .into_stream()
+            .map_err(move |e| ObjectError::from_store(&url, &key, &format!("cannot read {key}"), &e))
+            .boxed())
+    }
+
+    /// Deletes an object; deleting one that does not exist succeeds.
+    pub async fn delete(&self, key: &str) -> Result<(), ObjectError> {
+        match self.store.delete(&self.path(key)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.fail(key, &format!("cannot delete {key}"), &e)),
+        }
+    }
+
+    /// The keys under `prefix` (relative to the store's own prefix), at most `limit`.
+    pub async fn list(&self, prefix: &str, limit: usize) -> Result<Vec<String>, ObjectError> {
+        let root = self.path(prefix);
+        let mut found = Vec::new();
+        let mut listing = self.store.list(Some(&root));
+        while let Some(meta) = listing.next().await {
+            let meta = meta.map_err(|e| self.fail(prefix, &format!("cannot list {prefix}"), &e))?;
+            let full = meta.location.to_string();
+            let key = match self.prefix.is_empty() {
+                true => full,
+                false => full
+                    .strip_prefix(&format!("{}/", self.prefix))
+                    .unwrap_or(&full)
+                    .to_owned(),
+            };
+            found.push(key);
+            if found.len() >= limit {
+                break;
+            }
+        }
+        Ok(found)
+    }
+
+    /// Starts a streamed upload to `key`. Nothing is visible at `key` until
+    /// [`BlobWriter::finish`] succeeds.
+    pub async fn writer(&self, key: &str) -> Result<BlobWriter, ObjectError> {
+        BlobWriter::start(self, key).await
+    }
+
+    /// Cleans up after an upload whose writer is gone (its node died, or it was never
+    /// finished): aborts the parts stored under `upload_id`, removes a staging file,
+    /// and removes `key` itself in case the upload completed but was never recorded.
+    pub async fn discard_upload(
+        &self,
+        key: &str,
+        upload_id: Option<&str>,
+    ) -> Result<(), ObjectError> {
+        let path = self.path(key);
+        match (&self.backend, upload_id) {
+            (Backend::Multipart(parts), Some(id)) => {
+                match parts.abort_multipart(&path, &id.to_owned()).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                    Err(e) => {
+                        // Stores answer differently for an upload that was already
+                        // completed or aborted; the object delete below settles it.
+                        let failure =
+                            self.fail(key, &format!("cannot abort the upload of {key}"), &e);
+                        let cause = failure.cause().to_ascii_lowercase();
+                        if !cause.contains("nosuchupload") && !cause.contains("not found") {
+                            return Err(failure);
+                        }
+                    }
+                }
+            }
+            (Backend::Multipart(_), None) => {}
+            (Backend::Directory(root), _) => writer::remove_staging_files(root, &path)
+                .map_err(|e| ObjectError::Failed {
+                    url: self.url.clone(),
+                    what: format!("cannot remove the staging file of {key}"),
+                    cause: error::explain(&e),
+                })?,
+        }
+        self.delete(key).await
+    }
+
     /// Writes, reads back and deletes a small object: the start-up and ping check.
     pub async fn probe(&self) -> Result<(), BlobError> {
-        let fail = |step: &str, e: object_store::Error| BlobError {
+        let fail = |step: &str, e: ObjectError| BlobError {
             url: self.url.clone(),
-            reason: format!(
-                "cannot {step} a probe object: {}",
-                capstan_core::error_chain(&e)
-            ),
+            reason: format!("cannot {step} a probe object: {}", e.cause()),
         };
-        let path = Path::from(format!("_capstan/probe/{}", uuid::Uuid::new_v4()));
-        let content = bytes::Bytes::from_static(b"capstan probe");
-        self.store
-            .put(&path, PutPayload::from_bytes(content.clone()))
+        let key = format!("_capstan/probe/{}", uuid::Uuid::new_v4());
+        let content = Bytes::from_static(b"capstan probe");
+        self.put(&key, content.clone())
             .await
             .map_err(|e| fail("write", e))?;
-        let read = self
-            .store
-            .get(&path)
-            .await
-            .map_err(|e| fail("read", e))?
-            .bytes()
-            .await
-            .map_err(|e| fail("read", e))?;
+        let read = self.get(&key).await.map_err(|e| fail("read", e))?;
         if read != content {
             return Err(BlobError {
                 url: self.url.clone(),
                 reason: "a probe object read back different bytes than were written".to_owned(),
             });
         }
-        self.store
-            .delete(&path)
-            .await
-            .map_err(|e| fail("delete", e))?;
+        self.delete(&key).await.map_err(|e| fail("delete", e))?;
         Ok(())
-    }
-}
-
-fn check_directory(path: &PathBuf) -> Result<(), String> {
-    match std::fs::metadata(path) {
-        Ok(meta) if meta.is_dir() => Ok(()),
-        Ok(_) => Err(format!("{} is not a directory", path.display())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(format!(
-            "{} does not exist (create it, or mount the shared volume there)",
-            path.display()
-        )),
-        Err(e) => Err(format!("{}: {e}", path.display())),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn memory_and_directory_stores_pass_the_probe() {
-        BlobStore::from_url("memory://")
-            .unwrap()
-            .probe()
-            .await
-            .unwrap();
-        let dir = std::env::temp_dir().join(format!("capstan-blob-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let url = format!("file://{}", dir.display());
-        BlobStore::from_url(&url).unwrap().probe().await.unwrap();
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn a_missing_directory_is_named() {
-        let err = BlobStore::from_url("file:///nonexistent/capstan-blobs").unwrap_err();
-        assert!(
-            err.to_string()
-                .contains("/nonexistent/capstan-blobs does not exist"),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn unknown_schemes_and_garbage_are_refused() {
-        let err = BlobStore::from_url("ftp://x/y").unwrap_err().to_string();
-        assert!(
-            err.contains("unsupported blob store scheme `ftp://`"),
-            "{err}"
-        );
-        let err = BlobStore::from_url("not a url").unwrap_err().to_string();
-        assert!(err.contains("not a URL"), "{err}");
-    }
-
-    #[tokio::test]
-    async fn a_directory_that_cannot_be_written_fails_the_probe() {
-        // /proc refuses new files even to root, so this holds whoever runs the test.
-        let store = BlobStore::from_url("file:///proc").unwrap();
-        let err = store.probe().await.unwrap_err().to_string();
-        assert!(err.contains("cannot write a probe object"), "{err}");
     }
 }
