@@ -35,6 +35,12 @@ if ! python3 -c 'import rotel' 2>/dev/null; then
   python3 -m pip install --quiet rotel 2>/dev/null \
     || python3 -m pip install --quiet --break-system-packages rotel
 fi
+# s3s-fs: the S3-compatible server the blob-store tests start (capstan_testkit::s3).
+export PATH="$HOME/.cargo/bin:$PATH"
+if ! command -v s3s-fs >/dev/null && [ ! -x "$HOME/.cargo/bin/s3s-fs" ]; then
+  log "installing the s3s-fs S3 server (~5 min)"
+  cargo install --locked s3s-fs@0.14.1 --features binary
+fi
 
 # PostgreSQL for the tests: the one at CAPSTAN_TEST_DATABASE_URL, or a private one.
 export CAPSTAN_TEST_DATABASE_URL="${CAPSTAN_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"

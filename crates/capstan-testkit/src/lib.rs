@@ -9,6 +9,7 @@ pub mod database;
 pub mod haproxy;
 pub mod postgres;
 pub mod process;
+pub mod s3;
 pub mod tasks;
 
 pub use cluster::{TestCluster, Timings};
