@@ -7,12 +7,17 @@
 
 pub mod client;
 pub mod nodes;
+pub mod packages;
 pub mod problem;
 pub mod tasks;
 pub mod timestamp;
 
 pub use client::{ApiClient, ClientError};
 pub use nodes::{NodeResponse, UpdateNodeRequest};
+pub use packages::{
+    ArtifactList, ArtifactResponse, PackagePage, PackageQuery, PackageResponse, PackageSummary,
+    PackageVersionPage, UploadPackageQuery,
+};
 pub use problem::{PROBLEM_JSON, Problem};
 pub use tasks::{
     AttemptList, AttemptResponse, CreateTaskRequest, CreateTasksRequest, CreateTasksResponse,

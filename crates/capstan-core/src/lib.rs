@@ -7,9 +7,13 @@
 pub mod duration;
 pub mod error_chain;
 pub mod node;
+pub mod package;
+pub mod size;
 pub mod task;
 
 pub use duration::{DurationError, parse_duration};
 pub use error_chain::error_chain;
 pub use node::{NodeName, NodeNameError, TaskCap, TaskCapError};
+pub use package::{PACKAGE_EXTENSIONS, PackageFileName, PackageId, PackageVersion};
+pub use size::{SizeError, format_size, parse_size};
 pub use task::{ConcurrencyKey, NodeLostPolicy, SleepArgs, TaskState, UnknownTaskState};

@@ -7,10 +7,13 @@
 //! verb-named function per statement. This crate must never import axum, hyper or
 //! object_store: it knows tables, not HTTP.
 
+pub mod artifacts;
+pub mod blobs;
 pub mod error;
 pub mod listen;
 pub mod liveness;
 pub mod nodes;
+pub mod packages;
 pub mod pools;
 pub mod queue;
 pub mod tasks;

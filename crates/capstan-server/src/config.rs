@@ -4,6 +4,7 @@
 use std::{net::SocketAddr, time::Duration};
 
 use base64::Engine;
+use capstan_blob::S3Options;
 use capstan_core::{NodeName, TaskCap, parse_duration};
 use capstan_db::DatabaseUrl;
 use clap::{Args, ValueEnum};
@@ -26,9 +27,38 @@ pub struct ServerArgs {
     #[arg(long, env = "CAPSTAN_DATABASE_URL", value_parser = parse_database_url, hide_env_values = true)]
     pub database_url: DatabaseUrl,
 
-    /// Blob store shared by every node: file:///srv/capstan (a shared volume) or memory://.
+    /// Blob store shared by every node: file:///srv/capstan (a shared volume),
+    /// s3://bucket/prefix (credentials from the AWS_* variables), or memory:// (one
+    /// process only: for trials and tests).
     #[arg(long, env = "CAPSTAN_BLOB_URL")]
     pub blob_url: String,
+
+    /// Endpoint of an S3-compatible server for s3:// blob URLs, e.g. http://minio:9000
+    /// [default: AWS].
+    #[arg(long, env = "CAPSTAN_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+
+    /// Address S3 buckets by path (endpoint/bucket) rather than by host name
+    /// (bucket.endpoint); most S3-compatible servers need it.
+    #[arg(long, env = "CAPSTAN_S3_PATH_STYLE")]
+    pub s3_path_style: bool,
+
+    /// The largest package or artifact a node accepts, e.g. 10GiB.
+    #[arg(long, env = "CAPSTAN_MAX_UPLOAD_SIZE", default_value = "10GiB", value_parser = parse_size_arg)]
+    pub max_upload_size: u64,
+
+    /// Versions of each package that blob-retention keeps (the newest ones); 0 keeps all.
+    #[arg(long, env = "CAPSTAN_PACKAGE_RETENTION_VERSIONS", default_value_t = 0)]
+    pub package_retention_versions: u32,
+
+    /// Logs and artifacts of tasks that finished longer ago than this are deleted by
+    /// the periodic blob-retention task.
+    #[arg(long, env = "CAPSTAN_TASK_BLOB_RETENTION", default_value = "30d", value_parser = parse_duration_arg)]
+    pub task_blob_retention: Duration,
+
+    /// How often blob-retention runs (once per period across the cluster).
+    #[arg(long, env = "CAPSTAN_BLOB_RETENTION_EVERY", default_value = "1h", value_parser = parse_duration_arg)]
+    pub blob_retention_every: Duration,
 
     /// Address to serve HTTP on.
     #[arg(long, env = "CAPSTAN_LISTEN", default_value = "0.0.0.0:8080")]
@@ -116,6 +146,11 @@ impl std::fmt::Debug for MasterKey {
 pub struct Settings {
     pub database_url: DatabaseUrl,
     pub blob_url: String,
+    pub s3: S3Options,
+    pub max_upload_size: u64,
+    pub package_retention_versions: u32,
+    pub task_blob_retention: Duration,
+    pub blob_retention_every: Duration,
     pub listen: SocketAddr,
     pub node_name: NodeName,
     pub public_url: Option<String>,
@@ -161,6 +196,16 @@ impl ServerArgs {
         if self.task_history_retention_every < Duration::from_secs(1) {
             return Err("--task-history-retention-every must be at least 1s".to_owned());
         }
+        if self.blob_retention_every < Duration::from_secs(1) {
+            return Err("--blob-retention-every must be at least 1s".to_owned());
+        }
+        if let Some(endpoint) = &self.s3_endpoint
+            && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+        {
+            return Err(format!(
+                "--s3-endpoint must start with http:// or https://, got `{endpoint}`"
+            ));
+        }
         if let Some(url) = &self.public_url {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 return Err(format!(
@@ -171,6 +216,14 @@ impl ServerArgs {
         Ok(Settings {
             database_url: self.database_url,
             blob_url: self.blob_url,
+            s3: S3Options {
+                endpoint: self.s3_endpoint,
+                path_style: self.s3_path_style,
+            },
+            max_upload_size: self.max_upload_size,
+            package_retention_versions: self.package_retention_versions,
+            task_blob_retention: self.task_blob_retention,
+            blob_retention_every: self.blob_retention_every,
             listen: self.listen,
             node_name,
             public_url: self.public_url,
@@ -218,6 +271,10 @@ fn parse_task_cap(s: &str) -> Result<TaskCap, String> {
 
 fn parse_duration_arg(s: &str) -> Result<Duration, String> {
     parse_duration(s).map_err(|e| e.to_string())
+}
+
+fn parse_size_arg(s: &str) -> Result<u64, String> {
+    capstan_core::parse_size(s).map_err(|e| e.to_string())
 }
 
 fn parse_cidr(s: &str) -> Result<IpNet, String> {

@@ -37,6 +37,9 @@ pub struct NodeMetrics {
     pub heartbeat_duration: Histogram,
     pub heartbeat_failures: Counter,
     pub database_up: Gauge,
+    pub blob_store_up: Gauge,
+    pub blob_bytes_received: Counter,
+    pub blob_bytes_sent: Counter,
     pub claim_duration: Histogram,
     pub queue_wait: Histogram,
     pub tasks_claimed: Counter,
@@ -83,6 +86,21 @@ impl NodeMetrics {
             r,
             "capstan_node_database_up",
             "1 if the last heartbeat reached PostgreSQL, else 0.",
+        );
+        describe_gauge(
+            r,
+            "capstan_node_blob_store_up",
+            "1 if the last probe of the blob store (write, read, delete) succeeded, else 0.",
+        );
+        r.describe_counter(
+            KeyName::from("capstan_blob_received_bytes_total"),
+            Some(Unit::Bytes),
+            "Bytes of packages and artifacts this node received and stored.".into(),
+        );
+        r.describe_counter(
+            KeyName::from("capstan_blob_sent_bytes_total"),
+            Some(Unit::Bytes),
+            "Bytes of packages and artifacts this node sent to clients.".into(),
         );
         r.describe_histogram(
             KeyName::from("capstan_node_heartbeat_duration_seconds"),
@@ -157,7 +175,17 @@ impl NodeMetrics {
         .set(1.0);
         let database_up = r.register_gauge(&Key::from_name("capstan_node_database_up"), &METADATA);
         database_up.set(1.0);
+        let blob_store_up =
+            r.register_gauge(&Key::from_name("capstan_node_blob_store_up"), &METADATA);
+        blob_store_up.set(1.0);
         Self {
+            blob_store_up,
+            blob_bytes_received: r.register_counter(
+                &Key::from_name("capstan_blob_received_bytes_total"),
+                &METADATA,
+            ),
+            blob_bytes_sent: r
+                .register_counter(&Key::from_name("capstan_blob_sent_bytes_total"), &METADATA),
             draining: r.register_gauge(&Key::from_name("capstan_node_draining"), &METADATA),
             task_cap: r.register_gauge(&Key::from_name("capstan_node_task_cap"), &METADATA),
             running_tasks: r

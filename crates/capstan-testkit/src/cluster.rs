@@ -36,6 +36,11 @@ pub fn test_settings(database_url: &str, blob_dir: &std::path::Path, name: &str)
     Settings {
         database_url: DatabaseUrl::parse(database_url).expect("a valid test database URL"),
         blob_url: format!("file://{}", blob_dir.display()),
+        s3: capstan_blob::S3Options::default(),
+        max_upload_size: 10 << 30,
+        package_retention_versions: 0,
+        task_blob_retention: Duration::from_secs(30 * 24 * 3600),
+        blob_retention_every: Duration::from_secs(3600),
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         node_name: NodeName::parse(name).expect("a valid node name"),
         public_url: None,

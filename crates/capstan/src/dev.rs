@@ -68,6 +68,12 @@ async fn run_cluster(
         let server_args = capstan_server::ServerArgs {
             database_url: DatabaseUrl::parse(&database_url).map_err(anyhow::Error::msg)?,
             blob_url: format!("file://{}", blob_dir.display()),
+            s3_endpoint: None,
+            s3_path_style: false,
+            max_upload_size: 10 << 30,
+            package_retention_versions: 0,
+            task_blob_retention: Duration::from_secs(30 * 24 * 3600),
+            blob_retention_every: Duration::from_secs(3600),
             listen: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
             node_name: Some(NodeName::parse(format!("dev-{}", i + 1))?),
             public_url: None,

@@ -1,13 +1,16 @@
 //! The HTTP surface of a node: the router and the layers every request passes.
 
+mod artifacts;
 mod auth;
 pub mod client_addr;
+mod download;
 mod error;
 mod extract;
 mod health;
 mod nodes;
 mod observe;
 pub mod openapi;
+mod packages;
 mod tasks;
 mod timeout;
 
@@ -53,10 +56,43 @@ pub fn router(ctx: Arc<NodeContext>) -> Router {
         .route("/api/tasks/{id}", get(tasks::get_task))
         .route("/api/tasks/{id}/attempts", get(tasks::task_attempts))
         .route("/api/tasks/{id}/cancel", post(tasks::cancel_task))
+        .route("/api/tasks/{id}/artifacts", get(artifacts::list_artifacts))
+        .route(
+            "/api/tasks/{id}/artifacts/{name}",
+            get(artifacts::download_artifact),
+        )
+        .route("/api/packages", get(packages::list_packages))
+        .route("/api/packages/{id}/versions", get(packages::list_versions))
+        .route(
+            "/api/packages/{id}/{version}",
+            get(packages::get_package).delete(packages::delete_package),
+        )
+        .route(
+            "/api/packages/{id}/{version}/raw",
+            get(packages::download_package),
+        )
         .route_layer(middleware::from_fn_with_state(
             ctx.clone(),
             auth::require_api_key,
+        ))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn_with_state(
+            ctx.clone(),
+            timeout::limit_duration,
         ));
+    // Uploads run as long as the bytes keep coming, and their size limit is the
+    // node's upload limit, not the JSON one.
+    let uploads = Router::new()
+        .route("/api/packages/raw", post(packages::upload_package))
+        .route(
+            "/api/tasks/{id}/artifacts/{name}",
+            post(artifacts::upload_artifact),
+        )
+        .route_layer(middleware::from_fn_with_state(
+            ctx.clone(),
+            auth::require_api_key,
+        ))
+        .layer(DefaultBodyLimit::disable());
     let public = Router::new()
         .route("/api/nodes/ping", get(nodes::ping))
         .route("/healthz", get(health::healthz))
@@ -65,14 +101,10 @@ pub fn router(ctx: Arc<NodeContext>) -> Router {
     Router::new()
         .merge(public)
         .merge(authenticated)
+        .merge(uploads)
         .fallback(error::no_route)
         .method_not_allowed_fallback(error::method_not_allowed)
         .route_layer(middleware::from_fn(observe::stash_matched_path))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(middleware::from_fn_with_state(
-            ctx.clone(),
-            timeout::limit_duration,
-        ))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(middleware::from_fn_with_state(
             ctx.clone(),

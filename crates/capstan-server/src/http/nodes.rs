@@ -44,13 +44,21 @@ pub(crate) async fn ping(State(ctx): State<Arc<NodeContext>>) -> Response {
             PING_DB_TIMEOUT.as_millis()
         )),
     };
-    if let Some(reason) = failure {
-        let problem = Problem::new(503, "Service Unavailable", reason.clone())
+    let blob_failure = ctx.blob_health.failure();
+    if failure.is_some() || blob_failure.is_some() {
+        let check = |failure: &Option<String>| match failure {
+            None => serde_json::json!({ "ok": true }),
+            Some(reason) => serde_json::json!({ "ok": false, "reason": reason }),
+        };
+        let checks = serde_json::json!({ "postgres": check(&failure), "blob": check(&blob_failure) });
+        let detail = [failure, blob_failure]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join("; ");
+        let problem = Problem::new(503, "Service Unavailable", detail)
             .with("node", &node)
-            .with(
-                "checks",
-                serde_json::json!({ "postgres": { "ok": false, "reason": reason } }),
-            );
+            .with("checks", checks);
         return problem_response(StatusCode::SERVICE_UNAVAILABLE, &problem);
     }
     let status = if node.draining {

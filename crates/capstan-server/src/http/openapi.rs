@@ -2,15 +2,16 @@
 
 use axum::Json;
 use capstan_api::{
-    AttemptList, AttemptResponse, CreateTaskRequest, CreateTasksRequest, CreateTasksResponse,
-    NodeResponse, Problem, TaskPage, TaskResponse, UpdateNodeRequest,
+    ArtifactList, ArtifactResponse, AttemptList, AttemptResponse, CreateTaskRequest,
+    CreateTasksRequest, CreateTasksResponse, NodeResponse, PackagePage, PackageResponse,
+    PackageSummary, PackageVersionPage, Problem, TaskPage, TaskResponse, UpdateNodeRequest,
 };
 use utoipa::{
     Modify, OpenApi,
     openapi::security::{Http, HttpAuthScheme, SecurityScheme},
 };
 
-use super::{nodes, tasks};
+use super::{artifacts, nodes, packages, tasks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -19,10 +20,15 @@ use super::{nodes, tasks};
         nodes::ping, nodes::list_nodes, nodes::get_node, nodes::update_node, nodes::delete_node,
         tasks::create_task, tasks::create_tasks, tasks::list_tasks, tasks::get_task,
         tasks::task_attempts, tasks::cancel_task,
+        artifacts::upload_artifact, artifacts::list_artifacts, artifacts::download_artifact,
+        packages::upload_package, packages::list_packages, packages::list_versions,
+        packages::get_package, packages::download_package, packages::delete_package,
     ),
     components(schemas(
         NodeResponse, UpdateNodeRequest, Problem, CreateTaskRequest, CreateTasksRequest,
         CreateTasksResponse, TaskResponse, TaskPage, AttemptResponse, AttemptList,
+        PackageResponse, PackageSummary, PackagePage, PackageVersionPage, ArtifactResponse,
+        ArtifactList,
     )),
     modifiers(&BearerAuth),
     security(("api_key" = []))

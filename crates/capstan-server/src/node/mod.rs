@@ -34,6 +34,9 @@ pub struct NodeContext {
     pub state: Arc<NodeState>,
     pub pools: Pools,
     pub blob: BlobStore,
+    pub blob_health: crate::blobs::BlobHealth,
+    /// Wakes the blob sweep at once (after a delete) instead of at its next round.
+    pub blob_sweep: tokio::sync::Notify,
     pub metrics: NodeMetrics,
     pub runner: Runner,
 }
@@ -76,8 +79,8 @@ impl Node {
             version.map_or("none".to_owned(), |v| v.to_string())
         );
 
-        let blob =
-            BlobStore::from_url(&settings.blob_url).map_err(|e| fail("blob")(e.to_string()))?;
+        let blob = BlobStore::open(&settings.blob_url, &settings.s3)
+            .map_err(|e| fail("blob")(e.to_string()))?;
         blob.probe()
             .await
             .map_err(|e| fail("blob")(e.to_string()))?;
@@ -152,6 +155,8 @@ impl Node {
                 state,
                 pools,
                 blob,
+                blob_health: Default::default(),
+                blob_sweep: tokio::sync::Notify::new(),
                 metrics,
                 runner,
             }),
@@ -181,6 +186,8 @@ impl Node {
         tasks.spawn("claim-loop", runner::claim_loop(ctx.clone()));
         tasks.spawn("lease-watchdog", runner::lease_watchdog(ctx.clone()));
         tasks.spawn("housekeeping", runner::housekeeping(ctx.clone()));
+        tasks.spawn("blob-health", crate::blobs::watch_health(ctx.clone()));
+        tasks.spawn("blob-sweep", crate::blobs::sweep(ctx.clone()));
 
         let http_stop = CancellationToken::new();
         let app = crate::http::router(ctx.clone());

@@ -1,0 +1,113 @@
+//! Streams a request body into a new blob: hashed and sized on the way, in parts, with
+//! a size limit, recorded in `blob_uploads` while it runs. Whatever ends the upload
+//! early (a client that disconnects, a body over the limit, a store that fails, a
+//! request future that is dropped) cleans up the parts it stored.
+
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+use bytes::Bytes;
+use capstan_blob::{ObjectError, Written};
+use capstan_core::format_size;
+use capstan_db::blobs;
+use futures::{Stream, StreamExt};
+
+use crate::{http::ApiError, node::NodeContext};
+
+/// A blob that is complete but not yet pointed to by a row. Commit the row (which
+/// also ends the upload record), then call [`Received::keep`]; dropped without that,
+/// the blob is deleted.
+pub(crate) struct Received {
+    pub written: Written,
+    guard: Cleanup,
+}
+
+impl Received {
+    pub fn keep(mut self) {
+        self.guard.armed = false;
+    }
+}
+
+struct Cleanup {
+    ctx: Arc<NodeContext>,
+    key: String,
+    upload_id: Option<String>,
+    armed: bool,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let (ctx, key, upload_id) = (self.ctx.clone(), self.key.clone(), self.upload_id.take());
+        tokio::spawn(async move {
+            match ctx.blob.discard_upload(&key, upload_id.as_deref()).await {
+                Ok(()) => {
+                    if let Err(e) = blobs::end_upload(&ctx.pools.api, &key).await {
+                        tracing::debug!("cannot forget upload {key}: {e}");
+                    }
+                }
+                // The record stays, so the sweep retries once this node is gone.
+                Err(e) => tracing::warn!("cannot clean up the upload {key}: {e}"),
+            }
+        });
+    }
+}
+
+/// Maps a blob store failure to the answer a client gets.
+pub(crate) fn store_error(e: &ObjectError) -> ApiError {
+    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+}
+
+/// Receives `body` into a new blob at `key`, refusing more than `max` bytes.
+pub(crate) async fn receive<S, E>(
+    ctx: &Arc<NodeContext>,
+    key: String,
+    body: S,
+    max: u64,
+) -> Result<Received, ApiError>
+where
+    S: Stream<Item = Result<Bytes, E>>,
+    E: std::fmt::Display,
+{
+    let mut writer = ctx.blob.writer(&key).await.map_err(|e| store_error(&e))?;
+    let mut guard = Cleanup {
+        ctx: ctx.clone(),
+        key: key.clone(),
+        upload_id: writer.upload_id().map(str::to_owned),
+        armed: false,
+    };
+    blobs::start_upload(&ctx.pools.api, &key, guard.upload_id.as_deref(), ctx.state.id)
+        .await
+        .map_err(|e| ApiError::from_db(e, String::new))?;
+    guard.armed = true;
+
+    let mut body = std::pin::pin!(body);
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| {
+            ApiError::bad_request(format!(
+                "the upload was cut off after {} bytes: {e}",
+                writer.size()
+            ))
+        })?;
+        if writer.size() + chunk.len() as u64 > max {
+            return Err(too_large(max));
+        }
+        ctx.metrics.blob_bytes_received.increment(chunk.len() as u64);
+        writer.write(chunk).await.map_err(|e| store_error(&e))?;
+    }
+    let written = writer.finish().await.map_err(|e| store_error(&e))?;
+    Ok(Received { written, guard })
+}
+
+/// The 413 for a body over the node's upload limit.
+pub(crate) fn too_large(max: u64) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!(
+            "the upload is larger than this node accepts ({}, CAPSTAN_MAX_UPLOAD_SIZE)",
+            format_size(max)
+        ),
+    )
+}
