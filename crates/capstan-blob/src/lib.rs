@@ -20,7 +20,7 @@ use object_store::{
 };
 
 pub use error::ObjectError;
-pub use open::S3Options;
+pub use open::{S3Credentials, S3Options};
 pub use writer::{BlobWriter, Written};
 
 /// Why the blob store cannot be used, in one line that names the URL.
@@ -223,6 +223,14 @@ impl BlobStore {
             url: self.url.clone(),
             reason: format!("cannot {step} a probe object: {}", e.cause()),
         };
+        // A write would quietly recreate a vanished directory (an unmounted volume)
+        // and hide that the data is gone.
+        if let Backend::Directory(root) = &self.backend {
+            open::check_directory(root).map_err(|reason| BlobError {
+                url: self.url.clone(),
+                reason,
+            })?;
+        }
         let key = format!("_capstan/probe/{}", uuid::Uuid::new_v4());
         let content = Bytes::from_static(b"capstan probe");
         self.put(&key, content.clone())

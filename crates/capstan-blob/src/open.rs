@@ -22,6 +22,22 @@ pub struct S3Options {
     /// Address buckets as `endpoint/bucket` instead of `bucket.endpoint`; what most
     /// S3-compatible servers need.
     pub path_style: bool,
+    /// Credentials given in code rather than by the AWS variables (tests that run
+    /// several stores in one process).
+    pub credentials: Option<S3Credentials>,
+}
+
+/// An access key pair, kept out of `Debug` output.
+#[derive(Clone, PartialEq, Eq)]
+pub struct S3Credentials {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+}
+
+impl std::fmt::Debug for S3Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "S3Credentials({}, ***)", self.access_key_id)
+    }
 }
 
 pub(crate) fn open(url: &str, s3: &S3Options) -> Result<BlobStore, BlobError> {
@@ -60,6 +76,11 @@ pub(crate) fn open(url: &str, s3: &S3Options) -> Result<BlobStore, BlobError> {
                     .with_allow_http(endpoint.starts_with("http://"));
             }
             builder = builder.with_virtual_hosted_style_request(!s3.path_style);
+            if let Some(credentials) = &s3.credentials {
+                builder = builder
+                    .with_access_key_id(&credentials.access_key_id)
+                    .with_secret_access_key(&credentials.secret_access_key);
+            }
             if std::env::var_os("AWS_REGION").is_none()
                 && std::env::var_os("AWS_DEFAULT_REGION").is_none()
             {
@@ -102,7 +123,7 @@ fn named_memory_store(name: &str) -> Arc<InMemory> {
         .clone()
 }
 
-fn check_directory(path: &PathBuf) -> Result<(), String> {
+pub(crate) fn check_directory(path: &PathBuf) -> Result<(), String> {
     match std::fs::metadata(path) {
         Ok(meta) if meta.is_dir() => Ok(()),
         Ok(_) => Err(format!("{} is not a directory", path.display())),

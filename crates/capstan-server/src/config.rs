@@ -219,6 +219,7 @@ impl ServerArgs {
             s3: S3Options {
                 endpoint: self.s3_endpoint,
                 path_style: self.s3_path_style,
+                credentials: None,
             },
             max_upload_size: self.max_upload_size,
             package_retention_versions: self.package_retention_versions,
