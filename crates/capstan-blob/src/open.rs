@@ -69,7 +69,16 @@ pub(crate) fn open(url: &str, s3: &S3Options) -> Result<BlobStore, BlobError> {
                 .host_str()
                 .filter(|b| !b.is_empty())
                 .ok_or_else(|| fail("an s3:// URL names a bucket: s3://bucket/prefix".to_owned()))?;
-            let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+            // A store that does not answer must fail a start or a probe in seconds,
+            // not after object_store's default three minutes of retries.
+            let retry = object_store::RetryConfig {
+                max_retries: 3,
+                retry_timeout: std::time::Duration::from_secs(10),
+                ..Default::default()
+            };
+            let mut builder = AmazonS3Builder::from_env()
+                .with_bucket_name(bucket)
+                .with_retry(retry);
             if let Some(endpoint) = &s3.endpoint {
                 builder = builder
                     .with_endpoint(endpoint)

@@ -143,10 +143,11 @@ impl BlobWriter {
     }
 
     /// Abandons the upload and removes what it stored.
-    pub async fn abort(mut self) {
-        if let Some(inner) = self.inner.take() {
-            inner.abort().await;
-        }
+    pub async fn abort(mut self) -> Result<(), ObjectError> {
+        let Some(inner) = self.inner.take() else {
+            return Ok(());
+        };
+        inner.abort().await.map_err(|e| self.fail(&e))
     }
 }
 
@@ -155,19 +156,19 @@ impl Drop for BlobWriter {
         if let Some(inner) = self.inner.take()
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {
-            runtime.spawn(inner.abort());
+            runtime.spawn(async move { drop(inner.abort().await) });
         }
     }
 }
 
 impl Inner {
-    async fn abort(self) {
+    async fn abort(self) -> Result<(), object_store::Error> {
         match self {
-            Inner::Staged(staged) => drop(staged.abort().await),
+            Inner::Staged(staged) => staged.abort().await,
             Inner::Parts(mut parts) => {
                 parts.sending.abort_all();
                 while parts.sending.join_next().await.is_some() {}
-                drop(parts.store.abort_multipart(&parts.path, &parts.id).await);
+                parts.store.abort_multipart(&parts.path, &parts.id).await
             }
         }
     }

@@ -79,7 +79,7 @@ async fn an_abandoned_upload_leaves_nothing() {
             .await
             .unwrap();
         let id = writer.upload_id().map(str::to_owned);
-        writer.abort().await;
+        writer.abort().await.unwrap();
         store
             .discard_upload("packages/b/1.0.0/y", id.as_deref())
             .await

@@ -43,24 +43,28 @@ pub async fn end_upload(db: impl PgExecutor<'_>, blob_key: &str) -> Result<(), D
 }
 
 /// Uploads nobody will finish: those of nodes that stopped or missed three heartbeats,
-/// of `restarted` (a node that just started cannot have uploads in flight), and any
-/// older than a day.
+/// those of node `me` older than a few seconds that it is not running (`in_flight`;
+/// its previous run's, or ones whose request was dropped mid-way), and any older than
+/// a day.
 pub async fn stale_uploads(
     db: impl PgExecutor<'_>,
-    restarted: Option<Uuid>,
+    me: Uuid,
+    in_flight: &[String],
     limit: i64,
 ) -> Result<Vec<StaleUpload>, DbError> {
     let rows = sqlx::query_as::<_, StaleUpload>(
         "SELECT u.blob_key, u.upload_id FROM blob_uploads u
          LEFT JOIN nodes n ON n.id = u.node_id
-         WHERE u.node_id = $1
+         WHERE (u.node_id = $1 AND u.started_at < now() - interval '5 seconds'
+                AND u.blob_key <> ALL($2))
             OR u.started_at < now() - interval '1 day'
             OR n.id IS NULL
             OR n.stopped_at IS NOT NULL
             OR n.last_seen < now() - 3 * n.heartbeat_interval_ms * interval '1 millisecond'
-         ORDER BY u.started_at LIMIT $2",
+         ORDER BY u.started_at LIMIT $3",
     )
-    .bind(restarted)
+    .bind(me)
+    .bind(in_flight)
     .bind(limit)
     .fetch_all(db)
     .await?;

@@ -1,39 +1,34 @@
 //! Deletes blobs nobody needs: uploads abandoned by nodes that died (or by this node's
-//! previous run), and blobs whose rows were deleted or replaced. Any node may do it;
-//! deleting twice is harmless.
+//! previous run), and blobs whose rows were deleted or replaced, once per heartbeat
+//! interval. Any node may do it; deleting twice is harmless.
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
 use capstan_db::blobs;
 
 use crate::node::NodeContext;
 
-const SWEEP_EVERY: Duration = Duration::from_secs(10);
 const BATCH: i64 = 500;
 
 pub(crate) async fn run(ctx: Arc<NodeContext>) {
-    // This node's uploads from before a restart can never finish.
-    let mut restarted = Some(ctx.state.id);
     loop {
-        let uploads = sweep_uploads(&ctx, restarted).await;
-        if uploads.is_ok() {
-            restarted = None;
-        }
+        let uploads = sweep_uploads(&ctx).await;
         let garbage = sweep_garbage(&ctx).await;
         // A full batch means there may be more: go on at once.
         let more = matches!(uploads, Ok(n) if n as i64 == BATCH)
             || matches!(garbage, Ok(n) if n as i64 == BATCH);
         if !more {
             tokio::select! {
-                () = tokio::time::sleep(SWEEP_EVERY) => {}
+                () = tokio::time::sleep(ctx.state.heartbeat_interval) => {}
                 () = ctx.blob_sweep.notified() => {}
             }
         }
     }
 }
 
-async fn sweep_uploads(ctx: &NodeContext, restarted: Option<uuid::Uuid>) -> Result<usize, ()> {
-    let stale = blobs::stale_uploads(&ctx.pools.api, restarted, BATCH)
+async fn sweep_uploads(ctx: &NodeContext) -> Result<usize, ()> {
+    let in_flight = ctx.uploads.keys();
+    let stale = blobs::stale_uploads(&ctx.pools.api, ctx.state.id, &in_flight, BATCH)
         .await
         .map_err(|e| tracing::debug!("cannot look for abandoned uploads: {e}"))?;
     for upload in &stale {

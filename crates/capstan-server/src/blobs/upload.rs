@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use axum::http::StatusCode;
 use bytes::Bytes;
-use capstan_blob::{ObjectError, Written};
+use capstan_blob::{BlobWriter, ObjectError, Written};
 use capstan_core::format_size;
 use capstan_db::blobs;
 use futures::{Stream, StreamExt};
@@ -28,21 +28,44 @@ impl Received {
     }
 }
 
+/// The uploads this node is receiving now. The sweep leaves their records alone and
+/// takes any other record of this node as abandoned: the request of an upload can be
+/// dropped at any await, even between writing its record and arming its cleanup.
+#[derive(Debug, Default)]
+pub struct InFlight(std::sync::Mutex<std::collections::HashSet<String>>);
+
+impl InFlight {
+    pub fn keys(&self) -> Vec<String> {
+        self.lock().iter().cloned().collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
 struct Cleanup {
     ctx: Arc<NodeContext>,
     key: String,
-    upload_id: Option<String>,
+    /// Until it is finished: aborting through it ends the upload exactly once.
+    writer: Option<BlobWriter>,
     armed: bool,
 }
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
+        self.ctx.uploads.lock().remove(&self.key);
         if !self.armed {
             return;
         }
-        let (ctx, key, upload_id) = (self.ctx.clone(), self.key.clone(), self.upload_id.take());
+        let (ctx, key, writer) = (self.ctx.clone(), self.key.clone(), self.writer.take());
         tokio::spawn(async move {
-            match ctx.blob.discard_upload(&key, upload_id.as_deref()).await {
+            let aborted = match writer {
+                Some(writer) => writer.abort().await,
+                None => Ok(()),
+            };
+            // A finished upload whose row was not committed left an object.
+            match aborted.and(ctx.blob.delete(&key).await) {
                 Ok(()) => {
                     if let Err(e) = blobs::end_upload(&ctx.pools.api, &key).await {
                         tracing::debug!("cannot forget upload {key}: {e}");
@@ -71,17 +94,19 @@ where
     S: Stream<Item = Result<Bytes, E>>,
     E: std::fmt::Display,
 {
-    let mut writer = ctx.blob.writer(&key).await.map_err(|e| store_error(&e))?;
+    let writer = ctx.blob.writer(&key).await.map_err(|e| store_error(&e))?;
+    let upload_id = writer.upload_id().map(str::to_owned);
+    ctx.uploads.lock().insert(key.clone());
     let mut guard = Cleanup {
         ctx: ctx.clone(),
         key: key.clone(),
-        upload_id: writer.upload_id().map(str::to_owned),
-        armed: false,
+        writer: Some(writer),
+        armed: true,
     };
-    blobs::start_upload(&ctx.pools.api, &key, guard.upload_id.as_deref(), ctx.state.id)
+    blobs::start_upload(&ctx.pools.api, &key, upload_id.as_deref(), ctx.state.id)
         .await
         .map_err(|e| ApiError::from_db(e, String::new))?;
-    guard.armed = true;
+    let writer = guard.writer.as_mut().expect("the writer is taken only to finish");
 
     let mut body = std::pin::pin!(body);
     while let Some(chunk) = body.next().await {
@@ -97,6 +122,7 @@ where
         ctx.metrics.blob_bytes_received.increment(chunk.len() as u64);
         writer.write(chunk).await.map_err(|e| store_error(&e))?;
     }
+    let writer = guard.writer.take().expect("the writer is taken only to finish");
     let written = writer.finish().await.map_err(|e| store_error(&e))?;
     Ok(Received { written, guard })
 }

@@ -37,6 +37,8 @@ pub struct NodeContext {
     pub blob_health: crate::blobs::BlobHealth,
     /// Wakes the blob sweep at once (after a delete) instead of at its next round.
     pub blob_sweep: tokio::sync::Notify,
+    /// Uploads this node is receiving now.
+    pub uploads: crate::blobs::InFlight,
     pub metrics: NodeMetrics,
     pub runner: Runner,
 }
@@ -157,6 +159,7 @@ impl Node {
                 blob,
                 blob_health: Default::default(),
                 blob_sweep: tokio::sync::Notify::new(),
+                uploads: Default::default(),
                 metrics,
                 runner,
             }),

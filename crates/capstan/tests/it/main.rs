@@ -2,6 +2,7 @@
 //! PostgreSQL. Files mirror the URL tree and the operator's view.
 
 mod api;
+mod blobs;
 mod cli;
 mod crash;
 mod dev;
