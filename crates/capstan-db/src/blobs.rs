@@ -15,6 +15,7 @@ use crate::DbError;
 pub struct StaleUpload {
     pub blob_key: String,
     pub upload_id: Option<String>,
+    pub started_at: time::OffsetDateTime,
 }
 
 /// Records an upload in progress.
@@ -53,7 +54,7 @@ pub async fn stale_uploads(
     limit: i64,
 ) -> Result<Vec<StaleUpload>, DbError> {
     let rows = sqlx::query_as::<_, StaleUpload>(
-        "SELECT u.blob_key, u.upload_id FROM blob_uploads u
+        "SELECT u.blob_key, u.upload_id, u.started_at FROM blob_uploads u
          LEFT JOIN nodes n ON n.id = u.node_id
          WHERE (u.node_id = $1 AND u.started_at < now() - interval '5 seconds'
                 AND u.blob_key <> ALL($2))

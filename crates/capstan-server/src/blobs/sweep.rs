@@ -9,6 +9,7 @@ use capstan_db::blobs;
 use crate::node::NodeContext;
 
 const BATCH: i64 = 500;
+const GIVE_UP_AFTER: time::Duration = time::Duration::hours(25);
 
 pub(crate) async fn run(ctx: Arc<NodeContext>) {
     loop {
@@ -39,6 +40,19 @@ async fn sweep_uploads(ctx: &NodeContext) -> Result<usize, ()> {
         {
             Ok(()) => {
                 tracing::info!("cleaned up abandoned upload {}", upload.blob_key);
+                if let Err(e) = blobs::end_upload(&ctx.pools.api, &upload.blob_key).await {
+                    tracing::debug!("cannot forget upload {}: {e}", upload.blob_key);
+                }
+            }
+            // Some stores refuse to abort an upload they no longer know; after a
+            // while stop trying, and say what an operator may want to check.
+            Err(e) if time::OffsetDateTime::now_utc() - upload.started_at > GIVE_UP_AFTER => {
+                tracing::warn!(
+                    "giving up cleaning up upload {} (store upload id {:?}) after {}: {e}",
+                    upload.blob_key,
+                    upload.upload_id,
+                    humantime::format_duration(GIVE_UP_AFTER.unsigned_abs())
+                );
                 if let Err(e) = blobs::end_upload(&ctx.pools.api, &upload.blob_key).await {
                     tracing::debug!("cannot forget upload {}: {e}", upload.blob_key);
                 }

@@ -31,7 +31,14 @@ pub fn noise(len: usize, seed: u64) -> Vec<u8> {
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    sha2::Sha256::digest(bytes)
+    let mut hasher = sha2::Sha256::new();
+    hasher.update(bytes);
+    sha256_hex_of(hasher)
+}
+
+pub fn sha256_hex_of(hasher: sha2::Sha256) -> String {
+    hasher
+        .finalize()
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
