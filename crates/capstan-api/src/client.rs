@@ -5,6 +5,7 @@ use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
 use crate::{
+    PackagePage, PackageQuery, PackageResponse, PackageVersionPage, UploadPackageQuery,
     AttemptList, CreateTaskRequest, CreateTasksRequest, CreateTasksResponse, NodeResponse, Problem,
     TaskPage, TaskQuery, TaskResponse, UpdateNodeRequest,
 };
@@ -166,6 +167,69 @@ impl ApiClient {
         .await
     }
 
+    /// `POST /api/packages/raw`: streams `body` (`length` bytes) as a package version.
+    /// No overall timeout: a large package takes as long as the link needs.
+    pub async fn push_package(
+        &self,
+        id: &str,
+        version: &str,
+        extension: &str,
+        replace: bool,
+        length: u64,
+        body: reqwest::Body,
+    ) -> Result<PackageResponse, ClientError> {
+        let query = UploadPackageQuery {
+            id: Some(id.to_owned()),
+            version: Some(version.to_owned()),
+            extension: Some(extension.to_owned()),
+            replace,
+        };
+        let url = format!("{}{}", self.base, url_with_query("/api/packages/raw", &query));
+        let mut request = self
+            .http
+            .post(&url)
+            .timeout(std::time::Duration::from_secs(7 * 24 * 3600))
+            .header(reqwest::header::CONTENT_LENGTH, length)
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .body(body);
+        if let Some(key) = &self.api_key {
+            request = request.bearer_auth(key);
+        }
+        self.send(request, url).await
+    }
+
+    /// `GET /api/packages`.
+    pub async fn list_packages(&self, query: &PackageQuery) -> Result<PackagePage, ClientError> {
+        let mut url = url_with_query("/api/packages", query);
+        if url.ends_with('?') {
+            url.pop();
+        }
+        self.call(Method::GET, &url, None::<&()>).await
+    }
+
+    /// `GET /api/packages/{id}/versions`.
+    pub async fn package_versions(
+        &self,
+        id: &str,
+        query: &PackageQuery,
+    ) -> Result<PackageVersionPage, ClientError> {
+        let mut url = url_with_query(&format!("/api/packages/{}/versions", percent_encode(id)), query);
+        if url.ends_with('?') {
+            url.pop();
+        }
+        self.call(Method::GET, &url, None::<&()>).await
+    }
+
+    /// `DELETE /api/packages/{id}/{version}`.
+    pub async fn delete_package(&self, id: &str, version: &str) -> Result<(), ClientError> {
+        let path = format!(
+            "/api/packages/{}/{}",
+            percent_encode(id),
+            percent_encode(version)
+        );
+        self.call(Method::DELETE, &path, None::<&()>).await
+    }
+
     async fn call<B: serde::Serialize + ?Sized, T: DeserializeOwned>(
         &self,
         method: Method,
@@ -180,6 +244,15 @@ impl ApiClient {
         if let Some(body) = body {
             request = request.json(body);
         }
+        self.send(request, url).await
+    }
+
+    /// Sends a prepared request and reads its JSON answer or its problem.
+    async fn send<T: DeserializeOwned>(
+        &self,
+        request: reqwest::RequestBuilder,
+        url: String,
+    ) -> Result<T, ClientError> {
         let transport = |source| ClientError::Transport {
             url: url.clone(),
             source,

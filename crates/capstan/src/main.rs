@@ -3,6 +3,7 @@
 
 mod dev;
 mod nodes;
+mod packages;
 mod signals;
 mod tasks;
 
@@ -29,6 +30,8 @@ enum Command {
     Nodes(nodes::NodesArgs),
     /// List, show, queue and cancel tasks.
     Tasks(tasks::TasksArgs),
+    /// Push, list and delete packages of the built-in feed.
+    Packages(packages::PackagesArgs),
 }
 
 fn main() -> ExitCode {
@@ -38,6 +41,7 @@ fn main() -> ExitCode {
         Command::Dev(args) => with_runtime(LogFormat::Text, move || dev::run(args)),
         Command::Nodes(args) => run_client(nodes::run(args)),
         Command::Tasks(args) => run_client(tasks::run(args)),
+        Command::Packages(args) => run_client(packages::run(args)),
     }
 }
 

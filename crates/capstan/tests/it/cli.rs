@@ -164,3 +164,47 @@ async fn operators_queue_list_show_and_cancel_tasks() {
     assert!(!ok);
     assert!(out.contains("`done` is not a task state"), "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn operators_push_list_and_delete_packages() {
+    let cluster = TestCluster::start(1).await;
+    let server = cluster.node(0).url();
+    let dir = capstan_testkit::TempDir::new("capstan-cli-packages");
+    let file = dir.0.join("Acme.Api.2.1.0.tar.gz");
+    let content = crate::blobs::packages_noise(3 * 1024 * 1024 + 5);
+    std::fs::write(&file, &content).unwrap();
+    let path = file.to_str().unwrap().to_owned();
+
+    let run = |args: Vec<String>| {
+        let server = server.clone();
+        tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            capstan(&server, &args)
+        })
+    };
+    let (ok, out) = run(vec!["packages".into(), "push".into(), path.clone()]).await.unwrap();
+    assert!(ok, "{out}");
+    assert!(out.contains("pushed Acme.Api 2.1.0 (3 MiB, sha256 "), "{out}");
+    let (ok, out) = run(vec!["packages".into(), "push".into(), path.clone()]).await.unwrap();
+    assert!(!ok);
+    assert!(out.contains("package Acme.Api 2.1.0 already exists"), "{out}");
+    let (ok, out) = run(vec!["packages".into(), "push".into(), path.clone(), "--replace".into()]).await.unwrap();
+    assert!(ok, "{out}");
+
+    let (ok, out) = run(vec!["packages".into(), "list".into()]).await.unwrap();
+    assert!(ok && out.contains("Acme.Api") && out.contains("2.1.0"), "{out}");
+    let (ok, out) = run(vec!["packages".into(), "list".into(), "Acme.Api".into()]).await.unwrap();
+    assert!(ok && out.contains("tar.gz"), "{out}");
+
+    let bad = dir.0.join("notes.txt");
+    std::fs::write(&bad, "x").unwrap();
+    let (ok, out) = run(vec!["packages".into(), "push".into(), bad.to_str().unwrap().into()]).await.unwrap();
+    assert!(!ok);
+    assert!(out.contains("does not end in a package extension"), "{out}");
+
+    let (ok, out) = run(vec!["packages".into(), "delete".into(), "Acme.Api".into(), "2.1.0".into()]).await.unwrap();
+    assert!(ok, "{out}");
+    let (ok, out) = run(vec!["packages".into(), "delete".into(), "Acme.Api".into(), "2.1.0".into()]).await.unwrap();
+    assert!(!ok);
+    assert!(out.contains("there is no package Acme.Api 2.1.0"), "{out}");
+}

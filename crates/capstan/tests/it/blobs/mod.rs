@@ -138,3 +138,8 @@ macro_rules! on_every_store {
     };
 }
 pub(crate) use on_every_store;
+
+/// Incompressible test bytes, for other test modules.
+pub fn packages_noise(len: usize) -> Vec<u8> {
+    packages::noise(len, 42)
+}
