@@ -11,45 +11,81 @@ use std::{
 use capstan_db::queue::{self, RescueScope};
 use tokio::time::MissedTickBehavior;
 
-use super::kinds::{TASK_HISTORY_RETENTION, TaskHistoryRetention};
+use super::kinds::{BLOB_RETENTION, BlobRetention, TASK_HISTORY_RETENTION, TaskHistoryRetention};
 use crate::node::NodeContext;
 
 /// How often the queue gauges are refreshed.
 const STATS_EVERY: Duration = Duration::from_secs(5);
 
+/// A system task queued once per period across the cluster.
+struct Periodic {
+    kind: &'static str,
+    every: Duration,
+    args: serde_json::Value,
+    last_period: Option<u128>,
+    tries_left: u8,
+}
+
+impl Periodic {
+    fn new(kind: &'static str, every: Duration, args: serde_json::Value) -> Self {
+        Self {
+            kind,
+            every,
+            args,
+            last_period: None,
+            tries_left: 0,
+        }
+    }
+
+    /// Queues the task if its period began. The database's clock decides the period;
+    /// the local clock only says when a new one may have begun, and trying on two
+    /// ticks covers a small clock skew.
+    async fn enqueue_if_due(&mut self, ctx: &NodeContext) {
+        let period = local_period(self.every);
+        if self.last_period != Some(period) {
+            self.last_period = Some(period);
+            self.tries_left = 2;
+        }
+        if self.tries_left == 0 {
+            return;
+        }
+        match queue::enqueue_periodic(&ctx.pools.liveness, self.kind, &self.args, self.every).await
+        {
+            Ok(Some(id)) => {
+                tracing::debug!(task.id = id, "queued {} for this period", self.kind);
+                self.tries_left = 0;
+            }
+            Ok(None) => self.tries_left -= 1,
+            Err(e) => tracing::warn!("cannot queue {}: {e}", self.kind),
+        }
+    }
+}
+
 pub(crate) async fn run(ctx: Arc<NodeContext>) {
     let mut ticker = tokio::time::interval(ctx.state.heartbeat_interval);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut last_period = None;
-    let mut tries_left = 0u8;
+    let settings = &ctx.settings;
+    let mut periodic = [
+        Periodic::new(
+            TASK_HISTORY_RETENTION,
+            settings.task_history_retention_every,
+            TaskHistoryRetention::args(settings.task_history_retention),
+        ),
+        Periodic::new(
+            BLOB_RETENTION,
+            settings.blob_retention_every,
+            BlobRetention::args(
+                settings.package_retention_versions,
+                settings.task_blob_retention,
+            ),
+        ),
+    ];
     let mut stats_at: Option<Instant> = None;
     loop {
         ticker.tick().await;
         rescue_expired(&ctx).await;
-
-        // The database's clock decides the period. The local clock only says when a
-        // new one may have begun; trying on two ticks covers a small clock skew.
-        let every = ctx.settings.task_history_retention_every;
-        let period = local_period(every);
-        if last_period != Some(period) {
-            last_period = Some(period);
-            tries_left = 2;
-        }
-        if tries_left > 0 {
-            let args = TaskHistoryRetention::args(ctx.settings.task_history_retention);
-            match queue::enqueue_periodic(&ctx.pools.liveness, TASK_HISTORY_RETENTION, &args, every)
-                .await
-            {
-                Ok(Some(id)) => {
-                    tracing::debug!(
-                        task.id = id,
-                        "queued {TASK_HISTORY_RETENTION} for this period"
-                    );
-                    tries_left = 0;
-                }
-                Ok(None) => tries_left -= 1,
-                Err(e) => tracing::warn!("cannot queue {TASK_HISTORY_RETENTION}: {e}"),
-            }
+        for task in &mut periodic {
+            task.enqueue_if_due(&ctx).await;
         }
 
         if stats_at.is_none_or(|at| at.elapsed() >= STATS_EVERY) {

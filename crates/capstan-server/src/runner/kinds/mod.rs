@@ -2,6 +2,7 @@
 //! queued, declares what rescue does if its node is lost, and runs a claimed task.
 //! Later features (deployments, health checks, retention of blobs) plug in here.
 
+mod blob_retention;
 mod retention;
 mod sleep;
 
@@ -11,6 +12,7 @@ use capstan_core::NodeLostPolicy;
 use futures::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
 
+pub use blob_retention::{BLOB_RETENTION, BlobRetention};
 pub use retention::{TASK_HISTORY_RETENTION, TaskHistoryRetention};
 
 use crate::node::NodeContext;
@@ -62,6 +64,7 @@ impl TaskKinds {
         };
         kinds.register(sleep::Sleep);
         kinds.register(TaskHistoryRetention);
+        kinds.register(BlobRetention);
         kinds
     }
 
@@ -111,7 +114,7 @@ mod tests {
         let err = kinds.prepare("deploy", &serde_json::json!({})).unwrap_err();
         assert_eq!(
             err,
-            "there is no task kind `deploy`; the kinds are: sleep, task-history-retention"
+            "there is no task kind `deploy`; the kinds are: blob-retention, sleep, task-history-retention"
         );
         let err = kinds
             .prepare("sleep", &serde_json::json!({"ms": "long"}))

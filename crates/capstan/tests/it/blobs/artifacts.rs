@@ -193,3 +193,61 @@ async fn bad_uploads_and_downloads_get_a_4xx_that_says_what_is_wrong() {
     let list: Value = auth(http().get(format!("{base}/api/packages"))).send().await.unwrap().json().await.unwrap();
     assert_eq!(list["items"].as_array().unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn blob_retention_keeps_the_newest_versions_and_drops_old_tasks_artifacts() {
+    let env = StoreCluster::start(Backend::Directory, 2, |settings| {
+        settings.package_retention_versions = 2;
+        settings.task_blob_retention = Duration::from_millis(500);
+        settings.blob_retention_every = Duration::from_secs(1);
+    })
+    .await;
+    let base = env.cluster.node(0).url();
+    for version in ["1.0.0", "1.10.0", "1.2.0", "0.9.0"] {
+        let response = push_raw(&base, &format!("?id=Kept&version={version}"), noise(1000, 1)).await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+    }
+    let client = env.cluster.node(0).client();
+    let task = client
+        .create_task(&capstan_api::CreateTaskRequest {
+            kind: "sleep".to_owned(),
+            args: json!({}),
+            concurrency_key: None,
+        })
+        .await
+        .unwrap();
+    let url = format!("{base}/api/tasks/{}/artifacts/old.log", task.id);
+    assert_eq!(auth(http().post(&url)).body("old").send().await.unwrap().status(), StatusCode::CREATED);
+
+    eventually(Duration::from_secs(15), "retention to trim versions and artifacts", || async {
+        let page: Value = auth(http().get(format!("{base}/api/packages/Kept/versions")))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let versions: Vec<String> = page["items"]
+            .as_array()?
+            .iter()
+            .map(|v| v["version"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        let artifacts = env.leftovers("artifacts").await;
+        (versions == ["1.10.0", "1.2.0"] && artifacts.is_empty()).then_some(())
+    })
+    .await;
+    eventually(Duration::from_secs(10), "the trimmed versions' blobs to go", || async {
+        (env.leftovers("packages/Kept").await.len() == 2).then_some(())
+    })
+    .await;
+    // The task itself stays: only its blobs were old enough to go.
+    assert!(client.get_task(task.id).await.is_ok());
+    let runs = client
+        .list_tasks(&capstan_api::TaskQuery {
+            kind: Some("blob-retention".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(runs.items.iter().any(|t| t.state == capstan_core::TaskState::Succeeded));
+}
