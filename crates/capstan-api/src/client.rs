@@ -5,9 +5,9 @@ use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
 use crate::{
-    PackagePage, PackageQuery, PackageResponse, PackageVersionPage, UploadPackageQuery,
-    AttemptList, CreateTaskRequest, CreateTasksRequest, CreateTasksResponse, NodeResponse, Problem,
-    TaskPage, TaskQuery, TaskResponse, UpdateNodeRequest,
+    AttemptList, CreateTaskRequest, CreateTasksRequest, CreateTasksResponse, NodeResponse,
+    PackagePage, PackageQuery, PackageResponse, PackageVersionPage, Problem, TaskPage, TaskQuery,
+    TaskResponse, UpdateNodeRequest, UploadPackageQuery,
 };
 
 /// Why a call failed.
@@ -184,7 +184,11 @@ impl ApiClient {
             extension: Some(extension.to_owned()),
             replace,
         };
-        let url = format!("{}{}", self.base, url_with_query("/api/packages/raw", &query));
+        let url = format!(
+            "{}{}",
+            self.base,
+            url_with_query("/api/packages/raw", &query)
+        );
         let mut request = self
             .http
             .post(&url)
@@ -196,6 +200,20 @@ impl ApiClient {
             request = request.bearer_auth(key);
         }
         self.send(request, url).await
+    }
+
+    /// `GET /api/packages/{id}/{version}`.
+    pub async fn get_package(
+        &self,
+        id: &str,
+        version: &str,
+    ) -> Result<PackageResponse, ClientError> {
+        let path = format!(
+            "/api/packages/{}/{}",
+            percent_encode(id),
+            percent_encode(version)
+        );
+        self.call(Method::GET, &path, None::<&()>).await
     }
 
     /// `GET /api/packages`.
@@ -213,7 +231,10 @@ impl ApiClient {
         id: &str,
         query: &PackageQuery,
     ) -> Result<PackageVersionPage, ClientError> {
-        let mut url = url_with_query(&format!("/api/packages/{}/versions", percent_encode(id)), query);
+        let mut url = url_with_query(
+            &format!("/api/packages/{}/versions", percent_encode(id)),
+            query,
+        );
         if url.ends_with('?') {
             url.pop();
         }

@@ -92,7 +92,9 @@ impl PackageVersion {
             return bad("the pre-release after `-` must be dot-separated letters, digits and `-`");
         }
         if build.is_some_and(|b| !identifiers(b)) {
-            return bad("the build metadata after `+` must be dot-separated letters, digits and `-`");
+            return bad(
+                "the build metadata after `+` must be dot-separated letters, digits and `-`",
+            );
         }
         Ok(Self {
             text: s.to_owned(),
@@ -228,7 +230,9 @@ impl PackageFileName {
                 });
             }
         }
-        Err(format!("cannot read an id and a version from `{name}`; {expected}"))
+        Err(format!(
+            "cannot read an id and a version from `{name}`; {expected}"
+        ))
     }
 }
 
@@ -243,7 +247,13 @@ mod tests {
     #[test]
     fn versions_order_as_semver_does() {
         let mut versions: Vec<_> = [
-            "1.10.0", "1.2.0", "1.2.0-beta.2", "1.2.0-beta.10", "1.2.0-alpha", "2", "1.2.0.1",
+            "1.10.0",
+            "1.2.0",
+            "1.2.0-beta.2",
+            "1.2.0-beta.10",
+            "1.2.0-alpha",
+            "2",
+            "1.2.0.1",
         ]
         .into_iter()
         .map(v)
@@ -267,8 +277,17 @@ mod tests {
     #[test]
     fn sort_keys_sort_as_versions_do() {
         let mut versions: Vec<_> = [
-            "1.10.0", "1.2.0", "1.2.0-beta.2", "1.2.0-beta.10", "1.2.0-alpha", "2", "1.2.0.1",
-            "1.2.0-alpha.1", "1.2.0-alpha.b", "1.2.0-alphab", "1.2.0+build",
+            "1.10.0",
+            "1.2.0",
+            "1.2.0-beta.2",
+            "1.2.0-beta.10",
+            "1.2.0-alpha",
+            "2",
+            "1.2.0.1",
+            "1.2.0-alpha.1",
+            "1.2.0-alpha.b",
+            "1.2.0-alphab",
+            "1.2.0+build",
         ]
         .into_iter()
         .map(v)
@@ -281,7 +300,16 @@ mod tests {
 
     #[test]
     fn bad_versions_and_ids_are_explained() {
-        for bad in ["", "v1", "1..2", "1.2.3.4.5", "1.0-", "1.0+", "1.0-be ta", "1.x"] {
+        for bad in [
+            "",
+            "v1",
+            "1..2",
+            "1.2.3.4.5",
+            "1.0-",
+            "1.0+",
+            "1.0-be ta",
+            "1.x",
+        ] {
             assert!(PackageVersion::parse(bad).is_err(), "{bad}");
         }
         for bad in ["", ".hidden", "a..b", "a/b", "x.", "-x", &"a".repeat(101)] {
@@ -299,11 +327,18 @@ mod tests {
         assert_eq!(parsed.extension, "zip");
         let parsed = PackageFileName::parse("api.2.0.0-beta.1.tar.gz").unwrap();
         assert_eq!(
-            (parsed.id.as_str(), parsed.version.as_str(), parsed.extension),
+            (
+                parsed.id.as_str(),
+                parsed.version.as_str(),
+                parsed.extension
+            ),
             ("api", "2.0.0-beta.1", "tar.gz")
         );
         let parsed = PackageFileName::parse("App2.x.3.1.nupkg").unwrap();
-        assert_eq!((parsed.id.as_str(), parsed.version.as_str()), ("App2.x", "3.1"));
+        assert_eq!(
+            (parsed.id.as_str(), parsed.version.as_str()),
+            ("App2.x", "3.1")
+        );
         for bad in ["app.zip", "app.1.0.exe", "app.v1.zip", ".zip", "app.1.0"] {
             assert!(PackageFileName::parse(bad).is_err(), "{bad}");
         }

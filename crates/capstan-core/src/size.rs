@@ -33,7 +33,11 @@ pub fn parse_size(input: &str) -> Result<u64, SizeError> {
         "MiB" => 1 << 20,
         "GiB" => 1 << 30,
         "TiB" => 1 << 40,
-        _ => return Err(error("the unit is not one of B, KB, MB, GB, TB, KiB, MiB, GiB, TiB")),
+        _ => {
+            return Err(error(
+                "the unit is not one of B, KB, MB, GB, TB, KiB, MiB, GiB, TiB",
+            ));
+        }
     };
     number
         .checked_mul(scale)

@@ -53,7 +53,11 @@ pub async fn insert(
 }
 
 /// One artifact.
-pub async fn get(db: impl PgExecutor<'_>, task_id: i64, name: &str) -> Result<ArtifactRow, DbError> {
+pub async fn get(
+    db: impl PgExecutor<'_>,
+    task_id: i64,
+    name: &str,
+) -> Result<ArtifactRow, DbError> {
     sqlx::query_as::<_, ArtifactRow>(&format!(
         "SELECT {COLUMNS} FROM task_artifacts WHERE task_id = $1 AND name = $2"
     ))

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context as _;
-use capstan_api::{ApiClient, PackageQuery, PackageResponse, timestamp};
+use capstan_api::{ApiClient, ClientError, PackageQuery, PackageResponse, timestamp};
 use capstan_core::{PackageFileName, format_size};
 use clap::{Args, Subcommand};
 use futures::StreamExt;
@@ -71,10 +71,13 @@ pub async fn run(args: PackagesArgs) -> anyhow::Result<()> {
             ..
         } => {
             let page = client
-                .package_versions(&id, &PackageQuery {
-                    limit: Some(limit),
-                    ..PackageQuery::default()
-                })
+                .package_versions(
+                    &id,
+                    &PackageQuery {
+                        limit: Some(limit),
+                        ..PackageQuery::default()
+                    },
+                )
                 .await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&page)?);
@@ -133,6 +136,22 @@ async fn push(client: &ApiClient, path: &PathBuf, replace: bool, json: bool) -> 
         .and_then(|n| n.to_str())
         .with_context(|| format!("{} has no file name", path.display()))?;
     let parsed = PackageFileName::parse(name).map_err(anyhow::Error::msg)?;
+    // The server refuses a duplicate before reading the body, but an HTTP client still
+    // sending a large body sees only the closed connection: ask first.
+    if !replace {
+        match client
+            .get_package(parsed.id.as_str(), parsed.version.as_str())
+            .await
+        {
+            Ok(_) => anyhow::bail!(
+                "package {} {} already exists; push with --replace to replace it",
+                parsed.id,
+                parsed.version
+            ),
+            Err(ClientError::Api(problem)) if problem.status == 404 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
     let file = tokio::fs::File::open(path)
         .await
         .with_context(|| format!("cannot open {}", path.display()))?;
@@ -191,7 +210,10 @@ async fn push(client: &ApiClient, path: &PathBuf, replace: bool, json: bool) -> 
 }
 
 fn print_versions(versions: &[PackageResponse]) {
-    println!("{:<24} {:<8} {:>12} {:<28} SHA256", "VERSION", "FORMAT", "SIZE", "UPLOADED");
+    println!(
+        "{:<24} {:<8} {:>12} {:<28} SHA256",
+        "VERSION", "FORMAT", "SIZE", "UPLOADED"
+    );
     for v in versions {
         println!(
             "{:<24} {:<8} {:>12} {:<28} {}",

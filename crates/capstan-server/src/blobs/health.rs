@@ -22,12 +22,15 @@ impl BlobHealth {
     pub fn failure(&self) -> Option<String> {
         self.0
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
     }
 
     fn set(&self, failure: Option<String>) {
-        *self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = failure;
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = failure;
     }
 }
 

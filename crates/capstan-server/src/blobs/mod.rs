@@ -6,7 +6,7 @@ mod sweep;
 mod upload;
 
 pub use health::BlobHealth;
-pub use upload::InFlight;
 pub(crate) use health::watch as watch_health;
 pub(crate) use sweep::run as sweep;
+pub use upload::InFlight;
 pub(crate) use upload::{receive, store_error, too_large};

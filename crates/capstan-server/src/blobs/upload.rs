@@ -40,7 +40,9 @@ impl InFlight {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
-        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -106,7 +108,10 @@ where
     blobs::start_upload(&ctx.pools.api, &key, upload_id.as_deref(), ctx.state.id)
         .await
         .map_err(|e| ApiError::from_db(e, String::new))?;
-    let writer = guard.writer.as_mut().expect("the writer is taken only to finish");
+    let writer = guard
+        .writer
+        .as_mut()
+        .expect("the writer is taken only to finish");
 
     let mut body = std::pin::pin!(body);
     while let Some(chunk) = body.next().await {
@@ -119,10 +124,15 @@ where
         if writer.size() + chunk.len() as u64 > max {
             return Err(too_large(max));
         }
-        ctx.metrics.blob_bytes_received.increment(chunk.len() as u64);
+        ctx.metrics
+            .blob_bytes_received
+            .increment(chunk.len() as u64);
         writer.write(chunk).await.map_err(|e| store_error(&e))?;
     }
-    let writer = guard.writer.take().expect("the writer is taken only to finish");
+    let writer = guard
+        .writer
+        .take()
+        .expect("the writer is taken only to finish");
     let written = writer.finish().await.map_err(|e| store_error(&e))?;
     Ok(Received { written, guard })
 }

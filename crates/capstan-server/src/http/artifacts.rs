@@ -128,11 +128,7 @@ pub(crate) async fn download_artifact(
     check_name(&name)?;
     let row = artifacts::get(&ctx.pools.api, task_id, &name)
         .await
-        .map_err(|e| {
-            ApiError::from_db(e, || {
-                format!("task {task_id} has no artifact `{name}`")
-            })
-        })?;
+        .map_err(|e| ApiError::from_db(e, || format!("task {task_id} has no artifact `{name}`")))?;
     download::send(
         &ctx,
         &headers,

@@ -30,9 +30,10 @@ pub(crate) async fn send(
 ) -> Result<Response, ApiError> {
     let etag = format!("\"{}\"", download.sha256);
     if let Some(tags) = request_headers.get(header::IF_NONE_MATCH)
-        && tags
-            .to_str()
-            .is_ok_and(|t| t.split(',').any(|tag| tag.trim() == etag || tag.trim() == "*"))
+        && tags.to_str().is_ok_and(|t| {
+            t.split(',')
+                .any(|tag| tag.trim() == etag || tag.trim() == "*")
+        })
     {
         let mut response = StatusCode::NOT_MODIFIED.into_response();
         insert(&mut response, header::ETAG, &etag);
@@ -44,7 +45,10 @@ pub(crate) async fn send(
             let text = value
                 .to_str()
                 .map_err(|_| unsatisfiable(download.size, "the Range header is not text"))?;
-            Some(parse_range(text, download.size).map_err(|why| unsatisfiable(download.size, &why))?)
+            Some(
+                parse_range(text, download.size)
+                    .map_err(|why| unsatisfiable(download.size, &why))?,
+            )
         }
     };
     let stream = ctx
@@ -53,7 +57,8 @@ pub(crate) async fn send(
         .await
         .map_err(|e| blobs::store_error(&e))?;
     let sent = ctx.metrics.blob_bytes_sent.clone();
-    let body = Body::from_stream(stream.inspect_ok(move |chunk| sent.increment(chunk.len() as u64)));
+    let body =
+        Body::from_stream(stream.inspect_ok(move |chunk| sent.increment(chunk.len() as u64)));
     let (status, length) = match &range {
         Some(r) => (StatusCode::PARTIAL_CONTENT, r.end - r.start),
         None => (StatusCode::OK, download.size),

@@ -16,7 +16,7 @@ pub struct ApiError {
     pub status: StatusCode,
     pub detail: String,
     /// Extra problem members (the failed checks of a ping, say).
-    pub problem: Option<Problem>,
+    pub problem: Option<Box<Problem>>,
 }
 
 impl ApiError {
@@ -87,9 +87,10 @@ pub fn problem_response(status: StatusCode, problem: &Problem) -> Response {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let title = self.status.canonical_reason().unwrap_or("Error");
-        let mut problem = self
-            .problem
-            .unwrap_or_else(|| Problem::new(self.status.as_u16(), title, ""));
+        let mut problem = self.problem.map_or_else(
+            || Problem::new(self.status.as_u16(), title, ""),
+            |problem| *problem,
+        );
         problem.status = self.status.as_u16();
         problem.title = title.to_owned();
         problem.detail = self.detail;

@@ -50,7 +50,8 @@ pub(crate) async fn ping(State(ctx): State<Arc<NodeContext>>) -> Response {
             None => serde_json::json!({ "ok": true }),
             Some(reason) => serde_json::json!({ "ok": false, "reason": reason }),
         };
-        let checks = serde_json::json!({ "postgres": check(&failure), "blob": check(&blob_failure) });
+        let checks =
+            serde_json::json!({ "postgres": check(&failure), "blob": check(&blob_failure) });
         let detail = [failure, blob_failure]
             .into_iter()
             .flatten()

@@ -98,7 +98,10 @@ pub(crate) async fn upload_package(
             ApiError::bad_request("the `file` field has no file name (<id>.<version>.<extension>)")
         })?;
         let parsed = PackageFileName::parse(&name).map_err(ApiError::unprocessable)?;
-        if query.id.as_deref().is_some_and(|id| id != parsed.id.as_str())
+        if query
+            .id
+            .as_deref()
+            .is_some_and(|id| id != parsed.id.as_str())
             || query
                 .version
                 .as_deref()

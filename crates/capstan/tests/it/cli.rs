@@ -182,29 +182,71 @@ async fn operators_push_list_and_delete_packages() {
             capstan(&server, &args)
         })
     };
-    let (ok, out) = run(vec!["packages".into(), "push".into(), path.clone()]).await.unwrap();
+    let (ok, out) = run(vec!["packages".into(), "push".into(), path.clone()])
+        .await
+        .unwrap();
     assert!(ok, "{out}");
-    assert!(out.contains("pushed Acme.Api 2.1.0 (3 MiB, sha256 "), "{out}");
-    let (ok, out) = run(vec!["packages".into(), "push".into(), path.clone()]).await.unwrap();
+    assert!(
+        out.contains("pushed Acme.Api 2.1.0 (3 MiB, sha256 "),
+        "{out}"
+    );
+    let (ok, out) = run(vec!["packages".into(), "push".into(), path.clone()])
+        .await
+        .unwrap();
     assert!(!ok);
-    assert!(out.contains("package Acme.Api 2.1.0 already exists"), "{out}");
-    let (ok, out) = run(vec!["packages".into(), "push".into(), path.clone(), "--replace".into()]).await.unwrap();
+    assert!(
+        out.contains("package Acme.Api 2.1.0 already exists"),
+        "{out}"
+    );
+    let (ok, out) = run(vec![
+        "packages".into(),
+        "push".into(),
+        path.clone(),
+        "--replace".into(),
+    ])
+    .await
+    .unwrap();
     assert!(ok, "{out}");
 
     let (ok, out) = run(vec!["packages".into(), "list".into()]).await.unwrap();
-    assert!(ok && out.contains("Acme.Api") && out.contains("2.1.0"), "{out}");
-    let (ok, out) = run(vec!["packages".into(), "list".into(), "Acme.Api".into()]).await.unwrap();
+    assert!(
+        ok && out.contains("Acme.Api") && out.contains("2.1.0"),
+        "{out}"
+    );
+    let (ok, out) = run(vec!["packages".into(), "list".into(), "Acme.Api".into()])
+        .await
+        .unwrap();
     assert!(ok && out.contains("tar.gz"), "{out}");
 
     let bad = dir.0.join("notes.txt");
     std::fs::write(&bad, "x").unwrap();
-    let (ok, out) = run(vec!["packages".into(), "push".into(), bad.to_str().unwrap().into()]).await.unwrap();
+    let (ok, out) = run(vec![
+        "packages".into(),
+        "push".into(),
+        bad.to_str().unwrap().into(),
+    ])
+    .await
+    .unwrap();
     assert!(!ok);
     assert!(out.contains("does not end in a package extension"), "{out}");
 
-    let (ok, out) = run(vec!["packages".into(), "delete".into(), "Acme.Api".into(), "2.1.0".into()]).await.unwrap();
+    let (ok, out) = run(vec![
+        "packages".into(),
+        "delete".into(),
+        "Acme.Api".into(),
+        "2.1.0".into(),
+    ])
+    .await
+    .unwrap();
     assert!(ok, "{out}");
-    let (ok, out) = run(vec!["packages".into(), "delete".into(), "Acme.Api".into(), "2.1.0".into()]).await.unwrap();
+    let (ok, out) = run(vec![
+        "packages".into(),
+        "delete".into(),
+        "Acme.Api".into(),
+        "2.1.0".into(),
+    ])
+    .await
+    .unwrap();
     assert!(!ok);
     assert!(out.contains("there is no package Acme.Api 2.1.0"), "{out}");
 }

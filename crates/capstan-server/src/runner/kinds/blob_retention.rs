@@ -66,7 +66,11 @@ impl TaskKind for BlobRetention {
                     .await
                     .map_err(|e| format!("deleting old package versions failed: {e}"))?;
                     let n = batch.len();
-                    deleted.extend(batch.into_iter().map(|p| format!("{} {}", p.package_id, p.version)));
+                    deleted.extend(
+                        batch
+                            .into_iter()
+                            .map(|p| format!("{} {}", p.package_id, p.version)),
+                    );
                     if n < BATCH as usize || run.stop.is_cancelled() {
                         break;
                     }

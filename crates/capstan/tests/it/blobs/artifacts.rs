@@ -30,7 +30,11 @@ async fn artifacts_attach_list_download_and_go_with_their_task(backend: Backend)
         .unwrap();
     let report = noise(9 * 1024 * 1024 + 1, 7);
     let url = format!("{a}/api/tasks/{}/artifacts/report.tar.gz", task.id);
-    let response = auth(http().post(&url)).body(report.clone()).send().await.unwrap();
+    let response = auth(http().post(&url))
+        .body(report.clone())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::CREATED);
     let created: Value = response.json().await.unwrap();
     assert_eq!(created["size"], report.len());
@@ -47,7 +51,13 @@ async fn artifacts_attach_list_download_and_go_with_their_task(backend: Backend)
         .unwrap();
     assert_eq!(list["items"][0]["name"], "report.tar.gz");
     let download = format!("{b}/api/tasks/{}/artifacts/report.tar.gz", task.id);
-    let body = auth(http().get(&download)).send().await.unwrap().bytes().await.unwrap();
+    let body = auth(http().get(&download))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
     assert_eq!(body, Bytes::from(report.clone()));
     let part = auth(http().get(&download))
         .header(header::RANGE, "bytes=100-199")
@@ -59,15 +69,22 @@ async fn artifacts_attach_list_download_and_go_with_their_task(backend: Backend)
 
     // Deleting the task (as history retention does) hands its artifacts' blobs over.
     let db = sqlx::PgPool::connect(&env.cluster.db.url).await.unwrap();
-    capstan_testkit::tasks::wait_finished(&env.cluster.node(0).client(), &[task.id], Duration::from_secs(10)).await;
+    capstan_testkit::tasks::wait_finished(
+        &env.cluster.node(0).client(),
+        &[task.id],
+        Duration::from_secs(10),
+    )
+    .await;
     sqlx::query("DELETE FROM tasks WHERE id = $1")
         .bind(task.id)
         .execute(&db)
         .await
         .unwrap();
-    eventually(Duration::from_secs(15), "the artifact's blob to be deleted", || async {
-        env.leftovers("artifacts").await.is_empty().then_some(())
-    })
+    eventually(
+        Duration::from_secs(15),
+        "the artifact's blob to be deleted",
+        || async { env.leftovers("artifacts").await.is_empty().then_some(()) },
+    )
     .await;
 }
 
@@ -121,47 +138,78 @@ async fn bad_uploads_and_downloads_get_a_4xx_that_says_what_is_wrong() {
             "the multipart body has no `file` field",
         ),
         (
-            auth(http().get(format!("{base}/api/packages/App/1.0.0/raw"))).send().await.unwrap(),
+            auth(http().get(format!("{base}/api/packages/App/1.0.0/raw")))
+                .send()
+                .await
+                .unwrap(),
             404,
             "there is no package App 1.0.0 in the feed",
         ),
         (
-            auth(http().get(format!("{base}/api/packages/App/versions"))).send().await.unwrap(),
+            auth(http().get(format!("{base}/api/packages/App/versions")))
+                .send()
+                .await
+                .unwrap(),
             404,
             "there is no package `App` in the feed",
         ),
         (
-            auth(http().get(format!("{base}/api/packages/App/1.0.0.0.0"))).send().await.unwrap(),
+            auth(http().get(format!("{base}/api/packages/App/1.0.0.0.0")))
+                .send()
+                .await
+                .unwrap(),
             400,
             "is not a version: it has more than four numbers",
         ),
         (
-            auth(http().get(format!("{base}/api/packages?limit=0"))).send().await.unwrap(),
+            auth(http().get(format!("{base}/api/packages?limit=0")))
+                .send()
+                .await
+                .unwrap(),
             422,
             "`limit` must be 1 to 500, got 0",
         ),
         (
-            auth(http().get(format!("{base}/api/packages/App/versions?cursor=zzz"))).send().await.unwrap(),
+            auth(http().get(format!("{base}/api/packages/App/versions?cursor=zzz")))
+                .send()
+                .await
+                .unwrap(),
             400,
             "`cursor` must be the `next` of a previous page, got `zzz`",
         ),
         (
-            auth(http().post(format!("{base}/api/tasks/999999/artifacts/a.txt"))).body("x").send().await.unwrap(),
+            auth(http().post(format!("{base}/api/tasks/999999/artifacts/a.txt")))
+                .body("x")
+                .send()
+                .await
+                .unwrap(),
             404,
             "there is no task 999999",
         ),
         (
-            auth(http().post(format!("{base}/api/tasks/1/artifacts/.env"))).body("x").send().await.unwrap(),
+            auth(http().post(format!("{base}/api/tasks/1/artifacts/.env")))
+                .body("x")
+                .send()
+                .await
+                .unwrap(),
             400,
             "`.env` is not an artifact name",
         ),
         (
-            auth(http().get(format!("{base}/api/tasks/999999/artifacts"))).send().await.unwrap(),
+            auth(http().get(format!("{base}/api/tasks/999999/artifacts")))
+                .send()
+                .await
+                .unwrap(),
             404,
             "there is no task 999999",
         ),
         (
-            http().post(format!("{base}/api/packages/raw?id=App&version=1.0")).body("x").send().await.unwrap(),
+            http()
+                .post(format!("{base}/api/packages/raw?id=App&version=1.0"))
+                .body("x")
+                .send()
+                .await
+                .unwrap(),
             401,
             "",
         ),
@@ -169,28 +217,57 @@ async fn bad_uploads_and_downloads_get_a_4xx_that_says_what_is_wrong() {
     for (response, status, detail) in cases {
         let url = response.url().to_string();
         assert_eq!(response.status().as_u16(), status, "{url}");
-        assert_eq!(response.headers()[header::CONTENT_TYPE], "application/problem+json", "{url}");
+        assert_eq!(
+            response.headers()[header::CONTENT_TYPE],
+            "application/problem+json",
+            "{url}"
+        );
         let problem: Value = response.json().await.unwrap();
         let text = problem["detail"].as_str().unwrap_or_default();
         assert!(text.contains(detail), "{url}: {text}");
     }
 
     // Ranges that cannot be served.
-    assert_eq!(push_raw(&base, "?id=App&version=1.0.0", noise(1000, 1)).await.status(), StatusCode::CREATED);
+    assert_eq!(
+        push_raw(&base, "?id=App&version=1.0.0", noise(1000, 1))
+            .await
+            .status(),
+        StatusCode::CREATED
+    );
     let raw = format!("{base}/api/packages/App/1.0.0/raw");
     for (range, says) in [
-        ("bytes=1000-", "the range starts at byte 1000, past the end; the content is 1000 bytes"),
+        (
+            "bytes=1000-",
+            "the range starts at byte 1000, past the end; the content is 1000 bytes",
+        ),
         ("bytes=0-1,5-9", "only one range per request is supported"),
         ("bytes=9-2", "ends before it starts"),
         ("pages=1-2", "must start with `bytes=`"),
     ] {
-        let response = auth(http().get(&raw)).header(header::RANGE, range).send().await.unwrap();
-        assert_eq!(response.status(), StatusCode::RANGE_NOT_SATISFIABLE, "{range}");
+        let response = auth(http().get(&raw))
+            .header(header::RANGE, range)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            "{range}"
+        );
         let problem: Value = response.json().await.unwrap();
-        assert!(problem["detail"].as_str().unwrap().contains(says), "{range}: {problem}");
+        assert!(
+            problem["detail"].as_str().unwrap().contains(says),
+            "{range}: {problem}"
+        );
     }
     // Nothing above stored a package.
-    let list: Value = auth(http().get(format!("{base}/api/packages"))).send().await.unwrap().json().await.unwrap();
+    let list: Value = auth(http().get(format!("{base}/api/packages")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(list["items"].as_array().unwrap().len(), 1);
 }
 
@@ -204,7 +281,12 @@ async fn blob_retention_keeps_the_newest_versions_and_drops_old_tasks_artifacts(
     .await;
     let base = env.cluster.node(0).url();
     for version in ["1.0.0", "1.10.0", "1.2.0", "0.9.0"] {
-        let response = push_raw(&base, &format!("?id=Kept&version={version}"), noise(1000, 1)).await;
+        let response = push_raw(
+            &base,
+            &format!("?id=Kept&version={version}"),
+            noise(1000, 1),
+        )
+        .await;
         assert_eq!(response.status(), StatusCode::CREATED);
     }
     let client = env.cluster.node(0).client();
@@ -217,28 +299,42 @@ async fn blob_retention_keeps_the_newest_versions_and_drops_old_tasks_artifacts(
         .await
         .unwrap();
     let url = format!("{base}/api/tasks/{}/artifacts/old.log", task.id);
-    assert_eq!(auth(http().post(&url)).body("old").send().await.unwrap().status(), StatusCode::CREATED);
-
-    eventually(Duration::from_secs(15), "retention to trim versions and artifacts", || async {
-        let page: Value = auth(http().get(format!("{base}/api/packages/Kept/versions")))
+    assert_eq!(
+        auth(http().post(&url))
+            .body("old")
             .send()
             .await
             .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let versions: Vec<String> = page["items"]
-            .as_array()?
-            .iter()
-            .map(|v| v["version"].as_str().unwrap_or_default().to_owned())
-            .collect();
-        let artifacts = env.leftovers("artifacts").await;
-        (versions == ["1.10.0", "1.2.0"] && artifacts.is_empty()).then_some(())
-    })
+            .status(),
+        StatusCode::CREATED
+    );
+
+    eventually(
+        Duration::from_secs(15),
+        "retention to trim versions and artifacts",
+        || async {
+            let page: Value = auth(http().get(format!("{base}/api/packages/Kept/versions")))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let versions: Vec<String> = page["items"]
+                .as_array()?
+                .iter()
+                .map(|v| v["version"].as_str().unwrap_or_default().to_owned())
+                .collect();
+            let artifacts = env.leftovers("artifacts").await;
+            (versions == ["1.10.0", "1.2.0"] && artifacts.is_empty()).then_some(())
+        },
+    )
     .await;
-    eventually(Duration::from_secs(10), "the trimmed versions' blobs to go", || async {
-        (env.leftovers("packages/Kept").await.len() == 2).then_some(())
-    })
+    eventually(
+        Duration::from_secs(10),
+        "the trimmed versions' blobs to go",
+        || async { (env.leftovers("packages/Kept").await.len() == 2).then_some(()) },
+    )
     .await;
     // The task itself stays: only its blobs were old enough to go.
     assert!(client.get_task(task.id).await.is_ok());
@@ -249,5 +345,9 @@ async fn blob_retention_keeps_the_newest_versions_and_drops_old_tasks_artifacts(
         })
         .await
         .unwrap();
-    assert!(runs.items.iter().any(|t| t.state == capstan_core::TaskState::Succeeded));
+    assert!(
+        runs.items
+            .iter()
+            .any(|t| t.state == capstan_core::TaskState::Succeeded)
+    );
 }

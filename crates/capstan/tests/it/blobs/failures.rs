@@ -7,7 +7,11 @@ use capstan_testkit::{TestCluster, TestDatabase, eventually, free_port, process:
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use super::{Backend, StoreCluster, packages::{noise, push_raw}, s3_options};
+use super::{
+    Backend, StoreCluster,
+    packages::{noise, push_raw},
+    s3_options,
+};
 use crate::capstan_bin;
 
 /// Starts `capstan server` on an S3 blob URL with these credentials and endpoint,
@@ -26,7 +30,10 @@ async fn start_on_s3(blob_url: &str, secret: &str, endpoint: &str) -> String {
     ];
     let (status, output) = run_to_exit(&capstan_bin(), &env, Duration::from_secs(30));
     assert!(!status.success(), "{output}");
-    assert!(!output.contains("not-the-secret"), "the secret leaked:\n{output}");
+    assert!(
+        !output.contains("not-the-secret"),
+        "the secret leaked:\n{output}"
+    );
     output
         .lines()
         .rev()
@@ -38,9 +45,16 @@ async fn start_on_s3(blob_url: &str, secret: &str, endpoint: &str) -> String {
 #[tokio::test]
 async fn the_start_up_probe_names_bad_credentials_and_an_unreachable_store() {
     let server = s3::shared();
-    let line = start_on_s3(&server.blob_url("probe"), "not-the-secret", &server.endpoint()).await;
+    let line = start_on_s3(
+        &server.blob_url("probe"),
+        "not-the-secret",
+        &server.endpoint(),
+    )
+    .await;
     assert!(
-        line.contains("blob") && line.contains("s3://capstan-test/probe") && line.contains("bad credentials"),
+        line.contains("blob")
+            && line.contains("s3://capstan-test/probe")
+            && line.contains("bad credentials"),
         "{line}"
     );
     // (A missing bucket is named too, but s3s-fs creates buckets on first write, so
@@ -51,15 +65,21 @@ async fn the_start_up_probe_names_bad_credentials_and_an_unreachable_store() {
 }
 
 async fn ping(base: &str) -> (StatusCode, Value) {
-    let response = reqwest::get(format!("{base}/api/nodes/ping")).await.unwrap();
+    let response = reqwest::get(format!("{base}/api/nodes/ping"))
+        .await
+        .unwrap();
     (response.status(), response.json().await.unwrap())
 }
 
 async fn wait_for_ping(base: &str, status: StatusCode) -> Value {
-    eventually(Duration::from_secs(15), &format!("ping to answer {status}"), || async {
-        let (now, body) = ping(base).await;
-        (now == status).then_some(body)
-    })
+    eventually(
+        Duration::from_secs(15),
+        &format!("ping to answer {status}"),
+        || async {
+            let (now, body) = ping(base).await;
+            (now == status).then_some(body)
+        },
+    )
     .await
 }
 
@@ -70,13 +90,24 @@ async fn a_directory_made_read_only_fails_ping_and_the_node_recovers() {
     let dir = env.cluster.blob_dir.0.clone();
     // Root ignores permission bits; the immutable attribute stops even root.
     let chattr = |flag: &str| {
-        let status = Command::new("chattr").arg("-R").arg(flag).arg(&dir).status().expect("running chattr");
-        assert!(status.success(), "chattr {flag} failed (the test needs root on ext4)");
+        let status = Command::new("chattr")
+            .arg("-R")
+            .arg(flag)
+            .arg(&dir)
+            .status()
+            .expect("running chattr");
+        assert!(
+            status.success(),
+            "chattr {flag} failed (the test needs root on ext4)"
+        );
     };
     chattr("+i");
     let body = wait_for_ping(&base, StatusCode::SERVICE_UNAVAILABLE).await;
     chattr("-i");
-    let reason = body["checks"]["blob"]["reason"].as_str().unwrap().to_owned();
+    let reason = body["checks"]["blob"]["reason"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert!(reason.contains("permission denied"), "{reason}");
     assert!(reason.contains(&dir.display().to_string()), "{reason}");
     assert_eq!(body["checks"]["postgres"]["ok"], true);
@@ -96,16 +127,30 @@ async fn an_s3_server_that_stops_fails_ping_and_uploads_clearly_and_the_node_rec
     })
     .await;
     let base = cluster.node(0).url();
-    assert_eq!(push_raw(&base, "?id=Before&version=1.0.0", noise(1000, 1)).await.status(), StatusCode::CREATED);
+    assert_eq!(
+        push_raw(&base, "?id=Before&version=1.0.0", noise(1000, 1))
+            .await
+            .status(),
+        StatusCode::CREATED
+    );
 
     server.stop();
     let body = wait_for_ping(&base, StatusCode::SERVICE_UNAVAILABLE).await;
-    let reason = body["checks"]["blob"]["reason"].as_str().unwrap().to_owned();
-    assert!(reason.contains("unreachable") && reason.contains(&url), "{reason}");
+    let reason = body["checks"]["blob"]["reason"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        reason.contains("unreachable") && reason.contains(&url),
+        "{reason}"
+    );
     let response = push_raw(&base, "?id=During&version=1.0.0", noise(1000, 2)).await;
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     let problem: Value = response.json().await.unwrap();
-    assert!(problem["detail"].as_str().unwrap().contains("unreachable"), "{problem}");
+    assert!(
+        problem["detail"].as_str().unwrap().contains("unreachable"),
+        "{problem}"
+    );
     let response = reqwest::Client::new()
         .get(format!("{base}/api/packages/Before/1.0.0/raw"))
         .bearer_auth(capstan_testkit::ADMIN_KEY)
@@ -116,5 +161,10 @@ async fn an_s3_server_that_stops_fails_ping_and_uploads_clearly_and_the_node_rec
 
     server.resume();
     wait_for_ping(&base, StatusCode::OK).await;
-    assert_eq!(push_raw(&base, "?id=During&version=1.0.0", noise(1000, 2)).await.status(), StatusCode::CREATED);
+    assert_eq!(
+        push_raw(&base, "?id=During&version=1.0.0", noise(1000, 2))
+            .await
+            .status(),
+        StatusCode::CREATED
+    );
 }

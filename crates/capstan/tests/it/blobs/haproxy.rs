@@ -94,16 +94,21 @@ async fn a_1gib_package_through_the_load_balancer_survives_a_node_killed_mid_upl
     let s3 = S3Server::start();
     let db = TestDatabase::new().await;
     let logs = capstan_testkit::TempDir::new("capstan-blob-lb");
-    let mut options = ProcessOptions::default();
-    options.env = s3.env();
-    options
-        .env
-        .push(("CAPSTAN_BLOB_URL".to_owned(), s3.blob_url("lb")));
+    let mut env = s3.env();
+    env.push(("CAPSTAN_BLOB_URL".to_owned(), s3.blob_url("lb")));
+    let options = ProcessOptions { env };
     let mut nodes = Vec::new();
     for name in ["blob-a", "blob-b"] {
         nodes.push(
-            ServerProcess::start(&capstan_bin(), name, &db.url, &logs.0, &logs.0, options.clone())
-                .await,
+            ServerProcess::start(
+                &capstan_bin(),
+                name,
+                &db.url,
+                &logs.0,
+                &logs.0,
+                options.clone(),
+            )
+            .await,
         );
     }
     let lb = HaProxy::start(
@@ -112,10 +117,14 @@ async fn a_1gib_package_through_the_load_balancer_survives_a_node_killed_mid_upl
             .map(|n| (n.name.clone(), n.port))
             .collect::<Vec<_>>(),
     );
-    eventually(Duration::from_secs(15), "both nodes UP in HAProxy", || async {
-        let status = lb.server_status().await;
-        (status.len() == 2 && status.iter().all(|(_, s)| s == "UP")).then_some(())
-    })
+    eventually(
+        Duration::from_secs(15),
+        "both nodes UP in HAProxy",
+        || async {
+            let status = lb.server_status().await;
+            (status.len() == 2 && status.iter().all(|(_, s)| s == "UP")).then_some(())
+        },
+    )
     .await;
 
     // 1 GiB in through the load balancer, out through each node.
@@ -145,23 +154,31 @@ async fn a_1gib_package_through_the_load_balancer_survives_a_node_killed_mid_upl
 
     // Half way through the next upload, SIGKILL the node receiving it.
     let sent = Arc::new(AtomicU64::new(0));
-    let request = upload(&lb.url(), "2.0.0", body(GIB, 2, sent.clone(), Some(GIB / 2)));
+    let request = upload(
+        &lb.url(),
+        "2.0.0",
+        body(GIB, 2, sent.clone(), Some(GIB / 2)),
+    );
     let client = tokio::spawn(async move { request.send().await });
     let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
-    let receiver: String = eventually(Duration::from_secs(60), "the upload to reach half way", || {
-        let (pool, sent) = (pool.clone(), sent.clone());
-        async move {
-            if sent.load(Ordering::Relaxed) < GIB / 2 {
-                return None;
+    let receiver: String = eventually(
+        Duration::from_secs(60),
+        "the upload to reach half way",
+        || {
+            let (pool, sent) = (pool.clone(), sent.clone());
+            async move {
+                if sent.load(Ordering::Relaxed) < GIB / 2 {
+                    return None;
+                }
+                sqlx::query_scalar(
+                    "SELECT n.name FROM blob_uploads u JOIN nodes n ON n.id = u.node_id",
+                )
+                .fetch_optional(&pool)
+                .await
+                .unwrap()
             }
-            sqlx::query_scalar(
-                "SELECT n.name FROM blob_uploads u JOIN nodes n ON n.id = u.node_id",
-            )
-            .fetch_optional(&pool)
-            .await
-            .unwrap()
-        }
-    })
+        },
+    )
     .await;
     let victim = nodes.iter().position(|n| n.name == receiver).unwrap();
     nodes[victim].kill_9();
@@ -173,13 +190,17 @@ async fn a_1gib_package_through_the_load_balancer_survives_a_node_killed_mid_upl
 
     // The survivor cleans up the dead node's upload; nothing of 2.0.0 remains.
     let survivor = &nodes[1 - victim];
-    eventually(Duration::from_secs(20), "the abandoned upload to be cleaned up", || async {
-        let records: i64 = sqlx::query_scalar("SELECT count(*) FROM blob_uploads")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-        (records == 0).then_some(())
-    })
+    eventually(
+        Duration::from_secs(20),
+        "the abandoned upload to be cleaned up",
+        || async {
+            let records: i64 = sqlx::query_scalar("SELECT count(*) FROM blob_uploads")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+            (records == 0).then_some(())
+        },
+    )
     .await;
     let response = reqwest::Client::new()
         .get(format!("{}/api/packages/Big/2.0.0", survivor.url()))
@@ -203,13 +224,17 @@ async fn a_1gib_package_through_the_load_balancer_survives_a_node_killed_mid_upl
     assert!(strays.is_empty(), "left behind: {strays:?}");
 
     // The retry through the load balancer succeeds once HAProxy routes around the dead node.
-    eventually(Duration::from_secs(10), "HAProxy to mark the killed node DOWN", || async {
-        let status = lb.server_status().await;
-        status
-            .iter()
-            .any(|(name, s)| *name == receiver && s.starts_with("DOWN"))
-            .then_some(())
-    })
+    eventually(
+        Duration::from_secs(10),
+        "HAProxy to mark the killed node DOWN",
+        || async {
+            let status = lb.server_status().await;
+            status
+                .iter()
+                .any(|(name, s)| *name == receiver && s.starts_with("DOWN"))
+                .then_some(())
+        },
+    )
     .await;
     let sent = Arc::new(AtomicU64::new(0));
     let response = upload(&lb.url(), "2.0.0", body(GIB, 2, sent, None))
