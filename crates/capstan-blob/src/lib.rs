@@ -140,7 +140,9 @@ impl BlobStore {
         let key = key.to_owned();
         Ok(found
             .into_stream()
-            .map_err(move |e| ObjectError::from_store(&url, &key, &format!("cannot read {key}"), &e))
+            .map_err(move |e| {
+                ObjectError::from_store(&url, &key, &format!("cannot read {key}"), &e)
+            })
             .boxed())
     }
 
@@ -207,12 +209,13 @@ impl BlobStore {
                 }
             }
             (Backend::Multipart(_), None) => {}
-            (Backend::Directory(root), _) => writer::remove_staging_files(root, &path)
-                .map_err(|e| ObjectError::Failed {
+            (Backend::Directory(root), _) => {
+                writer::remove_staging_files(root, &path).map_err(|e| ObjectError::Failed {
                     url: self.url.clone(),
                     what: format!("cannot remove the staging file of {key}"),
                     cause: error::explain(&e),
-                })?,
+                })?
+            }
         }
         self.delete(key).await
     }

@@ -34,8 +34,7 @@ pub(crate) fn open(url: &str, s3: &S3Options) -> Result<BlobStore, BlobError> {
             "not a URL ({e}); write file:///absolute/path, s3://bucket/prefix or memory://"
         ))
     })?;
-    let (store, backend, prefix): (Arc<dyn ObjectStore>, Backend, String) = match parsed.scheme()
-    {
+    let (store, backend, prefix): (Arc<dyn ObjectStore>, Backend, String) = match parsed.scheme() {
         "memory" => {
             let store = named_memory_store(parsed.host_str().unwrap_or(""));
             (store.clone(), Backend::Multipart(store), String::new())
@@ -49,10 +48,9 @@ pub(crate) fn open(url: &str, s3: &S3Options) -> Result<BlobStore, BlobError> {
             (Arc::new(local), Backend::Directory(path), String::new())
         }
         "s3" => {
-            let bucket = parsed
-                .host_str()
-                .filter(|b| !b.is_empty())
-                .ok_or_else(|| fail("an s3:// URL names a bucket: s3://bucket/prefix".to_owned()))?;
+            let bucket = parsed.host_str().filter(|b| !b.is_empty()).ok_or_else(|| {
+                fail("an s3:// URL names a bucket: s3://bucket/prefix".to_owned())
+            })?;
             let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
             if let Some(endpoint) = &s3.endpoint {
                 builder = builder
@@ -95,7 +93,7 @@ fn named_memory_store(name: &str) -> Arc<InMemory> {
     let mut stores = STORES
         .get_or_init(Default::default)
         .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     stores
         .entry(name.to_owned())
         .or_insert_with(|| Arc::new(InMemory::new()))

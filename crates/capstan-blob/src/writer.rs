@@ -6,8 +6,8 @@ use std::{path::Path as FsPath, sync::Arc};
 
 use bytes::{Bytes, BytesMut};
 use object_store::{
-    MultipartId, ObjectStoreExt, PutPayload, WriteMultipart, multipart::MultipartStore, multipart::PartId,
-    path::Path,
+    MultipartId, ObjectStoreExt, PutPayload, WriteMultipart, multipart::MultipartStore,
+    multipart::PartId, path::Path,
 };
 use sha2::{Digest, Sha256};
 use tokio::task::JoinSet;
@@ -55,28 +55,29 @@ struct Parts {
 impl BlobWriter {
     pub(crate) async fn start(blob: &BlobStore, key: &str) -> Result<Self, ObjectError> {
         let path = blob.path(key);
-        let inner = match &blob.backend {
-            Backend::Multipart(store) => {
-                let id = store.create_multipart(&path).await.map_err(|e| {
-                    blob.fail(key, &format!("cannot start an upload to {key}"), &e)
-                })?;
-                Inner::Parts(Parts {
-                    store: store.clone(),
-                    path,
-                    id,
-                    buffer: BytesMut::with_capacity(PART_SIZE),
-                    next: 0,
-                    sending: JoinSet::new(),
-                    sent: Vec::new(),
-                })
-            }
-            Backend::Directory(_) => {
-                let upload = blob.store.put_multipart(&path).await.map_err(|e| {
-                    blob.fail(key, &format!("cannot start an upload to {key}"), &e)
-                })?;
-                Inner::Staged(WriteMultipart::new_with_chunk_size(upload, PART_SIZE))
-            }
-        };
+        let inner =
+            match &blob.backend {
+                Backend::Multipart(store) => {
+                    let id = store.create_multipart(&path).await.map_err(|e| {
+                        blob.fail(key, &format!("cannot start an upload to {key}"), &e)
+                    })?;
+                    Inner::Parts(Parts {
+                        store: store.clone(),
+                        path,
+                        id,
+                        buffer: BytesMut::with_capacity(PART_SIZE),
+                        next: 0,
+                        sending: JoinSet::new(),
+                        sent: Vec::new(),
+                    })
+                }
+                Backend::Directory(_) => {
+                    let upload = blob.store.put_multipart(&path).await.map_err(|e| {
+                        blob.fail(key, &format!("cannot start an upload to {key}"), &e)
+                    })?;
+                    Inner::Staged(WriteMultipart::new_with_chunk_size(upload, PART_SIZE))
+                }
+            };
         Ok(Self {
             key: key.to_owned(),
             url: blob.url.clone(),

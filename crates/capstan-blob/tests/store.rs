@@ -43,7 +43,13 @@ async fn a_streamed_upload_is_hashed_and_reads_back_whole_and_in_ranges() {
             writer.write(Bytes::from(chunk.clone())).await.unwrap();
             expected.extend_from_slice(&chunk);
         }
-        assert!(store.head("packages/a/1.0.0/x").await.unwrap_err().is_not_found());
+        assert!(
+            store
+                .head("packages/a/1.0.0/x")
+                .await
+                .unwrap_err()
+                .is_not_found()
+        );
         let written = writer.finish().await.unwrap();
         assert_eq!(written.size, expected.len() as u64);
         use sha2::Digest;
