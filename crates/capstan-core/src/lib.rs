@@ -1,15 +1,17 @@
 //! Capstan's domain: the types every other crate speaks in, and the pure logic over them.
 //!
 //! This crate owns newtypes that are parsed once at the edge (node names, task caps,
-//! durations, task states) so inner code never handles raw strings. It must never import a database,
+//! durations, sizes, task states) so inner code never handles raw strings. It must never import a database,
 //! HTTP or async crate: everything here is deterministic and unit-testable.
 
 pub mod duration;
 pub mod error_chain;
 pub mod node;
+pub mod size;
 pub mod task;
 
 pub use duration::{DurationError, parse_duration};
 pub use error_chain::error_chain;
 pub use node::{NodeName, NodeNameError, TaskCap, TaskCapError};
+pub use size::{SizeError, format_size, parse_size};
 pub use task::{ConcurrencyKey, NodeLostPolicy, SleepArgs, TaskState, UnknownTaskState};
