@@ -13,6 +13,7 @@ pub mod liveness;
 pub mod nodes;
 pub mod pools;
 pub mod queue;
+pub mod task_logs;
 pub mod tasks;
 
 pub use error::DbError;
