@@ -1,21 +1,34 @@
 //! What every node does for the whole cluster, once per heartbeat interval: rescue
-//! tasks whose lease expired, queue periodic tasks whose period began, and refresh the
-//! queue gauges. Any node may do each of these; the database makes sure each happens
-//! once (SKIP LOCKED for rescue, a unique key per period for periodic tasks).
+//! tasks whose lease expired, queue periodic tasks whose period began, compact the logs
+//! of finished tasks whose node died before it could, and refresh the queue gauges.
+//! Any node may do each of these; the database makes sure each happens once (SKIP
+//! LOCKED for rescue and compaction, a unique key per period for periodic tasks).
 
 use std::{
     sync::Arc,
     time::{Duration, Instant, SystemTime},
 };
 
-use capstan_db::queue::{self, RescueScope};
+use capstan_db::{
+    queue::{self, RescueScope},
+    task_logs,
+};
 use tokio::time::MissedTickBehavior;
 
-use super::kinds::{TASK_HISTORY_RETENTION, TaskHistoryRetention};
+use super::{
+    kinds::{TASK_HISTORY_RETENTION, TaskHistoryRetention},
+    log_compaction,
+};
 use crate::node::NodeContext;
 
 /// How often the queue gauges are refreshed.
 const STATS_EVERY: Duration = Duration::from_secs(5);
+/// Heartbeats a finished task's own node has to compact its log before others may.
+const COMPACT_GRACE_HEARTBEATS: u32 = 10;
+/// How long a claimed compaction is left to its node before another may try.
+const COMPACT_HOLD: Duration = Duration::from_secs(300);
+/// Logs claimed for compaction per heartbeat.
+const COMPACT_BATCH: i64 = 10;
 
 pub(crate) async fn run(ctx: Arc<NodeContext>) {
     let mut ticker = tokio::time::interval(ctx.state.heartbeat_interval);
@@ -26,6 +39,7 @@ pub(crate) async fn run(ctx: Arc<NodeContext>) {
     loop {
         ticker.tick().await;
         rescue_expired(&ctx).await;
+        compact_left_over_logs(&ctx).await;
 
         // The database's clock decides the period. The local clock only says when a
         // new one may have begun; trying on two ticks covers a small clock skew.
@@ -79,6 +93,25 @@ async fn rescue_expired(ctx: &NodeContext) {
             }
         }
         Err(e) => tracing::debug!("rescue skipped: {e}"),
+    }
+}
+
+/// Claims logs of tasks that finished a while ago and are still in segments, and
+/// compacts them in the background. The node that ran a task compacts its log as soon
+/// as the outcome is written, so this finds only what a dead or failing node left.
+async fn compact_left_over_logs(ctx: &Arc<NodeContext>) {
+    let grace = ctx.state.heartbeat_interval * COMPACT_GRACE_HEARTBEATS;
+    match task_logs::claim_uncompacted(&ctx.pools.api, grace, COMPACT_HOLD, COMPACT_BATCH).await {
+        Ok(ids) => {
+            for id in ids {
+                tracing::info!(
+                    task.id = id,
+                    "compacting the log of task {id}, which its node left in segments"
+                );
+                log_compaction::spawn(ctx, id);
+            }
+        }
+        Err(e) => tracing::debug!("cannot look for logs to compact: {e}"),
     }
 }
 
