@@ -5,9 +5,11 @@ pub mod client_addr;
 mod error;
 mod extract;
 mod health;
+mod log_reader;
 mod nodes;
 mod observe;
 pub mod openapi;
+mod task_logs;
 mod tasks;
 mod timeout;
 
@@ -53,6 +55,7 @@ pub fn router(ctx: Arc<NodeContext>) -> Router {
         .route("/api/tasks/{id}", get(tasks::get_task))
         .route("/api/tasks/{id}/attempts", get(tasks::task_attempts))
         .route("/api/tasks/{id}/cancel", post(tasks::cancel_task))
+        .route("/api/tasks/{id}/log", get(task_logs::get_task_log))
         .route_layer(middleware::from_fn_with_state(
             ctx.clone(),
             auth::require_api_key,

@@ -3,14 +3,14 @@
 use axum::Json;
 use capstan_api::{
     AttemptList, AttemptResponse, CreateTaskRequest, CreateTasksRequest, CreateTasksResponse,
-    NodeResponse, Problem, TaskPage, TaskResponse, UpdateNodeRequest,
+    NodeResponse, Problem, TaskLogEnd, TaskPage, TaskResponse, UpdateNodeRequest,
 };
 use utoipa::{
     Modify, OpenApi,
     openapi::security::{Http, HttpAuthScheme, SecurityScheme},
 };
 
-use super::{nodes, tasks};
+use super::{nodes, task_logs, tasks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -18,11 +18,11 @@ use super::{nodes, tasks};
     paths(
         nodes::ping, nodes::list_nodes, nodes::get_node, nodes::update_node, nodes::delete_node,
         tasks::create_task, tasks::create_tasks, tasks::list_tasks, tasks::get_task,
-        tasks::task_attempts, tasks::cancel_task,
+        tasks::task_attempts, tasks::cancel_task, task_logs::get_task_log,
     ),
     components(schemas(
         NodeResponse, UpdateNodeRequest, Problem, CreateTaskRequest, CreateTasksRequest,
-        CreateTasksResponse, TaskResponse, TaskPage, AttemptResponse, AttemptList,
+        CreateTasksResponse, TaskResponse, TaskPage, AttemptResponse, AttemptList, TaskLogEnd,
     )),
     modifiers(&BearerAuth),
     security(("api_key" = []))

@@ -36,6 +36,9 @@ pub struct NodeContext {
     pub blob: BlobStore,
     pub metrics: NodeMetrics,
     pub runner: Runner,
+    /// Cancelled when the node stops serving HTTP: answers that stream for as long as
+    /// they are read (followed logs) end then, so the server can stop.
+    pub http_stop: CancellationToken,
 }
 
 /// A start-up check that failed: which dependency, and why.
@@ -154,6 +157,7 @@ impl Node {
                 blob,
                 metrics,
                 runner,
+                http_stop: CancellationToken::new(),
             }),
             listener,
             local_addr,
@@ -182,7 +186,7 @@ impl Node {
         tasks.spawn("lease-watchdog", runner::lease_watchdog(ctx.clone()));
         tasks.spawn("housekeeping", runner::housekeeping(ctx.clone()));
 
-        let http_stop = CancellationToken::new();
+        let http_stop = ctx.http_stop.clone();
         let app = crate::http::router(ctx.clone());
         // Answers are small and latency matters more than packet count.
         let listener = self.listener.tap_io(|tcp| {
