@@ -37,5 +37,8 @@ CREATE TABLE task_log_segments (
     bytes       bigint      NOT NULL CONSTRAINT task_log_segments_bytes_check CHECK (bytes > 0),
     blob_key    text        NOT NULL,
     written_at  timestamptz NOT NULL DEFAULT now(),
-    CONSTRAINT task_log_segments_pkey PRIMARY KEY (task_id, seq)
+    CONSTRAINT task_log_segments_pkey PRIMARY KEY (task_id, seq),
+    -- Segments never overlap; and a follower finds the segment holding its offset
+    -- through this index instead of reading every segment of a long log.
+    CONSTRAINT task_log_segments_first_byte_key UNIQUE (task_id, first_byte)
 );

@@ -147,7 +147,8 @@ type ViewRow = (
 );
 
 /// The task's state and where its log lies from byte `from` on. `NotFound` if there is
-/// no such task.
+/// no such task. Finding the segment that holds `from` is one index lookup, so a
+/// follower polling a long log reads only the segments it has not seen.
 pub async fn view(db: impl PgExecutor<'_>, task_id: i64, from: i64) -> Result<LogView, DbError> {
     let rows: Vec<ViewRow> = sqlx::query_as(
         "SELECT t.state, t.error, coalesce(l.bytes, 0), l.compacted_key,
@@ -155,6 +156,9 @@ pub async fn view(db: impl PgExecutor<'_>, task_id: i64, from: i64) -> Result<Lo
          FROM tasks t
          LEFT JOIN task_logs l ON l.task_id = t.id
          LEFT JOIN task_log_segments s ON s.task_id = t.id AND l.compacted_key IS NULL
+              AND s.first_byte >= coalesce((
+                  SELECT max(h.first_byte) FROM task_log_segments h
+                  WHERE h.task_id = t.id AND h.first_byte <= $2), 0)
               AND s.first_byte + s.bytes > $2
          WHERE t.id = $1
          ORDER BY s.seq",

@@ -25,6 +25,9 @@ use crate::node::NodeContext;
 const STATS_EVERY: Duration = Duration::from_secs(5);
 /// Heartbeats a finished task's own node has to compact its log before others may.
 const COMPACT_GRACE_HEARTBEATS: u32 = 10;
+/// Left-over logs are looked for every this many heartbeats: they are rare, and
+/// nothing waits for them.
+const COMPACT_EVERY_HEARTBEATS: u32 = 5;
 /// How long a claimed compaction is left to its node before another may try.
 const COMPACT_HOLD: Duration = Duration::from_secs(300);
 /// Logs claimed for compaction per heartbeat.
@@ -36,10 +39,14 @@ pub(crate) async fn run(ctx: Arc<NodeContext>) {
     let mut last_period = None;
     let mut tries_left = 0u8;
     let mut stats_at: Option<Instant> = None;
+    let mut ticks = 0u32;
     loop {
         ticker.tick().await;
         rescue_expired(&ctx).await;
-        compact_left_over_logs(&ctx).await;
+        ticks = ticks.wrapping_add(1);
+        if ticks % COMPACT_EVERY_HEARTBEATS == 0 {
+            compact_left_over_logs(&ctx).await;
+        }
 
         // The database's clock decides the period. The local clock only says when a
         // new one may have begun; trying on two ticks covers a small clock skew.
@@ -100,8 +107,15 @@ async fn rescue_expired(ctx: &NodeContext) {
 /// compacts them in the background. The node that ran a task compacts its log as soon
 /// as the outcome is written, so this finds only what a dead or failing node left.
 async fn compact_left_over_logs(ctx: &Arc<NodeContext>) {
-    let grace = ctx.state.heartbeat_interval * COMPACT_GRACE_HEARTBEATS;
-    match task_logs::claim_uncompacted(&ctx.pools.api, grace, COMPACT_HOLD, COMPACT_BATCH).await {
+    let every = ctx.state.heartbeat_interval;
+    let grace = every * COMPACT_GRACE_HEARTBEATS;
+    let claim = task_logs::claim_uncompacted(&ctx.pools.api, grace, COMPACT_HOLD, COMPACT_BATCH);
+    // Rescue comes first: a busy API pool must not hold up the next heartbeat's.
+    let Ok(claimed) = tokio::time::timeout(every, claim).await else {
+        tracing::debug!("looking for logs to compact took over a heartbeat; skipped");
+        return;
+    };
+    match claimed {
         Ok(ids) => {
             for id in ids {
                 tracing::info!(

@@ -8,7 +8,10 @@
 //! attempt, so a node that lost the task cannot add to its log.
 
 use std::{
-    sync::{Arc, Mutex, MutexGuard},
+    sync::{
+        Arc, Mutex, MutexGuard,
+        atomic::{AtomicBool, Ordering},
+    },
     time::Duration,
 };
 
@@ -33,6 +36,8 @@ const MAX_WAITING_BYTES: usize = 8 * 1024 * 1024;
 const CAP_RESERVE: u64 = 1024;
 /// A run's last lines are tried this often before its outcome is written without them.
 const FINAL_TRIES: u32 = 5;
+/// The longest a run's outcome waits for its last lines to be stored.
+const FINISH_WITHIN: Duration = Duration::from_secs(10);
 
 /// A run's log: cheap to clone, and writing to it never waits.
 #[derive(Clone)]
@@ -48,6 +53,8 @@ struct Shared {
     lines: Mutex<Lines>,
     /// Wakes the writer: the first line, a full buffer, or the end of the run.
     wake: Notify,
+    /// Some of the log has been stored (a segment recorded).
+    stored: AtomicBool,
 }
 
 /// What the run logged and the writer has not taken yet.
@@ -65,7 +72,7 @@ struct Lines {
     dropped_bytes: u64,
     /// Lines dropped because the log could not be stored for a while.
     unstored_lines: u64,
-    writer: Option<JoinHandle<bool>>,
+    writer: Option<JoinHandle<()>>,
     /// The run has ended; no more lines.
     closed: bool,
 }
@@ -81,6 +88,7 @@ impl TaskLog {
                 cap,
                 lines: Mutex::new(Lines::default()),
                 wake: Notify::new(),
+                stored: AtomicBool::new(false),
             }),
         }
     }
@@ -150,11 +158,24 @@ impl TaskLog {
             lines.closed = true;
             lines.writer.take()
         };
-        let Some(writer) = writer else {
+        let Some(mut writer) = writer else {
             return false;
         };
         self.shared.wake.notify_one();
-        writer.await.unwrap_or(false)
+        if tokio::time::timeout(FINISH_WITHIN, &mut writer)
+            .await
+            .is_err()
+        {
+            writer.abort();
+            self.shared.ctx.metrics.task_log_write_failures.increment(1);
+            tracing::warn!(
+                task.id = self.shared.task_id,
+                "the last lines of the log of task {} were not stored within {}s and are lost",
+                self.shared.task_id,
+                FINISH_WITHIN.as_secs()
+            );
+        }
+        self.shared.stored.load(Ordering::Relaxed)
     }
 
     /// Drops what is left: the run lost its lease and may write nothing more.
@@ -246,13 +267,12 @@ struct Writer {
     /// After a failure: when to try again.
     retry_at: Option<Instant>,
     failing: bool,
-    stored_any: bool,
     fenced: bool,
 }
 
 /// The writer task of one run: stores segments until the run ends, then stores the
-/// rest. Returns whether it stored anything.
-async fn write_segments(shared: Arc<Shared>) -> bool {
+/// rest.
+async fn write_segments(shared: Arc<Shared>) {
     let mut writer = Writer {
         opened: false,
         next_seq: 1,
@@ -260,7 +280,6 @@ async fn write_segments(shared: Arc<Shared>) -> bool {
         unrecorded: None,
         retry_at: None,
         failing: false,
-        stored_any: false,
         fenced: false,
     };
     loop {
@@ -283,14 +302,14 @@ async fn write_segments(shared: Arc<Shared>) -> bool {
         };
         if closed {
             writer.store_the_rest(&shared).await;
-            return writer.stored_any;
+            return;
         }
         match due {
             Some(due) if due <= Instant::now() => {
                 writer.flush_once(&shared).await;
                 if writer.fenced {
                     shared.lines().closed = true;
-                    return writer.stored_any;
+                    return;
                 }
             }
             Some(due) => {
@@ -451,7 +470,7 @@ impl Writer {
         self.unrecorded = None;
         self.next_seq += 1;
         self.offset += size;
-        self.stored_any = true;
+        shared.stored.store(true, Ordering::Relaxed);
         Ok(())
     }
 }

@@ -5,7 +5,7 @@
 use std::{
     path::{Path, PathBuf},
     process::Command,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use capstan_api::{ApiClient, CreateTaskRequest, LogEvent, TaskLogEnd, UpdateNodeRequest};
