@@ -3,8 +3,10 @@
 //! killed node but for its last second.
 
 use std::{
+    net::SocketAddr,
     path::{Path, PathBuf},
     process::Command,
+    sync::{Arc, Mutex},
     time::Duration,
 };
 
@@ -157,6 +159,70 @@ async fn a_follower_on_another_node_sees_each_line_within_two_seconds_and_then_t
     assert_eq!(whole, followed.lines.join("\n") + "\n");
     // The same from the node that ran it.
     assert_eq!(whole_log(&cluster.node(0).client(), id).await, whole);
+}
+
+/// A stand-in for a load balancer: forwards each new connection to the node it is
+/// currently pointed at.
+struct Forwarder {
+    url: String,
+    target: Arc<Mutex<SocketAddr>>,
+}
+
+impl Forwarder {
+    async fn start(target: SocketAddr) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let target = Arc::new(Mutex::new(target));
+        let current = target.clone();
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let to = *current.lock().unwrap();
+                tokio::spawn(async move {
+                    if let Ok(mut node) = tokio::net::TcpStream::connect(to).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut node).await;
+                    }
+                });
+            }
+        });
+        Self { url, target }
+    }
+
+    fn point_at(&self, target: SocketAddr) {
+        *self.target.lock().unwrap() = target;
+    }
+}
+
+#[tokio::test]
+async fn a_follower_whose_node_stops_carries_on_through_another_without_gaps_or_repeats() {
+    let mut cluster = TestCluster::start_with_caps(&[Some(2), Some(0), Some(0)]).await;
+    let forwarder = Forwarder::start(cluster.node(1).addr).await;
+    let through = ApiClient::new(&forwarder.url, Some(ADMIN_KEY.to_owned()));
+    let id = queue(&through, json!({"ms": 3000, "log_every_ms": 100})).await;
+    let following = tokio::spawn({
+        let through = through.clone();
+        async move { follow(&through, id).await }
+    });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // node-2 stops serving; its followers reconnect, now to node-3.
+    forwarder.point_at(cluster.node(2).addr);
+    cluster.nodes[1].stop().await.unwrap();
+
+    let followed = following.await.unwrap();
+    assert_eq!(followed.end.state, TaskState::Succeeded);
+    let ticks: Vec<&str> = followed.lines.iter().map(|l| text_of(l)).collect();
+    for (i, tick) in ticks.iter().enumerate() {
+        assert_eq!(*tick, format!("tick {}", i + 1), "{ticks:?}");
+    }
+    // The follow went on through node-3.
+    let metrics = capstan_testkit::metrics_text(&cluster.node(2).url()).await;
+    assert!(
+        metrics.contains(
+            r#"capstan_http_requests_total{route="/api/tasks/{id}/log",method="GET",status="200"} 1"#
+        ),
+        "{metrics}"
+    );
+    let whole = whole_log(&cluster.node(2).client(), id).await;
+    assert_eq!(whole, followed.lines.join("\n") + "\n");
 }
 
 #[tokio::test]
