@@ -643,23 +643,33 @@ async fn a_node_that_lost_its_task_adds_nothing_more_to_its_log() {
     assert_eq!(done[0].state, TaskState::Succeeded);
     tokio::time::sleep(Duration::from_millis(500)).await;
 
+    let attempts = client.task_attempts(id).await.unwrap().items;
+    let runs: Vec<_> = attempts
+        .iter()
+        .map(|a| (a.node_name.as_str(), a.outcome.as_deref()))
+        .collect();
+    assert_eq!(runs, [("a", Some("lost")), ("b", Some("succeeded"))]);
+    let b_started = attempts[1].started_at;
+
+    // a's lines, all logged before it was stopped, then b's, from b's start on: a added
+    // nothing once it woke up.
     let log = whole_log(&client, id).await;
     let lines: Vec<&str> = log.lines().collect();
-    let second_run = lines
-        .iter()
-        .rposition(|l| text_of(l) == "tick 1")
-        .unwrap_or_else(|| panic!("{log}"));
-    assert!(second_run > 5, "a's first second is in the log:\n{log}");
-    let (first, second) = lines.split_at(second_run);
-    for (i, line) in first.iter().enumerate() {
-        assert_eq!(text_of(line), format!("tick {}", i + 1), "{log}");
-        assert!(
-            logged_at(line) < stopped_at,
-            "a logged {line} after it was stopped"
-        );
+    let (first, second) = lines.split_at(
+        lines
+            .iter()
+            .position(|l| logged_at(l) >= stopped_at)
+            .unwrap_or(lines.len()),
+    );
+    assert!(
+        second.iter().all(|l| logged_at(l) >= b_started),
+        "a line logged between a's stop and b's start:\n{log}"
+    );
+    assert!(first.len() > 5, "a's first second is in the log:\n{log}");
+    assert!(second.len() >= 20, "b's run is in the log:\n{log}");
+    for run in [first, second] {
+        for (i, line) in run.iter().enumerate() {
+            assert_eq!(text_of(line), format!("tick {}", i + 1), "{log}");
+        }
     }
-    for (i, line) in second.iter().enumerate() {
-        assert_eq!(text_of(line), format!("tick {}", i + 1), "{log}");
-    }
-    assert!(second.len() >= 25, "b's run is in the log:\n{log}");
 }
