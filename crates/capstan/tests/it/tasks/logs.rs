@@ -378,6 +378,52 @@ async fn a_fast_log_is_stored_every_256_kib_not_only_every_second() {
 }
 
 #[tokio::test]
+async fn a_reader_overtaken_by_compaction_still_gets_the_whole_log_in_order() {
+    let cluster = TestCluster::start(1).await;
+    let client = cluster.node(0).client();
+    // Many segments of about 256 KiB, far more than the answer's buffers hold.
+    let id = queue(
+        &client,
+        json!({"ms": 1500, "log_every_ms": 1, "log_bytes": 16384}),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let ((_, _, stored_then, _), _) = log_row(&cluster.db.url, id).await.unwrap();
+    let mut reading = client.task_log(id).await.unwrap();
+    let mut got = reading.next().await.unwrap().unwrap().to_vec();
+    // The task finishes, and its segments are replaced while the reader waits.
+    wait_finished(&client, &[id], Duration::from_secs(10)).await;
+    let (segments, bytes) = wait_compacted(
+        &cluster.db.url,
+        &cluster.blob_dir.0,
+        id,
+        Duration::from_secs(10),
+    )
+    .await;
+    while let Some(chunk) = reading.next().await.unwrap() {
+        got.extend_from_slice(&chunk);
+    }
+    println!(
+        "read {} of {bytes} bytes ({segments} segments) across the compaction",
+        got.len()
+    );
+    let got = String::from_utf8(got).unwrap();
+    // Only a reader that found its segments gone, and looked again, reads past the end
+    // the log had when it started.
+    assert!(
+        stored_then < bytes,
+        "{stored_then} of {bytes} bytes at the start"
+    );
+    assert_eq!(got.len() as i64, bytes, "the read ends where the log ends");
+    for (i, line) in got.lines().enumerate() {
+        assert!(
+            text_of(line).starts_with(&format!("tick {} ", i + 1)),
+            "line {i}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_task_that_logs_nothing_stores_nothing() {
     let cluster = TestCluster::start(1).await;
     let client = cluster.node(0).client();
