@@ -30,7 +30,7 @@ const COMPACT_GRACE_HEARTBEATS: u32 = 10;
 const COMPACT_EVERY_HEARTBEATS: u32 = 5;
 /// How long a claimed compaction is left to its node before another may try.
 const COMPACT_HOLD: Duration = Duration::from_secs(300);
-/// Logs claimed for compaction per heartbeat.
+/// Logs claimed for compaction per look.
 const COMPACT_BATCH: i64 = 10;
 
 pub(crate) async fn run(ctx: Arc<NodeContext>) {
