@@ -1,5 +1,8 @@
 //! A thin typed client for the API, used by the `capstan` CLI and by tests.
 
+use std::{collections::VecDeque, time::Duration};
+
+use bytes::Bytes;
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
@@ -8,6 +11,7 @@ use crate::{
     AttemptList, CreateTaskRequest, CreateTasksRequest, CreateTasksResponse, NodeResponse,
     PackagePage, PackageQuery, PackageResponse, PackageVersionPage, Problem, TaskPage, TaskQuery,
     TaskResponse, UpdateNodeRequest, UploadPackageQuery,
+    task_logs::{LogEvent, SseParser},
 };
 
 /// Why a call failed.
@@ -31,20 +35,32 @@ pub struct ApiClient {
     base: String,
     api_key: Option<String>,
     http: reqwest::Client,
+    /// For answers that stream for as long as they need: no overall deadline, but a
+    /// connection that stays silent past the server's keep-alives is given up.
+    streaming: reqwest::Client,
 }
+
+/// Longer than the 15 s between a followed log's keep-alives.
+const STREAM_READ_TIMEOUT: Duration = Duration::from_secs(45);
 
 impl ApiClient {
     /// A client for `base` (for example `http://capstan.internal:8080`).
     pub fn new(base: &str, api_key: Option<String>) -> Self {
         let http = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(30))
-            .connect_timeout(std::time::Duration::from_secs(5))
+            .timeout(Duration::from_secs(30))
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .expect("a client with only timeouts set always builds");
+        let streaming = reqwest::Client::builder()
+            .read_timeout(STREAM_READ_TIMEOUT)
+            .connect_timeout(Duration::from_secs(5))
             .build()
             .expect("a client with only timeouts set always builds");
         Self {
             base: base.trim_end_matches('/').to_owned(),
             api_key,
             http,
+            streaming,
         }
     }
 
@@ -192,7 +208,7 @@ impl ApiClient {
         let mut request = self
             .http
             .post(&url)
-            .timeout(std::time::Duration::from_secs(7 * 24 * 3600))
+            .timeout(Duration::from_secs(7 * 24 * 3600))
             .header(reqwest::header::CONTENT_LENGTH, length)
             .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
             .body(body);
@@ -251,6 +267,55 @@ impl ApiClient {
         self.call(Method::DELETE, &path, None::<&()>).await
     }
 
+    /// `GET /api/tasks/{id}/log`: the log as it is now, read in chunks as they arrive.
+    pub async fn task_log(&self, id: i64) -> Result<LogChunks, ClientError> {
+        let url = format!("{}/api/tasks/{id}/log", self.base);
+        let response = self.open_stream(&url, None).await?;
+        Ok(LogChunks { url, response })
+    }
+
+    /// `GET /api/tasks/{id}/log?follow=true`: the log's lines as they are written,
+    /// until the task has finished. A dropped connection is resumed after the last
+    /// line received (`Last-Event-ID`), on whichever node answers.
+    pub fn follow_task_log(&self, id: i64) -> LogFollower {
+        LogFollower {
+            client: self.clone(),
+            url: format!("{}/api/tasks/{id}/log?follow=true", self.base),
+            last_offset: None,
+            response: None,
+            parser: SseParser::default(),
+            ready: VecDeque::new(),
+            failures: 0,
+            ended: false,
+        }
+    }
+
+    /// Sends a GET whose answer streams; an error status becomes its problem.
+    async fn open_stream(
+        &self,
+        url: &str,
+        last_event_id: Option<u64>,
+    ) -> Result<reqwest::Response, ClientError> {
+        let mut request = self.streaming.get(url);
+        if let Some(key) = &self.api_key {
+            request = request.bearer_auth(key);
+        }
+        if let Some(offset) = last_event_id {
+            request = request.header("Last-Event-ID", offset.to_string());
+        }
+        let transport = |source| ClientError::Transport {
+            url: url.to_owned(),
+            source,
+        };
+        let response = request.send().await.map_err(transport)?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let bytes = response.bytes().await.map_err(transport)?;
+        Err(ClientError::Api(problem_from(status, &bytes)))
+    }
+
     async fn call<B: serde::Serialize + ?Sized, T: DeserializeOwned>(
         &self,
         method: Method,
@@ -286,17 +351,7 @@ impl ApiClient {
         }
         let bytes = response.bytes().await.map_err(transport)?;
         if !status.is_success() {
-            let problem = serde_json::from_slice::<Problem>(&bytes).unwrap_or_else(|_| {
-                Problem::new(
-                    status.as_u16(),
-                    status.canonical_reason().unwrap_or("Error"),
-                    String::from_utf8_lossy(&bytes)
-                        .chars()
-                        .take(500)
-                        .collect::<String>(),
-                )
-            });
-            return Err(ClientError::Api(problem));
+            return Err(ClientError::Api(problem_from(status, &bytes)));
         }
         serde_json::from_slice(&bytes).map_err(|e| {
             ClientError::Api(Problem::new(
@@ -305,6 +360,135 @@ impl ApiClient {
                 format!("{url} answered with JSON this client cannot read: {e}"),
             ))
         })
+    }
+}
+
+/// The problem an error answer carries, or one made from its status and text.
+fn problem_from(status: StatusCode, bytes: &[u8]) -> Problem {
+    serde_json::from_slice::<Problem>(bytes).unwrap_or_else(|_| {
+        Problem::new(
+            status.as_u16(),
+            status.canonical_reason().unwrap_or("Error"),
+            String::from_utf8_lossy(bytes)
+                .chars()
+                .take(500)
+                .collect::<String>(),
+        )
+    })
+}
+
+/// A task's log as it is now, in chunks of bytes.
+#[derive(Debug)]
+pub struct LogChunks {
+    url: String,
+    response: reqwest::Response,
+}
+
+impl LogChunks {
+    /// The next chunk; `None` at the end. An error means the log was cut short.
+    pub async fn next(&mut self) -> Result<Option<Bytes>, ClientError> {
+        self.response
+            .chunk()
+            .await
+            .map_err(|source| ClientError::Transport {
+                url: self.url.clone(),
+                source,
+            })
+    }
+}
+
+/// Connection attempts in a row that may fail, without a line received in between,
+/// before following a log gives up (about a minute with the pauses between them).
+const FOLLOW_RETRIES: u32 = 15;
+
+/// A followed task log: its events, across reconnections.
+#[derive(Debug)]
+pub struct LogFollower {
+    client: ApiClient,
+    url: String,
+    last_offset: Option<u64>,
+    response: Option<reqwest::Response>,
+    parser: SseParser,
+    ready: VecDeque<LogEvent>,
+    failures: u32,
+    ended: bool,
+}
+
+impl LogFollower {
+    /// The next line, or the end; `None` after the end.
+    pub async fn next(&mut self) -> Result<Option<LogEvent>, ClientError> {
+        loop {
+            if let Some(event) = self.ready.pop_front() {
+                match &event {
+                    LogEvent::Line { offset, .. } => self.last_offset = Some(*offset),
+                    LogEvent::End(_) => self.ended = true,
+                }
+                return Ok(Some(event));
+            }
+            if self.ended {
+                return Ok(None);
+            }
+            let chunk = match &mut self.response {
+                Some(response) => response.chunk().await,
+                None => match self.client.open_stream(&self.url, self.last_offset).await {
+                    Ok(response) => {
+                        self.response = Some(response);
+                        self.parser = SseParser::default();
+                        continue;
+                    }
+                    Err(ClientError::Api(problem)) if problem.status < 500 => {
+                        return Err(ClientError::Api(problem));
+                    }
+                    Err(e) => {
+                        self.retry_after(e).await?;
+                        continue;
+                    }
+                },
+            };
+            match chunk {
+                Ok(Some(bytes)) => {
+                    for event in self.parser.feed(&bytes) {
+                        let event = event.into_log_event().map_err(|detail| {
+                            ClientError::Api(Problem::new(502, "Bad Response", detail))
+                        })?;
+                        self.failures = 0;
+                        self.ready.push_back(event);
+                    }
+                }
+                // The connection closed before the end: a node stopped, or a proxy
+                // timed out. Carry on after the last line.
+                Ok(None) => {
+                    self.response = None;
+                    self.failures += 1;
+                    if self.failures > FOLLOW_RETRIES {
+                        return Err(ClientError::Api(Problem::new(
+                            502,
+                            "Bad Gateway",
+                            format!("{} keeps closing the log before its end", self.url),
+                        )));
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(source) => {
+                    self.response = None;
+                    let url = self.url.clone();
+                    self.retry_after(ClientError::Transport { url, source })
+                        .await?;
+                }
+            }
+        }
+    }
+
+    /// Waits before reconnecting, longer after each failure in a row; gives up with
+    /// `error` after too many.
+    async fn retry_after(&mut self, error: ClientError) -> Result<(), ClientError> {
+        self.failures += 1;
+        if self.failures > FOLLOW_RETRIES {
+            return Err(error);
+        }
+        let pause = Duration::from_millis(250 * 2u64.pow(self.failures.min(5) - 1));
+        tokio::time::sleep(pause.min(Duration::from_secs(5))).await;
+        Ok(())
     }
 }
 

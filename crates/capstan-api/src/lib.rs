@@ -9,16 +9,18 @@ pub mod client;
 pub mod nodes;
 pub mod packages;
 pub mod problem;
+pub mod task_logs;
 pub mod tasks;
 pub mod timestamp;
 
-pub use client::{ApiClient, ClientError};
+pub use client::{ApiClient, ClientError, LogChunks, LogFollower};
 pub use nodes::{NodeResponse, UpdateNodeRequest};
 pub use packages::{
     ArtifactList, ArtifactResponse, PackagePage, PackageQuery, PackageResponse, PackageSummary,
     PackageVersionPage, UploadPackageQuery,
 };
 pub use problem::{PROBLEM_JSON, Problem};
+pub use task_logs::{LogEvent, TaskLogEnd, TaskLogQuery};
 pub use tasks::{
     AttemptList, AttemptResponse, CreateTaskRequest, CreateTasksRequest, CreateTasksResponse,
     TaskPage, TaskQuery, TaskResponse,

@@ -8,6 +8,7 @@
 mod error;
 pub mod keys;
 mod open;
+pub mod task_log;
 mod writer;
 
 use std::{fmt, ops::Range, sync::Arc};

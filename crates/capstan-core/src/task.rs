@@ -156,10 +156,19 @@ pub struct SleepArgs {
     /// What rescue does if the node running it is lost.
     #[serde(default)]
     pub on_node_lost: NodeLostPolicy,
+    /// Log a line `tick N` every this many milliseconds while sleeping. Without it the
+    /// task logs nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_every_ms: Option<u64>,
+    /// Pad each tick line to this many bytes of text, to exercise log sizes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_bytes: Option<u32>,
 }
 
 impl SleepArgs {
     pub const MAX_MS: u64 = 24 * 60 * 60 * 1000;
+    /// The longest tick line: as long as a log line may be.
+    pub const MAX_LOG_BYTES: u32 = 64 * 1024;
 
     /// Checks what serde cannot.
     pub fn validate(&self) -> Result<(), String> {
@@ -169,6 +178,25 @@ impl SleepArgs {
                 Self::MAX_MS,
                 self.ms
             ));
+        }
+        match (self.log_every_ms, self.log_bytes) {
+            (Some(0), _) => return Err("`log_every_ms` must be at least 1".to_owned()),
+            (Some(every), _) if every > Self::MAX_MS => {
+                return Err(format!(
+                    "`log_every_ms` is at most {} (one day), got {every}",
+                    Self::MAX_MS
+                ));
+            }
+            (None, Some(_)) => {
+                return Err("`log_bytes` pads tick lines, so it needs `log_every_ms`".to_owned());
+            }
+            (_, Some(bytes)) if bytes > Self::MAX_LOG_BYTES => {
+                return Err(format!(
+                    "`log_bytes` is at most {} (the longest log line), got {bytes}",
+                    Self::MAX_LOG_BYTES
+                ));
+            }
+            _ => {}
         }
         Ok(())
     }
@@ -216,5 +244,36 @@ mod tests {
         .validate()
         .unwrap_err();
         assert!(err.contains("at most 86400000"), "{err}");
+    }
+
+    #[test]
+    fn sleep_log_args_are_bounded_and_padding_needs_ticks() {
+        let ticking = SleepArgs {
+            log_every_ms: Some(100),
+            log_bytes: Some(1024),
+            ..Default::default()
+        };
+        assert!(ticking.validate().is_ok());
+        let never = SleepArgs {
+            log_every_ms: Some(0),
+            ..Default::default()
+        };
+        assert!(never.validate().unwrap_err().contains("at least 1"));
+        let padded_only = SleepArgs {
+            log_bytes: Some(10),
+            ..Default::default()
+        };
+        assert!(
+            padded_only
+                .validate()
+                .unwrap_err()
+                .contains("needs `log_every_ms`")
+        );
+        let huge = SleepArgs {
+            log_every_ms: Some(1),
+            log_bytes: Some(SleepArgs::MAX_LOG_BYTES + 1),
+            ..Default::default()
+        };
+        assert!(huge.validate().unwrap_err().contains("at most 65536"));
     }
 }

@@ -16,6 +16,7 @@ pub mod nodes;
 pub mod packages;
 pub mod pools;
 pub mod queue;
+pub mod task_logs;
 pub mod tasks;
 
 pub use error::DbError;

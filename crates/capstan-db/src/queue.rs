@@ -362,6 +362,9 @@ pub async fn enqueue_periodic(
 /// Deletes up to `batch` finished tasks (and their attempts) that finished more than
 /// `older_than` ago. Returns how many went; call again until it returns less than
 /// `batch`, so no single statement holds locks for long.
+///
+/// Tasks with a log are left alone: their log objects must go first (see
+/// [`crate::task_logs::finished_with_logs`]), or nothing would say where they are.
 pub async fn delete_finished(
     pool: &deadpool_postgres::Pool,
     older_than: Duration,
@@ -374,6 +377,7 @@ pub async fn delete_finished(
                 SELECT id FROM tasks
                 WHERE state IN ('succeeded', 'failed', 'cancelled')
                   AND finished_at < now() - $1 * interval '1 millisecond'
+                  AND NOT EXISTS (SELECT 1 FROM task_logs l WHERE l.task_id = tasks.id)
                 ORDER BY id LIMIT $2
                 FOR UPDATE SKIP LOCKED
              )

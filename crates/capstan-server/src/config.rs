@@ -5,7 +5,7 @@ use std::{net::SocketAddr, time::Duration};
 
 use base64::Engine;
 use capstan_blob::S3Options;
-use capstan_core::{NodeName, TaskCap, parse_duration};
+use capstan_core::{NodeName, TaskCap, format_size, parse_duration, parse_size};
 use capstan_db::DatabaseUrl;
 use clap::{Args, ValueEnum};
 use ipnet::IpNet;
@@ -97,6 +97,11 @@ pub struct ServerArgs {
     #[arg(long, env = "CAPSTAN_TASK_HISTORY_RETENTION_EVERY", default_value = "1h", value_parser = parse_duration_arg)]
     pub task_history_retention_every: Duration,
 
+    /// The most log one task keeps, 4KiB-64GiB. A log that reaches it ends with a line
+    /// saying so, and later lines are dropped.
+    #[arg(long, env = "CAPSTAN_TASK_LOG_CAP", default_value = "50MiB", value_parser = parse_task_log_cap)]
+    pub task_log_cap: u64,
+
     /// How long a stopping node waits for its running tasks before it exits anyway.
     #[arg(long, env = "CAPSTAN_SHUTDOWN_GRACE", default_value = "5m", value_parser = parse_duration_arg)]
     pub shutdown_grace: Duration,
@@ -159,6 +164,8 @@ pub struct Settings {
     pub lease_ttl: Duration,
     pub task_history_retention: Duration,
     pub task_history_retention_every: Duration,
+    /// Bytes of log one task keeps at most.
+    pub task_log_cap: u64,
     pub shutdown_grace: Duration,
     pub request_timeout: Duration,
     pub db_pool_size: u32,
@@ -233,6 +240,7 @@ impl ServerArgs {
             lease_ttl: self.lease_ttl,
             task_history_retention: self.task_history_retention,
             task_history_retention_every: self.task_history_retention_every,
+            task_log_cap: self.task_log_cap,
             shutdown_grace: self.shutdown_grace,
             request_timeout: self.request_timeout,
             db_pool_size: self.db_pool_size,
@@ -275,7 +283,22 @@ fn parse_duration_arg(s: &str) -> Result<Duration, String> {
 }
 
 fn parse_size_arg(s: &str) -> Result<u64, String> {
-    capstan_core::parse_size(s).map_err(|e| e.to_string())
+    parse_size(s).map_err(|e| e.to_string())
+}
+
+/// The smallest cap leaves room for the line that says the log was cut.
+pub const MIN_TASK_LOG_CAP: u64 = 4 * 1024;
+pub const MAX_TASK_LOG_CAP: u64 = 64 * 1024 * 1024 * 1024;
+
+fn parse_task_log_cap(s: &str) -> Result<u64, String> {
+    let cap = parse_size(s).map_err(|e| e.to_string())?;
+    if !(MIN_TASK_LOG_CAP..=MAX_TASK_LOG_CAP).contains(&cap) {
+        return Err(format!(
+            "the task log cap must be between 4KiB and 64GiB, got {}",
+            format_size(cap)
+        ));
+    }
+    Ok(cap)
 }
 
 fn parse_cidr(s: &str) -> Result<IpNet, String> {
@@ -377,5 +400,16 @@ mod tests {
                 .contains("postgres://")
         );
         assert!(parse_admin_key("short").is_err());
+        assert_eq!(parse_task_log_cap("50MiB").unwrap(), 50 * 1024 * 1024);
+        assert!(
+            parse_task_log_cap("100B")
+                .unwrap_err()
+                .contains("between 4KiB and 64GiB")
+        );
+        assert!(
+            parse_task_log_cap("50")
+                .unwrap_err()
+                .contains("unit is missing")
+        );
     }
 }

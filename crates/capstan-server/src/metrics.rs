@@ -44,6 +44,9 @@ pub struct NodeMetrics {
     pub queue_wait: Histogram,
     pub tasks_claimed: Counter,
     pub tasks_fenced: Counter,
+    pub task_log_bytes: Counter,
+    pub task_log_write_failures: Counter,
+    pub task_logs_compacted: Counter,
     tasks_queued: Gauge,
     tasks_running: Gauge,
     queue_oldest: Gauge,
@@ -163,6 +166,22 @@ impl NodeMetrics {
             Some(Unit::Count),
             "Runs this node stopped or whose outcome was refused because it no longer held the lease.".into(),
         );
+        r.describe_counter(
+            KeyName::from("capstan_task_log_bytes_total"),
+            Some(Unit::Bytes),
+            "Bytes of task log this node stored, in segments.".into(),
+        );
+        r.describe_counter(
+            KeyName::from("capstan_task_log_write_failures_total"),
+            Some(Unit::Count),
+            "Task log segments this node failed to store (retried), and last lines it gave up on."
+                .into(),
+        );
+        r.describe_counter(
+            KeyName::from("capstan_task_logs_compacted_total"),
+            Some(Unit::Count),
+            "Logs of finished tasks this node compacted into one object.".into(),
+        );
 
         let info_labels = vec![
             Label::new("node_name", state.name.clone()),
@@ -211,6 +230,16 @@ impl NodeMetrics {
                 .register_counter(&Key::from_name("capstan_tasks_claimed_total"), &METADATA),
             tasks_fenced: r
                 .register_counter(&Key::from_name("capstan_tasks_fenced_total"), &METADATA),
+            task_log_bytes: r
+                .register_counter(&Key::from_name("capstan_task_log_bytes_total"), &METADATA),
+            task_log_write_failures: r.register_counter(
+                &Key::from_name("capstan_task_log_write_failures_total"),
+                &METADATA,
+            ),
+            task_logs_compacted: r.register_counter(
+                &Key::from_name("capstan_task_logs_compacted_total"),
+                &METADATA,
+            ),
             tasks_queued: r.register_gauge(
                 &Key::from_parts("capstan_tasks", vec![Label::new("state", "queued")]),
                 &METADATA,

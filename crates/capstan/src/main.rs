@@ -28,7 +28,7 @@ enum Command {
     Dev(dev::DevArgs),
     /// List, drain and tune the cluster's nodes.
     Nodes(nodes::NodesArgs),
-    /// List, show, queue and cancel tasks.
+    /// List, show, queue and cancel tasks, and read their logs.
     Tasks(tasks::TasksArgs),
     /// Push, list and delete packages of the built-in feed.
     Packages(packages::PackagesArgs),

@@ -1,9 +1,9 @@
-//! `capstan tasks ...`: list, show, queue and cancel tasks.
+//! `capstan tasks ...`: list, show, queue and cancel tasks, and read their logs.
 
-use std::time::Duration;
+use std::{io::Write as _, time::Duration};
 
 use anyhow::Context as _;
-use capstan_api::{ApiClient, CreateTaskRequest, TaskQuery, TaskResponse, timestamp};
+use capstan_api::{ApiClient, CreateTaskRequest, LogEvent, TaskQuery, TaskResponse, timestamp};
 use capstan_core::{ConcurrencyKey, TaskState};
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -59,6 +59,14 @@ enum TasksCommand {
     },
     /// Cancel a queued task at once, or ask the node running it to stop it.
     Cancel { id: i64 },
+    /// Print a task's log: `<time> <LEVEL> <text>` per line.
+    Logs {
+        id: i64,
+        /// Keep printing lines as they are written until the task finishes; exit 1
+        /// unless it succeeded.
+        #[arg(long, short)]
+        follow: bool,
+    },
 }
 
 pub async fn run(args: TasksArgs) -> anyhow::Result<()> {
@@ -139,6 +147,13 @@ pub async fn run(args: TasksArgs) -> anyhow::Result<()> {
                 }
             }
         }
+        TasksCommand::Logs { id, follow } => {
+            if follow {
+                follow_log(&client, id).await?;
+            } else {
+                print_log(&client, id).await?;
+            }
+        }
         TasksCommand::Cancel { id } => {
             let task = client.cancel_task(id).await?;
             if task.state == TaskState::Cancelled {
@@ -148,6 +163,41 @@ pub async fn run(args: TasksArgs) -> anyhow::Result<()> {
                     "task {id} is running on {}; its node is stopping it",
                     task.node_name.as_deref().unwrap_or("a node")
                 );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Copies a task's log to stdout as it arrives.
+async fn print_log(client: &ApiClient, id: i64) -> anyhow::Result<()> {
+    let mut chunks = client.task_log(id).await?;
+    while let Some(chunk) = chunks.next().await? {
+        let mut out = std::io::stdout().lock();
+        out.write_all(&chunk)?;
+        out.flush()?;
+    }
+    Ok(())
+}
+
+/// Prints a task's log line by line until the task finishes; fails unless it
+/// succeeded.
+async fn follow_log(client: &ApiClient, id: i64) -> anyhow::Result<()> {
+    let mut follower = client.follow_task_log(id);
+    while let Some(event) = follower.next().await? {
+        match event {
+            LogEvent::Line { text, .. } => {
+                let mut out = std::io::stdout().lock();
+                writeln!(out, "{text}")?;
+                out.flush()?;
+            }
+            LogEvent::End(end) => {
+                if end.state != TaskState::Succeeded {
+                    match end.error {
+                        Some(error) => anyhow::bail!("task {id} {}: {error}", end.state),
+                        None => anyhow::bail!("task {id} {}", end.state),
+                    }
+                }
             }
         }
     }

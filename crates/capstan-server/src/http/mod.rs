@@ -7,10 +7,12 @@ mod download;
 mod error;
 mod extract;
 mod health;
+mod log_reader;
 mod nodes;
 mod observe;
 pub mod openapi;
 mod packages;
+mod task_logs;
 mod tasks;
 mod timeout;
 
@@ -71,6 +73,7 @@ pub fn router(ctx: Arc<NodeContext>) -> Router {
             "/api/packages/{id}/{version}/raw",
             get(packages::download_package),
         )
+        .route("/api/tasks/{id}/log", get(task_logs::get_task_log))
         .route_layer(middleware::from_fn_with_state(
             ctx.clone(),
             auth::require_api_key,

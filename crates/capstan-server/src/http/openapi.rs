@@ -4,14 +4,15 @@ use axum::Json;
 use capstan_api::{
     ArtifactList, ArtifactResponse, AttemptList, AttemptResponse, CreateTaskRequest,
     CreateTasksRequest, CreateTasksResponse, NodeResponse, PackagePage, PackageResponse,
-    PackageSummary, PackageVersionPage, Problem, TaskPage, TaskResponse, UpdateNodeRequest,
+    PackageSummary, PackageVersionPage, Problem, TaskLogEnd, TaskPage, TaskResponse,
+    UpdateNodeRequest,
 };
 use utoipa::{
     Modify, OpenApi,
     openapi::security::{Http, HttpAuthScheme, SecurityScheme},
 };
 
-use super::{artifacts, nodes, packages, tasks};
+use super::{artifacts, nodes, packages, task_logs, tasks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -19,14 +20,14 @@ use super::{artifacts, nodes, packages, tasks};
     paths(
         nodes::ping, nodes::list_nodes, nodes::get_node, nodes::update_node, nodes::delete_node,
         tasks::create_task, tasks::create_tasks, tasks::list_tasks, tasks::get_task,
-        tasks::task_attempts, tasks::cancel_task,
+        tasks::task_attempts, tasks::cancel_task, task_logs::get_task_log,
         artifacts::upload_artifact, artifacts::list_artifacts, artifacts::download_artifact,
         packages::upload_package, packages::list_packages, packages::list_versions,
         packages::get_package, packages::download_package, packages::delete_package,
     ),
     components(schemas(
         NodeResponse, UpdateNodeRequest, Problem, CreateTaskRequest, CreateTasksRequest,
-        CreateTasksResponse, TaskResponse, TaskPage, AttemptResponse, AttemptList,
+        CreateTasksResponse, TaskResponse, TaskPage, AttemptResponse, AttemptList, TaskLogEnd,
         PackageResponse, PackageSummary, PackagePage, PackageVersionPage, ArtifactResponse,
         ArtifactList,
     )),

@@ -41,6 +41,9 @@ pub struct NodeContext {
     pub uploads: crate::blobs::InFlight,
     pub metrics: NodeMetrics,
     pub runner: Runner,
+    /// Cancelled when the node stops serving HTTP: answers that stream for as long as
+    /// they are read (followed logs) end then, so the server can stop.
+    pub http_stop: CancellationToken,
 }
 
 /// A start-up check that failed: which dependency, and why.
@@ -162,6 +165,7 @@ impl Node {
                 uploads: Default::default(),
                 metrics,
                 runner,
+                http_stop: CancellationToken::new(),
             }),
             listener,
             local_addr,
@@ -192,7 +196,7 @@ impl Node {
         tasks.spawn("blob-health", crate::blobs::watch_health(ctx.clone()));
         tasks.spawn("blob-sweep", crate::blobs::sweep(ctx.clone()));
 
-        let http_stop = CancellationToken::new();
+        let http_stop = ctx.http_stop.clone();
         let app = crate::http::router(ctx.clone());
         // Answers are small and latency matters more than packet count.
         let listener = self.listener.tap_io(|tcp| {

@@ -9,7 +9,7 @@ use std::{
 use capstan_db::queue::{self, Claimer, Outcome};
 use tokio::time::MissedTickBehavior;
 
-use super::{Finished, supervise::start};
+use super::{Finished, log_compaction, supervise::start};
 use crate::node::NodeContext;
 
 /// How often the loop looks for work when no notification woke it: notifications are
@@ -36,7 +36,8 @@ pub(crate) async fn run(ctx: Arc<NodeContext>) {
     let mut poll = tokio::time::interval(POLL_INTERVAL);
     poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut pending: Vec<Outcome> = Vec::new();
-    let mut pending_kinds: Vec<String> = Vec::new();
+    // The kind of each pending outcome, and whether its run stored a log.
+    let mut pending_kinds: Vec<(String, bool)> = Vec::new();
     let mut look_for_work = true;
     let mut others_due: Option<tokio::time::Instant> = None;
     let mut outcomes_due: Option<tokio::time::Instant> = None;
@@ -100,10 +101,13 @@ pub(crate) async fn run(ctx: Arc<NodeContext>) {
                     tracing::info!(node.name = %ctx.state.name, "task queue reachable again");
                     failing = false;
                 }
-                for (outcome, kind) in pending.drain(..).zip(pending_kinds.drain(..)) {
+                for (outcome, (kind, logged)) in pending.drain(..).zip(pending_kinds.drain(..)) {
                     runner.release(outcome.id);
                     if cycle.completed.contains(&outcome.id) {
                         ctx.metrics.record_finished(&kind, outcome.state);
+                        if logged {
+                            log_compaction::spawn(&ctx, outcome.id);
+                        }
                     } else {
                         ctx.metrics.tasks_fenced.increment(1);
                         tracing::warn!(
@@ -148,7 +152,7 @@ fn accept(
     runner: &super::Runner,
     finished: Finished,
     pending: &mut Vec<Outcome>,
-    pending_kinds: &mut Vec<String>,
+    pending_kinds: &mut Vec<(String, bool)>,
 ) {
     match finished.outcome {
         Some((state, error)) => {
@@ -158,7 +162,7 @@ fn accept(
                 state,
                 error,
             });
-            pending_kinds.push(finished.kind);
+            pending_kinds.push((finished.kind, finished.logged));
         }
         // Fenced: the task is someone else's now; only the slot is ours to free.
         None => runner.release(finished.id),

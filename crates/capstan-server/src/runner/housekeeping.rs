@@ -1,21 +1,37 @@
 //! What every node does for the whole cluster, once per heartbeat interval: rescue
-//! tasks whose lease expired, queue periodic tasks whose period began, and refresh the
-//! queue gauges. Any node may do each of these; the database makes sure each happens
-//! once (SKIP LOCKED for rescue, a unique key per period for periodic tasks).
+//! tasks whose lease expired, queue periodic tasks whose period began, compact the logs
+//! of finished tasks whose node died before it could, and refresh the queue gauges.
+//! Any node may do each of these; the database makes sure each happens once (SKIP
+//! LOCKED for rescue and compaction, a unique key per period for periodic tasks).
 
 use std::{
     sync::Arc,
     time::{Duration, Instant, SystemTime},
 };
 
-use capstan_db::queue::{self, RescueScope};
+use capstan_db::{
+    queue::{self, RescueScope},
+    task_logs,
+};
 use tokio::time::MissedTickBehavior;
 
-use super::kinds::{BLOB_RETENTION, BlobRetention, TASK_HISTORY_RETENTION, TaskHistoryRetention};
+use super::{
+    kinds::{BLOB_RETENTION, BlobRetention, TASK_HISTORY_RETENTION, TaskHistoryRetention},
+    log_compaction,
+};
 use crate::node::NodeContext;
 
 /// How often the queue gauges are refreshed.
 const STATS_EVERY: Duration = Duration::from_secs(5);
+/// Heartbeats a finished task's own node has to compact its log before others may.
+const COMPACT_GRACE_HEARTBEATS: u32 = 10;
+/// Left-over logs are looked for every this many heartbeats: they are rare, and
+/// nothing waits for them.
+const COMPACT_EVERY_HEARTBEATS: u32 = 5;
+/// How long a claimed compaction is left to its node before another may try.
+const COMPACT_HOLD: Duration = Duration::from_secs(300);
+/// Logs claimed for compaction per look.
+const COMPACT_BATCH: i64 = 10;
 
 /// A system task queued once per period across the cluster.
 struct Periodic {
@@ -81,9 +97,14 @@ pub(crate) async fn run(ctx: Arc<NodeContext>) {
         ),
     ];
     let mut stats_at: Option<Instant> = None;
+    let mut ticks = 0u32;
     loop {
         ticker.tick().await;
         rescue_expired(&ctx).await;
+        ticks = ticks.wrapping_add(1);
+        if ticks % COMPACT_EVERY_HEARTBEATS == 0 {
+            compact_left_over_logs(&ctx).await;
+        }
         for task in &mut periodic {
             task.enqueue_if_due(&ctx).await;
         }
@@ -115,6 +136,32 @@ async fn rescue_expired(ctx: &NodeContext) {
             }
         }
         Err(e) => tracing::debug!("rescue skipped: {e}"),
+    }
+}
+
+/// Claims logs of tasks that finished a while ago and are still in segments, and
+/// compacts them in the background. The node that ran a task compacts its log as soon
+/// as the outcome is written, so this finds only what a dead or failing node left.
+async fn compact_left_over_logs(ctx: &Arc<NodeContext>) {
+    let every = ctx.state.heartbeat_interval;
+    let grace = every * COMPACT_GRACE_HEARTBEATS;
+    let claim = task_logs::claim_uncompacted(&ctx.pools.api, grace, COMPACT_HOLD, COMPACT_BATCH);
+    // Rescue comes first: a busy API pool must not hold up the next heartbeat's.
+    let Ok(claimed) = tokio::time::timeout(every, claim).await else {
+        tracing::debug!("looking for logs to compact took over a heartbeat; skipped");
+        return;
+    };
+    match claimed {
+        Ok(ids) => {
+            for id in ids {
+                tracing::info!(
+                    task.id = id,
+                    "compacting the log of task {id}, which its node left in segments"
+                );
+                log_compaction::spawn(ctx, id);
+            }
+        }
+        Err(e) => tracing::debug!("cannot look for logs to compact: {e}"),
     }
 }
 

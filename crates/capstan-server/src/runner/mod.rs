@@ -9,6 +9,8 @@ mod claim_loop;
 mod housekeeping;
 pub mod kinds;
 mod leases;
+mod log_compaction;
+mod log_writer;
 mod queueing;
 mod supervise;
 
@@ -18,16 +20,20 @@ use std::{
     time::{Duration, Instant},
 };
 
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 pub(crate) use claim_loop::run as claim_loop;
 pub(crate) use housekeeping::run as housekeeping;
 pub use kinds::{TaskKind, TaskKinds};
 pub(crate) use leases::{renew as renew_leases, watchdog as lease_watchdog};
+pub use log_writer::TaskLog;
 pub use queueing::{queue_many, queue_one};
 
 use crate::NodeState;
+
+/// Log compactions one node runs at once; each is mostly waiting on the blob store.
+const LOG_COMPACTIONS: usize = 4;
 
 /// Why a run was stopped before it finished.
 #[derive(Debug, Clone)]
@@ -53,6 +59,8 @@ struct Finished {
     kind: String,
     /// `None` when the run was fenced off: there is nothing it may write.
     outcome: Option<(&'static str, Option<String>)>,
+    /// The run stored some of the task's log, to be compacted once the outcome is in.
+    logged: bool,
 }
 
 /// The node's slots: tasks it holds, and slots promised to claims in flight.
@@ -80,6 +88,8 @@ pub struct Runner {
     wake_for_others: Notify,
     /// When the last lease renewal that succeeded was sent.
     renewed_at: Mutex<Instant>,
+    /// Bounds the log compactions running at once on this node.
+    log_compactions: Semaphore,
 }
 
 impl Runner {
@@ -96,6 +106,7 @@ impl Runner {
             wake: Notify::new(),
             wake_for_others: Notify::new(),
             renewed_at: Mutex::new(Instant::now()),
+            log_compactions: Semaphore::new(LOG_COMPACTIONS),
         }
     }
 

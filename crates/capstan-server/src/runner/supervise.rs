@@ -1,5 +1,6 @@
 //! Running a claimed task: a supervisor turns however its run ends (success, error,
-//! panic, cancel, lost lease) into a [`Finished`] for the claim loop. Both claimers
+//! panic, cancel, lost lease) into a [`Finished`] for the claim loop, once the run's
+//! log is stored. Both claimers
 //! (the claim loop, and queueing with a free slot) hand their tasks here.
 
 use std::sync::{Arc, Mutex};
@@ -7,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use capstan_db::queue::ClaimedTask;
 use tokio_util::sync::CancellationToken;
 
-use super::{Finished, Running, StopReason, kinds::TaskRun};
+use super::{Finished, Running, StopReason, TaskLog, kinds::TaskRun};
 use crate::node::NodeContext;
 
 /// Starts one claimed task under a supervisor that turns its end (success, error,
@@ -40,15 +41,18 @@ pub(crate) fn start(ctx: &Arc<NodeContext>, task: ClaimedTask) {
                     ctx.state.name, task.kind
                 )),
             )),
+            logged: false,
         });
         return;
     };
+    let log = TaskLog::new(ctx.clone(), task.id, task.attempt);
     let run = TaskRun {
         ctx: ctx.clone(),
         id: task.id,
         attempt: task.attempt,
         args: task.args,
         stop: stop.clone(),
+        log: log.clone(),
     };
     let finished_tx = runner.finished_tx.clone();
     let node_name = ctx.state.name.clone();
@@ -83,11 +87,21 @@ pub(crate) fn start(ctx: &Arc<NodeContext>, task: ClaimedTask) {
                 Some(("cancelled", Some("cancelled by request".to_owned())))
             }
         };
+        // The log is complete before the outcome says the task is finished, so a reader
+        // that sees the outcome sees every line; a fenced run may add nothing.
+        let logged = match outcome {
+            Some(_) => log.finish().await,
+            None => {
+                log.abandon();
+                false
+            }
+        };
         let _ = finished_tx.send(Finished {
             id: task.id,
             attempt: task.attempt,
             kind: task.kind,
             outcome,
+            logged,
         });
     });
 }

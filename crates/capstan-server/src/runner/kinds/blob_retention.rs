@@ -1,7 +1,9 @@
-//! `blob-retention`: keeps the newest N versions of each package and deletes the
-//! artifacts of tasks that finished more than a configured age ago. Rows go first, in
-//! batches; their blobs follow through the sweep, so a run cut short loses nothing and
-//! leaves nothing orphaned. Queued by every node's scheduler once per period.
+//! `blob-retention`: keeps the newest N versions of each package and deletes the logs
+//! and artifacts of tasks that finished more than a configured age ago (the tasks
+//! stay, until task-history-retention). Package and artifact rows go first, their blobs
+//! following through the sweep; a log's objects go before its rows. Either way a run
+//! cut short loses nothing and leaves nothing orphaned. Queued by every node's
+//! scheduler once per period.
 
 use std::time::Duration;
 
@@ -9,12 +11,16 @@ use capstan_core::NodeLostPolicy;
 use futures::{FutureExt, future::BoxFuture};
 use serde::{Deserialize, Serialize};
 
-use super::{Prepared, TaskKind, TaskRun, parse_args};
+use capstan_db::task_logs;
+
+use super::{Prepared, TaskKind, TaskRun, parse_args, retention::delete_log_objects};
 
 pub const BLOB_RETENTION: &str = "blob-retention";
 
 /// Rows one statement deletes, so no statement holds locks for long.
 const BATCH: i64 = 1000;
+/// Logs deleted per round: each needs its objects deleted first.
+const LOG_BATCH: i64 = 100;
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -100,16 +106,46 @@ impl TaskKind for BlobRetention {
                     break;
                 }
             }
+            let logs = delete_old_logs(&run, older_than).await?;
             report.push(format!(
-                "deleted {artifacts} artifact(s) of tasks that finished more than {} ago",
+                "deleted the logs of {logs} and {artifacts} artifact(s) of tasks that finished more than {} ago",
                 humantime::format_duration(older_than)
             ));
             run.ctx.blob_sweep.notify_one();
-            for line in &report {
+            for line in report {
                 tracing::info!(task.id = run.id, "blob retention: {line}");
+                run.log.info(line);
             }
             Ok(())
         }
         .boxed()
+    }
+}
+
+/// Deletes the logs of old tasks: objects first, then rows. A log whose objects cannot
+/// be deleted now stays for the next run.
+async fn delete_old_logs(run: &TaskRun, older_than: Duration) -> Result<u64, String> {
+    let ctx = &run.ctx;
+    let mut deleted = 0;
+    loop {
+        let doomed = task_logs::finished_with_logs(&ctx.pools.api, older_than, LOG_BATCH)
+            .await
+            .map_err(|e| format!("finding old logs failed after {deleted}: {e}"))?;
+        let mut cleared = Vec::with_capacity(doomed.len());
+        for log in &doomed {
+            match delete_log_objects(&ctx.blob, log.task_id).await {
+                Ok(()) => cleared.push(log.clone()),
+                Err(e) => run.log.warn(format!(
+                    "kept the log of task {} for now: cannot delete it: {e}",
+                    log.task_id
+                )),
+            }
+        }
+        deleted += task_logs::delete_logs(&ctx.pools.api, &cleared)
+            .await
+            .map_err(|e| format!("deleting old logs failed after {deleted}: {e}"))?;
+        if doomed.len() < LOG_BATCH as usize || cleared.is_empty() || run.stop.is_cancelled() {
+            return Ok(deleted);
+        }
     }
 }

@@ -35,6 +35,8 @@ pub struct TaskRun {
     /// lease. The runner also drops the run's future, so awaiting this is only needed
     /// for work that must clean up.
     pub stop: CancellationToken,
+    /// The task's log, which operators read with `capstan tasks logs`.
+    pub log: super::TaskLog,
 }
 
 /// A kind of task.

@@ -1,10 +1,12 @@
-//! `task-history-retention`: deletes finished tasks, and their attempts, older than a
-//! configured age. Queued by every node's scheduler once per period; idempotent, so a
-//! lost node's run is simply queued again.
+//! `task-history-retention`: deletes finished tasks, with their attempts and logs,
+//! older than a configured age. Queued by every node's scheduler once per period;
+//! idempotent, so a lost node's run is simply queued again.
 
 use std::time::Duration;
 
+use capstan_blob::{BlobStore, ObjectError, task_log};
 use capstan_core::NodeLostPolicy;
+use capstan_db::task_logs;
 use futures::{FutureExt, future::BoxFuture};
 use serde::{Deserialize, Serialize};
 
@@ -14,6 +16,10 @@ pub const TASK_HISTORY_RETENTION: &str = "task-history-retention";
 
 /// How many rows one delete statement removes, so no statement holds locks for long.
 const BATCH: i64 = 5000;
+/// Tasks with logs deleted per round: each needs its objects deleted first.
+const LOG_BATCH: i64 = 100;
+/// The most objects one listing of a log's prefix returns.
+const LIST_LIMIT: usize = 1000;
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -47,6 +53,8 @@ impl TaskKind for TaskHistoryRetention {
         async move {
             let args: RetentionArgs = parse_args(&run.args)?;
             let older_than = Duration::from_millis(args.older_than_ms);
+            let age = humantime::format_duration(older_than);
+            let with_logs = delete_tasks_with_logs(&run, older_than).await?;
             let mut deleted = 0;
             loop {
                 let n =
@@ -58,14 +66,63 @@ impl TaskKind for TaskHistoryRetention {
                     break;
                 }
             }
+            run.log.info(format!(
+                "deleted {} task(s) finished more than {age} ago, {with_logs} of them with their logs",
+                deleted + with_logs
+            ));
             tracing::info!(
                 task.id = run.id,
-                deleted,
-                "task history retention deleted {deleted} task(s) finished more than {} ago",
-                humantime::format_duration(older_than)
+                deleted = deleted + with_logs,
+                "task history retention deleted {} task(s) finished more than {age} ago",
+                deleted + with_logs
             );
             Ok(())
         }
         .boxed()
+    }
+}
+
+/// Deletes old tasks that have a log: the log's objects first, then the rows, so no
+/// object outlives the row that says where it is. A task whose objects cannot be
+/// deleted now stays for the next run.
+async fn delete_tasks_with_logs(run: &TaskRun, older_than: Duration) -> Result<u64, String> {
+    let ctx = &run.ctx;
+    let mut deleted = 0;
+    loop {
+        let doomed = task_logs::finished_with_logs(&ctx.pools.api, older_than, LOG_BATCH)
+            .await
+            .map_err(|e| format!("finding old tasks with logs failed after {deleted}: {e}"))?;
+        let mut cleared = Vec::with_capacity(doomed.len());
+        for log in &doomed {
+            match delete_log_objects(&ctx.blob, log.task_id).await {
+                Ok(()) => cleared.push(log.clone()),
+                Err(e) => run.log.warn(format!(
+                    "kept task {} for now: cannot delete its log: {e}",
+                    log.task_id
+                )),
+            }
+        }
+        deleted += task_logs::delete_tasks_with_logs(&ctx.pools.api, &cleared)
+            .await
+            .map_err(|e| format!("deleting old tasks with logs failed after {deleted}: {e}"))?;
+        // Tasks whose objects could not be deleted would come back first every time.
+        if doomed.len() < LOG_BATCH as usize || cleared.is_empty() || run.stop.is_cancelled() {
+            return Ok(deleted);
+        }
+    }
+}
+
+/// Deletes every object under a task's log prefix: segments, the compacted log, and
+/// objects no row names (a fenced run's, a retried upload's).
+pub(super) async fn delete_log_objects(blob: &BlobStore, task_id: i64) -> Result<(), ObjectError> {
+    let prefix = task_log::prefix(task_id);
+    loop {
+        let keys = blob.list(&prefix, LIST_LIMIT).await?;
+        for key in &keys {
+            blob.delete(key).await?;
+        }
+        if keys.len() < LIST_LIMIT {
+            return Ok(());
+        }
     }
 }

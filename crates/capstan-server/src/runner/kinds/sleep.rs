@@ -1,5 +1,6 @@
-//! `sleep`: waits, then succeeds or fails. A diagnostic for operators (does the
-//! cluster run tasks? which node takes them?) and the workhorse of the queue's tests.
+//! `sleep`: waits, then succeeds or fails, logging a tick now and then if asked to. A
+//! diagnostic for operators (does the cluster run tasks? which node takes them? do
+//! logs come through?) and the workhorse of the queue's and the logs' tests.
 
 use std::time::Duration;
 
@@ -27,8 +28,10 @@ impl TaskKind for Sleep {
     fn run(&self, run: TaskRun) -> BoxFuture<'static, Result<(), String>> {
         async move {
             let args: SleepArgs = parse_args(&run.args)?;
-            if args.ms > 0 {
-                tokio::time::sleep(Duration::from_millis(args.ms)).await;
+            match args.log_every_ms {
+                Some(every) => tick(&run, &args, Duration::from_millis(every)).await,
+                None if args.ms > 0 => tokio::time::sleep(Duration::from_millis(args.ms)).await,
+                None => {}
             }
             if args.fail {
                 return Err(format!("failed on purpose after {} ms", args.ms));
@@ -36,5 +39,25 @@ impl TaskKind for Sleep {
             Ok(())
         }
         .boxed()
+    }
+}
+
+/// Sleeps `args.ms`, logging `tick N` (padded to `log_bytes`) every `every`.
+async fn tick(run: &TaskRun, args: &SleepArgs, every: Duration) {
+    let until = tokio::time::Instant::now() + Duration::from_millis(args.ms);
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let pad = args.log_bytes.unwrap_or(0) as usize;
+    for n in 1u64.. {
+        tokio::select! {
+            () = tokio::time::sleep_until(until) => return,
+            _ = ticks.tick() => {}
+        }
+        let mut line = format!("tick {n}");
+        if line.len() < pad {
+            line.push(' ');
+            line.extend(std::iter::repeat_n('.', pad - line.len()));
+        }
+        run.log.info(line);
     }
 }

@@ -30,6 +30,7 @@ async fn the_openapi_document_describes_every_node_and_task_endpoint() {
         ("/api/tasks/{id}", "get", "get_task"),
         ("/api/tasks/{id}/attempts", "get", "task_attempts"),
         ("/api/tasks/{id}/cancel", "post", "cancel_task"),
+        ("/api/tasks/{id}/log", "get", "get_task_log"),
     ] {
         assert_eq!(
             paths[path][method]["operationId"], operation,

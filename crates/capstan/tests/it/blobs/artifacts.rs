@@ -293,7 +293,7 @@ async fn blob_retention_keeps_the_newest_versions_and_drops_old_tasks_artifacts(
     let task = client
         .create_task(&capstan_api::CreateTaskRequest {
             kind: "sleep".to_owned(),
-            args: json!({}),
+            args: json!({"ms": 100, "log_every_ms": 20}),
             concurrency_key: None,
         })
         .await
@@ -326,7 +326,9 @@ async fn blob_retention_keeps_the_newest_versions_and_drops_old_tasks_artifacts(
                 .map(|v| v["version"].as_str().unwrap_or_default().to_owned())
                 .collect();
             let artifacts = env.leftovers("artifacts").await;
-            (versions == ["1.10.0", "1.2.0"] && artifacts.is_empty()).then_some(())
+            let logs = env.leftovers(&format!("logs/{}/", task.id)).await;
+            (versions == ["1.10.0", "1.2.0"] && artifacts.is_empty() && logs.is_empty())
+                .then_some(())
         },
     )
     .await;
@@ -345,9 +347,24 @@ async fn blob_retention_keeps_the_newest_versions_and_drops_old_tasks_artifacts(
         })
         .await
         .unwrap();
-    assert!(
-        runs.items
-            .iter()
-            .any(|t| t.state == capstan_core::TaskState::Succeeded)
-    );
+    let run = runs
+        .items
+        .iter()
+        .find(|t| t.state == capstan_core::TaskState::Succeeded)
+        .expect("a finished blob-retention run");
+    // Its own log says what it deleted.
+    let log = auth(http().get(format!("{base}/api/tasks/{}/log", run.id)))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(log.contains("deleted the logs of"), "{log}");
+    let old_log = auth(http().get(format!("{base}/api/tasks/{}/log", task.id)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(old_log.status(), StatusCode::OK);
+    assert_eq!(old_log.text().await.unwrap(), "");
 }

@@ -1,7 +1,8 @@
 //! Two real nodes on one S3-compatible store behind a real HAProxy: a 1 GiB package
-//! goes in through the load balancer and comes out of each node byte for byte; the
-//! node receiving an upload is SIGKILLed half way, nothing is left behind, and the
-//! retry through the load balancer succeeds.
+//! goes in through the load balancer and comes out of each node byte for byte; a task's
+//! log is followed live through the node that does not run it; the node receiving an
+//! upload is SIGKILLed half way, nothing is left behind, and the retry through the load
+//! balancer succeeds.
 
 use std::{
     sync::{
@@ -152,6 +153,60 @@ async fn a_1gib_package_through_the_load_balancer_survives_a_node_killed_mid_upl
         );
     }
 
+    // A task running on one node, its log followed live through the other.
+    let http = reqwest::Client::new();
+    let task: serde_json::Value = http
+        .post(format!("{}/api/tasks", nodes[0].url()))
+        .bearer_auth(ADMIN_KEY)
+        .json(&serde_json::json!({"kind": "sleep", "args": {"ms": 1500, "log_every_ms": 100}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        task["node_name"], nodes[0].name,
+        "claimed on create: {task}"
+    );
+    let started = Instant::now();
+    let mut events = http
+        .get(format!(
+            "{}/api/tasks/{}/log?follow=true",
+            nodes[1].url(),
+            task["id"]
+        ))
+        .bearer_auth(ADMIN_KEY)
+        .send()
+        .await
+        .unwrap()
+        .bytes_stream();
+    let (mut text, mut first_line) = (String::new(), None);
+    while let Some(chunk) = events.next().await {
+        text.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+        if first_line.is_none() && text.contains("data:") {
+            first_line = Some(started.elapsed());
+        }
+        if text.contains("event: end") {
+            break;
+        }
+    }
+    let ticks = text
+        .lines()
+        .filter(|l| l.starts_with("data:") && l.contains("tick"))
+        .count();
+    assert!(ticks >= 10, "{text}");
+    assert!(
+        first_line.unwrap() < Duration::from_millis(2500),
+        "{first_line:?}"
+    );
+    println!(
+        "followed {ticks} lines of a task on {} through {}; the first arrived after {:?}",
+        nodes[0].name,
+        nodes[1].name,
+        first_line.unwrap()
+    );
+
     // Half way through the next upload, SIGKILL the node receiving it.
     let sent = Arc::new(AtomicU64::new(0));
     let request = upload(
@@ -218,7 +273,9 @@ async fn a_1gib_package_through_the_load_balancer_survives_a_node_killed_mid_upl
             let name = p.file_name().unwrap_or_default().to_string_lossy();
             let sidecar = name.starts_with(".bucket-")
                 && (name.ends_with(".metadata.json") || name.ends_with(".internal.json"));
-            !sidecar && !p.to_string_lossy().contains("/lb/packages/Big/1.0.0/")
+            // Task logs (the periodic tasks') are not uploads.
+            let path = p.to_string_lossy();
+            !sidecar && !path.contains("/lb/packages/Big/1.0.0/") && !path.contains("/lb/logs/")
         })
         .collect();
     assert!(strays.is_empty(), "left behind: {strays:?}");

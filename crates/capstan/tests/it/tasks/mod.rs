@@ -1,6 +1,7 @@
 //! The cluster task queue: caps, FIFO, exactly-once runs, cancel, concurrency keys,
-//! drain and cap changes (in-process nodes), and lost nodes (real processes).
+//! drain and cap changes (in-process nodes), lost nodes (real processes), and task logs.
 
 mod bad_input;
+mod logs;
 mod lost_nodes;
 mod queue;
