@@ -75,6 +75,10 @@ pub struct BlobArgs {
     /// its data in the work directory) instead of a directory.
     #[arg(long)]
     s3: bool,
+    /// Before each round, wait until the machine is less busy than this (per cent of
+    /// all CPUs, over one second): on a shared machine, neighbours skew the figures.
+    #[arg(long, default_value_t = 10.0)]
+    idle_below: f64,
     /// The PostgreSQL server on which each round's throwaway database is created.
     #[arg(
         long,
@@ -143,7 +147,7 @@ async fn run_in(args: &BlobArgs, work: &Path) -> anyhow::Result<()> {
 
     let mut rounds = Vec::new();
     for round in 1..=args.rounds {
-        let busy = machine_busy_pct().await;
+        let busy = wait_until_idle(args.idle_below).await;
         eprintln!(
             "round {round}/{}: machine {busy:.0}% busy beforehand",
             args.rounds
@@ -288,10 +292,9 @@ struct Round {
     rss_upload_peak_mib: f64,
     rss_download_peak_mib: f64,
     rss_samples: usize,
-    node_cpu_upload_pct: f64,
-    node_cpu_download_pct: f64,
-    client_cpu_upload_pct: f64,
-    client_cpu_download_pct: f64,
+    upload_cpu: CpuShare,
+    download_cpu: CpuShare,
+    sha256_mib_s: f64,
 }
 
 impl Round {
@@ -310,6 +313,7 @@ impl Round {
     fn emit(&self, emit: impl Fn(&str, f64)) {
         emit("copy_mib_per_s", self.copy_mib_s);
         emit("copy_fsync_mib_per_s", self.copy_fsync_mib_s);
+        emit("read_sha256_mib_per_s", self.sha256_mib_s);
         emit("upload_mib_per_s", self.upload_mib_s);
         emit("download_mib_per_s", self.download_mib_s);
         emit("upload_to_copy_ratio", self.upload_ratio());
@@ -319,10 +323,11 @@ impl Round {
         emit("node_rss_download_peak_mib", self.rss_download_peak_mib);
         emit("node_rss_growth_mib", self.rss_growth_mib());
         emit("node_rss_samples", self.rss_samples as f64);
-        emit("node_cpu_upload_pct", self.node_cpu_upload_pct);
-        emit("node_cpu_download_pct", self.node_cpu_download_pct);
-        emit("client_cpu_upload_pct", self.client_cpu_upload_pct);
-        emit("client_cpu_download_pct", self.client_cpu_download_pct);
+        for (phase, cpu) in [("upload", self.upload_cpu), ("download", self.download_cpu)] {
+            emit(&format!("node_cpu_{phase}_pct"), cpu.node_pct);
+            emit(&format!("client_cpu_{phase}_pct"), cpu.client_pct);
+            emit(&format!("other_cpu_{phase}_pct"), cpu.other_pct);
+        }
     }
 }
 
@@ -381,10 +386,9 @@ async fn run_round(
         rss_upload_peak_mib: node.peaks.max_mib[Phase::Upload as usize],
         rss_download_peak_mib: node.peaks.max_mib[Phase::Download as usize],
         rss_samples: node.peaks.samples,
-        node_cpu_upload_pct: node.node_cpu.0 / node.upload.as_secs_f64() * 100.0,
-        node_cpu_download_pct: node.node_cpu.1 / node.download.as_secs_f64() * 100.0,
-        client_cpu_upload_pct: node.client_cpu.0 / node.upload.as_secs_f64() * 100.0,
-        client_cpu_download_pct: node.client_cpu.1 / node.download.as_secs_f64() * 100.0,
+        upload_cpu: node.upload_cpu,
+        download_cpu: node.download_cpu,
+        sha256_mib_s: mib_s(node.hashed),
     })
 }
 
@@ -394,9 +398,11 @@ struct NodeFigures {
     download: Duration,
     rss_baseline_mib: f64,
     peaks: Peaks,
-    /// CPU seconds during the upload and the download.
-    node_cpu: (f64, f64),
-    client_cpu: (f64, f64),
+    upload_cpu: CpuShare,
+    download_cpu: CpuShare,
+    /// How long this process took to read the download back and hash it: what one
+    /// core can hash here, the ceiling of an upload that hashes as it receives.
+    hashed: Duration,
 }
 
 async fn through_node(
@@ -441,15 +447,13 @@ async fn upload_download(
 ) -> anyhow::Result<NodeFigures> {
     let client = reqwest::Client::new();
     let version = package_version(round);
-    let me = std::process::id();
-    let cpu = |pid| nodes::cpu_seconds(pid).unwrap_or(0.0);
 
     // Let the node finish starting (migrations, first heartbeat) before its idle
     // footprint is taken.
     tokio::time::sleep(Duration::from_millis(500)).await;
     sync(work).await?;
     let rss_baseline_mib = node.rss_mib().context("the node has exited")?;
-    let (node_before, client_before) = (cpu(node.pid()), cpu(me));
+    let cpu_before = CpuTimes::now(node.pid());
     sampler.enter(Phase::Upload);
     let started = Instant::now();
     let response = client
@@ -468,7 +472,7 @@ async fn upload_download(
     let uploaded: PackageResponse = response.json().await?;
     let upload = started.elapsed();
     sampler.enter(Phase::Between);
-    let upload_cpu = (cpu(node.pid()) - node_before, cpu(me) - client_before);
+    let upload_cpu = CpuTimes::now(node.pid()).share_since(cpu_before, upload);
     ensure!(
         uploaded.size == args.size && uploaded.sha256 == sha256,
         "the node stored {} bytes with sha256 {}; sent {} bytes with sha256 {sha256}",
@@ -479,7 +483,7 @@ async fn upload_download(
 
     sync(work).await?;
     let target = work.join("download.bin");
-    let (node_before, client_before) = (cpu(node.pid()), cpu(me));
+    let cpu_before = CpuTimes::now(node.pid());
     sampler.enter(Phase::Download);
     let started = Instant::now();
     let response = client
@@ -497,12 +501,14 @@ async fn upload_download(
     write_chunks(response, &target).await?;
     let download = started.elapsed();
     sampler.enter(Phase::Between);
-    let download_cpu = (cpu(node.pid()) - node_before, cpu(me) - client_before);
+    let download_cpu = CpuTimes::now(node.pid()).share_since(cpu_before, download);
 
+    let hashing = Instant::now();
     let (got_size, got_sha256) = {
         let target = target.clone();
         tokio::task::spawn_blocking(move || hash_file(&target)).await??
     };
+    let hashed = hashing.elapsed();
     remove(&target);
     ensure!(
         got_size == args.size && got_sha256 == sha256,
@@ -514,8 +520,9 @@ async fn upload_download(
         download,
         rss_baseline_mib,
         peaks: Peaks::default(),
-        node_cpu: (upload_cpu.0, download_cpu.0),
-        client_cpu: (upload_cpu.1, download_cpu.1),
+        upload_cpu,
+        download_cpu,
+        hashed,
     })
 }
 
@@ -577,33 +584,38 @@ fn read_chunks(
 /// Writes a response body to `path` through a thread of its own; returns once the
 /// last byte is written (not fsynced, as neither the copy nor the store fsyncs).
 async fn write_chunks(mut response: reqwest::Response, path: &Path) -> anyhow::Result<()> {
-    let (chunk_tx, mut chunk_rx) = tokio::sync::mpsc::channel::<Bytes>(16);
+    let (batch_tx, mut batch_rx) = tokio::sync::mpsc::channel::<Vec<Bytes>>(4);
     let path = path.to_owned();
     let writer = std::thread::spawn(move || -> std::io::Result<()> {
         let mut file = std::fs::File::create(&path)?;
-        while let Some(chunk) = chunk_rx.blocking_recv() {
-            file.write_all(&chunk)?;
+        while let Some(batch) = batch_rx.blocking_recv() {
+            for chunk in batch {
+                file.write_all(&chunk)?;
+            }
         }
         Ok(())
     });
     let received = async {
-        // Chunks arrive as small as the node sends them; gathered into 1 MiB writes,
-        // the client's share of the CPU stays small.
-        let mut gathered = BytesMut::with_capacity(CHUNK);
+        // Chunks arrive as small as the node sends them; handed over in batches of
+        // about 1 MiB, they wake the writer a thousand times per GiB, not a hundred
+        // thousand.
+        let mut batch = Vec::new();
+        let mut batched = 0;
         while let Some(chunk) = response.chunk().await? {
-            gathered.extend_from_slice(&chunk);
-            if gathered.len() >= CHUNK {
-                let full = std::mem::replace(&mut gathered, BytesMut::with_capacity(CHUNK));
-                if chunk_tx.send(full.freeze()).await.is_err() {
+            batched += chunk.len();
+            batch.push(chunk);
+            if batched >= CHUNK {
+                batched = 0;
+                if batch_tx.send(std::mem::take(&mut batch)).await.is_err() {
                     return anyhow::Ok(());
                 }
             }
         }
-        drop(chunk_tx.send(gathered.freeze()).await);
+        drop(batch_tx.send(batch).await);
         anyhow::Ok(())
     }
     .await;
-    drop(chunk_tx);
+    drop(batch_tx);
     let written = tokio::task::spawn_blocking(move || writer.join())
         .await?
         .map_err(|_| anyhow::anyhow!("the download's writer thread panicked"))?;
@@ -671,31 +683,97 @@ impl Sampler {
     }
 }
 
-/// How busy the machine is (all CPUs, in per cent) over half a second.
-async fn machine_busy_pct() -> f64 {
-    fn times() -> Option<(u64, u64)> {
-        let stat = std::fs::read_to_string("/proc/stat").ok()?;
-        let fields: Vec<u64> = stat
-            .lines()
-            .next()?
-            .split_whitespace()
-            .skip(1)
-            .filter_map(|f| f.parse().ok())
-            .collect();
-        let total: u64 = fields.iter().sum();
-        // idle and iowait
-        let idle = fields.get(3)? + fields.get(4).unwrap_or(&0);
-        Some((total, idle))
+/// CPU time used so far, in seconds: by the node, by this process, and by the whole
+/// machine (all CPUs).
+#[derive(Debug, Clone, Copy)]
+struct CpuTimes {
+    node: f64,
+    client: f64,
+    machine: f64,
+}
+
+/// CPU used during a phase, in per cent of one CPU.
+#[derive(Debug, Clone, Copy)]
+struct CpuShare {
+    node_pct: f64,
+    client_pct: f64,
+    /// Everything else: neighbours, and kernel threads (writeback, loopback softirqs
+    /// handled outside our processes).
+    other_pct: f64,
+}
+
+impl CpuTimes {
+    fn now(node_pid: u32) -> Self {
+        Self {
+            node: nodes::cpu_seconds(node_pid).unwrap_or(f64::NAN),
+            client: nodes::cpu_seconds(std::process::id()).unwrap_or(f64::NAN),
+            machine: machine_cpu_seconds().map_or(f64::NAN, |(busy, _)| busy),
+        }
     }
-    let Some((total0, idle0)) = times() else {
+
+    fn share_since(self, earlier: Self, elapsed: Duration) -> CpuShare {
+        let pct = |used: f64| used / elapsed.as_secs_f64() * 100.0;
+        let (node, client) = (self.node - earlier.node, self.client - earlier.client);
+        CpuShare {
+            node_pct: pct(node),
+            client_pct: pct(client),
+            other_pct: pct((self.machine - earlier.machine - node - client).max(0.0)),
+        }
+    }
+}
+
+/// Busy and total CPU seconds of the whole machine since boot, summed over CPUs.
+fn machine_cpu_seconds() -> Option<(f64, f64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    // user nice system idle iowait irq softirq steal; the guest times that follow
+    // are already counted in user and nice.
+    let fields: Vec<f64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    if fields.len() < 8 {
+        return None;
+    }
+    let total: f64 = fields.iter().sum();
+    let busy = total - fields[3] - fields[4];
+    Some((busy / 100.0, total / 100.0))
+}
+
+/// How busy the machine is over one second, in per cent of all CPUs.
+async fn machine_busy_pct() -> f64 {
+    let Some((busy0, total0)) = machine_cpu_seconds() else {
         return f64::NAN;
     };
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let Some((total1, idle1)) = times() else {
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let Some((busy1, total1)) = machine_cpu_seconds() else {
         return f64::NAN;
     };
-    let total = total1.saturating_sub(total0).max(1) as f64;
-    100.0 * (total - idle1.saturating_sub(idle0) as f64) / total
+    100.0 * (busy1 - busy0) / (total1 - total0).max(0.01)
+}
+
+/// Waits (at most 30 minutes) until the machine is less than `below` per cent busy;
+/// returns how busy it was last.
+async fn wait_until_idle(below: f64) -> f64 {
+    let started = Instant::now();
+    let mut said = false;
+    loop {
+        let busy = machine_busy_pct().await;
+        if busy.is_nan() || busy < below {
+            return busy;
+        }
+        if started.elapsed() > Duration::from_secs(30 * 60) {
+            eprintln!("the machine is still {busy:.0}% busy after 30 minutes; going ahead");
+            return busy;
+        }
+        if !said {
+            eprintln!("waiting for the machine to be less than {below}% busy (now {busy:.0}%)");
+            said = true;
+        }
+    }
 }
 
 /// A throwaway database for one round's node, which migrates it on start.
@@ -882,6 +960,10 @@ fn summarize(args: &BlobArgs, variant: &str, rounds: &[Round]) {
         med(|r| r.copy_fsync_mib_s)
     );
     eprintln!(
+        "  read + sha256 on one core            {:>8.1} MiB/s   (the ceiling of an upload that hashes as it receives)",
+        med(|r| r.sha256_mib_s)
+    );
+    eprintln!(
         "  upload through the node              {:>8.1} MiB/s   {upload_ratio:.2}× copy (rounds {})   goal ≥ {THROUGHPUT_GOAL}×: {}",
         med(|r| r.upload_mib_s),
         per_round(Round::upload_ratio),
@@ -902,10 +984,12 @@ fn summarize(args: &BlobArgs, variant: &str, rounds: &[Round]) {
         verdict(growth_max < RSS_GROWTH_GOAL_MIB)
     );
     eprintln!(
-        "  CPU (% of one core)   node: upload {:.0}%, download {:.0}%   client: upload {:.0}%, download {:.0}%",
-        med(|r| r.node_cpu_upload_pct),
-        med(|r| r.node_cpu_download_pct),
-        med(|r| r.client_cpu_upload_pct),
-        med(|r| r.client_cpu_download_pct)
+        "  CPU, % of one core    upload: node {:.0}%, client {:.0}%, other {:.0}%   download: node {:.0}%, client {:.0}%, other {:.0}%",
+        med(|r| r.upload_cpu.node_pct),
+        med(|r| r.upload_cpu.client_pct),
+        med(|r| r.upload_cpu.other_pct),
+        med(|r| r.download_cpu.node_pct),
+        med(|r| r.download_cpu.client_pct),
+        med(|r| r.download_cpu.other_pct)
     );
 }

@@ -38,10 +38,15 @@ enum Benchmark {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("a tokio runtime");
+    let runtime = match cli.command {
+        // One runtime thread: the node under test shares the machine's two cores with
+        // this client, whose file I/O has threads of its own.
+        Benchmark::Blob(_) => tokio::runtime::Builder::new_current_thread(),
+        Benchmark::QueueAnchor { .. } => tokio::runtime::Builder::new_multi_thread(),
+    }
+    .enable_all()
+    .build()
+    .expect("a tokio runtime");
     let result = match cli.command {
         Benchmark::QueueAnchor { mode } => runtime.block_on(queue_anchor::run(&mode)),
         Benchmark::Blob(args) => runtime.block_on(blob::run(args)),
