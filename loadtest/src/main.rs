@@ -1,32 +1,55 @@
 //! Capstan's load generators, run by hand; figures go to `docs/benchmarks.md`.
 //!
-//! `capstan-loadtest queue-anchor <drain|e2e|latency>` is the task queue's candidate
-//! for the side-by-side PostgreSQL queue benchmark (`PGQA_EXTRA_CMD`): it starts real
-//! `capstan server` processes on the harness's database and prints one JSON line per
-//! figure.
+//! - `capstan-loadtest queue-anchor <drain|e2e|latency>` is the task queue's candidate
+//!   for the side-by-side PostgreSQL queue benchmark (`PGQA_EXTRA_CMD`): it starts real
+//!   `capstan server` processes on the harness's database and prints one JSON line per
+//!   figure.
+//! - `capstan-loadtest blob` uploads and downloads one large package through a real
+//!   node, against a plain file copy of the same bytes, and samples the node's memory.
 
+mod blob;
 mod nodes;
 mod queue_anchor;
 
 use std::process::ExitCode;
 
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "capstan-loadtest",
+    about = "Capstan's load generators, run by hand"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Benchmark,
+}
+
+#[derive(Debug, Subcommand)]
+enum Benchmark {
+    /// The task queue as a candidate of the PostgreSQL queue benchmark.
+    QueueAnchor {
+        /// drain, e2e or latency.
+        mode: String,
+    },
+    /// A large package up to and down from a node, against a plain file copy.
+    Blob(blob::BlobArgs),
+}
+
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("a tokio runtime");
-    let result = match args
-        .iter()
-        .map(String::as_str)
-        .collect::<Vec<_>>()
-        .as_slice()
-    {
-        ["queue-anchor", mode] => runtime.block_on(queue_anchor::run(mode)),
-        _ => {
-            eprintln!("usage: capstan-loadtest queue-anchor <drain|e2e|latency>");
-            return ExitCode::from(2);
-        }
+    let cli = Cli::parse();
+    let runtime = match cli.command {
+        // One runtime thread: the node under test shares the machine's two cores with
+        // this client, whose file I/O has threads of its own.
+        Benchmark::Blob(_) => tokio::runtime::Builder::new_current_thread(),
+        Benchmark::QueueAnchor { .. } => tokio::runtime::Builder::new_multi_thread(),
+    }
+    .enable_all()
+    .build()
+    .expect("a tokio runtime");
+    let result = match cli.command {
+        Benchmark::QueueAnchor { mode } => runtime.block_on(queue_anchor::run(&mode)),
+        Benchmark::Blob(args) => runtime.block_on(blob::run(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -34,5 +57,15 @@ fn main() -> ExitCode {
             eprintln!("capstan-loadtest: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn cli_is_consistent() {
+        super::Cli::command().debug_assert();
     }
 }

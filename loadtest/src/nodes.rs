@@ -27,17 +27,34 @@ impl BenchNode {
 
     /// Resident memory in MiB, from `/proc`.
     pub fn rss_mib(&self) -> Option<f64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
-        let kib: f64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))?
-            .trim()
-            .trim_end_matches("kB")
-            .trim()
-            .parse()
-            .ok()?;
-        Some(kib / 1024.0)
+        rss_mib(self.pid())
     }
+}
+
+/// Resident memory of process `pid` in MiB, from `/proc`; `None` once it has exited.
+pub fn rss_mib(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib / 1024.0)
+}
+
+/// CPU time (user + system) process `pid` has used so far, in seconds, from `/proc`.
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses; the fields after it do not.
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace();
+    // utime and stime are fields 14 and 15 of stat(5); the state (field 3) comes first.
+    let utime: f64 = fields.nth(11)?.parse().ok()?;
+    let stime: f64 = fields.next()?.parse().ok()?;
+    // /proc reports in USER_HZ, which Linux fixes at 100 for user space.
+    Some((utime + stime) / 100.0)
 }
 
 impl Drop for BenchNode {
