@@ -137,6 +137,11 @@ impl BlobStore {
             .get_opts(&self.path(key), options)
             .await
             .map_err(|e| self.fail(key, &format!("cannot read {key}"), &e))?;
+        // A file is read in large blocks: object_store's own file stream reads 8 KiB at
+        // a time, each on the blocking pool, which caps a download far below the disk.
+        if let object_store::GetResultPayload::File(file, _) = found.payload {
+            return Ok(file_stream(file, found.range, self.url.clone(), key.to_owned()));
+        }
         let url = self.url.clone();
         let key = key.to_owned();
         Ok(found
@@ -250,4 +255,61 @@ impl BlobStore {
         self.delete(&key).await.map_err(|e| fail("delete", e))?;
         Ok(())
     }
+}
+
+/// Bytes of a file read per blocking call when streaming it.
+const FILE_READ_BLOCK: usize = 1024 * 1024;
+
+/// Streams `range` of an open file in [`FILE_READ_BLOCK`] reads on the blocking pool.
+fn file_stream(
+    file: std::fs::File,
+    range: Range<u64>,
+    url: String,
+    key: String,
+) -> BoxStream<'static, Result<Bytes, ObjectError>> {
+    let state = (Some(file), range.start);
+    futures::stream::unfold(state, move |(file, position)| {
+        let (url, key) = (url.clone(), key.clone());
+        async move {
+            let file = file?;
+            if position >= range.end {
+                return None;
+            }
+            let len = (range.end - position).min(FILE_READ_BLOCK as u64) as usize;
+            let read = tokio::task::spawn_blocking(move || {
+                use std::os::unix::fs::FileExt;
+                let mut buffer = vec![0; len];
+                let mut filled = 0;
+                while filled < len {
+                    match file.read_at(&mut buffer[filled..], position + filled as u64)? {
+                        0 => {
+                            return Err(std::io::Error::new(
+                                std::io::ErrorKind::UnexpectedEof,
+                                "the file is shorter than when it was opened",
+                            ));
+                        }
+                        n => filled += n,
+                    }
+                }
+                Ok((file, Bytes::from(buffer)))
+            })
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+            match read {
+                Ok((file, block)) => {
+                    let next = position + block.len() as u64;
+                    Some((Ok(block), (Some(file), next)))
+                }
+                Err(e) => Some((
+                    Err(ObjectError::Failed {
+                        url,
+                        what: format!("cannot read {key}"),
+                        cause: error::explain(&e),
+                    }),
+                    (None, range.end),
+                )),
+            }
+        }
+    })
+    .boxed()
 }

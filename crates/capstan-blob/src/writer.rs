@@ -4,7 +4,7 @@
 
 use std::{path::Path as FsPath, sync::Arc};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use object_store::{
     MultipartId, ObjectStoreExt, PutPayload, WriteMultipart, multipart::MultipartStore,
     multipart::PartId, path::Path,
@@ -46,7 +46,10 @@ struct Parts {
     store: Arc<dyn MultipartStore>,
     path: Path,
     id: MultipartId,
-    buffer: BytesMut,
+    /// The chunks of the part being filled, as they arrived: a part is sent as a list
+    /// of the request's own buffers, never copied into one.
+    pending: Vec<Bytes>,
+    pending_len: usize,
     next: usize,
     sending: JoinSet<Result<(usize, PartId), object_store::Error>>,
     sent: Vec<(usize, PartId)>,
@@ -65,7 +68,8 @@ impl BlobWriter {
                         store: store.clone(),
                         path,
                         id,
-                        buffer: BytesMut::with_capacity(PART_SIZE),
+                        pending: Vec::new(),
+                        pending_len: 0,
                         next: 0,
                         sending: JoinSet::new(),
                         sent: Vec::new(),
@@ -176,16 +180,23 @@ impl Inner {
 }
 
 impl Parts {
-    async fn write(&mut self, chunk: Bytes) -> Result<(), object_store::Error> {
-        self.buffer.extend_from_slice(&chunk);
-        while self.buffer.len() >= PART_SIZE {
-            let part = self.buffer.split_to(PART_SIZE).freeze();
+    async fn write(&mut self, mut chunk: Bytes) -> Result<(), object_store::Error> {
+        while self.pending_len + chunk.len() >= PART_SIZE {
+            let rest = chunk.split_off(PART_SIZE - self.pending_len);
+            self.pending.push(chunk);
+            let part: PutPayload = std::mem::take(&mut self.pending).into_iter().collect();
+            self.pending_len = 0;
             self.send(part).await?;
+            chunk = rest;
+        }
+        if !chunk.is_empty() {
+            self.pending_len += chunk.len();
+            self.pending.push(chunk);
         }
         Ok(())
     }
 
-    async fn send(&mut self, part: Bytes) -> Result<(), object_store::Error> {
+    async fn send(&mut self, part: PutPayload) -> Result<(), object_store::Error> {
         while self.sending.len() >= PARTS_IN_FLIGHT {
             self.collect_one().await?;
         }
@@ -197,9 +208,7 @@ impl Parts {
         );
         self.next += 1;
         self.sending.spawn(async move {
-            let sent = store
-                .put_part(&path, &id, index, PutPayload::from_bytes(part))
-                .await?;
+            let sent = store.put_part(&path, &id, index, part).await?;
             Ok((index, sent))
         });
         Ok(())
@@ -215,8 +224,8 @@ impl Parts {
 
     async fn finish(mut self) -> Result<(), object_store::Error> {
         // The last part may be short; an empty object is one empty part.
-        if !self.buffer.is_empty() || self.next == 0 {
-            let last = self.buffer.split().freeze();
+        if self.pending_len > 0 || self.next == 0 {
+            let last: PutPayload = std::mem::take(&mut self.pending).into_iter().collect();
             self.send(last).await?;
         }
         while !self.sending.is_empty() {
