@@ -140,7 +140,12 @@ impl BlobStore {
         // A file is read in large blocks: object_store's own file stream reads 8 KiB at
         // a time, each on the blocking pool, which caps a download far below the disk.
         if let object_store::GetResultPayload::File(file, _) = found.payload {
-            return Ok(file_stream(file, found.range, self.url.clone(), key.to_owned()));
+            return Ok(file_stream(
+                file,
+                found.range,
+                self.url.clone(),
+                key.to_owned(),
+            ));
         }
         let url = self.url.clone();
         let key = key.to_owned();
