@@ -20,7 +20,7 @@ pub mod task_logs;
 pub mod tasks;
 
 pub use error::DbError;
-pub use pools::{ConnectError, DatabaseUrl, Pools};
+pub use pools::{ConnectError, DatabaseUrl, Pools, SchemaStatus};
 
 /// The schema migrations, embedded from `/migrations`.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");

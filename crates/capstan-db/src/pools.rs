@@ -142,16 +142,79 @@ impl Pools {
         })
     }
 
-    /// Applies pending migrations under sqlx's advisory lock, so nodes starting together
-    /// on an empty database take turns. Returns the newest version applied.
+    /// Brings the schema up to what this binary needs, under sqlx's advisory lock, so
+    /// nodes starting together on an empty database take turns.
     ///
     /// Migrations this binary does not know are tolerated: during a rolling upgrade an
-    /// older node restarts against the newer schema and must still serve.
-    pub async fn migrate(&self) -> Result<Option<i64>, sqlx::migrate::MigrateError> {
+    /// older node restarts against the newer schema and must still serve (each release
+    /// only adds what the previous one can ignore; see docs/operations/upgrade.md). A
+    /// schema older than the binary needs that cannot be migrated is an error that says
+    /// where the schema is, what the binary needs and why migrating failed.
+    pub async fn migrate(&self) -> Result<SchemaStatus, String> {
         let mut migrator = sqlx::migrate!("../../migrations");
         migrator.set_ignore_missing(true);
-        migrator.run(&self.api).await?;
-        Ok(migrator.iter().map(|m| m.version).max())
+        let known: Vec<i64> = migrator.iter().map(|m| m.version).collect();
+        let needs = known.iter().copied().max().unwrap_or(0);
+        let before = applied_migrations(&self.api).await?;
+        if let Err(e) = migrator.run(&self.api).await {
+            let at = before
+                .last()
+                .map_or("empty".to_owned(), |(v, _)| format!("at {v}"));
+            return Err(format!(
+                "the schema is {at} and this binary needs {needs}, but migrating failed: {}; \
+                 start one node with a database user that may change the schema (or fix the \
+                 cause), then the others",
+                describe_chain(&e)
+            ));
+        }
+        let after = applied_migrations(&self.api).await?;
+        let applied_now = after
+            .iter()
+            .map(|(v, _)| *v)
+            .filter(|v| !before.iter().any(|(b, _)| b == v))
+            .collect();
+        let unknown = after
+            .into_iter()
+            .filter(|(v, _)| !known.contains(v))
+            .collect::<Vec<_>>();
+        Ok(SchemaStatus {
+            binary_needs: needs,
+            database_at: unknown.last().map_or(needs, |(v, _)| (*v).max(needs)),
+            applied_now,
+            unknown,
+        })
+    }
+}
+
+/// Where the schema stands after a node's start-up migration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchemaStatus {
+    /// The newest migration this binary knows.
+    pub binary_needs: i64,
+    /// The newest migration the database has.
+    pub database_at: i64,
+    /// Migrations this start applied.
+    pub applied_now: Vec<i64>,
+    /// Migrations in the database this binary does not know (version, description): a
+    /// newer release ran here, and this binary runs on its schema.
+    pub unknown: Vec<(i64, String)>,
+}
+
+/// The migrations recorded as applied, oldest first; none on an empty database.
+async fn applied_migrations(db: &PgPool) -> Result<Vec<(i64, String)>, String> {
+    let rows: Result<Vec<(i64, String)>, sqlx::Error> = sqlx::query_as(
+        "SELECT version, description FROM _sqlx_migrations WHERE success ORDER BY version",
+    )
+    .fetch_all(db)
+    .await;
+    match rows {
+        Ok(rows) => Ok(rows),
+        // No migration table yet: a new database.
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P01") => Ok(Vec::new()),
+        Err(e) => Err(format!(
+            "cannot read which migrations were applied: {}",
+            describe_chain(&e)
+        )),
     }
 }
 

@@ -33,9 +33,36 @@ impl ServerProcess {
         log_dir: &Path,
         options: ProcessOptions,
     ) -> Self {
-        let port = free_port();
+        Self::start_on(
+            bin,
+            name,
+            database_url,
+            blob_dir,
+            log_dir,
+            options,
+            free_port(),
+        )
+        .await
+    }
+
+    /// Like [`Self::start`], on a given port: to restart a node where a load balancer
+    /// expects it.
+    pub async fn start_on(
+        bin: &Path,
+        name: &str,
+        database_url: &str,
+        blob_dir: &Path,
+        log_dir: &Path,
+        options: ProcessOptions,
+        port: u16,
+    ) -> Self {
         let log_path = log_dir.join(format!("{name}.log"));
-        let log = std::fs::File::create(&log_path).expect("creating a log file");
+        // A restarted node appends, so its earlier life's log stays readable.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .expect("creating a log file");
         let mut command = Command::new(bin);
         command
             .arg("server")

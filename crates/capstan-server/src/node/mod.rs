@@ -75,14 +75,28 @@ impl Node {
         )
         .await
         .map_err(|e| fail("postgres")(e.to_string()))?;
-        let version = pools.migrate().await.map_err(|e| {
-            fail("postgres")(format!("{}: migrations failed: {e}", settings.database_url))
-        })?;
+        let schema = pools
+            .migrate()
+            .await
+            .map_err(|e| fail("postgres")(format!("{}: {e}", settings.database_url)))?;
         tracing::info!(
-            "✔ postgres {} (migrations at {})",
+            "✔ postgres {} (schema at {}{})",
             settings.database_url,
-            version.map_or("none".to_owned(), |v| v.to_string())
+            schema.database_at,
+            if schema.applied_now.is_empty() {
+                String::new()
+            } else {
+                format!("; applied {:?} now", schema.applied_now)
+            }
         );
+        if let Some((newest, description)) = schema.unknown.last() {
+            tracing::warn!(
+                "the database has {} migration(s) this binary does not know (newest {newest}, \
+                 `{description}`): a newer release migrated it. This node runs on that schema, \
+                 as each release stays compatible with the one before it; upgrade it soon",
+                schema.unknown.len()
+            );
+        }
 
         let blob = BlobStore::open(&settings.blob_url, &settings.s3)
             .map_err(|e| fail("blob")(e.to_string()))?;

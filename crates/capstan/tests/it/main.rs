@@ -11,6 +11,7 @@ mod observability;
 mod outage;
 mod startup;
 mod tasks;
+mod upgrade;
 
 use std::path::PathBuf;
 
