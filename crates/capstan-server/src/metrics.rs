@@ -197,6 +197,18 @@ impl NodeMetrics {
         let blob_store_up =
             r.register_gauge(&Key::from_name("capstan_node_blob_store_up"), &METADATA);
         blob_store_up.set(1.0);
+        // Present at zero from the start: a series that first appears at 1 is an
+        // increase `increase()` cannot see, so the first rescue would never alert.
+        for state in ["queued", "failed", "cancelled"] {
+            r.register_counter(
+                &Key::from_parts(
+                    "capstan_tasks_rescued_total",
+                    vec![Label::new("state", state)],
+                ),
+                &METADATA,
+            )
+            .increment(0);
+        }
         Self {
             blob_store_up,
             blob_bytes_received: r.register_counter(

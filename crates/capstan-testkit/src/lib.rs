@@ -1,6 +1,7 @@
 //! Test support for Capstan: a fresh database per test (cloned from a migrated
 //! template), an in-process N-node cluster on port 0, real `capstan server` processes
-//! that can be SIGKILLed, a private PostgreSQL that can be stopped, and HAProxy.
+//! that can be SIGKILLed, a private PostgreSQL that can be stopped, HAProxy, and
+//! Prometheus evaluating the shipped alerting rules.
 //!
 //! A dev-dependency only; production crates never depend on it.
 
@@ -9,6 +10,7 @@ pub mod database;
 pub mod haproxy;
 pub mod postgres;
 pub mod process;
+pub mod prometheus;
 pub mod s3;
 pub mod tasks;
 
