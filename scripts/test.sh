@@ -61,10 +61,8 @@ log "checking the Helm chart (lint, render, Kubernetes schemas)"
 python3 scripts/check-helm.py
 log "checking the container files (Dockerfile, docker-compose.yml, HAProxy, Prometheus)"
 ./scripts/check-compose.sh
-if [ -x scripts/check-alerts.sh ]; then
-  log "checking the alert rules (promtool check and test rules)"
-  ./scripts/check-alerts.sh
-fi
+log "checking the alert rules (promtool check and test rules)"
+./scripts/check-alerts.sh
 
 # PostgreSQL for the tests: the one at CAPSTAN_TEST_DATABASE_URL, or a private one.
 export CAPSTAN_TEST_DATABASE_URL="${CAPSTAN_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
