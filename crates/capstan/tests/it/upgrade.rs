@@ -234,8 +234,29 @@ async fn restarting_every_node_in_turn_behind_haproxy_fails_no_request_and_loses
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     let started = Instant::now();
+    let client = ApiClient::new(&lb.url(), Some(ADMIN_KEY.to_owned()));
+    let mut running_at_term = 0;
     for i in 0..nodes.len() {
         let port = nodes[i].port;
+        // Wait until the node is running something, so its shutdown has work to finish.
+        running_at_term += eventually(
+            Duration::from_secs(10),
+            "a task running on the node",
+            || async {
+                let running = client
+                    .list_tasks(&capstan_api::TaskQuery {
+                        state: Some(TaskState::Running),
+                        node: Some(names[i].to_owned()),
+                        ..Default::default()
+                    })
+                    .await
+                    .ok()?
+                    .items
+                    .len();
+                (running > 0).then_some(running)
+            },
+        )
+        .await;
         nodes[i].signal("TERM");
         let status = nodes[i].wait_exit(Duration::from_secs(20)).await;
         assert!(
@@ -268,7 +289,6 @@ async fn restarting_every_node_in_turn_behind_haproxy_fails_no_request_and_loses
     busy.await.unwrap();
 
     let tasks = seen.tasks.lock().unwrap().clone();
-    let client = ApiClient::new(&lb.url(), Some(ADMIN_KEY.to_owned()));
     let finished = wait_finished(&client, &tasks, Duration::from_secs(30)).await;
     let not_succeeded: Vec<_> = finished
         .iter()
@@ -282,7 +302,7 @@ async fn restarting_every_node_in_turn_behind_haproxy_fails_no_request_and_loses
         .filter(|id| attempts.iter().filter(|(t, _)| t == id).count() != 1)
         .collect();
     println!(
-        "rolling restart of 3 nodes in {:.1}s: {} requests ok, {} failed; {} tasks queued, {} not succeeded, {} run more than once",
+        "rolling restart of 3 nodes in {:.1}s ({running_at_term} tasks running when their node got SIGTERM): {} requests ok, {} failed; {} tasks queued, {} not succeeded, {} run more than once",
         rolled.as_secs_f64(),
         seen.ok.load(Ordering::Relaxed),
         seen.failed.load(Ordering::Relaxed),
