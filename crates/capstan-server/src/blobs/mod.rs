@@ -9,4 +9,4 @@ pub use health::BlobHealth;
 pub(crate) use health::watch as watch_health;
 pub(crate) use sweep::run as sweep;
 pub use upload::InFlight;
-pub(crate) use upload::{receive, store_error, too_large};
+pub(crate) use upload::{receive, refuse_declared_oversize, store_error};

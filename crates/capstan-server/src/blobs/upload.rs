@@ -137,8 +137,24 @@ where
     Ok(Received { written, guard })
 }
 
+/// A client that declares a body over the limit is told before it sends it.
+pub(crate) fn refuse_declared_oversize(
+    ctx: &NodeContext,
+    headers: &axum::http::HeaderMap,
+) -> Result<(), ApiError> {
+    let declared = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    match declared {
+        Some(length) if length > ctx.settings.max_upload_size => {
+            Err(too_large(ctx.settings.max_upload_size))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// The 413 for a body over the node's upload limit.
-pub(crate) fn too_large(max: u64) -> ApiError {
+fn too_large(max: u64) -> ApiError {
     ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
         format!(

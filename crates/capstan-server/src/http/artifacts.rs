@@ -42,15 +42,8 @@ pub(crate) async fn upload_artifact(
     request: Request,
 ) -> Result<Response, ApiError> {
     check_name(&name)?;
+    blobs::refuse_declared_oversize(&ctx, request.headers())?;
     let max = ctx.settings.max_upload_size;
-    if request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
-        .is_some_and(|length| length > max)
-    {
-        return Err(blobs::too_large(max));
-    }
     // Refuse early what would be refused after the upload.
     match artifacts::get(&ctx.pools.api, task_id, &name).await {
         Ok(_) => return Err(exists(task_id, &name)),

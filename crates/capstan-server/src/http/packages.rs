@@ -45,7 +45,7 @@ pub(crate) async fn upload_package(
     ApiQuery(query): ApiQuery<UploadPackageQuery>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    refuse_declared_oversize(&ctx, request.headers())?;
+    blobs::refuse_declared_oversize(&ctx, request.headers())?;
     let multipart = request
         .headers()
         .get(header::CONTENT_TYPE)
@@ -121,20 +121,6 @@ pub(crate) async fn upload_package(
             field,
         )
         .await;
-    }
-}
-
-/// A client that declares a body over the limit is told before it sends it.
-fn refuse_declared_oversize(ctx: &NodeContext, headers: &HeaderMap) -> Result<(), ApiError> {
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    match declared {
-        Some(length) if length > ctx.settings.max_upload_size => {
-            Err(blobs::too_large(ctx.settings.max_upload_size))
-        }
-        _ => Ok(()),
     }
 }
 

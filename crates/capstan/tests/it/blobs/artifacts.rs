@@ -340,27 +340,33 @@ async fn blob_retention_keeps_the_newest_versions_and_drops_old_tasks_artifacts(
     .await;
     // The task itself stays: only its blobs were old enough to go.
     assert!(client.get_task(task.id).await.is_ok());
-    let runs = client
-        .list_tasks(&capstan_api::TaskQuery {
-            kind: Some("blob-retention".into()),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let run = runs
-        .items
-        .iter()
-        .find(|t| t.state == capstan_core::TaskState::Succeeded)
-        .expect("a finished blob-retention run");
-    // Its own log says what it deleted.
-    let log = auth(http().get(format!("{base}/api/tasks/{}/log", run.id)))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(log.contains("deleted the logs of"), "{log}");
+    // A run's own log says what it deleted. (Runs delete each other's logs here,
+    // since they are older than the 500 ms retention: catch a fresh one.)
+    eventually(Duration::from_secs(10), "a retention run's log", || async {
+        let runs = client
+            .list_tasks(&capstan_api::TaskQuery {
+                kind: Some("blob-retention".into()),
+                state: Some(capstan_core::TaskState::Succeeded),
+                limit: Some(3),
+                ..Default::default()
+            })
+            .await
+            .ok()?;
+        for run in runs.items {
+            let log = auth(http().get(format!("{base}/api/tasks/{}/log", run.id)))
+                .send()
+                .await
+                .ok()?
+                .text()
+                .await
+                .ok()?;
+            if log.contains("deleted the logs of") {
+                return Some(());
+            }
+        }
+        None
+    })
+    .await;
     let old_log = auth(http().get(format!("{base}/api/tasks/{}/log", task.id)))
         .send()
         .await

@@ -264,7 +264,7 @@ async fn a_1gib_package_through_the_load_balancer_survives_a_node_killed_mid_upl
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
-    let stored = files_under(s3.root());
+    let stored = super::files_under(s3.root());
     // s3s-fs keeps two small JSON sidecars per object it ever stored, deleted or not;
     // any data outside the one stored package is a leftover.
     let strays: Vec<_> = stored
@@ -302,19 +302,4 @@ async fn a_1gib_package_through_the_load_balancer_survives_a_node_killed_mid_upl
     let (sha, size) = expected(GIB, 2);
     let got = download_digest(&format!("{}/api/packages/Big/2.0.0/raw", lb.url())).await;
     assert_eq!(got, (sha, size));
-}
-
-fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut files = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                files.extend(files_under(&path));
-            } else {
-                files.push(path);
-            }
-        }
-    }
-    files
 }

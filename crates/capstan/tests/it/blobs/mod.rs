@@ -100,7 +100,8 @@ pub fn s3_options(server: &s3::S3Server) -> S3Options {
     }
 }
 
-fn files_under(dir: &Path) -> Vec<PathBuf> {
+/// Every file below `dir`, however deep.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();
     };
