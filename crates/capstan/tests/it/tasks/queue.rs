@@ -524,15 +524,23 @@ async fn the_queue_metrics_count_what_happened() {
     let client = node.client();
     queue_sleeps(&client, 3, json!({})).await;
     queue_sleeps(&client, 1, json!({"fail": true})).await;
-    let queued = client
-        .list_tasks(&TaskQuery {
-            state: Some(TaskState::Queued),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .items
-        .len();
+    // The periodic tasks every node queues at start are counted too: wait for both.
+    let queued = eventually(Duration::from_secs(5), "the periodic tasks", || async {
+        let items = client
+            .list_tasks(&TaskQuery {
+                state: Some(TaskState::Queued),
+                ..Default::default()
+            })
+            .await
+            .ok()?
+            .items;
+        let periodic = ["task-history-retention", "blob-retention"];
+        periodic
+            .iter()
+            .all(|kind| items.iter().any(|t| t.kind == *kind))
+            .then_some(items.len())
+    })
+    .await;
     // Counted by housekeeping every few seconds.
     let expected = format!("capstan_tasks{{state=\"queued\"}} {queued}");
     eventually(Duration::from_secs(8), "the queued gauge", || async {
