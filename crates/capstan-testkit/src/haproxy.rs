@@ -57,6 +57,15 @@ impl HaProxy {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// Waits until every backend server is `UP`, or panics after `within`.
+    pub async fn wait_all_up(&self, within: std::time::Duration) {
+        crate::eventually(within, "every server UP in HAProxy", || async {
+            let all = self.server_status().await;
+            (!all.is_empty() && all.iter().all(|(_, s)| s == "UP")).then_some(())
+        })
+        .await;
+    }
+
     /// Each backend server's status (`UP`, `DOWN`, ...) from the stats CSV; empty
     /// while HAProxy is still starting.
     pub async fn server_status(&self) -> Vec<(String, String)> {

@@ -81,15 +81,7 @@ async fn draining_a_node_behind_haproxy_fails_no_request_and_a_killed_node_is_ro
             .map(|n| (n.name.clone(), n.port))
             .collect::<Vec<_>>(),
     );
-    eventually(
-        Duration::from_secs(10),
-        "all three UP in HAProxy",
-        || async {
-            let all = lb.server_status().await;
-            (all.len() == 3 && all.iter().all(|(_, s)| s == "UP")).then_some(())
-        },
-    )
-    .await;
+    lb.wait_all_up(Duration::from_secs(10)).await;
 
     let load = start_load(lb.url());
     tokio::time::sleep(Duration::from_millis(500)).await;

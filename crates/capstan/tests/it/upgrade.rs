@@ -222,11 +222,7 @@ async fn restarting_every_node_in_turn_behind_haproxy_fails_no_request_and_loses
             .map(|n| (n.name.clone(), n.port))
             .collect::<Vec<_>>(),
     );
-    let all_up = || async {
-        let all = lb.server_status().await;
-        (all.len() == 3 && all.iter().all(|(_, s)| s == "UP")).then_some(())
-    };
-    eventually(Duration::from_secs(10), "all three UP in HAProxy", all_up).await;
+    lb.wait_all_up(Duration::from_secs(10)).await;
 
     let stop = Arc::new(AtomicBool::new(false));
     let seen = Arc::new(Seen::default());
@@ -275,12 +271,7 @@ async fn restarting_every_node_in_turn_behind_haproxy_fails_no_request_and_loses
             port,
         )
         .await;
-        eventually(
-            Duration::from_secs(10),
-            "the restarted node UP in HAProxy",
-            all_up,
-        )
-        .await;
+        lb.wait_all_up(Duration::from_secs(10)).await;
         // Traffic on the restarted node before the next one goes.
         tokio::time::sleep(Duration::from_millis(300)).await;
     }

@@ -118,15 +118,7 @@ async fn a_1gib_package_through_the_load_balancer_survives_a_node_killed_mid_upl
             .map(|n| (n.name.clone(), n.port))
             .collect::<Vec<_>>(),
     );
-    eventually(
-        Duration::from_secs(15),
-        "both nodes UP in HAProxy",
-        || async {
-            let status = lb.server_status().await;
-            (status.len() == 2 && status.iter().all(|(_, s)| s == "UP")).then_some(())
-        },
-    )
-    .await;
+    lb.wait_all_up(Duration::from_secs(15)).await;
 
     // 1 GiB in through the load balancer, out through each node.
     let started = Instant::now();

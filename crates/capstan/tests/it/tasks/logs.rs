@@ -10,11 +10,10 @@ use std::{
     time::Duration,
 };
 
-use capstan_api::{ApiClient, CreateTaskRequest, LogEvent, TaskLogEnd, UpdateNodeRequest};
-use capstan_core::{TaskCap, TaskState};
+use capstan_api::{ApiClient, CreateTaskRequest, LogEvent, TaskLogEnd};
+use capstan_core::TaskState;
 use capstan_testkit::{
     ADMIN_KEY, TempDir, TestCluster, TestDatabase, eventually,
-    process::{ProcessOptions, ServerProcess},
     tasks::{wait_finished, wait_task},
 };
 use serde_json::json;
@@ -611,28 +610,12 @@ async fn operators_print_and_follow_logs_with_the_cli() {
     assert!(err.contains("there is no task with id 424242"), "{err}");
 }
 
-async fn start_process(name: &str, cap: u32, db: &TestDatabase, dir: &TempDir) -> ServerProcess {
-    let options = ProcessOptions {
-        env: vec![("CAPSTAN_TASK_CAP".into(), cap.to_string())],
-    };
-    ServerProcess::start(&capstan_bin(), name, &db.url, &dir.0, &dir.0, options).await
-}
-
-async fn set_cap(client: &ApiClient, name: &str, cap: i64) {
-    let node = client.find_node(name).await.unwrap();
-    let update = UpdateNodeRequest {
-        task_cap: Some(TaskCap::new(cap).unwrap()),
-        ..Default::default()
-    };
-    client.update_node(node.id, &update).await.unwrap();
-}
-
 #[tokio::test]
 async fn a_sigkilled_node_loses_at_most_its_last_second_of_log() {
     let db = TestDatabase::new().await;
     let dir = TempDir::new("capstan-log-kill");
-    let mut a = start_process("a", 1, &db, &dir).await;
-    let b = start_process("b", 0, &db, &dir).await;
+    let mut a = super::lost_nodes::start("a", 1, &db, &dir).await;
+    let b = super::lost_nodes::start("b", 0, &db, &dir).await;
     let client = ApiClient::new(&b.url(), Some(ADMIN_KEY.to_owned()));
     let id = queue(
         &client,
@@ -679,8 +662,8 @@ async fn a_sigkilled_node_loses_at_most_its_last_second_of_log() {
 async fn a_node_that_lost_its_task_adds_nothing_more_to_its_log() {
     let db = TestDatabase::new().await;
     let dir = TempDir::new("capstan-log-fence");
-    let a = start_process("a", 1, &db, &dir).await;
-    let b = start_process("b", 0, &db, &dir).await;
+    let a = super::lost_nodes::start("a", 1, &db, &dir).await;
+    let b = super::lost_nodes::start("b", 0, &db, &dir).await;
     let client = ApiClient::new(&b.url(), Some(ADMIN_KEY.to_owned()));
     let id = queue(
         &client,
@@ -692,7 +675,7 @@ async fn a_node_that_lost_its_task_adds_nothing_more_to_its_log() {
     })
     .await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    set_cap(&client, "b", 1).await;
+    super::lost_nodes::set_cap(&client, "b", 1).await;
 
     a.signal("STOP");
     let stopped_at = OffsetDateTime::now_utc();

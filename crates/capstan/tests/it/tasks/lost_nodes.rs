@@ -19,14 +19,16 @@ const HEARTBEAT: Duration = Duration::from_millis(200);
 /// machine.
 const POLL_SLACK: Duration = Duration::from_millis(500);
 
-async fn start(name: &str, cap: u32, db: &TestDatabase, dir: &TempDir) -> ServerProcess {
+/// A `capstan server` process with task cap `cap`.
+pub(super) async fn start(name: &str, cap: u32, db: &TestDatabase, dir: &TempDir) -> ServerProcess {
     let options = ProcessOptions {
         env: vec![("CAPSTAN_TASK_CAP".into(), cap.to_string())],
     };
     ServerProcess::start(&capstan_bin(), name, &db.url, &dir.0, &dir.0, options).await
 }
 
-async fn set_cap(client: &ApiClient, name: &str, cap: i64) {
+/// Sets a node's task cap through the API, by name.
+pub(super) async fn set_cap(client: &ApiClient, name: &str, cap: i64) {
     let node = client.find_node(name).await.unwrap();
     let update = UpdateNodeRequest {
         task_cap: Some(TaskCap::new(cap).unwrap()),
