@@ -102,6 +102,12 @@ pub struct ServerArgs {
     #[arg(long, env = "CAPSTAN_TASK_LOG_CAP", default_value = "50MiB", value_parser = parse_task_log_cap)]
     pub task_log_cap: u64,
 
+    /// Task logs this node streams live (`?follow=true`) at once; more get 503 with
+    /// Retry-After, to try again or through another node. Each follower polls the
+    /// database twice a second.
+    #[arg(long, env = "CAPSTAN_MAX_LOG_FOLLOWERS", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_log_followers: u32,
+
     /// How long a stopping node waits for its running tasks before it exits anyway.
     #[arg(long, env = "CAPSTAN_SHUTDOWN_GRACE", default_value = "5m", value_parser = parse_duration_arg)]
     pub shutdown_grace: Duration,
@@ -166,6 +172,7 @@ pub struct Settings {
     pub task_history_retention_every: Duration,
     /// Bytes of log one task keeps at most.
     pub task_log_cap: u64,
+    pub max_log_followers: u32,
     pub shutdown_grace: Duration,
     pub request_timeout: Duration,
     pub db_pool_size: u32,
@@ -241,6 +248,7 @@ impl ServerArgs {
             task_history_retention: self.task_history_retention,
             task_history_retention_every: self.task_history_retention_every,
             task_log_cap: self.task_log_cap,
+            max_log_followers: self.max_log_followers,
             shutdown_grace: self.shutdown_grace,
             request_timeout: self.request_timeout,
             db_pool_size: self.db_pool_size,

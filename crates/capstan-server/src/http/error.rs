@@ -17,6 +17,8 @@ pub struct ApiError {
     pub detail: String,
     /// Extra problem members (the failed checks of a ping, say).
     pub problem: Option<Box<Problem>>,
+    /// Seconds after which the client may try again (`Retry-After`).
+    pub retry_after: Option<u32>,
 }
 
 impl ApiError {
@@ -25,6 +27,7 @@ impl ApiError {
             status,
             detail: detail.into(),
             problem: None,
+            retry_after: None,
         }
     }
 
@@ -95,6 +98,11 @@ impl IntoResponse for ApiError {
         problem.title = title.to_owned();
         problem.detail = self.detail;
         let mut response = problem_response(self.status, &problem);
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()

@@ -10,7 +10,7 @@ use std::{convert::Infallible, sync::Arc, time::Duration};
 use axum::{
     body::Body,
     extract::State,
-    http::{HeaderMap, HeaderValue, header},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{
         IntoResponse, Response,
         sse::{Event, KeepAlive, Sse},
@@ -35,6 +35,9 @@ use super::{
     log_reader::{LogSink, read_to_end},
 };
 use crate::node::NodeContext;
+
+/// When a follower turned away for lack of room should try again, in seconds.
+const RETRY_FOLLOW_AFTER: u32 = 5;
 
 /// How often a follower looks for new lines. With segments stored at least every
 /// second, a line reaches a follower on any node within about 1.5 s.
@@ -71,11 +74,27 @@ pub(crate) async fn get_task_log(
     } else {
         0
     };
+    let permit = if query.follow {
+        Some(ctx.log_followers.clone().try_acquire_owned().map_err(|_| {
+            let mut error = ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "this node already streams {} task logs (CAPSTAN_MAX_LOG_FOLLOWERS); try again \
+                     shortly, or through another node",
+                    ctx.settings.max_log_followers
+                ),
+            );
+            error.retry_after = Some(RETRY_FOLLOW_AFTER);
+            error
+        })?)
+    } else {
+        None
+    };
     let view = task_logs::view(&ctx.pools.api, id, from as i64)
         .await
         .map_err(|e| ApiError::from_db(e, || format!("there is no task with id {id}")))?;
-    Ok(if query.follow {
-        follow(ctx, id, from, view)
+    Ok(if let Some(permit) = permit {
+        follow(ctx, id, from, view, permit)
     } else {
         whole(ctx, id, view)
     })
@@ -123,9 +142,18 @@ fn whole(ctx: Arc<NodeContext>, id: i64, view: LogView) -> Response {
     (headers, Body::from_stream(receive(rx))).into_response()
 }
 
-fn follow(ctx: Arc<NodeContext>, id: i64, from: u64, view: LogView) -> Response {
+fn follow(
+    ctx: Arc<NodeContext>,
+    id: i64,
+    from: u64,
+    view: LogView,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) -> Response {
     let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
-    tokio::spawn(follow_log(ctx, id, from, view, tx));
+    tokio::spawn(async move {
+        follow_log(ctx, id, from, view, tx).await;
+        drop(permit);
+    });
     let events = receive(rx).map(Ok::<_, Infallible>);
     let mut response = Sse::new(events)
         .keep_alive(KeepAlive::new().interval(KEEP_ALIVE).text("keep-alive"))

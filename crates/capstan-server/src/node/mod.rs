@@ -44,6 +44,8 @@ pub struct NodeContext {
     /// Cancelled when the node stops serving HTTP: answers that stream for as long as
     /// they are read (followed logs) end then, so the server can stop.
     pub http_stop: CancellationToken,
+    /// One permit per task log this node streams live.
+    pub log_followers: Arc<tokio::sync::Semaphore>,
 }
 
 /// A start-up check that failed: which dependency, and why.
@@ -167,6 +169,7 @@ impl Node {
             );
         }
         let metrics = NodeMetrics::new(&state);
+        let log_followers = settings.max_log_followers as usize;
         let runner = Runner::new(TaskKinds::builtin(), state.clone(), settings.lease_ttl);
         Ok(Self {
             ctx: Arc::new(NodeContext {
@@ -180,6 +183,7 @@ impl Node {
                 metrics,
                 runner,
                 http_stop: CancellationToken::new(),
+                log_followers: Arc::new(tokio::sync::Semaphore::new(log_followers)),
             }),
             listener,
             local_addr,

@@ -720,3 +720,37 @@ async fn a_node_that_lost_its_task_adds_nothing_more_to_its_log() {
         }
     }
 }
+
+#[tokio::test]
+async fn followers_beyond_the_nodes_limit_are_told_to_come_back() {
+    let cluster = TestCluster::start_with(&[None], |settings| settings.max_log_followers = 1).await;
+    let client = cluster.node(0).client();
+    let id = queue(&client, json!({"ms": 5000, "log_every_ms": 100})).await;
+    let url = format!("{}/api/tasks/{id}/log?follow=true", cluster.node(0).url());
+    let http = reqwest::Client::new();
+    let first = http.get(&url).bearer_auth(ADMIN_KEY).send().await.unwrap();
+    assert_eq!(first.status(), 200);
+
+    let second = http.get(&url).bearer_auth(ADMIN_KEY).send().await.unwrap();
+    assert_eq!(second.status(), 503);
+    assert_eq!(second.headers()["retry-after"], "5");
+    let problem: serde_json::Value = second.json().await.unwrap();
+    assert_eq!(
+        problem["detail"],
+        "this node already streams 1 task logs (CAPSTAN_MAX_LOG_FOLLOWERS); try again shortly, or through another node"
+    );
+    // The whole log is not limited, and a follower that leaves frees its place.
+    let whole = http
+        .get(format!("{}/api/tasks/{id}/log", cluster.node(0).url()))
+        .bearer_auth(ADMIN_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(whole.status(), 200);
+    drop(first);
+    eventually(Duration::from_secs(5), "the place to be freed", || async {
+        let again = http.get(&url).bearer_auth(ADMIN_KEY).send().await.ok()?;
+        (again.status() == 200).then_some(())
+    })
+    .await;
+}
