@@ -319,45 +319,45 @@ pub async fn finished_with_logs(
         .collect())
 }
 
-/// Deletes tasks (with their attempts and log rows) whose log objects are gone. A task
-/// whose log changed since it was found (compacted meanwhile) stays: its new object
-/// may not have been deleted. Returns how many went.
-pub async fn delete_tasks_with_logs(
+/// What retention deletes once a log's objects are gone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogDeletion {
+    /// The task, with its attempts and log rows (task-history-retention).
+    TaskAndLog,
+    /// The log rows only; the task stays (blob-retention).
+    LogOnly,
+}
+
+/// Deletes what `what` says for logs whose objects are gone, if the log is still as
+/// found: a log compacted meanwhile has a new object that may not have been deleted,
+/// so it stays for the next run. Returns how many went.
+pub async fn delete_found_logs(
     db: impl PgExecutor<'_>,
     logs: &[DoomedLog],
+    what: LogDeletion,
 ) -> Result<u64, DbError> {
     let ids: Vec<i64> = logs.iter().map(|l| l.task_id).collect();
     let keys: Vec<Option<&str>> = logs.iter().map(|l| l.compacted_key.as_deref()).collect();
-    let deleted = sqlx::query(
-        "DELETE FROM tasks t
-         USING task_logs l, unnest($1::bigint[], $2::text[]) AS d(task_id, compacted_key)
-         WHERE t.id = d.task_id AND l.task_id = d.task_id
-           AND l.compacted_key IS NOT DISTINCT FROM d.compacted_key",
-    )
-    .bind(&ids)
-    .bind(&keys)
-    .execute(db)
-    .await?
-    .rows_affected();
-    Ok(deleted)
-}
-
-/// Deletes the log rows (not the tasks) of logs whose objects are gone, if they still
-/// are as found. Returns how many logs went.
-pub async fn delete_logs(db: impl PgExecutor<'_>, logs: &[DoomedLog]) -> Result<u64, DbError> {
-    let ids: Vec<i64> = logs.iter().map(|l| l.task_id).collect();
-    let keys: Vec<Option<&str>> = logs.iter().map(|l| l.compacted_key.as_deref()).collect();
-    let deleted = sqlx::query(
-        "DELETE FROM task_logs l
-         USING unnest($1::bigint[], $2::text[]) AS d(task_id, compacted_key)
-         WHERE l.task_id = d.task_id
-           AND l.compacted_key IS NOT DISTINCT FROM d.compacted_key",
-    )
-    .bind(&ids)
-    .bind(&keys)
-    .execute(db)
-    .await?
-    .rows_affected();
+    let statement = match what {
+        LogDeletion::TaskAndLog => {
+            "DELETE FROM tasks t
+             USING task_logs l, unnest($1::bigint[], $2::text[]) AS d(task_id, compacted_key)
+             WHERE t.id = d.task_id AND l.task_id = d.task_id
+               AND l.compacted_key IS NOT DISTINCT FROM d.compacted_key"
+        }
+        LogDeletion::LogOnly => {
+            "DELETE FROM task_logs l
+             USING unnest($1::bigint[], $2::text[]) AS d(task_id, compacted_key)
+             WHERE l.task_id = d.task_id
+               AND l.compacted_key IS NOT DISTINCT FROM d.compacted_key"
+        }
+    };
+    let deleted = sqlx::query(statement)
+        .bind(&ids)
+        .bind(&keys)
+        .execute(db)
+        .await?
+        .rows_affected();
     Ok(deleted)
 }
 

@@ -1,6 +1,7 @@
-//! Whether the blob store works, as last seen by a probe. Ping reads it, so the load
-//! balancer takes a node out when its store stops working, and puts it back when the
-//! store returns; probing on every ping would cost three store requests per check.
+//! Whether the blob store works, as last seen by a probe once per heartbeat interval.
+//! Ping reads it, so the load balancer takes a node out when its store stops working,
+//! and puts it back when the store returns; probing on every ping would cost three
+//! store requests per load-balancer check (billed requests, on S3).
 
 use std::{
     sync::{Arc, Mutex},
@@ -9,8 +10,6 @@ use std::{
 
 use crate::node::NodeContext;
 
-/// How often the store is probed.
-const PROBE_EVERY: Duration = Duration::from_secs(2);
 /// A probe slower than this counts as a failure.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -36,7 +35,7 @@ impl BlobHealth {
 
 /// Probes the store until the node stops, logging each change of state once.
 pub(crate) async fn watch(ctx: Arc<NodeContext>) {
-    let mut ticker = tokio::time::interval(PROBE_EVERY);
+    let mut ticker = tokio::time::interval(ctx.state.heartbeat_interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;

@@ -53,11 +53,10 @@ async fn a_node_starts_and_serves_on_a_schema_one_migration_newer_than_it_knows(
     assert_eq!(ping.status(), 200);
     let client = ApiClient::new(&node.url(), Some(ADMIN_KEY.to_owned()));
     let task = client
-        .create_task(&capstan_api::CreateTaskRequest {
-            kind: "sleep".to_owned(),
-            args: serde_json::json!({"ms": 10}),
-            concurrency_key: None,
-        })
+        .create_task(&capstan_api::CreateTaskRequest::new(
+            "sleep",
+            serde_json::json!({"ms": 10}),
+        ))
         .await
         .unwrap();
     let done = wait_finished(&client, &[task.id], Duration::from_secs(10)).await;

@@ -11,16 +11,14 @@ use capstan_core::NodeLostPolicy;
 use futures::{FutureExt, future::BoxFuture};
 use serde::{Deserialize, Serialize};
 
-use capstan_db::task_logs;
+use capstan_db::task_logs::LogDeletion;
 
-use super::{Prepared, TaskKind, TaskRun, parse_args, retention::delete_log_objects};
+use super::{Prepared, TaskKind, TaskRun, parse_args, retention::delete_old_logs};
 
 pub const BLOB_RETENTION: &str = "blob-retention";
 
 /// Rows one statement deletes, so no statement holds locks for long.
 const BATCH: i64 = 1000;
-/// Logs deleted per round: each needs its objects deleted first.
-const LOG_BATCH: i64 = 100;
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -106,7 +104,7 @@ impl TaskKind for BlobRetention {
                     break;
                 }
             }
-            let logs = delete_old_logs(&run, older_than).await?;
+            let logs = delete_old_logs(&run, older_than, LogDeletion::LogOnly).await?;
             report.push(format!(
                 "deleted the logs of {logs} and {artifacts} artifact(s) of tasks that finished more than {} ago",
                 humantime::format_duration(older_than)
@@ -119,33 +117,5 @@ impl TaskKind for BlobRetention {
             Ok(())
         }
         .boxed()
-    }
-}
-
-/// Deletes the logs of old tasks: objects first, then rows. A log whose objects cannot
-/// be deleted now stays for the next run.
-async fn delete_old_logs(run: &TaskRun, older_than: Duration) -> Result<u64, String> {
-    let ctx = &run.ctx;
-    let mut deleted = 0;
-    loop {
-        let doomed = task_logs::finished_with_logs(&ctx.pools.api, older_than, LOG_BATCH)
-            .await
-            .map_err(|e| format!("finding old logs failed after {deleted}: {e}"))?;
-        let mut cleared = Vec::with_capacity(doomed.len());
-        for log in &doomed {
-            match delete_log_objects(&ctx.blob, log.task_id).await {
-                Ok(()) => cleared.push(log.clone()),
-                Err(e) => run.log.warn(format!(
-                    "kept the log of task {} for now: cannot delete it: {e}",
-                    log.task_id
-                )),
-            }
-        }
-        deleted += task_logs::delete_logs(&ctx.pools.api, &cleared)
-            .await
-            .map_err(|e| format!("deleting old logs failed after {deleted}: {e}"))?;
-        if doomed.len() < LOG_BATCH as usize || cleared.is_empty() || run.stop.is_cancelled() {
-            return Ok(deleted);
-        }
     }
 }

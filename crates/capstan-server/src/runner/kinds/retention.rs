@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use capstan_blob::{BlobStore, ObjectError, task_log};
 use capstan_core::NodeLostPolicy;
-use capstan_db::task_logs;
+use capstan_db::task_logs::{self, LogDeletion};
 use futures::{FutureExt, future::BoxFuture};
 use serde::{Deserialize, Serialize};
 
@@ -54,7 +54,7 @@ impl TaskKind for TaskHistoryRetention {
             let args: RetentionArgs = parse_args(&run.args)?;
             let older_than = Duration::from_millis(args.older_than_ms);
             let age = humantime::format_duration(older_than);
-            let with_logs = delete_tasks_with_logs(&run, older_than).await?;
+            let with_logs = delete_old_logs(&run, older_than, LogDeletion::TaskAndLog).await?;
             let mut deleted = 0;
             loop {
                 let n =
@@ -82,30 +82,35 @@ impl TaskKind for TaskHistoryRetention {
     }
 }
 
-/// Deletes old tasks that have a log: the log's objects first, then the rows, so no
-/// object outlives the row that says where it is. A task whose objects cannot be
-/// deleted now stays for the next run.
-async fn delete_tasks_with_logs(run: &TaskRun, older_than: Duration) -> Result<u64, String> {
+/// Deletes the logs of tasks that finished more than `older_than` ago, and with
+/// [`LogDeletion::TaskAndLog`] the tasks too: the log's objects first, then the rows,
+/// so no object outlives the row that says where it is. A log whose objects cannot be
+/// deleted now stays for the next run. Returns how many logs went.
+pub(super) async fn delete_old_logs(
+    run: &TaskRun,
+    older_than: Duration,
+    what: LogDeletion,
+) -> Result<u64, String> {
     let ctx = &run.ctx;
     let mut deleted = 0;
     loop {
         let doomed = task_logs::finished_with_logs(&ctx.pools.api, older_than, LOG_BATCH)
             .await
-            .map_err(|e| format!("finding old tasks with logs failed after {deleted}: {e}"))?;
+            .map_err(|e| format!("finding old logs failed after {deleted}: {e}"))?;
         let mut cleared = Vec::with_capacity(doomed.len());
         for log in &doomed {
             match delete_log_objects(&ctx.blob, log.task_id).await {
                 Ok(()) => cleared.push(log.clone()),
                 Err(e) => run.log.warn(format!(
-                    "kept task {} for now: cannot delete its log: {e}",
+                    "kept the log of task {} for now: cannot delete it: {e}",
                     log.task_id
                 )),
             }
         }
-        deleted += task_logs::delete_tasks_with_logs(&ctx.pools.api, &cleared)
+        deleted += task_logs::delete_found_logs(&ctx.pools.api, &cleared, what)
             .await
-            .map_err(|e| format!("deleting old tasks with logs failed after {deleted}: {e}"))?;
-        // Tasks whose objects could not be deleted would come back first every time.
+            .map_err(|e| format!("deleting old logs failed after {deleted}: {e}"))?;
+        // Logs whose objects could not be deleted would come back first every time.
         if doomed.len() < LOG_BATCH as usize || cleared.is_empty() || run.stop.is_cancelled() {
             return Ok(deleted);
         }
@@ -114,7 +119,7 @@ async fn delete_tasks_with_logs(run: &TaskRun, older_than: Duration) -> Result<u
 
 /// Deletes every object under a task's log prefix: segments, the compacted log, and
 /// objects no row names (a fenced run's, a retried upload's).
-pub(super) async fn delete_log_objects(blob: &BlobStore, task_id: i64) -> Result<(), ObjectError> {
+async fn delete_log_objects(blob: &BlobStore, task_id: i64) -> Result<(), ObjectError> {
     let prefix = task_log::prefix(task_id);
     loop {
         let keys = blob.list(&prefix, LIST_LIMIT).await?;

@@ -21,11 +21,10 @@ async fn artifacts_attach_list_download_and_go_with_their_task(backend: Backend)
         .cluster
         .node(0)
         .client()
-        .create_task(&capstan_api::CreateTaskRequest {
-            kind: "sleep".to_owned(),
-            args: json!({"ms": 1}),
-            concurrency_key: None,
-        })
+        .create_task(&capstan_api::CreateTaskRequest::new(
+            "sleep",
+            json!({"ms": 1}),
+        ))
         .await
         .unwrap();
     let report = noise(9 * 1024 * 1024 + 1, 7);
@@ -291,11 +290,10 @@ async fn blob_retention_keeps_the_newest_versions_and_drops_old_tasks_artifacts(
     }
     let client = env.cluster.node(0).client();
     let task = client
-        .create_task(&capstan_api::CreateTaskRequest {
-            kind: "sleep".to_owned(),
-            args: json!({"ms": 100, "log_every_ms": 20}),
-            concurrency_key: None,
-        })
+        .create_task(&capstan_api::CreateTaskRequest::new(
+            "sleep",
+            json!({"ms": 100, "log_every_ms": 20}),
+        ))
         .await
         .unwrap();
     let url = format!("{base}/api/tasks/{}/artifacts/old.log", task.id);
