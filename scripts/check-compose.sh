@@ -52,9 +52,12 @@ if ! docker-compose --env-file .env.example --project-directory "$root" -f "$com
   fail "$compose is not a valid compose file (docker-compose config)"
 fi
 grep -qE '^version:' "$compose" && fail "$compose has a version: key (the Compose spec has none)"
+# Read the list once: `grep -q` in a pipe may exit before docker-compose has written
+# everything, and pipefail would then report the SIGPIPE as a missing service.
+services="$(docker-compose --env-file .env.example --project-directory "$root" -f "$compose" \
+  config --services 2>/dev/null)"
 for svc in postgres minio createbucket capstan-1 capstan-2 capstan-3 haproxy prometheus; do
-  docker-compose --env-file .env.example --project-directory "$root" -f "$compose" \
-    config --services 2>/dev/null | grep -qx "$svc" || fail "$compose has no service $svc"
+  grep -qx "$svc" <<<"$services" || fail "$compose has no service $svc"
 done
 grep -q '^\.env$' .gitignore || fail ".gitignore does not ignore .env"
 

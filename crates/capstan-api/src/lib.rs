@@ -5,14 +5,24 @@
 //! the `application/problem+json` error body and a thin typed client. It must never
 //! import sqlx, axum or object_store: the server adapts to these types, not the reverse.
 
+pub mod agents;
 pub mod client;
 pub mod nodes;
 pub mod packages;
 pub mod problem;
+pub mod scripts;
 pub mod task_logs;
 pub mod tasks;
 pub mod timestamp;
 
+pub use agents::{
+    AgentCommand, AgentFacts, AgentHealth, AgentPage, AgentQuery, AgentResponse, CommandBody,
+    CommandOutcome, CommandResult, CommandVariable, CreateRegistrationTokenRequest,
+    EnvironmentList, EnvironmentRequest, EnvironmentResponse, OutputBatch, OutputLine,
+    OutputStream, PackageRef, PollQuery, PollResponse, RegisterAgentRequest, RegisterAgentResponse,
+    RegistrationTokenList, RegistrationTokenResponse, ScriptCommand, ScriptSyntax,
+    UpdateAgentRequest,
+};
 pub use client::{ApiClient, ClientError, LogChunks, LogFollower};
 pub use nodes::{NodeResponse, UpdateNodeRequest};
 pub use packages::{
@@ -20,6 +30,7 @@ pub use packages::{
     PackageVersionPage, UploadPackageQuery,
 };
 pub use problem::{PROBLEM_JSON, Problem};
+pub use scripts::{CommandList, CommandResponse, PackageVersionRef, RunScriptRequest};
 pub use task_logs::{LogEvent, TaskLogEnd, TaskLogQuery};
 pub use tasks::{
     AttemptList, AttemptResponse, CreateTaskRequest, CreateTasksRequest, CreateTasksResponse,

@@ -245,7 +245,7 @@ impl BlobStore {
                 reason,
             })?;
         }
-        let key = format!("_capstan/probe/{}", uuid::Uuid::new_v4());
+        let key = format!("{PROBE_PREFIX}{}", uuid::Uuid::new_v4());
         let content = Bytes::from_static(b"capstan probe");
         self.put(&key, content.clone())
             .await
@@ -260,7 +260,38 @@ impl BlobStore {
         self.delete(&key).await.map_err(|e| fail("delete", e))?;
         Ok(())
     }
+
+    /// Deletes probe objects older than `age`: those a node killed between writing and
+    /// deleting its probe left behind. Returns how many went.
+    pub async fn delete_stale_probes(
+        &self,
+        age: std::time::Duration,
+    ) -> Result<usize, ObjectError> {
+        let cutoff = std::time::SystemTime::now()
+            .checked_sub(age)
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_secs() as i64);
+        let root = self.path(PROBE_PREFIX.trim_end_matches('/'));
+        let stale: Vec<Path> = self
+            .store
+            .list(Some(&root))
+            .try_filter(|meta| std::future::ready(meta.last_modified.timestamp() < cutoff))
+            .map_ok(|meta| meta.location)
+            .try_collect()
+            .await
+            .map_err(|e| self.fail(PROBE_PREFIX, "cannot list probe objects", &e))?;
+        for path in &stale {
+            self.store
+                .delete(path)
+                .await
+                .map_err(|e| self.fail(path.as_ref(), "cannot delete a stale probe object", &e))?;
+        }
+        Ok(stale.len())
+    }
 }
+
+/// Where probe objects are written, one fresh key per probe.
+const PROBE_PREFIX: &str = "_capstan/probe/";
 
 /// Bytes of a file read per blocking call when streaming it.
 const FILE_READ_BLOCK: usize = 1024 * 1024;

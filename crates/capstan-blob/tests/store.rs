@@ -111,6 +111,46 @@ async fn a_dropped_writer_cleans_up_its_staging_file() {
 }
 
 #[tokio::test]
+async fn probes_a_killed_node_left_behind_are_deleted_once_stale() {
+    let dir = temp_dir();
+    let store = BlobStore::from_url(&format!("file://{}", dir.display())).unwrap();
+    let probes = dir.join("_capstan/probe");
+    std::fs::create_dir_all(&probes).unwrap();
+    let two_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+    std::fs::File::create(probes.join("old"))
+        .unwrap()
+        .set_modified(two_hours_ago)
+        .unwrap();
+    std::fs::write(probes.join("in-flight"), "capstan probe").unwrap();
+    store
+        .put("packages/old", Bytes::from_static(b"kept"))
+        .await
+        .unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(dir.join("packages/old"))
+        .unwrap()
+        .set_modified(two_hours_ago)
+        .unwrap();
+
+    let hour = std::time::Duration::from_secs(3600);
+    assert_eq!(store.delete_stale_probes(hour).await.unwrap(), 1);
+    let mut left = walk(&dir);
+    left.sort();
+    assert_eq!(
+        left,
+        [
+            dir.join("_capstan/probe/in-flight"),
+            dir.join("packages/old")
+        ]
+    );
+    // Nothing stale is left, and a store that never probed has nothing to list.
+    assert_eq!(store.delete_stale_probes(hour).await.unwrap(), 0);
+    let empty = BlobStore::from_url(&format!("memory://{}", uuid::Uuid::new_v4())).unwrap();
+    assert_eq!(empty.delete_stale_probes(hour).await.unwrap(), 0);
+}
+
+#[tokio::test]
 async fn memory_stores_with_one_name_are_shared_within_a_process() {
     let name = format!("memory://{}", uuid::Uuid::new_v4());
     let a = BlobStore::from_url(&name).unwrap();

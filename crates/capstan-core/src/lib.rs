@@ -8,6 +8,7 @@ pub mod duration;
 pub mod error_chain;
 pub mod node;
 pub mod package;
+pub mod service_message;
 pub mod size;
 pub mod task;
 
@@ -15,5 +16,6 @@ pub use duration::{DurationError, parse_duration};
 pub use error_chain::error_chain;
 pub use node::{NodeName, NodeNameError, TaskCap, TaskCapError};
 pub use package::{PACKAGE_EXTENSIONS, PackageFileName, PackageId, PackageVersion};
+pub use service_message::ServiceMessage;
 pub use size::{SizeError, format_size, parse_size};
 pub use task::{ConcurrencyKey, NodeLostPolicy, SleepArgs, TaskState, UnknownTaskState};

@@ -17,6 +17,9 @@ use super::{Prepared, TaskKind, TaskRun, parse_args, retention::delete_old_logs}
 
 pub const BLOB_RETENTION: &str = "blob-retention";
 
+/// Age past which a probe object is one a node left behind: a probe lasts seconds.
+const STALE_PROBE: Duration = Duration::from_secs(3600);
+
 /// Rows one statement deletes, so no statement holds locks for long.
 const BATCH: i64 = 1000;
 
@@ -109,6 +112,17 @@ impl TaskKind for BlobRetention {
                 "deleted the logs of {logs} and {artifacts} artifact(s) of tasks that finished more than {} ago",
                 humantime::format_duration(older_than)
             ));
+            let probes = run
+                .ctx
+                .blob
+                .delete_stale_probes(STALE_PROBE)
+                .await
+                .map_err(|e| format!("deleting stale probe objects failed: {e}"))?;
+            if probes > 0 {
+                report.push(format!(
+                    "deleted {probes} probe object(s) left by nodes stopped mid-probe"
+                ));
+            }
             run.ctx.blob_sweep.notify_one();
             for line in report {
                 tracing::info!(task.id = run.id, "blob retention: {line}");
