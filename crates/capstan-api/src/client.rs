@@ -183,6 +183,113 @@ impl ApiClient {
         .await
     }
 
+    /// `POST /api/agents/registration-tokens`.
+    pub async fn create_registration_token(
+        &self,
+        request: &crate::CreateRegistrationTokenRequest,
+    ) -> Result<crate::RegistrationTokenResponse, ClientError> {
+        self.call(
+            Method::POST,
+            "/api/agents/registration-tokens",
+            Some(request),
+        )
+        .await
+    }
+
+    /// `GET /api/agents` with filters and a cursor.
+    pub async fn list_agents(
+        &self,
+        query: &crate::AgentQuery,
+    ) -> Result<crate::AgentPage, ClientError> {
+        let mut url = url_with_query("/api/agents", query);
+        if url.ends_with('?') {
+            url.pop();
+        }
+        self.call(Method::GET, &url, None::<&()>).await
+    }
+
+    /// An agent by id, or by name (looked up through the list).
+    pub async fn find_agent(&self, name_or_id: &str) -> Result<crate::AgentResponse, ClientError> {
+        if let Ok(id) = name_or_id.parse::<i64>() {
+            return self
+                .call(Method::GET, &format!("/api/agents/{id}"), None::<&()>)
+                .await;
+        }
+        let mut query = crate::AgentQuery {
+            limit: Some(500),
+            ..Default::default()
+        };
+        loop {
+            let page = self.list_agents(&query).await?;
+            if let Some(found) = page
+                .items
+                .into_iter()
+                .find(|a| a.name.eq_ignore_ascii_case(name_or_id))
+            {
+                return Ok(found);
+            }
+            match page.next {
+                Some(next) => query.cursor = Some(next),
+                None => {
+                    return Err(ClientError::Api(Problem::new(
+                        404,
+                        "Not Found",
+                        format!("no agent is named `{name_or_id}`"),
+                    )));
+                }
+            }
+        }
+    }
+
+    /// `PATCH /api/agents/{id}`.
+    pub async fn update_agent(
+        &self,
+        id: i64,
+        change: &crate::UpdateAgentRequest,
+    ) -> Result<crate::AgentResponse, ClientError> {
+        self.call(Method::PATCH, &format!("/api/agents/{id}"), Some(change))
+            .await
+    }
+
+    /// `DELETE /api/agents/{id}`.
+    pub async fn delete_agent(&self, id: i64) -> Result<(), ClientError> {
+        self.call(Method::DELETE, &format!("/api/agents/{id}"), None::<&()>)
+            .await
+    }
+
+    /// `GET /api/environments`.
+    pub async fn list_environments(&self) -> Result<crate::EnvironmentList, ClientError> {
+        self.call(Method::GET, "/api/environments", None::<&()>)
+            .await
+    }
+
+    /// `POST /api/environments`.
+    pub async fn create_environment(
+        &self,
+        request: &crate::EnvironmentRequest,
+    ) -> Result<crate::EnvironmentResponse, ClientError> {
+        self.call(Method::POST, "/api/environments", Some(request))
+            .await
+    }
+
+    /// `POST /api/scripts`.
+    pub async fn run_script(
+        &self,
+        request: &crate::RunScriptRequest,
+    ) -> Result<TaskResponse, ClientError> {
+        self.call(Method::POST, "/api/scripts", Some(request)).await
+    }
+
+    /// `GET /api/tasks/{id}/commands`.
+    pub async fn task_commands(&self, id: i64) -> Result<crate::CommandList, ClientError> {
+        self.call(
+            Method::GET,
+            &format!("/api/tasks/{id}/commands"),
+            None::<&()>,
+        )
+        .await
+    }
+
     /// `POST /api/packages/raw`: streams `body` (`length` bytes) as a package version.
     /// No overall timeout: a large package takes as long as the link needs.
     pub async fn push_package(

@@ -4,6 +4,7 @@
 //! durations, task states) so inner code never handles raw strings. It must never import a database,
 //! HTTP or async crate: everything here is deterministic and unit-testable.
 
+pub mod agent;
 pub mod duration;
 pub mod error_chain;
 pub mod node;

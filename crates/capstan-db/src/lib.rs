@@ -7,11 +7,13 @@
 //! verb-named function per statement. This crate must never import axum, hyper or
 //! object_store: it knows tables, not HTTP.
 
+pub mod agents;
 pub mod artifacts;
 pub mod blobs;
 pub mod error;
 pub mod listen;
 pub mod liveness;
+pub mod mailbox;
 pub mod nodes;
 pub mod packages;
 pub mod pools;

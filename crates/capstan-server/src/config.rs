@@ -60,6 +60,11 @@ pub struct ServerArgs {
     #[arg(long, env = "CAPSTAN_BLOB_RETENTION_EVERY", default_value = "1h", value_parser = parse_duration_arg)]
     pub blob_retention_every: Duration,
 
+    /// How often every enabled agent is health-checked (once per period across the
+    /// cluster).
+    #[arg(long, env = "CAPSTAN_AGENT_HEALTH_CHECK_EVERY", default_value = "10m", value_parser = parse_duration_arg)]
+    pub agent_health_check_every: Duration,
+
     /// Address to serve HTTP on.
     #[arg(long, env = "CAPSTAN_LISTEN", default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,
@@ -162,6 +167,7 @@ pub struct Settings {
     pub package_retention_versions: u32,
     pub task_blob_retention: Duration,
     pub blob_retention_every: Duration,
+    pub agent_health_check_every: Duration,
     pub listen: SocketAddr,
     pub node_name: NodeName,
     pub public_url: Option<String>,
@@ -213,6 +219,9 @@ impl ServerArgs {
         if self.blob_retention_every < Duration::from_secs(1) {
             return Err("--blob-retention-every must be at least 1s".to_owned());
         }
+        if self.agent_health_check_every < Duration::from_secs(1) {
+            return Err("--agent-health-check-every must be at least 1s".to_owned());
+        }
         if let Some(endpoint) = &self.s3_endpoint
             && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
         {
@@ -239,6 +248,7 @@ impl ServerArgs {
             package_retention_versions: self.package_retention_versions,
             task_blob_retention: self.task_blob_retention,
             blob_retention_every: self.blob_retention_every,
+            agent_health_check_every: self.agent_health_check_every,
             listen: self.listen,
             node_name,
             public_url: self.public_url,

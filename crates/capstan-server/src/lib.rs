@@ -6,6 +6,7 @@
 //! and the test cluster all start nodes through [`Node::build`] and [`Node::run`]. It
 //! must never depend on `capstan-agent` or `capstan-testkit`.
 
+pub mod agents;
 pub mod background;
 pub mod blobs;
 pub mod config;

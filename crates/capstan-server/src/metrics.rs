@@ -50,6 +50,26 @@ pub struct NodeMetrics {
     tasks_queued: Gauge,
     tasks_running: Gauge,
     queue_oldest: Gauge,
+    pub agent_polls: Counter,
+    pub agent_mailbox_reads: Counter,
+    pub agent_polls_waiting: InFlightGauge,
+}
+
+/// A gauge of things in progress: [`InFlightGauge::track`] counts one until dropped.
+#[derive(Clone)]
+pub struct InFlightGauge(Gauge);
+
+impl InFlightGauge {
+    pub fn track(&self) -> impl Drop {
+        struct Tracked(Gauge);
+        impl Drop for Tracked {
+            fn drop(&mut self) {
+                self.0.decrement(1.0);
+            }
+        }
+        self.0.increment(1.0);
+        Tracked(self.0.clone())
+    }
 }
 
 impl NodeMetrics {
@@ -183,6 +203,22 @@ impl NodeMetrics {
             "Logs of finished tasks this node compacted into one object.".into(),
         );
 
+        r.describe_counter(
+            KeyName::from("capstan_agent_polls_total"),
+            Some(Unit::Count),
+            "Long polls agents made to this node.".into(),
+        );
+        r.describe_counter(
+            KeyName::from("capstan_agent_mailbox_reads_total"),
+            Some(Unit::Count),
+            "Mailbox queries those polls needed (an idle agent's poll needs none).".into(),
+        );
+        describe_gauge(
+            r,
+            "capstan_agent_polls_waiting",
+            "Agent long polls this node holds open now.",
+        );
+
         let info_labels = vec![
             Label::new("node_name", state.name.clone()),
             Label::new("version", state.version),
@@ -210,6 +246,15 @@ impl NodeMetrics {
             .increment(0);
         }
         Self {
+            agent_polls: r
+                .register_counter(&Key::from_name("capstan_agent_polls_total"), &METADATA),
+            agent_mailbox_reads: r.register_counter(
+                &Key::from_name("capstan_agent_mailbox_reads_total"),
+                &METADATA,
+            ),
+            agent_polls_waiting: InFlightGauge(
+                r.register_gauge(&Key::from_name("capstan_agent_polls_waiting"), &METADATA),
+            ),
             blob_store_up,
             blob_bytes_received: r.register_counter(
                 &Key::from_name("capstan_blob_received_bytes_total"),

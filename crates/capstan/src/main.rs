@@ -1,6 +1,7 @@
 //! `capstan`: run a server node, a local development cluster, or operate a cluster
 //! through its API. Operator commands never touch the database directly.
 
+mod agents;
 mod dev;
 mod nodes;
 mod packages;
@@ -32,6 +33,12 @@ enum Command {
     Tasks(tasks::TasksArgs),
     /// Push, list and delete packages of the built-in feed.
     Packages(packages::PackagesArgs),
+    /// List agents, create registration tokens, disable, delete and health-check them.
+    Agents(agents::AgentsArgs),
+    /// List and create environments.
+    Environments(agents::EnvironmentsArgs),
+    /// Run a script on agents picked by names, tags and environment.
+    RunScript(agents::RunScriptArgs),
 }
 
 fn main() -> ExitCode {
@@ -42,6 +49,9 @@ fn main() -> ExitCode {
         Command::Nodes(args) => run_client(nodes::run(args)),
         Command::Tasks(args) => run_client(tasks::run(args)),
         Command::Packages(args) => run_client(packages::run(args)),
+        Command::Agents(args) => run_client(agents::run(args)),
+        Command::Environments(args) => run_client(agents::environments(args)),
+        Command::RunScript(args) => run_client(agents::run_script(args)),
     }
 }
 

@@ -182,7 +182,7 @@ async fn print_log(client: &ApiClient, id: i64) -> anyhow::Result<()> {
 
 /// Prints a task's log line by line until the task finishes; fails unless it
 /// succeeded.
-async fn follow_log(client: &ApiClient, id: i64) -> anyhow::Result<()> {
+pub(crate) async fn follow_log(client: &ApiClient, id: i64) -> anyhow::Result<()> {
     let mut follower = client.follow_task_log(id);
     while let Some(event) = follower.next().await? {
         match event {
@@ -205,7 +205,7 @@ async fn follow_log(client: &ApiClient, id: i64) -> anyhow::Result<()> {
 }
 
 /// Polls a task until it finishes, with a spinner that shows its state.
-async fn wait_for(client: &ApiClient, id: i64) -> anyhow::Result<TaskResponse> {
+pub(crate) async fn wait_for(client: &ApiClient, id: i64) -> anyhow::Result<TaskResponse> {
     let spinner = ProgressBar::new_spinner().with_style(
         ProgressStyle::with_template("{spinner} {elapsed} {msg}").expect("a valid template"),
     );

@@ -36,6 +36,11 @@ pub(crate) async fn require_api_key(
         .and_then(|h| h.strip_prefix("Bearer "))
         .map(str::trim)
         .ok_or_else(|| ApiError::unauthorized("the Authorization header must be `Bearer <key>`"))?;
+    if presented.starts_with("capagt_") || presented.starts_with("capreg_") {
+        return Err(ApiError::unauthorized(
+            "agent credentials and registration tokens reach only the agent protocol (/api/agent/…, /api/agents/register); send an API key",
+        ));
+    }
     if !same_secret(presented, admin_key.expose_secret()) {
         return Err(ApiError::unauthorized("the API key is not valid"));
     }

@@ -1,5 +1,7 @@
 //! The HTTP surface of a node: the router and the layers every request passes.
 
+mod agent_protocol;
+mod agents;
 mod artifacts;
 mod auth;
 pub mod client_addr;
@@ -12,6 +14,7 @@ mod nodes;
 mod observe;
 pub mod openapi;
 mod packages;
+mod scripts;
 mod task_logs;
 mod tasks;
 mod timeout;
@@ -22,7 +25,7 @@ use axum::{
     Router,
     extract::DefaultBodyLimit,
     middleware,
-    routing::{get, post},
+    routing::{delete, get, post},
 };
 use tower_http::{
     catch_panic::CatchPanicLayer,
@@ -74,6 +77,33 @@ pub fn router(ctx: Arc<NodeContext>) -> Router {
             get(packages::download_package),
         )
         .route("/api/tasks/{id}/log", get(task_logs::get_task_log))
+        .route("/api/tasks/{id}/commands", get(scripts::task_commands))
+        .route("/api/scripts", post(scripts::run_script))
+        .route(
+            "/api/agents/registration-tokens",
+            get(agents::list_tokens).post(agents::create_token),
+        )
+        .route(
+            "/api/agents/registration-tokens/{id}",
+            delete(agents::delete_token),
+        )
+        .route("/api/agents", get(agents::list_agents))
+        .route(
+            "/api/agents/{id}",
+            get(agents::get_agent)
+                .patch(agents::update_agent)
+                .delete(agents::delete_agent),
+        )
+        .route(
+            "/api/environments",
+            get(agents::list_environments).post(agents::create_environment),
+        )
+        .route(
+            "/api/environments/{id}",
+            get(agents::get_environment)
+                .put(agents::update_environment)
+                .delete(agents::delete_environment),
+        )
         .route_layer(middleware::from_fn_with_state(
             ctx.clone(),
             auth::require_api_key,
@@ -96,6 +126,25 @@ pub fn router(ctx: Arc<NodeContext>) -> Router {
             auth::require_api_key,
         ))
         .layer(DefaultBodyLimit::disable());
+    // Agents authenticate with their own credentials, per handler; a poll waits up to
+    // a minute, so the API's request time limit does not apply.
+    let agent_protocol = Router::new()
+        .route("/api/agents/register", post(agents::register))
+        .route("/api/agent/commands", get(agent_protocol::poll))
+        .route("/api/agent/commands/{id}/ack", post(agent_protocol::ack))
+        .route(
+            "/api/agent/commands/{id}/output",
+            post(agent_protocol::output),
+        )
+        .route(
+            "/api/agent/commands/{id}/result",
+            post(agent_protocol::result),
+        )
+        .route(
+            "/api/agent/commands/{id}/packages/{index}",
+            get(agent_protocol::package),
+        )
+        .layer(DefaultBodyLimit::max(agent_protocol::MAX_BODY_BYTES));
     let public = Router::new()
         .route("/api/nodes/ping", get(nodes::ping))
         .route("/healthz", get(health::healthz))
@@ -105,6 +154,7 @@ pub fn router(ctx: Arc<NodeContext>) -> Router {
         .merge(public)
         .merge(authenticated)
         .merge(uploads)
+        .merge(agent_protocol)
         .fallback(error::no_route)
         .method_not_allowed_fallback(error::method_not_allowed)
         .route_layer(middleware::from_fn(observe::stash_matched_path))

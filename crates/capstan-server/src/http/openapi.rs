@@ -2,17 +2,22 @@
 
 use axum::Json;
 use capstan_api::{
-    ArtifactList, ArtifactResponse, AttemptList, AttemptResponse, CreateTaskRequest,
-    CreateTasksRequest, CreateTasksResponse, NodeResponse, PackagePage, PackageResponse,
-    PackageSummary, PackageVersionPage, Problem, TaskLogEnd, TaskPage, TaskResponse,
-    UpdateNodeRequest,
+    AgentCommand, AgentFacts, AgentHealth, AgentPage, AgentResponse, ArtifactList,
+    ArtifactResponse, AttemptList, AttemptResponse, CommandBody, CommandList, CommandOutcome,
+    CommandResponse, CommandResult, CommandVariable, CreateRegistrationTokenRequest,
+    CreateTaskRequest, CreateTasksRequest, CreateTasksResponse, EnvironmentList,
+    EnvironmentRequest, EnvironmentResponse, NodeResponse, OutputBatch, OutputLine, OutputStream,
+    PackagePage, PackageRef, PackageResponse, PackageSummary, PackageVersionPage,
+    PackageVersionRef, PollResponse, Problem, RegisterAgentRequest, RegisterAgentResponse,
+    RegistrationTokenList, RegistrationTokenResponse, RunScriptRequest, ScriptCommand,
+    ScriptSyntax, TaskLogEnd, TaskPage, TaskResponse, UpdateAgentRequest, UpdateNodeRequest,
 };
 use utoipa::{
     Modify, OpenApi,
     openapi::security::{Http, HttpAuthScheme, SecurityScheme},
 };
 
-use super::{artifacts, nodes, packages, task_logs, tasks};
+use super::{agent_protocol, agents, artifacts, nodes, packages, scripts, task_logs, tasks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -24,12 +29,25 @@ use super::{artifacts, nodes, packages, task_logs, tasks};
         artifacts::upload_artifact, artifacts::list_artifacts, artifacts::download_artifact,
         packages::upload_package, packages::list_packages, packages::list_versions,
         packages::get_package, packages::download_package, packages::delete_package,
+        agents::create_token, agents::list_tokens, agents::delete_token, agents::register,
+        agents::list_agents, agents::get_agent, agents::update_agent, agents::delete_agent,
+        agents::create_environment, agents::list_environments, agents::get_environment,
+        agents::update_environment, agents::delete_environment,
+        agent_protocol::poll, agent_protocol::ack, agent_protocol::output,
+        agent_protocol::result, agent_protocol::package,
+        scripts::run_script, scripts::task_commands,
     ),
     components(schemas(
         NodeResponse, UpdateNodeRequest, Problem, CreateTaskRequest, CreateTasksRequest,
         CreateTasksResponse, TaskResponse, TaskPage, AttemptResponse, AttemptList, TaskLogEnd,
         PackageResponse, PackageSummary, PackagePage, PackageVersionPage, ArtifactResponse,
-        ArtifactList,
+        ArtifactList, CreateRegistrationTokenRequest, RegistrationTokenResponse,
+        RegistrationTokenList, RegisterAgentRequest, RegisterAgentResponse, AgentResponse,
+        AgentPage, AgentHealth, UpdateAgentRequest, EnvironmentRequest, EnvironmentResponse,
+        EnvironmentList, PollResponse, AgentCommand, CommandBody, ScriptCommand, ScriptSyntax,
+        CommandVariable, PackageRef, OutputBatch, OutputLine, OutputStream, CommandResult,
+        CommandOutcome, AgentFacts, RunScriptRequest, PackageVersionRef, CommandResponse,
+        CommandList,
     )),
     modifiers(&BearerAuth),
     security(("api_key" = []))

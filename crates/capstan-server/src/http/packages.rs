@@ -328,7 +328,11 @@ pub(crate) async fn delete_package(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn find(ctx: &NodeContext, id: &str, version: &str) -> Result<PackageRow, ApiError> {
+pub(crate) async fn find(
+    ctx: &NodeContext,
+    id: &str,
+    version: &str,
+) -> Result<PackageRow, ApiError> {
     let (id, version) = parse_id_version(id, version)?;
     packages::get(&ctx.pools.api, id.as_str(), version.as_str())
         .await

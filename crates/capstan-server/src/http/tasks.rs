@@ -219,7 +219,7 @@ pub(crate) async fn cancel_task(
 }
 
 /// Validates a task with its kind.
-fn prepare(ctx: &NodeContext, request: CreateTaskRequest) -> Result<NewTask, String> {
+pub(crate) fn prepare(ctx: &NodeContext, request: CreateTaskRequest) -> Result<NewTask, String> {
     let prepared = ctx.runner.kinds.prepare(&request.kind, &request.args)?;
     Ok(NewTask {
         kind: request.kind,
@@ -252,11 +252,11 @@ fn no_such_task(id: i64) -> String {
     format!("there is no task with id {id}")
 }
 
-fn to_response(row: TaskRow) -> TaskResponse {
+pub(crate) fn to_response(row: TaskRow) -> TaskResponse {
     TaskResponse {
         id: row.id,
+        args: runner::redact(&row.kind, row.args),
         kind: row.kind,
-        args: row.args,
         // The table's CHECK constraints allow only these values.
         state: row.state.parse().unwrap_or(TaskState::Failed),
         on_node_lost: row.on_node_lost.parse().unwrap_or(NodeLostPolicy::Fail),

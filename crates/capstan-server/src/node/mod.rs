@@ -46,6 +46,7 @@ pub struct NodeContext {
     pub http_stop: CancellationToken,
     /// One permit per task log this node streams live.
     pub log_followers: Arc<tokio::sync::Semaphore>,
+    pub agents: crate::agents::AgentGateway,
 }
 
 /// A start-up check that failed: which dependency, and why.
@@ -184,6 +185,7 @@ impl Node {
                 runner,
                 http_stop: CancellationToken::new(),
                 log_followers: Arc::new(tokio::sync::Semaphore::new(log_followers)),
+                agents: Default::default(),
             }),
             listener,
             local_addr,

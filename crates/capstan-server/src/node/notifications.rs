@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use capstan_db::{
     NODES_CHANNEL, TASKS_CHANNEL,
+    agents::AGENTS_CHANNEL,
     listen::{ListenEvent, listen},
 };
 use tokio::sync::mpsc;
@@ -16,7 +17,7 @@ pub(crate) async fn run(ctx: Arc<NodeContext>) {
     let (events_tx, mut events_rx) = mpsc::channel(1024);
     let listener = tokio::spawn(listen(
         ctx.pools.listen_config.clone(),
-        vec![NODES_CHANNEL, TASKS_CHANNEL],
+        vec![NODES_CHANNEL, TASKS_CHANNEL, AGENTS_CHANNEL],
         events_tx,
     ));
     let own_id = ctx.state.id.to_string();
@@ -24,6 +25,7 @@ pub(crate) async fn run(ctx: Arc<NodeContext>) {
         match event {
             // Anything may have changed while LISTEN was not in place.
             ListenEvent::Connected => {
+                ctx.agents.resync();
                 refresh_settings(&ctx).await;
                 ctx.runner.wake();
             }
@@ -33,6 +35,9 @@ pub(crate) async fn run(ctx: Arc<NodeContext>) {
                     // A raised cap or an undrain may free slots.
                     ctx.runner.wake();
                 }
+            }
+            ListenEvent::Notification { channel, payload } if channel == AGENTS_CHANNEL => {
+                ctx.agents.notified(&payload);
             }
             ListenEvent::Notification { payload, .. } => {
                 if let Some(id) = payload.strip_prefix("cancel:") {

@@ -16,7 +16,10 @@ use capstan_db::{
 use tokio::time::MissedTickBehavior;
 
 use super::{
-    kinds::{BLOB_RETENTION, BlobRetention, TASK_HISTORY_RETENTION, TaskHistoryRetention},
+    kinds::{
+        BLOB_RETENTION, BlobRetention, HEALTH_CHECK, HealthCheck, TASK_HISTORY_RETENTION,
+        TaskHistoryRetention,
+    },
     log_compaction,
 };
 use crate::node::NodeContext;
@@ -95,12 +98,18 @@ pub(crate) async fn run(ctx: Arc<NodeContext>) {
                 settings.task_blob_retention,
             ),
         ),
+        Periodic::new(
+            HEALTH_CHECK,
+            settings.agent_health_check_every,
+            HealthCheck::args(),
+        ),
     ];
     let mut stats_at: Option<Instant> = None;
     let mut ticks = 0u32;
     loop {
         ticker.tick().await;
         rescue_expired(&ctx).await;
+        crate::agents::housekeeping(&ctx).await;
         ticks = ticks.wrapping_add(1);
         if ticks % COMPACT_EVERY_HEARTBEATS == 0 {
             compact_left_over_logs(&ctx).await;

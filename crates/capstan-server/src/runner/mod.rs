@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 pub(crate) use claim_loop::run as claim_loop;
 pub(crate) use housekeeping::run as housekeeping;
-pub use kinds::{TaskKind, TaskKinds};
+pub use kinds::{TaskKind, TaskKinds, redact};
 pub(crate) use leases::{renew as renew_leases, watchdog as lease_watchdog};
 pub use log_writer::TaskLog;
 pub use queueing::{queue_many, queue_one};

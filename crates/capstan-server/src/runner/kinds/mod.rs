@@ -2,8 +2,11 @@
 //! queued, declares what rescue does if its node is lost, and runs a claimed task.
 //! Later features (deployments, health checks, retention of blobs) plug in here.
 
+mod agent_work;
 mod blob_retention;
+mod health_check;
 mod retention;
+pub mod script;
 mod sleep;
 
 use std::{collections::BTreeMap, sync::Arc};
@@ -13,6 +16,7 @@ use futures::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
 
 pub use blob_retention::{BLOB_RETENTION, BlobRetention};
+pub use health_check::{HEALTH_CHECK, HealthCheck};
 pub use retention::{TASK_HISTORY_RETENTION, TaskHistoryRetention};
 
 use crate::node::NodeContext;
@@ -67,6 +71,8 @@ impl TaskKinds {
         kinds.register(sleep::Sleep);
         kinds.register(TaskHistoryRetention);
         kinds.register(BlobRetention);
+        kinds.register(script::Script);
+        kinds.register(HealthCheck);
         kinds
     }
 
@@ -99,6 +105,14 @@ impl TaskKinds {
     }
 }
 
+/// A task's arguments as the API shows them: secrets masked.
+pub fn redact(kind: &str, args: serde_json::Value) -> serde_json::Value {
+    match kind {
+        script::SCRIPT => script::redact(args),
+        _ => args,
+    }
+}
+
 /// Reads a kind's arguments with serde, turning its error into a sentence.
 pub(crate) fn parse_args<T: serde::de::DeserializeOwned>(
     args: &serde_json::Value,
@@ -116,7 +130,7 @@ mod tests {
         let err = kinds.prepare("deploy", &serde_json::json!({})).unwrap_err();
         assert_eq!(
             err,
-            "there is no task kind `deploy`; the kinds are: blob-retention, sleep, task-history-retention"
+            "there is no task kind `deploy`; the kinds are: blob-retention, health-check, script, sleep, task-history-retention"
         );
         let err = kinds
             .prepare("sleep", &serde_json::json!({"ms": "long"}))

@@ -1,0 +1,414 @@
+//! Agents' mailboxes: commands a task sends, what a poll hands over, acknowledgements,
+//! output on its way to the task log, and results.
+
+use sqlx::{PgExecutor, PgPool};
+use time::OffsetDateTime;
+
+use crate::{DbError, agents::AGENTS_CHANNEL};
+
+/// A command to put in an agent's mailbox.
+#[derive(Debug, Clone)]
+pub struct NewCommand {
+    pub agent_id: i64,
+    pub body: serde_json::Value,
+    pub timeout_ms: i64,
+}
+
+/// Puts commands in their agents' mailboxes and wakes whichever node each agent polls.
+pub async fn send(
+    db: &PgPool,
+    task_id: i64,
+    attempt: i32,
+    commands: &[NewCommand],
+) -> Result<Vec<i64>, DbError> {
+    let agents: Vec<i64> = commands.iter().map(|c| c.agent_id).collect();
+    let bodies: Vec<serde_json::Value> = commands.iter().map(|c| c.body.clone()).collect();
+    let timeouts: Vec<i64> = commands.iter().map(|c| c.timeout_ms).collect();
+    let mut tx = db.begin().await?;
+    let ids: Vec<(i64,)> = sqlx::query_as(
+        "INSERT INTO agent_commands (agent_id, task_id, task_attempt, body, timeout_ms)
+         SELECT c.agent_id, $1, $2, c.body, c.timeout_ms
+         FROM unnest($3::bigint[], $4::jsonb[], $5::bigint[]) WITH ORDINALITY
+              AS c(agent_id, body, timeout_ms, n)
+         ORDER BY c.n
+         RETURNING id",
+    )
+    .bind(task_id)
+    .bind(attempt)
+    .bind(&agents)
+    .bind(&bodies)
+    .bind(&timeouts)
+    .fetch_all(&mut *tx)
+    .await?;
+    notify_mail(&mut *tx, &agents).await?;
+    tx.commit().await?;
+    Ok(ids.into_iter().map(|(id,)| id).collect())
+}
+
+async fn notify_mail(db: impl PgExecutor<'_>, agents: &[i64]) -> Result<(), DbError> {
+    sqlx::query(
+        "SELECT pg_notify($1, 'mail:' || a) FROM (SELECT DISTINCT unnest($2::bigint[]) AS a) d",
+    )
+    .bind(AGENTS_CHANNEL)
+    .bind(agents)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// A command handed to its agent.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Delivery {
+    pub id: i64,
+    pub task_id: i64,
+    pub body: Option<serde_json::Value>,
+    pub timeout_ms: i64,
+    /// A running command to stop rather than one to run.
+    pub cancel: bool,
+}
+
+/// Hands over every command not yet acknowledged (counting the delivery), and names
+/// the running ones to cancel, in one statement.
+pub async fn poll(db: impl PgExecutor<'_>, agent_id: i64) -> Result<Vec<Delivery>, DbError> {
+    Ok(sqlx::query_as(
+        "WITH handed AS (
+            UPDATE agent_commands SET state = 'delivered', deliveries = deliveries + 1
+            WHERE agent_id = $1 AND state IN ('pending', 'delivered')
+              AND EXISTS (SELECT 1 FROM tasks t WHERE t.id = task_id AND t.state = 'running'
+                          AND t.attempt = task_attempt)
+            RETURNING id, task_id, body, timeout_ms
+         )
+         SELECT id, task_id, body, timeout_ms, false AS cancel FROM handed
+         UNION ALL
+         SELECT id, task_id, NULL, timeout_ms, true FROM agent_commands
+         WHERE agent_id = $1 AND state = 'running' AND cancel_requested
+         ORDER BY id LIMIT 1000",
+    )
+    .bind(agent_id)
+    .fetch_all(db)
+    .await?)
+}
+
+/// Where a command stands when an agent asks to run it or report on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Standing {
+    /// The agent may go on.
+    Open,
+    /// Not this agent's, or gone.
+    Unknown,
+    /// Finished or cancelled: its state.
+    Closed(String),
+}
+
+/// Marks a command running: the agent acknowledged it. Acknowledging again is fine.
+pub async fn ack(
+    db: impl PgExecutor<'_> + Copy,
+    agent_id: i64,
+    id: i64,
+) -> Result<Standing, DbError> {
+    let done = sqlx::query(
+        "UPDATE agent_commands SET state = 'running', started_at = coalesce(started_at, now())
+         WHERE id = $1 AND agent_id = $2 AND state IN ('pending', 'delivered', 'running')
+           AND NOT cancel_requested",
+    )
+    .bind(id)
+    .bind(agent_id)
+    .execute(db)
+    .await?;
+    if done.rows_affected() == 1 {
+        return Ok(Standing::Open);
+    }
+    standing(db, agent_id, id).await
+}
+
+async fn standing(db: impl PgExecutor<'_>, agent_id: i64, id: i64) -> Result<Standing, DbError> {
+    let state: Option<(String, bool)> = sqlx::query_as(
+        "SELECT state, cancel_requested FROM agent_commands WHERE id = $1 AND agent_id = $2",
+    )
+    .bind(id)
+    .bind(agent_id)
+    .fetch_optional(db)
+    .await?;
+    Ok(match state {
+        None => Standing::Unknown,
+        Some((_, true)) => Standing::Closed("cancelled".to_owned()),
+        Some((state, false)) => Standing::Closed(state),
+    })
+}
+
+/// A line of output, as the agent numbered it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct OutputRow {
+    pub command_id: i64,
+    pub seq: i64,
+    pub stream: String,
+    pub text: String,
+    pub at: OffsetDateTime,
+}
+
+/// Stores output lines not stored before (by `seq`) and wakes the node running the
+/// command's task. Output of a finished command is refused: it would never be read.
+pub async fn store_output(
+    db: &PgPool,
+    agent_id: i64,
+    id: i64,
+    seqs: &[i64],
+    streams: &[String],
+    texts: &[String],
+) -> Result<Standing, DbError> {
+    let mut tx = db.begin().await?;
+    let command: Option<(i64, String, i64)> = sqlx::query_as(
+        "SELECT task_id, state, last_seq FROM agent_commands
+         WHERE id = $1 AND agent_id = $2 FOR UPDATE",
+    )
+    .bind(id)
+    .bind(agent_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some((task_id, state, last_seq)) = command else {
+        return Ok(Standing::Unknown);
+    };
+    if !matches!(state.as_str(), "pending" | "delivered" | "running") {
+        return Ok(Standing::Closed(state));
+    }
+    let newest = seqs.iter().copied().max().unwrap_or(0);
+    if newest > last_seq {
+        sqlx::query(
+            "INSERT INTO agent_command_output (command_id, task_id, seq, stream, text)
+             SELECT $1, $2, l.seq, l.stream, l.text
+             FROM unnest($3::bigint[], $4::text[], $5::text[]) AS l(seq, stream, text)
+             WHERE l.seq > $6
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(id)
+        .bind(task_id)
+        .bind(seqs)
+        .bind(streams)
+        .bind(texts)
+        .bind(last_seq)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE agent_commands SET last_seq = $2 WHERE id = $1")
+            .bind(id)
+            .bind(newest)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("SELECT pg_notify($1, 'out:' || $2::text)")
+            .bind(AGENTS_CHANNEL)
+            .bind(task_id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(Standing::Open)
+}
+
+/// How a command ended.
+#[derive(Debug, Clone)]
+pub struct Finish<'a> {
+    /// succeeded, failed, timed_out or cancelled.
+    pub state: &'a str,
+    pub exit_code: Option<i32>,
+    pub error: Option<&'a str>,
+    pub outputs: serde_json::Value,
+}
+
+/// Records a command's outcome and wakes the node running its task. Reporting a
+/// finished command again changes nothing and is not an error.
+pub async fn finish(
+    db: impl PgExecutor<'_> + Copy,
+    agent_id: i64,
+    id: i64,
+    finish: &Finish<'_>,
+) -> Result<Standing, DbError> {
+    let done: Option<(i64,)> = sqlx::query_as(
+        "WITH closed AS (
+            UPDATE agent_commands SET state = $3, exit_code = $4, error = $5, outputs = $6,
+                finished_at = now(), started_at = coalesce(started_at, now())
+            WHERE id = $1 AND agent_id = $2 AND state IN ('pending', 'delivered', 'running')
+            RETURNING task_id
+         )
+         SELECT task_id FROM closed, pg_notify($7, 'done:' || task_id) AS n",
+    )
+    .bind(id)
+    .bind(agent_id)
+    .bind(finish.state)
+    .bind(finish.exit_code)
+    .bind(finish.error)
+    .bind(&finish.outputs)
+    .bind(AGENTS_CHANNEL)
+    .fetch_optional(db)
+    .await?;
+    if done.is_some() {
+        return Ok(Standing::Open);
+    }
+    match standing(db, agent_id, id).await? {
+        // Reported before: the same report again is an answer that got lost.
+        Standing::Closed(_) => Ok(Standing::Open),
+        other => Ok(other),
+    }
+}
+
+/// Ends commands of a task that have not finished: those not yet acknowledged at once
+/// (the agent will be refused when it tries), running ones by asking their agents to
+/// stop them. Returns how many were running.
+pub async fn cancel_task_commands(db: &PgPool, task_id: i64, reason: &str) -> Result<u64, DbError> {
+    let mut tx = db.begin().await?;
+    sqlx::query(
+        "UPDATE agent_commands SET state = 'cancelled', error = $2, finished_at = now()
+         WHERE task_id = $1 AND state IN ('pending', 'delivered')",
+    )
+    .bind(task_id)
+    .bind(reason)
+    .execute(&mut *tx)
+    .await?;
+    let running: Vec<(i64,)> = sqlx::query_as(
+        "UPDATE agent_commands SET cancel_requested = true
+         WHERE task_id = $1 AND state = 'running' RETURNING agent_id",
+    )
+    .bind(task_id)
+    .fetch_all(&mut *tx)
+    .await?;
+    let agents: Vec<i64> = running.iter().map(|(a,)| *a).collect();
+    notify_mail(&mut *tx, &agents).await?;
+    tx.commit().await?;
+    Ok(agents.len() as u64)
+}
+
+/// Ends commands that outlived their deadline without their agent reporting.
+pub async fn expire(db: impl PgExecutor<'_>, ids: &[i64], error: &str) -> Result<(), DbError> {
+    sqlx::query(
+        "UPDATE agent_commands SET state = 'timed_out', error = $2, finished_at = now()
+         WHERE id = ANY($1) AND state IN ('pending', 'delivered', 'running')",
+    )
+    .bind(ids)
+    .bind(error)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Takes the output waiting for a task's log, in order.
+pub async fn take_output(db: impl PgExecutor<'_>, task_id: i64) -> Result<Vec<OutputRow>, DbError> {
+    let mut rows: Vec<OutputRow> = sqlx::query_as(
+        "DELETE FROM agent_command_output WHERE task_id = $1
+         RETURNING command_id, seq, stream, text, at",
+    )
+    .bind(task_id)
+    .fetch_all(db)
+    .await?;
+    rows.sort_by_key(|r| (r.at, r.command_id, r.seq));
+    Ok(rows)
+}
+
+/// A command's outcome.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Outcome {
+    pub id: i64,
+    pub state: String,
+    pub exit_code: Option<i32>,
+    pub error: Option<String>,
+    pub outputs: serde_json::Value,
+}
+
+/// Outcomes of those of `ids` that have finished.
+pub async fn finished(db: impl PgExecutor<'_>, ids: &[i64]) -> Result<Vec<Outcome>, DbError> {
+    Ok(sqlx::query_as(
+        "SELECT id, state, exit_code, error, outputs FROM agent_commands
+         WHERE id = ANY($1) AND state IN ('succeeded', 'failed', 'timed_out', 'cancelled')",
+    )
+    .bind(ids)
+    .fetch_all(db)
+    .await?)
+}
+
+/// A command as `GET /api/tasks/{id}/commands` shows it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct CommandRow {
+    pub id: i64,
+    pub agent_id: i64,
+    pub agent_name: String,
+    pub state: String,
+    pub deliveries: i32,
+    pub exit_code: Option<i32>,
+    pub error: Option<String>,
+    pub outputs: serde_json::Value,
+    pub queued_at: OffsetDateTime,
+    pub started_at: Option<OffsetDateTime>,
+    pub finished_at: Option<OffsetDateTime>,
+}
+
+/// A task's commands by agent name (at most `limit`).
+pub async fn of_task(
+    db: impl PgExecutor<'_>,
+    task_id: i64,
+    limit: i64,
+) -> Result<Vec<CommandRow>, DbError> {
+    Ok(sqlx::query_as(
+        "SELECT c.id, c.agent_id, a.name AS agent_name, c.state, c.deliveries, c.exit_code,
+                c.error, c.outputs, c.queued_at, c.started_at, c.finished_at
+         FROM agent_commands c JOIN agents a ON a.id = c.agent_id
+         WHERE c.task_id = $1 ORDER BY lower(a.name), c.id LIMIT $2",
+    )
+    .bind(task_id)
+    .bind(limit)
+    .fetch_all(db)
+    .await?)
+}
+
+/// Closes commands whose task attempt no longer runs (its node died, it was cancelled
+/// or it finished without them): those not yet acknowledged at once, running ones by
+/// asking their agents to stop, and those already asked once for good. Returns how
+/// many were closed or asked.
+pub async fn close_orphans(db: &PgPool) -> Result<u64, DbError> {
+    let mut tx = db.begin().await?;
+    let orphans: Vec<(i64, i64, String, bool)> = sqlx::query_as(
+        "SELECT c.id, c.agent_id, c.state, c.cancel_requested
+         FROM agent_commands c LEFT JOIN tasks t ON t.id = c.task_id
+         WHERE c.state IN ('pending', 'delivered', 'running')
+           AND (t.state IS DISTINCT FROM 'running' OR t.attempt <> c.task_attempt)
+         ORDER BY c.id LIMIT 1000
+         FOR UPDATE OF c SKIP LOCKED",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    if orphans.is_empty() {
+        return Ok(0);
+    }
+    let (ask, close): (Vec<_>, Vec<_>) = orphans
+        .iter()
+        .partition(|(_, _, state, asked)| state == "running" && !asked);
+    let close: Vec<i64> = close.iter().map(|(id, ..)| *id).collect();
+    sqlx::query(
+        "UPDATE agent_commands SET state = 'cancelled', finished_at = now(),
+             error = coalesce(error, 'its task is no longer running')
+         WHERE id = ANY($1)",
+    )
+    .bind(&close)
+    .execute(&mut *tx)
+    .await?;
+    let ask_ids: Vec<i64> = ask.iter().map(|(id, ..)| *id).collect();
+    let agents: Vec<i64> = ask.iter().map(|(_, agent, ..)| *agent).collect();
+    sqlx::query("UPDATE agent_commands SET cancel_requested = true WHERE id = ANY($1)")
+        .bind(&ask_ids)
+        .execute(&mut *tx)
+        .await?;
+    notify_mail(&mut *tx, &agents).await?;
+    tx.commit().await?;
+    Ok(orphans.len() as u64)
+}
+
+/// The body of one of an agent's commands, with its state, for fetching its packages.
+pub async fn body(
+    db: impl PgExecutor<'_>,
+    agent_id: i64,
+    id: i64,
+) -> Result<Option<(String, serde_json::Value)>, DbError> {
+    Ok(
+        sqlx::query_as("SELECT state, body FROM agent_commands WHERE id = $1 AND agent_id = $2")
+            .bind(id)
+            .bind(agent_id)
+            .fetch_optional(db)
+            .await?,
+    )
+}

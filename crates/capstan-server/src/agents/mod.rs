@@ -1,0 +1,72 @@
+//! The agent gateway: what a node keeps in memory so that agents can long-poll it
+//! cheaply. Mailboxes live in PostgreSQL; this side only remembers which mailboxes it
+//! knows to be empty, which credentials it has checked, and which agents polled since
+//! the last heartbeat, and drops what a notification says has changed.
+
+pub mod credentials;
+mod identities;
+mod mailboxes;
+mod seen;
+mod task_wakers;
+
+pub use identities::{Identities, Identity};
+pub use mailboxes::{Mailboxes, Ticket};
+pub use seen::SeenAgents;
+pub use task_wakers::TaskWakers;
+
+/// The gateway's state, one per node.
+#[derive(Default)]
+pub struct AgentGateway {
+    pub mailboxes: Mailboxes,
+    pub identities: Identities,
+    pub seen: SeenAgents,
+    /// Wakes tasks waiting for their commands' output and results.
+    pub tasks: TaskWakers,
+}
+
+impl AgentGateway {
+    /// A notification on the agents channel.
+    pub fn notified(&self, payload: &str) {
+        let Some((what, id)) = payload.split_once(':') else {
+            return;
+        };
+        let Ok(id) = id.parse::<i64>() else {
+            return;
+        };
+        match what {
+            "mail" => self.mailboxes.changed(id),
+            "revoked" => {
+                self.identities.forget(id);
+                self.mailboxes.changed(id);
+            }
+            "out" | "done" => self.tasks.wake(id),
+            _ => {}
+        }
+    }
+
+    /// LISTEN was (re)established: anything may have changed meanwhile.
+    pub fn resync(&self) {
+        self.identities.clear();
+        self.mailboxes.reset();
+        self.tasks.wake_all();
+    }
+}
+
+/// Once per heartbeat: record which agents polled this node, and close commands
+/// whose task no longer runs.
+pub async fn housekeeping(ctx: &crate::node::NodeContext) {
+    let (ids, versions) = ctx.agents.seen.take();
+    if !ids.is_empty() {
+        if let Err(e) =
+            capstan_db::agents::record_seen(&ctx.pools.api, &ctx.state.name, &ids, &versions).await
+        {
+            tracing::warn!("cannot record which agents polled: {e}");
+            ctx.agents.seen.restore(ids, versions);
+        }
+    }
+    match capstan_db::mailbox::close_orphans(&ctx.pools.api).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!("closed {n} agent command(s) whose task no longer runs"),
+        Err(e) => tracing::warn!("cannot close agent commands of finished tasks: {e}"),
+    }
+}

@@ -1,0 +1,389 @@
+//! The agent protocol, `/api/agent/…`: an agent's credential reaches these routes
+//! only, and through them only its own mailbox.
+
+use std::{sync::Arc, time::Duration};
+
+use axum::{
+    Json,
+    extract::{FromRequestParts, State},
+    http::{HeaderMap, StatusCode, request::Parts},
+    response::Response,
+};
+use capstan_api::{
+    AgentCommand, CommandBody, CommandOutcome, CommandResult, OutputBatch, PollQuery, PollResponse,
+    Problem,
+    agents::{AGENT_VERSION_HEADER, MAX_OUTPUT_BYTES, MAX_OUTPUT_LINES, MAX_POLL_WAIT_MS},
+};
+use capstan_db::mailbox::{self, Finish, Standing};
+
+use super::{
+    ApiError,
+    download::{self, Download},
+    extract::{ApiJson, ApiPath, ApiQuery},
+};
+use crate::{
+    agents::{
+        Identity,
+        credentials::{TokenKind, bearer, digest},
+    },
+    node::NodeContext,
+};
+
+/// The largest body an agent may send: a full output batch, JSON-escaped.
+pub const MAX_BODY_BYTES: usize = 4 * MAX_OUTPUT_BYTES;
+const DEFAULT_WAIT: Duration = Duration::from_secs(30);
+/// Most outputs one result may set, and the longest value.
+const MAX_OUTPUTS: usize = 100;
+const MAX_OUTPUT_VALUE: usize = 64 * 1024;
+
+/// The agent a request comes from, by its credential.
+pub(crate) struct AgentAuth {
+    pub agent: Identity,
+    digest: [u8; 32],
+}
+
+impl FromRequestParts<Arc<NodeContext>> for AgentAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        ctx: &Arc<NodeContext>,
+    ) -> Result<Self, Self::Rejection> {
+        let token = bearer(&parts.headers).ok_or_else(|| {
+            ApiError::unauthorized(
+                "send the agent's credential as `Authorization: Bearer capagt_…`",
+            )
+        })?;
+        if !token.starts_with(TokenKind::Agent.prefix()) {
+            return Err(ApiError::unauthorized(
+                "this is not an agent credential (those start with `capagt_`); register the agent to get one",
+            ));
+        }
+        let digest = digest(token);
+        let agent = identify(ctx, &digest).await?;
+        Ok(Self { agent, digest })
+    }
+}
+
+/// Who holds a credential: from memory, or from the database once per node.
+async fn identify(ctx: &NodeContext, digest: &[u8; 32]) -> Result<Identity, ApiError> {
+    let identity = match ctx.agents.identities.get(digest) {
+        Some(identity) => identity,
+        None => {
+            let found = capstan_db::agents::authenticate(&ctx.pools.api, digest)
+                .await
+                .map_err(|e| ApiError::from_db(e, String::new))?
+                .ok_or_else(|| {
+                    ApiError::unauthorized(
+                        "the agent credential is not valid: the agent was deleted or never registered; register it again",
+                    )
+                })?;
+            let identity = Identity {
+                id: found.id,
+                name: found.name,
+                disabled: found.disabled,
+            };
+            ctx.agents.identities.remember(*digest, identity.clone());
+            identity
+        }
+    };
+    if identity.disabled {
+        return Err(ApiError::unauthorized(format!(
+            "agent `{}` is disabled; an administrator can enable it again",
+            identity.name
+        )));
+    }
+    Ok(identity)
+}
+
+/// `GET /api/agent/commands`: the agent's commands not yet acknowledged and the
+/// running ones to cancel, at once if there are any, else when some arrive or after
+/// `wait_ms`.
+#[utoipa::path(get, path = "/api/agent/commands", tag = "agent protocol", params(PollQuery), responses(
+    (status = 200, body = PollResponse),
+    (status = 401, body = Problem, content_type = "application/problem+json"),
+))]
+pub(crate) async fn poll(
+    State(ctx): State<Arc<NodeContext>>,
+    auth: AgentAuth,
+    headers: HeaderMap,
+    ApiQuery(query): ApiQuery<PollQuery>,
+) -> Result<Json<PollResponse>, ApiError> {
+    let version = headers
+        .get(AGENT_VERSION_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.chars().take(64).collect::<String>())
+        .unwrap_or_else(|| "unknown".to_owned());
+    ctx.agents.seen.saw(auth.agent.id, &version);
+    let wait = query.wait_ms.map_or(DEFAULT_WAIT, |ms| {
+        Duration::from_millis(ms.min(MAX_POLL_WAIT_MS))
+    });
+    let deadline = tokio::time::Instant::now() + wait;
+    ctx.metrics.agent_polls.increment(1);
+    let _waiting = ctx.metrics.agent_polls_waiting.track();
+    loop {
+        let mut ticket = ctx.agents.mailboxes.ticket(auth.agent.id);
+        if !ticket.known_empty {
+            ctx.metrics.agent_mailbox_reads.increment(1);
+            let deliveries = mailbox::poll(&ctx.pools.api, auth.agent.id)
+                .await
+                .map_err(|e| ApiError::from_db(e, String::new))?;
+            if !deliveries.is_empty() {
+                return Ok(Json(to_poll_response(deliveries)));
+            }
+            ctx.agents.mailboxes.found_empty(&ticket);
+        }
+        tokio::select! {
+            () = ticket.changed() => {
+                // A revocation wakes the poll too: check the credential again.
+                identify(&ctx, &auth.digest).await?;
+            }
+            () = tokio::time::sleep_until(deadline) => return Ok(Json(PollResponse::default())),
+            () = ctx.http_stop.cancelled() => return Ok(Json(PollResponse::default())),
+        }
+    }
+}
+
+fn to_poll_response(deliveries: Vec<mailbox::Delivery>) -> PollResponse {
+    let mut response = PollResponse::default();
+    for delivery in deliveries {
+        if delivery.cancel {
+            response.cancel.push(delivery.id);
+            continue;
+        }
+        let Some(body) = delivery.body else { continue };
+        match serde_json::from_value::<CommandBody>(body) {
+            Ok(mut body) => {
+                if let CommandBody::Script(script) = &mut body {
+                    for (index, package) in script.packages.iter_mut().enumerate() {
+                        package.download =
+                            format!("/api/agent/commands/{}/packages/{index}", delivery.id);
+                    }
+                }
+                response.commands.push(AgentCommand {
+                    id: delivery.id,
+                    task_id: delivery.task_id,
+                    timeout_ms: u64::try_from(delivery.timeout_ms).unwrap_or(0),
+                    body,
+                });
+            }
+            // Written by this code, so a bug; the command's deadline will end it.
+            Err(e) => tracing::error!(command.id = delivery.id, "unreadable command body: {e}"),
+        }
+    }
+    response
+}
+
+fn refuse(id: i64, standing: Standing) -> Result<(), ApiError> {
+    match standing {
+        Standing::Open => Ok(()),
+        Standing::Unknown => Err(ApiError::not_found(format!(
+            "this agent has no command {id}"
+        ))),
+        Standing::Closed(state) => Err(ApiError::conflict(format!(
+            "command {id} is {state}: do not run it or report on it"
+        ))),
+    }
+}
+
+/// `POST /api/agent/commands/{id}/ack`: the agent is about to run the command. 409 when
+/// it was cancelled or finished meanwhile: then it must not run it.
+#[utoipa::path(post, path = "/api/agent/commands/{id}/ack", tag = "agent protocol",
+    params(("id" = i64, Path)), responses(
+    (status = 204, description = "Run it"),
+    (status = 404, body = Problem, content_type = "application/problem+json"),
+    (status = 409, body = Problem, content_type = "application/problem+json"),
+))]
+pub(crate) async fn ack(
+    State(ctx): State<Arc<NodeContext>>,
+    auth: AgentAuth,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<StatusCode, ApiError> {
+    let standing = mailbox::ack(&ctx.pools.api, auth.agent.id, id)
+        .await
+        .map_err(|e| ApiError::from_db(e, String::new))?;
+    refuse(id, standing)?;
+    // The next poll here must look again: other commands may still wait.
+    ctx.agents.mailboxes.changed(auth.agent.id);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /api/agent/commands/{id}/output`: lines for the task's log. Lines whose `seq`
+/// was stored before are skipped, so a batch may be sent again.
+#[utoipa::path(post, path = "/api/agent/commands/{id}/output", tag = "agent protocol",
+    params(("id" = i64, Path)), request_body = OutputBatch, responses(
+    (status = 204, description = "Stored"),
+    (status = 404, body = Problem, content_type = "application/problem+json"),
+    (status = 409, body = Problem, content_type = "application/problem+json"),
+    (status = 413, body = Problem, content_type = "application/problem+json"),
+))]
+pub(crate) async fn output(
+    State(ctx): State<Arc<NodeContext>>,
+    auth: AgentAuth,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(batch): ApiJson<OutputBatch>,
+) -> Result<StatusCode, ApiError> {
+    if batch.lines.len() > MAX_OUTPUT_LINES {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "a batch holds at most {MAX_OUTPUT_LINES} lines, this one has {}; send the rest in another",
+                batch.lines.len()
+            ),
+        ));
+    }
+    let bytes: usize = batch.lines.iter().map(|l| l.text.len()).sum();
+    if bytes > MAX_OUTPUT_BYTES {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "a batch holds at most {MAX_OUTPUT_BYTES} bytes of text, this one has {bytes}; send the rest in another"
+            ),
+        ));
+    }
+    if let Some(line) = batch.lines.iter().find(|l| l.seq == 0) {
+        return Err(ApiError::unprocessable(format!(
+            "line numbers start at 1; a line has seq 0: `{}`",
+            line.text.chars().take(80).collect::<String>()
+        )));
+    }
+    if batch.lines.is_empty() {
+        return Ok(StatusCode::NO_CONTENT);
+    }
+    let seqs: Vec<i64> = batch
+        .lines
+        .iter()
+        .map(|l| i64::try_from(l.seq).unwrap_or(i64::MAX))
+        .collect();
+    let streams: Vec<String> = batch
+        .lines
+        .iter()
+        .map(|l| {
+            serde_json::to_value(l.stream)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default()
+        })
+        .collect();
+    let texts: Vec<String> = batch
+        .lines
+        .into_iter()
+        .map(|l| l.text.replace('\0', "\u{fffd}"))
+        .collect();
+    let standing =
+        mailbox::store_output(&ctx.pools.api, auth.agent.id, id, &seqs, &streams, &texts)
+            .await
+            .map_err(|e| ApiError::from_db(e, String::new))?;
+    refuse(id, standing)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /api/agent/commands/{id}/result`: how the command ended. Reporting again is
+/// fine; the first report counts.
+#[utoipa::path(post, path = "/api/agent/commands/{id}/result", tag = "agent protocol",
+    params(("id" = i64, Path)), request_body = CommandResult, responses(
+    (status = 204, description = "Recorded"),
+    (status = 404, body = Problem, content_type = "application/problem+json"),
+    (status = 422, body = Problem, content_type = "application/problem+json"),
+))]
+pub(crate) async fn result(
+    State(ctx): State<Arc<NodeContext>>,
+    auth: AgentAuth,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(result): ApiJson<CommandResult>,
+) -> Result<StatusCode, ApiError> {
+    if result.outputs.len() > MAX_OUTPUTS {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "a command sets at most {MAX_OUTPUTS} output variables, this one sets {}",
+                result.outputs.len()
+            ),
+        ));
+    }
+    for (name, value) in &result.outputs {
+        capstan_core::service_message::check_output_name(name)
+            .map_err(|e| ApiError::unprocessable(format!("outputs: {e}")))?;
+        if value.len() > MAX_OUTPUT_VALUE {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "output variable `{name}` is {} bytes; at most {MAX_OUTPUT_VALUE}",
+                    value.len()
+                ),
+            ));
+        }
+    }
+    let error = result
+        .error
+        .map(|e| e.chars().take(4000).collect::<String>());
+    let mut outputs = serde_json::to_value(&result.outputs).unwrap_or_default();
+    if let Some(facts) = &result.facts {
+        // Kept with the outputs, where the health check reads them.
+        if let (Some(map), Ok(facts)) = (outputs.as_object_mut(), serde_json::to_value(facts)) {
+            map.insert("_facts".to_owned(), facts);
+        }
+    }
+    let state = match result.outcome {
+        CommandOutcome::Succeeded => "succeeded",
+        CommandOutcome::Failed => "failed",
+        CommandOutcome::TimedOut => "timed_out",
+        CommandOutcome::Cancelled => "cancelled",
+    };
+    let finish = Finish {
+        state,
+        exit_code: result.exit_code,
+        error: error.as_deref(),
+        outputs,
+    };
+    let standing = mailbox::finish(&ctx.pools.api, auth.agent.id, id, &finish)
+        .await
+        .map_err(|e| ApiError::from_db(e, String::new))?;
+    refuse(id, standing)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /api/agent/commands/{id}/packages/{index}`: a package the command needs.
+#[utoipa::path(get, path = "/api/agent/commands/{id}/packages/{index}", tag = "agent protocol",
+    params(("id" = i64, Path), ("index" = usize, Path)), responses(
+    (status = 200, description = "The package's bytes", content_type = "application/octet-stream"),
+    (status = 404, body = Problem, content_type = "application/problem+json"),
+))]
+pub(crate) async fn package(
+    State(ctx): State<Arc<NodeContext>>,
+    auth: AgentAuth,
+    ApiPath((id, index)): ApiPath<(i64, usize)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let (state, body) = mailbox::body(&ctx.pools.api, auth.agent.id, id)
+        .await
+        .map_err(|e| ApiError::from_db(e, String::new))?
+        .ok_or_else(|| ApiError::not_found(format!("this agent has no command {id}")))?;
+    if !matches!(state.as_str(), "delivered" | "running") {
+        return Err(ApiError::conflict(format!("command {id} is {state}")));
+    }
+    let wanted = match serde_json::from_value::<CommandBody>(body) {
+        Ok(CommandBody::Script(script)) => script.packages.into_iter().nth(index),
+        _ => None,
+    }
+    .ok_or_else(|| ApiError::not_found(format!("command {id} has no package {index}")))?;
+    let row = super::packages::find(&ctx, &wanted.id, &wanted.version).await?;
+    if row.sha256 != wanted.sha256 {
+        return Err(ApiError::conflict(format!(
+            "package {} {} was replaced after the command was sent (sha256 now {})",
+            wanted.id, wanted.version, row.sha256
+        )));
+    }
+    download::send(
+        &ctx,
+        &headers,
+        Download {
+            blob_key: &row.blob_key,
+            size: u64::try_from(row.size).unwrap_or(0),
+            sha256: &row.sha256,
+            file_name: format!("{}.{}.{}", row.package_id, row.version, row.extension),
+            content_type: download::content_type(&row.extension),
+        },
+    )
+    .await
+}

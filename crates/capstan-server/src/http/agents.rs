@@ -1,0 +1,454 @@
+//! `/api/agents`: registration tokens, registering, and the agents themselves;
+//! `/api/environments`.
+
+use std::sync::Arc;
+
+use axum::{
+    Json,
+    extract::State,
+    http::{HeaderMap, StatusCode},
+};
+use capstan_api::{
+    AgentHealth, AgentPage, AgentQuery, AgentResponse, CreateRegistrationTokenRequest,
+    EnvironmentList, EnvironmentRequest, EnvironmentResponse, Problem, RegisterAgentRequest,
+    RegisterAgentResponse, RegistrationTokenList, RegistrationTokenResponse, UpdateAgentRequest,
+};
+use capstan_core::agent::{check_agent_name, check_environment_name, normalize_tags};
+use capstan_db::{
+    DbError,
+    agents::{self, AgentFilter, AgentRow, EnvironmentRow, NewAgent, RegisterError, TokenRow},
+};
+
+use super::{
+    ApiError,
+    extract::{ApiJson, ApiPath, ApiQuery},
+};
+use crate::{
+    agents::credentials::{self, TokenKind, bearer},
+    node::NodeContext,
+};
+
+const DEFAULT_TOKEN_LIFE: &str = "24h";
+const MAX_TOKEN_LIFE: std::time::Duration = std::time::Duration::from_secs(365 * 24 * 3600);
+const MAX_TOKEN_USES: u32 = 10_000;
+const DEFAULT_PAGE: u32 = 100;
+const MAX_PAGE: u32 = 500;
+
+/// `POST /api/agents/registration-tokens`: a token agents register with. The secret
+/// is in this answer only.
+#[utoipa::path(post, path = "/api/agents/registration-tokens", tag = "agents",
+    request_body = CreateRegistrationTokenRequest, responses(
+    (status = 201, body = RegistrationTokenResponse),
+    (status = 422, body = Problem, content_type = "application/problem+json"),
+))]
+pub(crate) async fn create_token(
+    State(ctx): State<Arc<NodeContext>>,
+    ApiJson(request): ApiJson<CreateRegistrationTokenRequest>,
+) -> Result<(StatusCode, Json<RegistrationTokenResponse>), ApiError> {
+    let life_text = request.expires_in.as_deref().unwrap_or(DEFAULT_TOKEN_LIFE);
+    let life = capstan_core::parse_duration(life_text)
+        .map_err(|e| ApiError::unprocessable(format!("`expires_in`: {e}")))?;
+    if life.is_zero() || life > MAX_TOKEN_LIFE {
+        return Err(ApiError::unprocessable(format!(
+            "`expires_in` must be more than 0 and at most 365d, got `{life_text}`"
+        )));
+    }
+    let uses = request.uses.unwrap_or(1);
+    if !(1..=MAX_TOKEN_USES).contains(&uses) {
+        return Err(ApiError::unprocessable(format!(
+            "`uses` must be between 1 and {MAX_TOKEN_USES}, got {uses}"
+        )));
+    }
+    let note = request
+        .note
+        .map(|n| n.chars().take(500).collect::<String>());
+    let token = credentials::generate(TokenKind::Registration);
+    let expires_at = time::OffsetDateTime::now_utc()
+        + time::Duration::try_from(life).unwrap_or(time::Duration::DAY);
+    let row = agents::create_token(
+        &ctx.pools.api,
+        &token.digest,
+        &token.shown_prefix,
+        note.as_deref(),
+        i32::try_from(uses).unwrap_or(1),
+        expires_at,
+    )
+    .await
+    .map_err(|e| ApiError::from_db(e, String::new))?;
+    let mut response = token_response(row);
+    response.token = Some(token.secret);
+    Ok((StatusCode::CREATED, Json(response)))
+}
+
+fn token_response(row: TokenRow) -> RegistrationTokenResponse {
+    RegistrationTokenResponse {
+        id: row.id,
+        token: None,
+        prefix: row.prefix,
+        note: row.note,
+        uses_left: u32::try_from(row.uses_left).unwrap_or(0),
+        expires_at: row.expires_at,
+        created_at: row.created_at,
+    }
+}
+
+/// `GET /api/agents/registration-tokens`: tokens that can still be used.
+#[utoipa::path(get, path = "/api/agents/registration-tokens", tag = "agents", responses(
+    (status = 200, body = RegistrationTokenList),
+))]
+pub(crate) async fn list_tokens(
+    State(ctx): State<Arc<NodeContext>>,
+) -> Result<Json<RegistrationTokenList>, ApiError> {
+    let rows = agents::list_tokens(&ctx.pools.api)
+        .await
+        .map_err(|e| ApiError::from_db(e, String::new))?;
+    Ok(Json(RegistrationTokenList {
+        items: rows.into_iter().map(token_response).collect(),
+    }))
+}
+
+/// `DELETE /api/agents/registration-tokens/{id}`: revokes a token.
+#[utoipa::path(delete, path = "/api/agents/registration-tokens/{id}", tag = "agents",
+    params(("id" = i64, Path)), responses(
+    (status = 204, description = "Revoked"),
+    (status = 404, body = Problem, content_type = "application/problem+json"),
+))]
+pub(crate) async fn delete_token(
+    State(ctx): State<Arc<NodeContext>>,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<StatusCode, ApiError> {
+    agents::delete_token(&ctx.pools.api, id)
+        .await
+        .map_err(|e| ApiError::from_db(e, || format!("there is no registration token {id}")))?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /api/agents/register`, with a registration token as the bearer: adds the
+/// agent and answers with its credential, once.
+#[utoipa::path(post, path = "/api/agents/register", tag = "agents",
+    request_body = RegisterAgentRequest, responses(
+    (status = 201, body = RegisterAgentResponse),
+    (status = 401, body = Problem, content_type = "application/problem+json"),
+    (status = 409, body = Problem, content_type = "application/problem+json"),
+    (status = 422, body = Problem, content_type = "application/problem+json"),
+))]
+pub(crate) async fn register(
+    State(ctx): State<Arc<NodeContext>>,
+    headers: HeaderMap,
+    ApiJson(request): ApiJson<RegisterAgentRequest>,
+) -> Result<(StatusCode, Json<RegisterAgentResponse>), ApiError> {
+    let token = bearer(&headers).ok_or_else(|| {
+        ApiError::unauthorized("send a registration token as `Authorization: Bearer capreg_…`")
+    })?;
+    if !token.starts_with(TokenKind::Registration.prefix()) {
+        return Err(ApiError::unauthorized(
+            "this is not a registration token (those start with `capreg_`); an administrator creates one with POST /api/agents/registration-tokens",
+        ));
+    }
+    check_agent_name(&request.name).map_err(ApiError::unprocessable)?;
+    let tags = normalize_tags(&request.tags).map_err(ApiError::unprocessable)?;
+    let version: String = request.version.chars().take(64).collect();
+    let credential = credentials::generate(TokenKind::Agent);
+    let new = NewAgent {
+        name: &request.name,
+        environment: &request.environment,
+        tags: &tags,
+        version: &version,
+        credential_digest: &credential.digest,
+    };
+    let row = agents::register(&ctx.pools.api, &credentials::digest(token), &new)
+        .await
+        .map_err(|e| match e {
+            RegisterError::Db(e) => ApiError::from_db(e, String::new),
+            e @ (RegisterError::UnknownToken
+            | RegisterError::Expired(_)
+            | RegisterError::UsedUp) => ApiError::unauthorized(e.to_string()),
+            e @ RegisterError::NoEnvironment(_) => {
+                ApiError::unprocessable(format!("{e}; create it first (POST /api/environments)"))
+            }
+            e @ RegisterError::NameTaken(_) => ApiError::conflict(format!(
+                "{e}; pick another name, or delete the old agent first"
+            )),
+        })?;
+    tracing::info!(agent.id = row.id, agent.name = %row.name, "agent registered");
+    Ok((
+        StatusCode::CREATED,
+        Json(RegisterAgentResponse {
+            agent: agent_response(row),
+            credential: credential.secret,
+        }),
+    ))
+}
+
+pub(crate) fn agent_response(row: AgentRow) -> AgentResponse {
+    AgentResponse {
+        id: row.id,
+        name: row.name,
+        environment: row.environment,
+        tags: row.tags,
+        version: row.version,
+        last_seen: row.last_seen,
+        last_node: row.last_node,
+        health: row.health.parse().unwrap_or(AgentHealth::Unknown),
+        health_reason: row.health_reason,
+        health_checked_at: row.health_checked_at,
+        disabled: row.disabled,
+        registered_at: row.registered_at,
+    }
+}
+
+/// The id of an environment named in a request, or a 422 saying it does not exist.
+pub(crate) async fn environment_id(ctx: &NodeContext, name: &str) -> Result<i64, ApiError> {
+    agents::find_environment(&ctx.pools.api, name)
+        .await
+        .map_err(|e| ApiError::from_db(e, String::new))?
+        .map(|e| e.id)
+        .ok_or_else(|| ApiError::unprocessable(format!("there is no environment `{name}`")))
+}
+
+/// `GET /api/agents`: by id, filtered by environment, tag and health, in pages.
+#[utoipa::path(get, path = "/api/agents", tag = "agents", params(AgentQuery), responses(
+    (status = 200, body = AgentPage),
+    (status = 400, body = Problem, content_type = "application/problem+json"),
+))]
+pub(crate) async fn list_agents(
+    State(ctx): State<Arc<NodeContext>>,
+    ApiQuery(query): ApiQuery<AgentQuery>,
+) -> Result<Json<AgentPage>, ApiError> {
+    let limit = query.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::bad_request(format!(
+            "`limit` must be between 1 and {MAX_PAGE}, got {limit}"
+        )));
+    }
+    let after = match query.cursor.as_deref() {
+        None => None,
+        Some(cursor) => Some(cursor.parse::<i64>().map_err(|_| {
+            ApiError::bad_request(format!(
+                "`cursor` must be the `next` of a previous page, got `{cursor}`"
+            ))
+        })?),
+    };
+    if let Some(health) = query.health.as_deref() {
+        health
+            .parse::<AgentHealth>()
+            .map_err(ApiError::bad_request)?;
+    }
+    let environment_id = match query.environment.as_deref() {
+        None => None,
+        Some(name) => Some(
+            environment_id(&ctx, name)
+                .await
+                .map_err(|e| ApiError::bad_request(e.detail))?,
+        ),
+    };
+    let rows = agents::list_agents(
+        &ctx.pools.api,
+        &AgentFilter {
+            environment_id,
+            tag: query.tag.as_deref(),
+            health: query.health.as_deref(),
+            after,
+            limit: i64::from(limit) + 1,
+        },
+    )
+    .await
+    .map_err(|e| ApiError::from_db(e, String::new))?;
+    let mut items: Vec<AgentResponse> = rows.into_iter().map(agent_response).collect();
+    let next = if items.len() > limit as usize {
+        items.truncate(limit as usize);
+        items.last().map(|a| a.id.to_string())
+    } else {
+        None
+    };
+    Ok(Json(AgentPage { items, next }))
+}
+
+/// `GET /api/agents/{id}`.
+#[utoipa::path(get, path = "/api/agents/{id}", tag = "agents", params(("id" = i64, Path)), responses(
+    (status = 200, body = AgentResponse),
+    (status = 404, body = Problem, content_type = "application/problem+json"),
+))]
+pub(crate) async fn get_agent(
+    State(ctx): State<Arc<NodeContext>>,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<AgentResponse>, ApiError> {
+    let row = agents::get_agent(&ctx.pools.api, id)
+        .await
+        .map_err(|e| ApiError::from_db(e, || no_agent(id)))?;
+    Ok(Json(agent_response(row)))
+}
+
+fn no_agent(id: i64) -> String {
+    format!("there is no agent {id}")
+}
+
+/// `PATCH /api/agents/{id}`: environment, tags, disabled. Disabling refuses the
+/// agent on every node at once.
+#[utoipa::path(patch, path = "/api/agents/{id}", tag = "agents", params(("id" = i64, Path)),
+    request_body = UpdateAgentRequest, responses(
+    (status = 200, body = AgentResponse),
+    (status = 404, body = Problem, content_type = "application/problem+json"),
+    (status = 422, body = Problem, content_type = "application/problem+json"),
+))]
+pub(crate) async fn update_agent(
+    State(ctx): State<Arc<NodeContext>>,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(request): ApiJson<UpdateAgentRequest>,
+) -> Result<Json<AgentResponse>, ApiError> {
+    let environment_id = match request.environment.as_deref() {
+        None => None,
+        Some(name) => Some(environment_id(&ctx, name).await?),
+    };
+    let tags = request
+        .tags
+        .as_deref()
+        .map(normalize_tags)
+        .transpose()
+        .map_err(ApiError::unprocessable)?;
+    let row = agents::update_agent(
+        &ctx.pools.api,
+        id,
+        environment_id,
+        tags.as_deref(),
+        request.disabled,
+    )
+    .await
+    .map_err(|e| ApiError::from_db(e, || no_agent(id)))?;
+    Ok(Json(agent_response(row)))
+}
+
+/// `DELETE /api/agents/{id}`: removes the agent and its mailbox; its credential is
+/// refused on every node at once.
+#[utoipa::path(delete, path = "/api/agents/{id}", tag = "agents", params(("id" = i64, Path)), responses(
+    (status = 204, description = "Deleted"),
+    (status = 404, body = Problem, content_type = "application/problem+json"),
+))]
+pub(crate) async fn delete_agent(
+    State(ctx): State<Arc<NodeContext>>,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<StatusCode, ApiError> {
+    agents::delete_agent(&ctx.pools.api, id)
+        .await
+        .map_err(|e| ApiError::from_db(e, || no_agent(id)))?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn environment_response(row: EnvironmentRow) -> EnvironmentResponse {
+    EnvironmentResponse {
+        id: row.id,
+        name: row.name,
+        description: row.description,
+        created_at: row.created_at,
+    }
+}
+
+fn environment_error(e: DbError, name: &str, id: Option<i64>) -> ApiError {
+    match e {
+        DbError::Conflict { constraint } if constraint == "environments_name" => {
+            ApiError::conflict(format!("an environment named `{name}` already exists"))
+        }
+        DbError::Conflict { .. } => ApiError::conflict(format!(
+            "environment {} still has agents; move or delete them first",
+            id.unwrap_or_default()
+        )),
+        e => ApiError::from_db(e, || {
+            format!("there is no environment {}", id.unwrap_or_default())
+        }),
+    }
+}
+
+fn check_environment(request: &EnvironmentRequest) -> Result<(), ApiError> {
+    check_environment_name(&request.name).map_err(ApiError::unprocessable)?;
+    if request.description.len() > 4000 {
+        return Err(ApiError::unprocessable(
+            "an environment's description has at most 4,000 bytes",
+        ));
+    }
+    Ok(())
+}
+
+/// `POST /api/environments`.
+#[utoipa::path(post, path = "/api/environments", tag = "environments",
+    request_body = EnvironmentRequest, responses(
+    (status = 201, body = EnvironmentResponse),
+    (status = 409, body = Problem, content_type = "application/problem+json"),
+    (status = 422, body = Problem, content_type = "application/problem+json"),
+))]
+pub(crate) async fn create_environment(
+    State(ctx): State<Arc<NodeContext>>,
+    ApiJson(request): ApiJson<EnvironmentRequest>,
+) -> Result<(StatusCode, Json<EnvironmentResponse>), ApiError> {
+    check_environment(&request)?;
+    let row = agents::create_environment(&ctx.pools.api, &request.name, &request.description)
+        .await
+        .map_err(|e| environment_error(e, &request.name, None))?;
+    Ok((StatusCode::CREATED, Json(environment_response(row))))
+}
+
+/// `GET /api/environments`: all of them, by name.
+#[utoipa::path(get, path = "/api/environments", tag = "environments", responses(
+    (status = 200, body = EnvironmentList),
+))]
+pub(crate) async fn list_environments(
+    State(ctx): State<Arc<NodeContext>>,
+) -> Result<Json<EnvironmentList>, ApiError> {
+    let rows = agents::list_environments(&ctx.pools.api)
+        .await
+        .map_err(|e| ApiError::from_db(e, String::new))?;
+    Ok(Json(EnvironmentList {
+        items: rows.into_iter().map(environment_response).collect(),
+    }))
+}
+
+/// `GET /api/environments/{id}`.
+#[utoipa::path(get, path = "/api/environments/{id}", tag = "environments",
+    params(("id" = i64, Path)), responses(
+    (status = 200, body = EnvironmentResponse),
+    (status = 404, body = Problem, content_type = "application/problem+json"),
+))]
+pub(crate) async fn get_environment(
+    State(ctx): State<Arc<NodeContext>>,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<EnvironmentResponse>, ApiError> {
+    let row = agents::get_environment(&ctx.pools.api, id)
+        .await
+        .map_err(|e| environment_error(e, "", Some(id)))?;
+    Ok(Json(environment_response(row)))
+}
+
+/// `PUT /api/environments/{id}`: renames it or changes its description.
+#[utoipa::path(put, path = "/api/environments/{id}", tag = "environments",
+    params(("id" = i64, Path)), request_body = EnvironmentRequest, responses(
+    (status = 200, body = EnvironmentResponse),
+    (status = 404, body = Problem, content_type = "application/problem+json"),
+    (status = 409, body = Problem, content_type = "application/problem+json"),
+))]
+pub(crate) async fn update_environment(
+    State(ctx): State<Arc<NodeContext>>,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(request): ApiJson<EnvironmentRequest>,
+) -> Result<Json<EnvironmentResponse>, ApiError> {
+    check_environment(&request)?;
+    let row = agents::update_environment(&ctx.pools.api, id, &request.name, &request.description)
+        .await
+        .map_err(|e| environment_error(e, &request.name, Some(id)))?;
+    Ok(Json(environment_response(row)))
+}
+
+/// `DELETE /api/environments/{id}`: only once no agent belongs to it.
+#[utoipa::path(delete, path = "/api/environments/{id}", tag = "environments",
+    params(("id" = i64, Path)), responses(
+    (status = 204, description = "Deleted"),
+    (status = 404, body = Problem, content_type = "application/problem+json"),
+    (status = 409, body = Problem, content_type = "application/problem+json"),
+))]
+pub(crate) async fn delete_environment(
+    State(ctx): State<Arc<NodeContext>>,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<StatusCode, ApiError> {
+    agents::delete_environment(&ctx.pools.api, id)
+        .await
+        .map_err(|e| environment_error(e, "", Some(id)))?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,190 @@
+//! `POST /api/scripts` (the script console) and `GET /api/tasks/{id}/commands`.
+
+use std::{sync::Arc, time::Duration};
+
+use axum::{
+    Json,
+    extract::State,
+    http::{StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use capstan_api::{
+    CommandList, CommandResponse, CreateTaskRequest, PackageRef, Problem, RunScriptRequest,
+    ScriptCommand, TaskResponse,
+};
+
+use super::{
+    ApiError,
+    extract::{ApiJson, ApiPath},
+};
+use crate::{
+    node::NodeContext,
+    runner::{
+        self,
+        kinds::script::{MAX_TARGETS, SCRIPT, ScriptArgs, ScriptTarget, check_command},
+    },
+};
+
+const DEFAULT_PARALLEL: u32 = 10;
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
+const MAX_PACKAGES: usize = 20;
+
+/// `POST /api/scripts`: runs a script on every enabled agent matching the names, tags
+/// and environment given, as a `script` task. 422 when nothing matches.
+#[utoipa::path(post, path = "/api/scripts", tag = "scripts", request_body = RunScriptRequest, responses(
+    (status = 201, body = TaskResponse),
+    (status = 422, body = Problem, content_type = "application/problem+json"),
+))]
+pub(crate) async fn run_script(
+    State(ctx): State<Arc<NodeContext>>,
+    ApiJson(request): ApiJson<RunScriptRequest>,
+) -> Result<Response, ApiError> {
+    let timeout = match request.timeout.as_deref() {
+        None => DEFAULT_TIMEOUT,
+        Some(text) => capstan_core::parse_duration(text)
+            .map_err(|e| ApiError::unprocessable(format!("`timeout`: {e}")))?,
+    };
+    let max_parallel = request.max_parallel.unwrap_or(DEFAULT_PARALLEL);
+    if max_parallel == 0 {
+        return Err(ApiError::unprocessable("`max_parallel` must be at least 1"));
+    }
+    if request.packages.len() > MAX_PACKAGES {
+        return Err(ApiError::unprocessable(format!(
+            "at most {MAX_PACKAGES} packages per script"
+        )));
+    }
+    let mut packages = Vec::with_capacity(request.packages.len());
+    for wanted in &request.packages {
+        let row = super::packages::find(&ctx, &wanted.id, &wanted.version)
+            .await
+            .map_err(|e| ApiError::unprocessable(format!("`packages`: {}", e.detail)))?;
+        packages.push(PackageRef {
+            id: row.package_id,
+            version: row.version,
+            sha256: row.sha256,
+            size: u64::try_from(row.size).unwrap_or(0),
+            // Filled in per command when it is handed over.
+            download: String::new(),
+        });
+    }
+    let command = ScriptCommand {
+        syntax: request.syntax,
+        script: request.script,
+        variables: request.variables,
+        working_directory: request.working_directory,
+        packages,
+    };
+    check_command(&command).map_err(ApiError::unprocessable)?;
+    let environment_id = match request.environment.as_deref() {
+        None => None,
+        Some(name) => Some(super::agents::environment_id(&ctx, name).await?),
+    };
+    let targets = capstan_db::agents::targets(
+        &ctx.pools.api,
+        &request.agents,
+        &request.tags,
+        environment_id,
+        MAX_TARGETS as i64 + 1,
+    )
+    .await
+    .map_err(|e| ApiError::from_db(e, String::new))?;
+    if targets.is_empty() {
+        return Err(ApiError::unprocessable(
+            "no enabled agent matches the names, tags and environment given",
+        ));
+    }
+    if targets.len() > MAX_TARGETS {
+        return Err(ApiError::unprocessable(format!(
+            "more than {MAX_TARGETS} agents match; narrow the selection"
+        )));
+    }
+    let missing: Vec<&String> = request
+        .agents
+        .iter()
+        .filter(|name| !targets.iter().any(|t| t.name.eq_ignore_ascii_case(name)))
+        .collect();
+    if !missing.is_empty() {
+        return Err(ApiError::unprocessable(format!(
+            "these agents do not exist, are disabled or do not match the tags and environment: {}",
+            missing
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    let args = ScriptArgs {
+        targets: targets
+            .into_iter()
+            .map(|t| ScriptTarget {
+                id: t.id,
+                name: t.name,
+            })
+            .collect(),
+        command,
+        max_parallel,
+        timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+    };
+    let task = super::tasks::prepare(
+        &ctx,
+        CreateTaskRequest::new(
+            SCRIPT,
+            serde_json::to_value(args).map_err(|e| ApiError::internal(&e))?,
+        ),
+    )
+    .map_err(ApiError::unprocessable)?;
+    let row = runner::queue_one(ctx.clone(), task)
+        .await
+        .map_err(|e| ApiError::from_db(e, String::new))?;
+    let id = row.id;
+    let mut response = (StatusCode::CREATED, Json(super::tasks::to_response(row))).into_response();
+    if let Ok(location) = format!("/api/tasks/{id}").parse() {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    Ok(response)
+}
+
+/// `GET /api/tasks/{id}/commands`: what each agent did for the task.
+#[utoipa::path(get, path = "/api/tasks/{id}/commands", tag = "tasks", params(("id" = i64, Path)), responses(
+    (status = 200, body = CommandList),
+    (status = 404, body = Problem, content_type = "application/problem+json"),
+))]
+pub(crate) async fn task_commands(
+    State(ctx): State<Arc<NodeContext>>,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<CommandList>, ApiError> {
+    capstan_db::tasks::get(&ctx.pools.api, id)
+        .await
+        .map_err(|e| ApiError::from_db(e, || format!("there is no task {id}")))?;
+    let rows = capstan_db::mailbox::of_task(&ctx.pools.api, id, MAX_TARGETS as i64)
+        .await
+        .map_err(|e| ApiError::from_db(e, String::new))?;
+    Ok(Json(CommandList {
+        items: rows
+            .into_iter()
+            .map(|row| {
+                let mut outputs = std::collections::BTreeMap::new();
+                if let serde_json::Value::Object(map) = row.outputs {
+                    for (name, value) in map {
+                        if let (false, Some(value)) = (name.starts_with('_'), value.as_str()) {
+                            outputs.insert(name, value.to_owned());
+                        }
+                    }
+                }
+                CommandResponse {
+                    id: row.id,
+                    agent_id: row.agent_id,
+                    agent_name: row.agent_name,
+                    state: row.state,
+                    deliveries: u32::try_from(row.deliveries).unwrap_or(0),
+                    exit_code: row.exit_code,
+                    error: row.error,
+                    outputs,
+                    queued_at: row.queued_at,
+                    started_at: row.started_at,
+                    finished_at: row.finished_at,
+                }
+            })
+            .collect(),
+    }))
+}

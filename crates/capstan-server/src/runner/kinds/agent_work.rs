@@ -1,0 +1,209 @@
+//! Running commands on agents for a task: at most `max_parallel` at once, their
+//! output copied into the task's log as it arrives (prefixed by the agent's name), each
+//! agent's outcome collected. The agents may poll any node; output and results reach
+//! this node through the database, woken by NOTIFY and checked every second anyway.
+
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::Arc,
+    time::Duration,
+};
+
+use capstan_db::{
+    agents::Target,
+    mailbox::{self, NewCommand, Outcome},
+};
+use tokio::time::Instant;
+
+use super::TaskRun;
+use crate::node::NodeContext;
+
+/// Time on top of a command's timeout for the agent to hear of it and report.
+const REPORT_GRACE: Duration = Duration::from_secs(10);
+/// How often progress is read when no notification comes.
+const FALLBACK_POLL: Duration = Duration::from_secs(1);
+
+/// One command for one agent.
+pub struct AgentJob {
+    pub target: Target,
+    pub body: serde_json::Value,
+}
+
+/// How one agent's command ended.
+#[derive(Debug, Clone)]
+pub struct JobOutcome {
+    pub target: Target,
+    /// succeeded, failed, timed_out or cancelled.
+    pub state: String,
+    pub error: Option<String>,
+    pub outputs: serde_json::Value,
+}
+
+impl JobOutcome {
+    /// "succeeded", "failed: the script exited with code 3", ...
+    pub fn describe(&self) -> String {
+        match &self.error {
+            Some(error) => format!("{}: {error}", self.state.replace('_', " ")),
+            None => self.state.replace('_', " "),
+        }
+    }
+}
+
+/// Ends the task's open commands if the run stops before they finish (cancelled,
+/// fenced, dropped), so no agent goes on working for a task that is over.
+struct CloseOnDrop {
+    ctx: Arc<NodeContext>,
+    task_id: i64,
+    armed: bool,
+}
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let ctx = self.ctx.clone();
+        let task_id = self.task_id;
+        tokio::spawn(async move {
+            if let Err(e) =
+                mailbox::cancel_task_commands(&ctx.pools.api, task_id, "the task was stopped").await
+            {
+                // Housekeeping closes them within a heartbeat anyway.
+                tracing::warn!(
+                    task.id = task_id,
+                    "cannot cancel the task's agent commands: {e}"
+                );
+            }
+        });
+    }
+}
+
+/// Runs `jobs`, at most `max_parallel` at once, each allowed `timeout` on its agent.
+pub async fn run_on_agents(
+    run: &TaskRun,
+    jobs: Vec<AgentJob>,
+    max_parallel: usize,
+    timeout: Duration,
+) -> Result<Vec<JobOutcome>, String> {
+    let ctx = &run.ctx;
+    let mut guard = CloseOnDrop {
+        ctx: ctx.clone(),
+        task_id: run.id,
+        armed: true,
+    };
+    let mut waker = ctx.agents.tasks.subscribe(run.id);
+    let mut waiting: VecDeque<AgentJob> = jobs.into();
+    let mut in_flight: HashMap<i64, (Target, Instant)> = HashMap::new();
+    let mut outcomes = Vec::new();
+    let timeout_ms = i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX);
+    loop {
+        let room = max_parallel.max(1).saturating_sub(in_flight.len());
+        if room > 0 && !waiting.is_empty() {
+            let batch: Vec<AgentJob> = waiting.drain(..room.min(waiting.len())).collect();
+            let commands: Vec<NewCommand> = batch
+                .iter()
+                .map(|job| NewCommand {
+                    agent_id: job.target.id,
+                    body: job.body.clone(),
+                    timeout_ms,
+                })
+                .collect();
+            let ids = mailbox::send(&ctx.pools.api, run.id, run.attempt, &commands)
+                .await
+                .map_err(|e| format!("cannot send commands to agents: {e}"))?;
+            let deadline = Instant::now() + timeout + REPORT_GRACE;
+            for (id, job) in ids.into_iter().zip(batch) {
+                in_flight.insert(id, (job.target, deadline));
+            }
+        }
+        if in_flight.is_empty() {
+            break;
+        }
+        let next_deadline = in_flight.values().map(|(_, d)| *d).min();
+        let wake_at = (Instant::now() + FALLBACK_POLL).min(next_deadline.unwrap_or(Instant::now()));
+        tokio::select! {
+            _ = waker.changes.changed() => {}
+            () = tokio::time::sleep_until(wake_at) => {}
+        }
+
+        let ids: Vec<i64> = in_flight.keys().copied().collect();
+        let finished = mailbox::finished(&ctx.pools.api, &ids)
+            .await
+            .map_err(|e| format!("cannot read the agents' results: {e}"))?;
+        relay_output(run, &in_flight).await?;
+        for done in finished {
+            if let Some((target, _)) = in_flight.remove(&done.id) {
+                outcomes.push(report(run, target, done));
+            }
+        }
+        let now = Instant::now();
+        let expired: Vec<i64> = in_flight
+            .iter()
+            .filter(|(_, (_, deadline))| *deadline <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        if !expired.is_empty() {
+            let why = format!(
+                "the agent did not report within {} (offline, or cut off from the cluster)",
+                humantime::format_duration(timeout + REPORT_GRACE)
+            );
+            mailbox::expire(&ctx.pools.api, &expired, &why)
+                .await
+                .map_err(|e| format!("cannot time out agent commands: {e}"))?;
+            for id in expired {
+                if let Some((target, _)) = in_flight.remove(&id) {
+                    outcomes.push(report(
+                        run,
+                        target,
+                        Outcome {
+                            id,
+                            state: "timed_out".to_owned(),
+                            exit_code: None,
+                            error: Some(why.clone()),
+                            outputs: serde_json::json!({}),
+                        },
+                    ));
+                }
+            }
+        }
+    }
+    guard.armed = false;
+    Ok(outcomes)
+}
+
+/// Copies output that arrived for the task into its log.
+async fn relay_output(
+    run: &TaskRun,
+    in_flight: &HashMap<i64, (Target, Instant)>,
+) -> Result<(), String> {
+    let lines = mailbox::take_output(&run.ctx.pools.api, run.id)
+        .await
+        .map_err(|e| format!("cannot read the agents' output: {e}"))?;
+    for line in lines {
+        let agent = in_flight
+            .get(&line.command_id)
+            .map_or("agent", |(target, _)| target.name.as_str());
+        let text = format!("{agent}: {}", line.text);
+        match line.stream.as_str() {
+            "stderr" => run.log.warn(text),
+            _ => run.log.info(text),
+        }
+    }
+    Ok(())
+}
+
+fn report(run: &TaskRun, target: Target, done: Outcome) -> JobOutcome {
+    let outcome = JobOutcome {
+        target,
+        state: done.state,
+        error: done.error,
+        outputs: done.outputs,
+    };
+    let line = format!("{}: {}", outcome.target.name, outcome.describe());
+    if outcome.state == "succeeded" {
+        run.log.info(line);
+    } else {
+        run.log.error(line);
+    }
+    outcome
+}
