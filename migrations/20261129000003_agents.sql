@@ -58,6 +58,7 @@ CREATE TABLE agent_commands (
                                      'failed', 'timed_out', 'cancelled')),
     deliveries      integer     NOT NULL DEFAULT 0,
     cancel_requested boolean    NOT NULL DEFAULT false,
+    cancel_requested_at timestamptz,
     -- The highest output line stored, so a batch sent twice is stored once.
     last_seq        bigint      NOT NULL DEFAULT 0,
     exit_code       integer,

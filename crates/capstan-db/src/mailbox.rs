@@ -107,9 +107,11 @@ pub async fn ack(
     id: i64,
 ) -> Result<Standing, DbError> {
     let done = sqlx::query(
-        "UPDATE agent_commands SET state = 'running', started_at = coalesce(started_at, now())
+        "UPDATE agent_commands c SET state = 'running', started_at = coalesce(started_at, now())
          WHERE id = $1 AND agent_id = $2 AND state IN ('pending', 'delivered', 'running')
-           AND NOT cancel_requested",
+           AND NOT cancel_requested
+           AND EXISTS (SELECT 1 FROM tasks t WHERE t.id = c.task_id AND t.state = 'running'
+                       AND t.attempt = c.task_attempt)",
     )
     .bind(id)
     .bind(agent_id)
@@ -122,17 +124,24 @@ pub async fn ack(
 }
 
 async fn standing(db: impl PgExecutor<'_>, agent_id: i64, id: i64) -> Result<Standing, DbError> {
-    let state: Option<(String, bool)> = sqlx::query_as(
-        "SELECT state, cancel_requested FROM agent_commands WHERE id = $1 AND agent_id = $2",
+    let state: Option<(String, bool, bool)> = sqlx::query_as(
+        "SELECT c.state, c.cancel_requested,
+                coalesce(t.state = 'running' AND t.attempt = c.task_attempt, false)
+         FROM agent_commands c LEFT JOIN tasks t ON t.id = c.task_id
+         WHERE c.id = $1 AND c.agent_id = $2",
     )
     .bind(id)
     .bind(agent_id)
     .fetch_optional(db)
     .await?;
+    let open = |state: &str| matches!(state, "pending" | "delivered" | "running");
     Ok(match state {
         None => Standing::Unknown,
-        Some((_, true)) => Standing::Closed("cancelled".to_owned()),
-        Some((state, false)) => Standing::Closed(state),
+        Some((_, true, _)) => Standing::Closed("cancelled".to_owned()),
+        Some((state, false, false)) if open(&state) => {
+            Standing::Closed("cancelled (its task is no longer running)".to_owned())
+        }
+        Some((state, ..)) => Standing::Closed(state),
     })
 }
 
@@ -263,8 +272,9 @@ pub async fn cancel_task_commands(db: &PgPool, task_id: i64, reason: &str) -> Re
     .execute(&mut *tx)
     .await?;
     let running: Vec<(i64,)> = sqlx::query_as(
-        "UPDATE agent_commands SET cancel_requested = true
-         WHERE task_id = $1 AND state = 'running' RETURNING agent_id",
+        "UPDATE agent_commands SET cancel_requested = true, cancel_requested_at = now()
+         WHERE task_id = $1 AND state = 'running' AND NOT cancel_requested
+         RETURNING agent_id",
     )
     .bind(task_id)
     .fetch_all(&mut *tx)
@@ -356,10 +366,13 @@ pub async fn of_task(
     .await?)
 }
 
+/// How long an agent has to confirm it stopped a command before it is closed anyway.
+const CANCEL_CONFIRM_WITHIN_SECS: f64 = 60.0;
+
 /// Closes commands whose task attempt no longer runs (its node died, it was cancelled
 /// or it finished without them): those not yet acknowledged at once, running ones by
-/// asking their agents to stop, and those already asked once for good. Returns how
-/// many were closed or asked.
+/// asking their agents to stop, and those asked long ago for good (their agent is
+/// gone). Returns how many were closed or asked.
 pub async fn close_orphans(db: &PgPool) -> Result<u64, DbError> {
     let mut tx = db.begin().await?;
     let orphans: Vec<(i64, i64, String, bool)> = sqlx::query_as(
@@ -367,9 +380,12 @@ pub async fn close_orphans(db: &PgPool) -> Result<u64, DbError> {
          FROM agent_commands c LEFT JOIN tasks t ON t.id = c.task_id
          WHERE c.state IN ('pending', 'delivered', 'running')
            AND (t.state IS DISTINCT FROM 'running' OR t.attempt <> c.task_attempt)
+           AND (c.state <> 'running' OR NOT c.cancel_requested
+                OR c.cancel_requested_at < now() - make_interval(secs => $1))
          ORDER BY c.id LIMIT 1000
          FOR UPDATE OF c SKIP LOCKED",
     )
+    .bind(CANCEL_CONFIRM_WITHIN_SECS)
     .fetch_all(&mut *tx)
     .await?;
     if orphans.is_empty() {
@@ -381,7 +397,9 @@ pub async fn close_orphans(db: &PgPool) -> Result<u64, DbError> {
     let close: Vec<i64> = close.iter().map(|(id, ..)| *id).collect();
     sqlx::query(
         "UPDATE agent_commands SET state = 'cancelled', finished_at = now(),
-             error = coalesce(error, 'its task is no longer running')
+             error = coalesce(error, CASE WHEN state = 'running'
+                 THEN 'its task ended and the agent never confirmed that it stopped'
+                 ELSE 'its task is no longer running' END)
          WHERE id = ANY($1)",
     )
     .bind(&close)
@@ -389,10 +407,13 @@ pub async fn close_orphans(db: &PgPool) -> Result<u64, DbError> {
     .await?;
     let ask_ids: Vec<i64> = ask.iter().map(|(id, ..)| *id).collect();
     let agents: Vec<i64> = ask.iter().map(|(_, agent, ..)| *agent).collect();
-    sqlx::query("UPDATE agent_commands SET cancel_requested = true WHERE id = ANY($1)")
-        .bind(&ask_ids)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query(
+        "UPDATE agent_commands SET cancel_requested = true, cancel_requested_at = now()
+         WHERE id = ANY($1)",
+    )
+    .bind(&ask_ids)
+    .execute(&mut *tx)
+    .await?;
     notify_mail(&mut *tx, &agents).await?;
     tx.commit().await?;
     Ok(orphans.len() as u64)

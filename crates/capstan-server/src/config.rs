@@ -61,8 +61,8 @@ pub struct ServerArgs {
     pub blob_retention_every: Duration,
 
     /// How often every enabled agent is health-checked (once per period across the
-    /// cluster).
-    #[arg(long, env = "CAPSTAN_AGENT_HEALTH_CHECK_EVERY", default_value = "10m", value_parser = parse_duration_arg)]
+    /// cluster); `off` checks only on demand.
+    #[arg(long, env = "CAPSTAN_AGENT_HEALTH_CHECK_EVERY", default_value = "10m", value_parser = parse_duration_or_off)]
     pub agent_health_check_every: Duration,
 
     /// Address to serve HTTP on.
@@ -167,7 +167,8 @@ pub struct Settings {
     pub package_retention_versions: u32,
     pub task_blob_retention: Duration,
     pub blob_retention_every: Duration,
-    pub agent_health_check_every: Duration,
+    /// `None`: agents are checked only on demand.
+    pub agent_health_check_every: Option<Duration>,
     pub listen: SocketAddr,
     pub node_name: NodeName,
     pub public_url: Option<String>,
@@ -219,7 +220,9 @@ impl ServerArgs {
         if self.blob_retention_every < Duration::from_secs(1) {
             return Err("--blob-retention-every must be at least 1s".to_owned());
         }
-        if self.agent_health_check_every < Duration::from_secs(1) {
+        if !self.agent_health_check_every.is_zero()
+            && self.agent_health_check_every < Duration::from_secs(1)
+        {
             return Err("--agent-health-check-every must be at least 1s".to_owned());
         }
         if let Some(endpoint) = &self.s3_endpoint
@@ -248,7 +251,8 @@ impl ServerArgs {
             package_retention_versions: self.package_retention_versions,
             task_blob_retention: self.task_blob_retention,
             blob_retention_every: self.blob_retention_every,
-            agent_health_check_every: self.agent_health_check_every,
+            agent_health_check_every: Some(self.agent_health_check_every)
+                .filter(|every| !every.is_zero()),
             listen: self.listen,
             node_name,
             public_url: self.public_url,
@@ -298,6 +302,14 @@ fn parse_task_cap(s: &str) -> Result<TaskCap, String> {
 
 fn parse_duration_arg(s: &str) -> Result<Duration, String> {
     parse_duration(s).map_err(|e| e.to_string())
+}
+
+/// A duration, or `off` (zero).
+fn parse_duration_or_off(s: &str) -> Result<Duration, String> {
+    if s.eq_ignore_ascii_case("off") {
+        return Ok(Duration::ZERO);
+    }
+    parse_duration_arg(s)
 }
 
 fn parse_size_arg(s: &str) -> Result<u64, String> {

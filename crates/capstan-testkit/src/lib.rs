@@ -5,6 +5,7 @@
 //!
 //! A dev-dependency only; production crates never depend on it.
 
+pub mod agents;
 pub mod cluster;
 pub mod database;
 pub mod haproxy;

@@ -84,7 +84,7 @@ pub(crate) async fn run(ctx: Arc<NodeContext>) {
     let mut ticker = tokio::time::interval(ctx.state.heartbeat_interval);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let settings = &ctx.settings;
-    let mut periodic = [
+    let mut periodic = vec![
         Periodic::new(
             TASK_HISTORY_RETENTION,
             settings.task_history_retention_every,
@@ -98,12 +98,10 @@ pub(crate) async fn run(ctx: Arc<NodeContext>) {
                 settings.task_blob_retention,
             ),
         ),
-        Periodic::new(
-            HEALTH_CHECK,
-            settings.agent_health_check_every,
-            HealthCheck::args(),
-        ),
     ];
+    if let Some(every) = settings.agent_health_check_every {
+        periodic.push(Periodic::new(HEALTH_CHECK, every, HealthCheck::args()));
+    }
     let mut stats_at: Option<Instant> = None;
     let mut ticks = 0u32;
     loop {

@@ -1,0 +1,1 @@
+//! Real `capstan-agent` processes.

@@ -1,0 +1,218 @@
+//! The mailbox protocol, spoken by simulated agents to real nodes: delivery until
+//! acknowledged through any node, output stored once, results, wake-ups, cancel.
+
+use std::time::{Duration, Instant};
+
+use capstan_api::{CommandOutcome, CommandResult};
+use capstan_core::TaskState;
+use capstan_testkit::{TestCluster, eventually, metrics_text, tasks::wait_finished};
+
+use super::{run_script, sim_agents};
+
+fn succeeded() -> CommandResult {
+    CommandResult {
+        outcome: CommandOutcome::Succeeded,
+        exit_code: Some(0),
+        error: None,
+        outputs: [("Ready".to_owned(), "True".to_owned())].into(),
+        facts: None,
+    }
+}
+
+async fn whole_log(client: &capstan_api::ApiClient, id: i64) -> String {
+    let mut chunks = client.task_log(id).await.unwrap();
+    let mut text = Vec::new();
+    while let Some(chunk) = chunks.next().await.unwrap() {
+        text.extend_from_slice(&chunk);
+    }
+    String::from_utf8(text).unwrap()
+}
+
+#[tokio::test]
+async fn a_command_comes_again_through_any_node_until_acknowledged_and_its_output_is_stored_once() {
+    let cluster = TestCluster::start(2).await;
+    let (a, b) = (cluster.node(0), cluster.node(1));
+    let client = a.client();
+    let agent = sim_agents(&client, &a.url(), &["web01"], &["web"])
+        .await
+        .remove(0);
+    let task = run_script(&client, "echo hello", &["web01"]).await;
+
+    // Handed over by node b; the answer is "lost", so the agent asks node a: the same
+    // command comes again, as it is not acknowledged.
+    let first = agent.through(&b.url()).poll(5_000).await.unwrap();
+    assert_eq!(first.commands.len(), 1, "{first:?}");
+    let again = agent.poll(5_000).await.unwrap();
+    assert_eq!(again.commands, first.commands);
+    let id = first.commands[0].id;
+    assert_eq!(first.commands[0].task_id, task.id);
+
+    agent.ack(id).await.unwrap();
+    agent.through(&b.url()).ack(id).await.unwrap(); // acknowledging again is fine
+    let after_ack = agent.poll(200).await.unwrap();
+    assert!(after_ack.commands.is_empty(), "{after_ack:?}");
+
+    // A batch sent twice (its answer lost) is stored once; the next batch goes on.
+    agent
+        .output(id, &[(1, "line one"), (2, "line two")])
+        .await
+        .unwrap();
+    agent
+        .through(&b.url())
+        .output(id, &[(1, "line one"), (2, "line two")])
+        .await
+        .unwrap();
+    agent.output(id, &[(3, "line three")]).await.unwrap();
+    agent
+        .through(&b.url())
+        .result(id, &succeeded())
+        .await
+        .unwrap();
+    agent.result(id, &succeeded()).await.unwrap(); // reported again: no error
+
+    let done = wait_finished(&client, &[task.id], Duration::from_secs(10))
+        .await
+        .remove(0);
+    assert_eq!(done.state, TaskState::Succeeded, "{done:?}");
+    let log = whole_log(&client, task.id).await;
+    for line in ["web01: line one", "web01: line two", "web01: line three"] {
+        assert_eq!(log.matches(line).count(), 1, "`{line}` once in:\n{log}");
+    }
+    assert!(log.contains("web01: succeeded"), "{log}");
+    let commands = client.task_commands(task.id).await.unwrap().items;
+    assert_eq!(commands.len(), 1);
+    assert_eq!(commands[0].state, "succeeded");
+    assert_eq!(commands[0].deliveries, 2);
+    assert_eq!(commands[0].exit_code, Some(0));
+    assert_eq!(commands[0].outputs["Ready"], "True");
+}
+
+#[tokio::test]
+async fn an_idle_poll_costs_no_query_and_wakes_at_once_when_a_command_is_sent() {
+    let cluster = TestCluster::start(2).await;
+    let (a, b) = (cluster.node(0), cluster.node(1));
+    let client = a.client();
+    let agent = sim_agents(&client, &a.url(), &["idle01"], &[])
+        .await
+        .remove(0);
+
+    let reads = |text: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix("capstan_agent_mailbox_reads_total "))
+            .map_or(0.0, |v| v.trim().parse().unwrap())
+    };
+    let idle = agent.through(&b.url());
+    idle.poll(50).await.unwrap();
+    let before = reads(&metrics_text(&b.url()).await);
+    for _ in 0..10 {
+        assert!(idle.poll(50).await.unwrap().commands.is_empty());
+    }
+    let after = reads(&metrics_text(&b.url()).await);
+    assert_eq!(
+        after, before,
+        "idle polls of a known-empty mailbox read nothing"
+    );
+
+    // A command sent through node a wakes the poll waiting on node b.
+    let waiting = tokio::spawn({
+        let idle = idle.clone();
+        async move {
+            let started = Instant::now();
+            let answer = idle.poll(20_000).await.unwrap();
+            (answer, started.elapsed())
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let sent = Instant::now();
+    run_script(&client, "true", &["idle01"]).await;
+    let (answer, _) = waiting.await.unwrap();
+    let woke_after = sent.elapsed();
+    assert_eq!(answer.commands.len(), 1);
+    assert!(
+        woke_after < Duration::from_secs(2),
+        "the poll should wake on NOTIFY, not at its deadline: {woke_after:?}"
+    );
+}
+
+#[tokio::test]
+async fn cancelling_stops_running_commands_and_withdraws_those_not_yet_acknowledged() {
+    let cluster = TestCluster::start(1).await;
+    let node = cluster.node(0);
+    let client = node.client();
+    let agents = sim_agents(&client, &node.url(), &["run01", "late01"], &["web"]).await;
+    let (running, late) = (&agents[0], &agents[1]);
+    let task = run_script(&client, "sleep 100", &["run01", "late01"]).await;
+    let handed = running.poll(5_000).await.unwrap();
+    let id = handed.commands[0].id;
+    running.ack(id).await.unwrap();
+    let late_id = late.poll(5_000).await.unwrap().commands[0].id;
+
+    client.cancel_task(task.id).await.unwrap();
+    // The running command's agent is told to stop it...
+    let told = eventually(
+        Duration::from_secs(5),
+        "the cancel to reach the agent",
+        || async {
+            let answer = running.poll(1_000).await.unwrap();
+            answer.cancel.contains(&id).then_some(answer)
+        },
+    )
+    .await;
+    assert!(told.commands.is_empty());
+    // ...and the other may no longer start its own.
+    let (status, problem) = late.ack(late_id).await.unwrap_err();
+    assert_eq!(status, 409);
+    assert!(problem.detail.contains("cancelled"), "{}", problem.detail);
+    running
+        .result(
+            id,
+            &CommandResult {
+                outcome: CommandOutcome::Cancelled,
+                exit_code: None,
+                error: Some("cancelled".into()),
+                outputs: Default::default(),
+                facts: None,
+            },
+        )
+        .await
+        .unwrap();
+    let done = wait_finished(&client, &[task.id], Duration::from_secs(10))
+        .await
+        .remove(0);
+    assert_eq!(done.state, TaskState::Cancelled, "{done:?}");
+    let states: Vec<String> = client
+        .task_commands(task.id)
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|c| c.state)
+        .collect();
+    assert_eq!(states, ["cancelled", "cancelled"]);
+}
+
+#[tokio::test]
+async fn an_agent_that_never_reports_fails_its_part_with_a_reason() {
+    let cluster = TestCluster::start(1).await;
+    let node = cluster.node(0);
+    let client = node.client();
+    sim_agents(&client, &node.url(), &["gone01"], &[]).await;
+    let task = client
+        .run_script(&capstan_api::RunScriptRequest {
+            script: "true".into(),
+            agents: vec!["gone01".into()],
+            timeout: Some("1s".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let done = wait_finished(&client, &[task.id], Duration::from_secs(20))
+        .await
+        .remove(0);
+    assert_eq!(done.state, TaskState::Failed);
+    let error = done.error.unwrap();
+    assert!(
+        error.contains("gone01 (timed out: the agent did not report within 11s"),
+        "{error}"
+    );
+}
