@@ -230,6 +230,9 @@ impl AgentProcess {
             .arg("--home")
             .arg(&self.home)
             .env("RUST_LOG", "info")
+            // Short polls move an agent between nodes behind a load balancer within
+            // seconds, as a test needs.
+            .env("CAPSTAN_POLL_WAIT", "2s")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("cloning a file handle"))
             .stderr(log)

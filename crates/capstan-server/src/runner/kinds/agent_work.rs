@@ -18,8 +18,9 @@ use tokio::time::Instant;
 use super::TaskRun;
 use crate::node::NodeContext;
 
-/// Time on top of a command's timeout for the agent to hear of it and report.
-const REPORT_GRACE: Duration = Duration::from_secs(10);
+/// Time on top of a command's timeout for the agent to hear of it and report: as
+/// long as the timeout itself, at most this.
+const MAX_REPORT_GRACE: Duration = Duration::from_secs(10);
 /// How often progress is read when no notification comes.
 const FALLBACK_POLL: Duration = Duration::from_secs(1);
 
@@ -96,6 +97,7 @@ pub async fn run_on_agents(
     let mut in_flight: HashMap<i64, (Target, Instant)> = HashMap::new();
     let mut outcomes = Vec::new();
     let timeout_ms = i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX);
+    let allowed = timeout + timeout.min(MAX_REPORT_GRACE);
     loop {
         let room = max_parallel.max(1).saturating_sub(in_flight.len());
         if room > 0 && !waiting.is_empty() {
@@ -111,7 +113,7 @@ pub async fn run_on_agents(
             let ids = mailbox::send(&ctx.pools.api, run.id, run.attempt, &commands)
                 .await
                 .map_err(|e| format!("cannot send commands to agents: {e}"))?;
-            let deadline = Instant::now() + timeout + REPORT_GRACE;
+            let deadline = Instant::now() + allowed;
             for (id, job) in ids.into_iter().zip(batch) {
                 in_flight.insert(id, (job.target, deadline));
             }
@@ -145,7 +147,7 @@ pub async fn run_on_agents(
         if !expired.is_empty() {
             let why = format!(
                 "the agent did not report within {} (offline, or cut off from the cluster)",
-                humantime::format_duration(timeout + REPORT_GRACE)
+                humantime::format_duration(allowed)
             );
             mailbox::expire(&ctx.pools.api, &expired, &why)
                 .await
