@@ -417,6 +417,17 @@ mod tests {
         ack_status: HashMap<i64, u16>,
         /// Answers for the next polls; an empty answer after a short wait when none.
         polls: VecDeque<PollResponse>,
+        /// How many calls, acknowledgements and output batches alike, fail with 503
+        /// before they are taken.
+        unavailable: u32,
+    }
+
+    impl Fake {
+        fn unavailable(&mut self) -> bool {
+            let failing = self.unavailable > 0;
+            self.unavailable = self.unavailable.saturating_sub(1);
+            failing
+        }
     }
 
     type Shared = Arc<Mutex<Fake>>;
@@ -454,7 +465,11 @@ mod tests {
                     |State(fake): State<Shared>,
                      Path(id): Path<i64>,
                      Json(batch): Json<OutputBatch>| async move {
-                        fake.lock().unwrap().events.push(Event::Output(id, batch));
+                        let mut fake = fake.lock().unwrap();
+                        if fake.unavailable() {
+                            return StatusCode::SERVICE_UNAVAILABLE;
+                        }
+                        fake.events.push(Event::Output(id, batch));
                         StatusCode::OK
                     },
                 ),
@@ -619,6 +634,39 @@ mod tests {
                 >= 2,
             "1202 lines do not fit one batch"
         );
+    }
+
+    #[tokio::test]
+    async fn acknowledgements_and_output_are_repeated_until_taken() {
+        let (server, fake) = fake_server().await;
+        fake.lock().unwrap().unavailable = 2;
+        let dir = TempDir::new();
+        let mut agent = open_agent(&server, dir.path()).await;
+        agent
+            .handle(
+                commands(vec![bash(7, "echo one\necho two")]),
+                &CancellationToken::new(),
+            )
+            .await;
+        // The acknowledgement failed twice before it was taken; only then did it start.
+        assert_eq!(acks(&fake, 7), 1);
+        fake.lock().unwrap().unavailable = 1;
+        agent.wait_idle().await;
+
+        let events = events(&fake);
+        let seqs: Vec<u64> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Output(7, batch) => Some(batch.lines.iter().map(|l| l.seq)),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        assert_eq!(seqs, [1, 2, 3], "the refused batch came again, whole");
+        let Some(Event::Result(7, result)) = events.last() else {
+            panic!("the result is not the last call: {events:?}");
+        };
+        assert_eq!(result.outcome, CommandOutcome::Succeeded);
     }
 
     #[tokio::test]
