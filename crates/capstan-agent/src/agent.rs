@@ -485,12 +485,15 @@ mod tests {
                     },
                 ),
             )
+            .route("/packages/my.app/1.0", get(|| async { PACKAGE }))
             .with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await });
         (url, shared)
     }
+
+    const PACKAGE: &str = "the package's contents";
 
     async fn open_agent(server: &str, home: &std::path::Path) -> Agent {
         let registration = Registration {
@@ -667,6 +670,50 @@ mod tests {
             panic!("the result is not the last call: {events:?}");
         };
         assert_eq!(result.outcome, CommandOutcome::Succeeded);
+    }
+
+    #[tokio::test]
+    async fn a_script_finds_its_verified_package_through_the_environment() {
+        use sha2::Digest;
+
+        let (server, fake) = fake_server().await;
+        let dir = TempDir::new();
+        let mut agent = open_agent(&server, dir.path()).await;
+        let mut command = bash(8, "cat \"$CAPSTAN_PACKAGE_MY_APP\"; echo");
+        let CommandBody::Script(script) = &mut command.body else {
+            unreachable!()
+        };
+        script.packages = vec![capstan_api::PackageRef {
+            id: "my.app".to_owned(),
+            version: "1.0".to_owned(),
+            sha256: format!("{:x}", sha2::Sha256::digest(PACKAGE)),
+            size: PACKAGE.len() as u64,
+            download: "/packages/my.app/1.0".to_owned(),
+        }];
+        agent
+            .handle(commands(vec![command]), &CancellationToken::new())
+            .await;
+        agent.wait_idle().await;
+
+        let lines: Vec<_> = events(&fake)
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::Output(8, batch) => Some(batch.lines),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        let stdout: Vec<_> = lines
+            .iter()
+            .filter(|l| l.stream == OutputStream::Stdout)
+            .map(|l| l.text.as_str())
+            .collect();
+        assert_eq!(stdout, [PACKAGE]);
+        assert!(
+            lines[0].text.starts_with("downloading package my.app 1.0"),
+            "{lines:?}"
+        );
+        assert_eq!(results(&fake)[0].1.outcome, CommandOutcome::Succeeded);
     }
 
     #[tokio::test]

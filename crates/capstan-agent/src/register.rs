@@ -42,6 +42,12 @@ pub async fn register(options: RegisterOptions) -> anyhow::Result<String> {
         None => None,
     };
     let client = AgentClient::new(&options.server, ca_cert.as_deref())?;
+    if client.server().starts_with("http://") {
+        tracing::warn!(
+            "{} is plain HTTP: the token and the agent's credential cross the network unencrypted",
+            client.server()
+        );
+    }
     let request = RegisterAgentRequest {
         name: options.name.trim().to_owned(),
         environment: options.environment.trim().to_owned(),
