@@ -180,8 +180,8 @@ pub struct AgentProcess {
 
 impl AgentProcess {
     /// Registers `name` with `capstan-agent register` against `server`, then starts
-    /// `capstan-agent run`.
-    pub fn register_and_run(
+    /// `capstan-agent run`. Async, so a node in the test's own runtime can answer.
+    pub async fn register_and_run(
         bin: &Path,
         server: &str,
         token: &str,
@@ -192,7 +192,7 @@ impl AgentProcess {
     ) -> Self {
         let home = dir.join(name);
         std::fs::create_dir_all(&home).expect("creating the agent's home");
-        let output = Command::new(bin)
+        let output = tokio::process::Command::new(bin)
             .args([
                 "register", "--server", server, "--token", token, "--name", name,
             ])
@@ -200,6 +200,7 @@ impl AgentProcess {
             .arg("--home")
             .arg(&home)
             .output()
+            .await
             .expect("running capstan-agent register");
         assert!(
             output.status.success(),

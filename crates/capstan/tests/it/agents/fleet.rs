@@ -36,9 +36,9 @@ async fn start_agents(
 ) -> Vec<AgentProcess> {
     ensure_environment(client, "Production").await;
     let token = registration_token(client, agents.len() as u32).await;
-    let started: Vec<AgentProcess> = agents
-        .iter()
-        .map(|(name, tags)| {
+    let mut started = Vec::new();
+    for (name, tags) in agents {
+        started.push(
             AgentProcess::register_and_run(
                 &agent_bin(),
                 server,
@@ -48,8 +48,9 @@ async fn start_agents(
                 tags,
                 dir,
             )
-        })
-        .collect();
+            .await,
+        );
+    }
     // Polling: a node has seen each of them.
     eventually(Duration::from_secs(10), "every agent to poll", || async {
         let page = client.list_agents(&Default::default()).await.ok()?;
