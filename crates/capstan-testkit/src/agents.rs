@@ -169,6 +169,17 @@ async fn refusal(response: reqwest::Response) -> Refusal {
     (status, response.json().await.expect("a problem body"))
 }
 
+/// What `capstan-agent register` is given.
+pub struct Registration<'a> {
+    pub server: &'a str,
+    pub token: &'a str,
+    pub name: &'a str,
+    pub environment: &'a str,
+    pub tags: &'a [&'a str],
+    /// More flags, e.g. `--ca-cert <file>`.
+    pub extra_args: &'a [&'a str],
+}
+
 /// A real `capstan-agent run` process with its own home directory. Killed on drop.
 pub struct AgentProcess {
     pub name: String,
@@ -190,33 +201,55 @@ impl AgentProcess {
         tags: &[&str],
         dir: &Path,
     ) -> Self {
+        let registration = Registration {
+            server,
+            token,
+            name,
+            environment,
+            tags,
+            extra_args: &[],
+        };
+        let mut agent = Self::register(bin, &registration, dir)
+            .await
+            .unwrap_or_else(|e| panic!("capstan-agent register failed: {e}"));
+        agent.start();
+        agent
+    }
+
+    /// Runs `capstan-agent register` (not `run`); the error is what it printed.
+    pub async fn register(
+        bin: &Path,
+        registration: &Registration<'_>,
+        dir: &Path,
+    ) -> Result<Self, String> {
+        let name = registration.name;
         let home = dir.join(name);
         std::fs::create_dir_all(&home).expect("creating the agent's home");
         let output = tokio::process::Command::new(bin)
-            .args([
-                "register", "--server", server, "--token", token, "--name", name,
-            ])
-            .args(["--environment", environment, "--tags", &tags.join(",")])
+            .args(["register", "--server", registration.server])
+            .args(["--token", registration.token, "--name", name])
+            .args(["--environment", registration.environment])
+            .args(["--tags", &registration.tags.join(",")])
+            .args(registration.extra_args)
             .arg("--home")
             .arg(&home)
             .output()
             .await
             .expect("running capstan-agent register");
-        assert!(
-            output.status.success(),
-            "capstan-agent register failed: {}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let mut agent = Self {
+        if !output.status.success() {
+            return Err(format!(
+                "{}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            ));
+        }
+        Ok(Self {
             name: name.to_owned(),
             log_path: dir.join(format!("{name}.log")),
             home,
             bin: bin.to_owned(),
             child: None,
-        };
-        agent.start();
-        agent
+        })
     }
 
     /// Starts (or restarts) `capstan-agent run`.

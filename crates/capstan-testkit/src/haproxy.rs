@@ -14,6 +14,15 @@ pub struct HaProxy {
 impl HaProxy {
     /// Starts HAProxy balancing over `backends` (name, port).
     pub fn start(backends: &[(String, u16)]) -> Self {
+        Self::start_with(backends, None)
+    }
+
+    /// Like [`Self::start`], terminating TLS with `pem` (certificate chain and key).
+    pub fn start_tls(backends: &[(String, u16)], pem: &std::path::Path) -> Self {
+        Self::start_with(backends, Some(pem))
+    }
+
+    fn start_with(backends: &[(String, u16)], tls: Option<&std::path::Path>) -> Self {
         let dir = TempDir::new("capstan-haproxy");
         let port = free_port();
         let stats_port = free_port();
@@ -21,11 +30,12 @@ impl HaProxy {
             .iter()
             .map(|(name, p)| format!("    server {name} 127.0.0.1:{p} check\n"))
             .collect();
+        let ssl = tls.map_or(String::new(), |pem| format!(" ssl crt {}", pem.display()));
         let config = format!(
             "global\n    maxconn 1000\n\
              defaults\n    mode http\n    timeout connect 2s\n    timeout client 60s\n    timeout server 60s\n\
              \x20   option redispatch\n    retries 3\n    retry-on conn-failure empty-response response-timeout 503\n\
-             frontend fe\n    bind 127.0.0.1:{port}\n    default_backend nodes\n\
+             frontend fe\n    bind 127.0.0.1:{port}{ssl}\n    default_backend nodes\n\
              frontend stats\n    bind 127.0.0.1:{stats_port}\n    stats enable\n    stats uri /stats\n\
              backend nodes\n    balance roundrobin\n    option httpchk GET /api/nodes/ping\n    http-check expect status 200\n\
              \x20   default-server inter 300ms fall 2 rise 2\n{servers}"
@@ -55,6 +65,11 @@ impl HaProxy {
 
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The frontend's URL when started with [`Self::start_tls`].
+    pub fn https_url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.port)
     }
 
     /// Waits until every backend server is `UP`, or panics after `within`.

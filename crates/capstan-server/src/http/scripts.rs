@@ -88,16 +88,6 @@ pub(crate) async fn run_script(
     )
     .await
     .map_err(|e| ApiError::from_db(e, String::new))?;
-    if targets.is_empty() {
-        return Err(ApiError::unprocessable(
-            "no enabled agent matches the names, tags and environment given",
-        ));
-    }
-    if targets.len() > MAX_TARGETS {
-        return Err(ApiError::unprocessable(format!(
-            "more than {MAX_TARGETS} agents match; narrow the selection"
-        )));
-    }
     let missing: Vec<&String> = request
         .agents
         .iter()
@@ -111,6 +101,16 @@ pub(crate) async fn run_script(
                 .map(|s| s.as_str())
                 .collect::<Vec<_>>()
                 .join(", ")
+        )));
+    }
+    if targets.is_empty() {
+        return Err(ApiError::unprocessable(
+            "no enabled agent matches the names, tags and environment given",
+        ));
+    }
+    if targets.len() > MAX_TARGETS {
+        return Err(ApiError::unprocessable(format!(
+            "more than {MAX_TARGETS} agents match; narrow the selection"
         )));
     }
     let args = ScriptArgs {

@@ -16,7 +16,7 @@ use capstan_api::{
 use capstan_core::TaskState;
 use capstan_testkit::{
     ADMIN_KEY, TempDir, TestCluster, TestDatabase,
-    agents::{AgentProcess, ensure_environment, registration_token},
+    agents::{AgentProcess, Registration, ensure_environment, registration_token},
     eventually,
     haproxy::HaProxy,
     metrics_text,
@@ -494,4 +494,267 @@ async fn agents_behind_haproxy_carry_on_through_another_node_when_the_one_holdin
         sorted.sort();
         assert_eq!(sorted, wanted, "{name} ran {ran:?}");
     }
+}
+
+/// A private CA and a certificate for 127.0.0.1 it signed, made with `openssl`:
+/// `(ca.pem, haproxy.pem)`.
+fn test_certificates(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let run = |args: &[&str]| {
+        let status = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("openssl is installed");
+        assert!(status.success(), "openssl {args:?}");
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=Capstan test CA",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+    ]);
+    let mut pem = std::fs::read(dir.join("server.crt")).unwrap();
+    pem.extend(std::fs::read(dir.join("server.key")).unwrap());
+    std::fs::write(dir.join("haproxy.pem"), pem).unwrap();
+    (dir.join("ca.pem"), dir.join("haproxy.pem"))
+}
+
+#[tokio::test]
+async fn an_agent_talks_https_trusting_a_private_ca_it_was_given_and_nothing_else() {
+    let cluster = TestCluster::start(1).await;
+    let node = cluster.node(0);
+    let client = node.client();
+    let dir = TempDir::new("capstan-fleet-tls");
+    let (ca, pem) = test_certificates(&dir.0);
+    let port: u16 = node.url().rsplit(':').next().unwrap().parse().unwrap();
+    let lb = HaProxy::start_tls(&[("tls-1".to_owned(), port)], &pem);
+    lb.wait_all_up(Duration::from_secs(10)).await;
+    ensure_environment(&client, "Production").await;
+    let token = registration_token(&client, 1).await;
+    let server = lb.https_url();
+    let registration = |extra_args| Registration {
+        server: &server,
+        token: &token,
+        name: "tls01",
+        environment: "Production",
+        tags: &["tls"],
+        extra_args,
+    };
+
+    // Without the CA the server's certificate is not trusted, and nothing is sent.
+    let refused = AgentProcess::register(&agent_bin(), &registration(&[]), &dir.0)
+        .await
+        .err()
+        .expect("an untrusted certificate is refused");
+    assert!(refused.to_lowercase().contains("certificate"), "{refused}");
+    let ca_arg = ca.display().to_string();
+    let mut agent =
+        AgentProcess::register(&agent_bin(), &registration(&["--ca-cert", &ca_arg]), &dir.0)
+            .await
+            .unwrap();
+    agent.start();
+    let task = client
+        .run_script(&RunScriptRequest {
+            script: "echo over TLS".into(),
+            agents: vec!["tls01".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let done = finish(&client, &task, Duration::from_secs(30)).await;
+    assert_eq!(done.state, TaskState::Succeeded, "{}", agent.log());
+    assert!(
+        whole_log(&client, task.id)
+            .await
+            .contains("tls01: over TLS")
+    );
+}
+
+#[tokio::test]
+async fn max_parallel_bounds_how_many_agents_run_the_script_at_once() {
+    let cluster = TestCluster::start(1).await;
+    let client = cluster.node(0).client();
+    let dir = TempDir::new("capstan-fleet");
+    let names = ["mp1", "mp2", "mp3", "mp4", "mp5"];
+    let specs: Vec<(&str, &[&str])> = names.iter().map(|n| (*n, &["mp"][..])).collect();
+    let _agents = start_agents(&client, &cluster.node(0).url(), &specs, &dir.0).await;
+    let task = client
+        .run_script(&RunScriptRequest {
+            script: "sleep 0.4".into(),
+            tags: vec!["mp".into()],
+            max_parallel: Some(2),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let done = finish(&client, &task, Duration::from_secs(30)).await;
+    assert_eq!(done.state, TaskState::Succeeded);
+    let commands = client.task_commands(task.id).await.unwrap().items;
+    assert_eq!(commands.len(), 5);
+    // Sent to at most two agents at a time: from queued to finished, no three overlap.
+    let spans: Vec<_> = commands
+        .iter()
+        .map(|c| (c.queued_at, c.finished_at.unwrap()))
+        .collect();
+    for (start, _) in &spans {
+        let at_once = spans
+            .iter()
+            .filter(|(s, f)| s <= start && start < f)
+            .count();
+        assert!(at_once <= 2, "{at_once} at once: {spans:?}");
+    }
+    let one_at_a_time = spans
+        .iter()
+        .filter(|(s, f)| *f - *s >= time::Duration::milliseconds(400))
+        .count();
+    assert_eq!(one_at_a_time, 5, "each ran its script: {spans:?}");
+}
+
+fn capstan_cli(server: &str, args: &[&str]) -> (bool, String) {
+    let output = std::process::Command::new(capstan_bin())
+        .args(args)
+        .env("CAPSTAN_SERVER", server)
+        .env("CAPSTAN_API_KEY", ADMIN_KEY)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn operators_manage_agents_and_run_scripts_with_the_cli() {
+    let cluster = TestCluster::start(1).await;
+    let server = cluster.node(0).url();
+    let cli = |args: &'static [&'static str]| {
+        let server = server.clone();
+        tokio::task::spawn_blocking(move || capstan_cli(&server, args))
+    };
+    let (ok, out) = cli(&["environments", "create", "Production"])
+        .await
+        .unwrap();
+    assert!(ok, "{out}");
+    let (ok, token) = cli(&["agents", "token", "--uses", "2"]).await.unwrap();
+    assert!(ok, "{token}");
+    let token = token.lines().next().unwrap().trim().to_owned();
+    assert!(token.starts_with("capreg_"), "{token}");
+    let dir = TempDir::new("capstan-fleet-cli");
+    let mut agents = Vec::new();
+    for name in ["cli01", "cli02"] {
+        agents.push(
+            AgentProcess::register_and_run(
+                &agent_bin(),
+                &server,
+                &token,
+                name,
+                "Production",
+                &["web"],
+                &dir.0,
+            )
+            .await,
+        );
+    }
+    let (ok, out) = cli(&[
+        "run-script",
+        "--tags",
+        "web",
+        "--environment",
+        "Production",
+        "--follow",
+        "--",
+        "echo",
+        "up",
+        "on",
+        "$CAPSTAN_AGENT_NAME",
+    ])
+    .await
+    .unwrap();
+    assert!(ok, "{out}");
+    for name in ["cli01", "cli02"] {
+        assert!(out.contains(&format!("{name}: up on {name}")), "{out}");
+        assert!(
+            out.lines()
+                .any(|l| l.starts_with(name) && l.contains("succeeded")),
+            "{out}"
+        );
+    }
+    let (ok, out) = cli(&[
+        "run-script",
+        "--agents",
+        "cli01",
+        "--follow",
+        "--",
+        "exit 4",
+    ])
+    .await
+    .unwrap();
+    assert!(!ok, "{out}");
+    assert!(out.contains("the script exited with code 4"), "{out}");
+
+    let (ok, out) = cli(&["agents", "check"]).await.unwrap();
+    assert!(ok, "{out}");
+    let (ok, out) = cli(&["agents", "list"]).await.unwrap();
+    assert!(ok, "{out}");
+    for name in ["cli01", "cli02"] {
+        let row = out.lines().find(|l| l.contains(name)).unwrap_or_default();
+        assert!(
+            row.contains("healthy") && row.contains("Production"),
+            "{out}"
+        );
+    }
+    let (ok, out) = cli(&["agents", "disable", "cli02"]).await.unwrap();
+    assert!(ok && out.contains("agent cli02 is disabled"), "{out}");
+    let (ok, out) = cli(&["run-script", "--agents", "cli02", "--", "true"])
+        .await
+        .unwrap();
+    assert!(!ok);
+    assert!(out.contains("do not exist, are disabled"), "{out}");
+    let (ok, out) = cli(&["agents", "delete", "cli02"]).await.unwrap();
+    assert!(ok, "{out}");
+    let (ok, out) = cli(&["agents", "delete", "nobody"]).await.unwrap();
+    assert!(!ok && out.contains("no agent is named `nobody`"), "{out}");
 }

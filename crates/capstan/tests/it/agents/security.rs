@@ -526,6 +526,14 @@ async fn sensitive_values_never_show_in_the_api_and_scripts_refuse_bad_variables
                 agents: vec!["nobody".into()],
                 ..request.clone()
             },
+            "these agents do not exist, are disabled or do not match the tags and environment: nobody",
+        ),
+        (
+            RunScriptRequest {
+                agents: Vec::new(),
+                tags: vec!["nope".into()],
+                ..request.clone()
+            },
             "no enabled agent matches",
         ),
         (
