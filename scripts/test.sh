@@ -2,7 +2,7 @@
 # Runs Capstan's whole test suite on this machine.
 #
 # Installs what the tests need when it is missing (PostgreSQL server binaries, HAProxy,
-# Prometheus and promtool, the rotel OTLP collector, the s3s-fs S3 server, and the
+# Prometheus and promtool, openssl, the rotel OTLP collector, the s3s-fs S3 server, and the
 # offline checkers of the deployment files), checks the shipped deployment files (Helm
 # chart, compose file, Dockerfile, alert rules), starts a private PostgreSQL when none
 # answers at CAPSTAN_TEST_DATABASE_URL, then runs every test.
@@ -33,6 +33,10 @@ command -v haproxy >/dev/null || apt_install haproxy
 command -v promtool >/dev/null || apt_install prometheus
 command -v su >/dev/null || apt_install util-linux
 command -v docker-compose >/dev/null || apt_install docker-compose
+# openssl: the agent's HTTPS test makes a private CA; shellcheck: the compose check
+# lints the agent container's scripts.
+command -v openssl >/dev/null || apt_install openssl
+command -v shellcheck >/dev/null || apt_install shellcheck
 pip_install() {
   python3 -m pip install --quiet "$@" 2>/dev/null \
     || python3 -m pip install --quiet --break-system-packages "$@"
