@@ -49,6 +49,22 @@ pub struct NodeContext {
     pub agents: crate::agents::AgentGateway,
 }
 
+/// Open files a node wants: each agent's long poll holds a connection.
+const WANTED_OPEN_FILES: u64 = 65_536;
+
+/// Raises the soft limit on open files as far as the hard limit allows, since the
+/// common default of 1024 would refuse agents' polls long before memory runs short.
+fn raise_open_files_limit() {
+    match rlimit::increase_nofile_limit(WANTED_OPEN_FILES) {
+        Ok(limit) if limit < WANTED_OPEN_FILES => tracing::warn!(
+            "open files are limited to {limit}: each polling agent holds a connection, so this \
+             node can serve fewer than {limit} agents; raise the limit (LimitNOFILE=, ulimit -n)"
+        ),
+        Ok(limit) => tracing::debug!("open files limited to {limit}"),
+        Err(e) => tracing::warn!("cannot read or raise the open files limit: {e}"),
+    }
+}
+
 /// A start-up check that failed: which dependency, and why.
 #[derive(Debug, thiserror::Error)]
 #[error("✖ {check:<8} {reason}")]
@@ -108,6 +124,7 @@ impl Node {
             .map_err(|e| fail("blob")(e.to_string()))?;
         tracing::info!("✔ blob     {}", blob.url());
 
+        raise_open_files_limit();
         let listener = TcpListener::bind(settings.listen)
             .await
             .map_err(|e| fail("listen")(format!("cannot listen on {}: {e}", settings.listen)))?;
