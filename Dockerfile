@@ -99,11 +99,14 @@ RUN groupadd --system --gid 10001 capstan \
     && install -d -o capstan -g capstan -m 0750 /srv/capstan
 
 COPY --from=builder /out/capstan /usr/local/bin/capstan
+# The agent too, so one image serves both (`--entrypoint capstan-agent`); the `agent`
+# stage above is the smaller image for agents alone.
+COPY --from=builder /out/capstan-agent /usr/local/bin/capstan-agent
 
 ARG VERSION=dev
 ARG REVISION=unknown
 LABEL org.opencontainers.image.title="capstan" \
-      org.opencontainers.image.description="Capstan, a highly available deployment control plane: the server node and operator commands" \
+      org.opencontainers.image.description="Capstan, a highly available deployment control plane: the server node, operator commands and the polling agent" \
       org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.revision="${REVISION}" \
