@@ -94,6 +94,10 @@ if ! "$(pg_bin)/pg_isready" -q -d "$CAPSTAN_TEST_DATABASE_URL" 2>/dev/null \
 fi
 log "tests use PostgreSQL at $CAPSTAN_TEST_DATABASE_URL"
 
+# The server's tests start real `capstan-agent` processes; a test run builds only the
+# binaries of the package under test, so build the agent's first.
+cargo build -p capstan-agent --bin capstan-agent
+
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast
 else
