@@ -6,7 +6,10 @@
 //!   figure.
 //! - `capstan-loadtest blob` uploads and downloads one large package through a real
 //!   node, against a plain file copy of the same bytes, and samples the node's memory.
+//! - `capstan-loadtest agents <roundtrip|idle|fanout>` runs simulated polling agents
+//!   against real nodes: command delivery, the cost of idle polls, fan-out to many.
 
+mod agents;
 mod blob;
 mod nodes;
 mod queue_anchor;
@@ -34,6 +37,8 @@ enum Benchmark {
     },
     /// A large package up to and down from a node, against a plain file copy.
     Blob(blob::BlobArgs),
+    /// Simulated agents polling real nodes.
+    Agents(agents::AgentsArgs),
 }
 
 fn main() -> ExitCode {
@@ -42,7 +47,9 @@ fn main() -> ExitCode {
         // One runtime thread: the node under test shares the machine's two cores with
         // this client, whose file I/O has threads of its own.
         Benchmark::Blob(_) => tokio::runtime::Builder::new_current_thread(),
-        Benchmark::QueueAnchor { .. } => tokio::runtime::Builder::new_multi_thread(),
+        Benchmark::QueueAnchor { .. } | Benchmark::Agents(_) => {
+            tokio::runtime::Builder::new_multi_thread()
+        }
     }
     .enable_all()
     .build()
@@ -50,6 +57,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Benchmark::QueueAnchor { mode } => runtime.block_on(queue_anchor::run(&mode)),
         Benchmark::Blob(args) => runtime.block_on(blob::run(args)),
+        Benchmark::Agents(args) => runtime.block_on(agents::run(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
