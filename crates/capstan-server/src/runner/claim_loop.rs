@@ -18,13 +18,11 @@ const POLL_INTERVAL: Duration = Duration::from_secs(1);
 /// How long a notification from another node may wait for a cycle this node runs
 /// anyway. Short against the latency targets, long against a claim per notification.
 pub(crate) const OTHERS_DELAY: Duration = Duration::from_millis(1);
-/// How long finished outcomes may wait for a claim to share their statement with. At
-/// a steady trickle of tasks this halves the statements per task; a busy node never
-/// waits, since it claims on every cycle anyway, and a full one writes at once.
+/// How long finished outcomes may wait for a claim to share their statement with,
+/// while other tasks run here. Under load this halves the statements per task; a
+/// busy node never waits, since it claims on every cycle anyway, a full one writes at
+/// once, and so does one with nothing else running.
 const OUTCOME_LINGER: Duration = Duration::from_millis(5);
-/// Outcomes linger only if the last cycle was this recent: a lone task on a quiet
-/// node has no claim to wait for, and would only finish 5 ms later.
-const LINGER_IF_BUSY_WITHIN: Duration = Duration::from_millis(50);
 /// Pause after a failed cycle, so an unreachable database is not hammered.
 const RETRY_DELAY: Duration = Duration::from_millis(250);
 
@@ -45,7 +43,6 @@ pub(crate) async fn run(ctx: Arc<NodeContext>) {
     let mut others_due: Option<tokio::time::Instant> = None;
     let mut outcomes_due: Option<tokio::time::Instant> = None;
     let mut failing = false;
-    let mut last_cycle: Option<Instant> = None;
     loop {
         tokio::select! {
             finished = finished_rx.recv() => {
@@ -76,8 +73,10 @@ pub(crate) async fn run(ctx: Arc<NodeContext>) {
             continue;
         }
         let slots_left = (runner.held() as u32) < ctx.state.task_cap();
-        let busy = last_cycle.is_some_and(|at| at.elapsed() < LINGER_IF_BUSY_WITHIN);
-        if want == 0 && slots_left && busy && !ctx.state.draining() {
+        // With nothing else running here, no claim is coming to share the statement
+        // with: a lone task (a script someone waits for) finishes without the wait.
+        let others_running = runner.held() > pending.len();
+        if want == 0 && slots_left && others_running && !ctx.state.draining() {
             // Only outcomes to write, and room for new work meanwhile: give a claim a
             // moment to come along. A full node writes at once to free its slots.
             let due =
@@ -97,7 +96,6 @@ pub(crate) async fn run(ctx: Arc<NodeContext>) {
             kinds: runner.kind_names(),
         };
         let started = Instant::now();
-        last_cycle = Some(started);
         match queue::complete_and_claim(&ctx.pools.liveness, claimer, &pending, want).await {
             Ok(cycle) => {
                 ctx.metrics
