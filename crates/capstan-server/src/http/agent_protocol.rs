@@ -65,6 +65,26 @@ impl FromRequestParts<Arc<NodeContext>> for AgentAuth {
     }
 }
 
+/// The version an agent sends with each poll, at most 64 characters.
+pub(crate) struct AgentVersion(String);
+
+impl FromRequestParts<Arc<NodeContext>> for AgentVersion {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _: &Arc<NodeContext>,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Self(
+            parts
+                .headers
+                .get(AGENT_VERSION_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .map_or_else(|| "unknown".to_owned(), |v| v.chars().take(64).collect()),
+        ))
+    }
+}
+
 /// Who holds a credential: from memory, or from the database once per node.
 async fn identify(ctx: &NodeContext, digest: &[u8; 32]) -> Result<Identity, ApiError> {
     let identity = match ctx.agents.identities.get(digest) {
@@ -106,15 +126,16 @@ async fn identify(ctx: &NodeContext, digest: &[u8; 32]) -> Result<Identity, ApiE
 pub(crate) async fn poll(
     State(ctx): State<Arc<NodeContext>>,
     auth: AgentAuth,
-    headers: HeaderMap,
+    AgentVersion(version): AgentVersion,
     ApiQuery(query): ApiQuery<PollQuery>,
 ) -> Result<Json<PollResponse>, ApiError> {
-    let version = headers
-        .get(AGENT_VERSION_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.chars().take(64).collect::<String>())
-        .unwrap_or_else(|| "unknown".to_owned());
-    ctx.agents.seen.saw(auth.agent.id, &version);
+    // A node may hold thousands of these for half a minute each: keep only what the
+    // wait needs.
+    let AgentAuth { agent, digest } = auth;
+    let agent_id = agent.id;
+    drop(agent);
+    ctx.agents.seen.saw(agent_id, &version);
+    drop(version);
     let wait = query.wait_ms.map_or(DEFAULT_WAIT, |ms| {
         Duration::from_millis(ms.min(MAX_POLL_WAIT_MS))
     });
@@ -122,10 +143,10 @@ pub(crate) async fn poll(
     ctx.metrics.agent_polls.increment(1);
     let _waiting = ctx.metrics.agent_polls_waiting.track();
     loop {
-        let mut ticket = ctx.agents.mailboxes.ticket(auth.agent.id);
+        let mut ticket = ctx.agents.mailboxes.ticket(agent_id);
         if !ticket.known_empty {
             ctx.metrics.agent_mailbox_reads.increment(1);
-            let deliveries = mailbox::poll(&ctx.pools.api, auth.agent.id)
+            let deliveries = mailbox::poll(&ctx.pools.api, agent_id)
                 .await
                 .map_err(|e| ApiError::from_db(e, String::new))?;
             if !deliveries.is_empty() {
@@ -136,7 +157,7 @@ pub(crate) async fn poll(
         tokio::select! {
             () = ticket.changed() => {
                 // A revocation wakes the poll too: check the credential again.
-                identify(&ctx, &auth.digest).await?;
+                identify(&ctx, &digest).await?;
             }
             () = tokio::time::sleep_until(deadline) => return Ok(Json(PollResponse::default())),
             () = ctx.http_stop.cancelled() => return Ok(Json(PollResponse::default())),
