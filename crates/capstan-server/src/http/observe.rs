@@ -54,18 +54,25 @@ pub(crate) async fn observe(
     let client = peer.map(|peer| client_addr(peer, &forwarded, &ctx.settings.trusted_proxies));
     let client_text = client.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
 
-    let span = tracing::info_span!(
-        "http.request",
-        otel.name = %format!("{method} {path}"),
-        otel.kind = "server",
-        http.request.method = %method,
-        http.route = Empty,
-        url.path = %path,
-        http.response.status_code = Empty,
-        client.address = %client_text,
-        request.id = %request_id,
-        node.name = %ctx.state.name,
-    );
+    // An agent's poll waits up to a minute and a node holds thousands of them: each
+    // gets its log line and metrics below, but no span kept open for its whole wait.
+    let long_poll = method == Method::GET && path == "/api/agent/commands";
+    let span = if long_poll {
+        tracing::Span::none()
+    } else {
+        tracing::info_span!(
+            "http.request",
+            otel.name = %format!("{method} {path}"),
+            otel.kind = "server",
+            http.request.method = %method,
+            http.route = Empty,
+            url.path = %path,
+            http.response.status_code = Empty,
+            client.address = %client_text,
+            request.id = %request_id,
+            node.name = %ctx.state.name,
+        )
+    };
     let response = next.run(request).instrument(span.clone()).await;
 
     let route = response
