@@ -40,6 +40,7 @@ use serde_json::json;
 use time::OffsetDateTime;
 use tokio::{sync::mpsc, task::JoinSet};
 
+use crate::database::{Database, connect};
 use crate::nodes::{self, ADMIN_KEY, BenchNode};
 
 /// Goals from the agent-gateway issue.
@@ -321,7 +322,7 @@ impl Bench {
         let work = work.join(format!("{scenario}-r{round}"));
         let blobs = work.join("blobs");
         std::fs::create_dir_all(&blobs).with_context(|| format!("creating {}", blobs.display()))?;
-        let database = Database::create(&args.database_url, round).await?;
+        let database = Database::create(&args.database_url, "capstan_bench_agents", round).await?;
         let blob_url = format!("file://{}", blobs.display());
         let env = [
             ("CAPSTAN_BLOB_URL", blob_url.as_str()),
@@ -463,71 +464,6 @@ async fn expect_status(
         bail!("{url} answered {status} (expected {expected}): {body}");
     }
     Ok(response)
-}
-
-/// A throwaway database for one round's nodes, which migrate it on start.
-struct Database {
-    url: String,
-    admin_url: String,
-    name: String,
-}
-
-impl Database {
-    async fn create(admin_url: &str, round: u32) -> anyhow::Result<Self> {
-        let name = format!("capstan_bench_agents_{}_{round}", std::process::id());
-        let admin = connect(admin_url).await?;
-        // Two calls: DROP DATABASE refuses to run in the implicit transaction of a
-        // multi-statement query.
-        admin
-            .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .await?;
-        admin
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .await
-            .with_context(|| format!("creating database {name}"))?;
-        Ok(Self {
-            url: with_database(admin_url, &name),
-            admin_url: admin_url.to_owned(),
-            name,
-        })
-    }
-
-    async fn drop(self) {
-        let dropped = async {
-            connect(&self.admin_url)
-                .await?
-                .batch_execute(&format!(
-                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                    self.name
-                ))
-                .await?;
-            anyhow::Ok(())
-        }
-        .await;
-        if let Err(e) = dropped {
-            eprintln!("cannot drop database {}: {e:#}", self.name);
-        }
-    }
-}
-
-async fn connect(url: &str) -> anyhow::Result<tokio_postgres::Client> {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .with_context(|| format!("connecting to {url}"))?;
-    tokio::spawn(connection);
-    Ok(client)
-}
-
-/// `url` with its database replaced by `name`.
-fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = url
-        .split_once('?')
-        .map_or((url, None), |(b, q)| (b, Some(q)));
-    let base = base.rsplit_once('/').map_or(base, |(b, _)| b);
-    match query {
-        Some(q) => format!("{base}/{name}?{q}"),
-        None => format!("{base}/{name}"),
-    }
 }
 
 /// What PostgreSQL itself counted for one database so far.

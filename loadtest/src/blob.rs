@@ -38,6 +38,7 @@ use rand::{RngCore as _, SeedableRng as _, rngs::SmallRng};
 use serde_json::json;
 use sha2::{Digest as _, Sha256};
 
+use crate::database::Database;
 use crate::nodes::{self, ADMIN_KEY, BenchNode};
 
 const MIB: f64 = 1024.0 * 1024.0;
@@ -372,7 +373,7 @@ async fn run_round(
     };
     remove(&copy);
 
-    let database = Database::create(&args.database_url, round).await?;
+    let database = Database::create(&args.database_url, "capstan_blob_bench", round).await?;
     let result = through_node(args, work, store, round, source, sha256, &database).await;
     database.drop().await;
     store.clear(work, round);
@@ -773,71 +774,6 @@ async fn wait_until_idle(below: f64) -> f64 {
             eprintln!("waiting for the machine to be less than {below}% busy (now {busy:.0}%)");
             said = true;
         }
-    }
-}
-
-/// A throwaway database for one round's node, which migrates it on start.
-struct Database {
-    url: String,
-    admin_url: String,
-    name: String,
-}
-
-impl Database {
-    async fn create(admin_url: &str, round: u32) -> anyhow::Result<Self> {
-        let name = format!("capstan_blob_bench_{}_r{round}", std::process::id());
-        let admin = connect(admin_url).await?;
-        // Two calls: DROP DATABASE refuses to run in the implicit transaction of a
-        // multi-statement query.
-        admin
-            .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .await?;
-        admin
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .await
-            .with_context(|| format!("creating database {name}"))?;
-        Ok(Self {
-            url: with_database(admin_url, &name),
-            admin_url: admin_url.to_owned(),
-            name,
-        })
-    }
-
-    async fn drop(self) {
-        let dropped = async {
-            connect(&self.admin_url)
-                .await?
-                .batch_execute(&format!(
-                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                    self.name
-                ))
-                .await?;
-            anyhow::Ok(())
-        }
-        .await;
-        if let Err(e) = dropped {
-            eprintln!("cannot drop database {}: {e:#}", self.name);
-        }
-    }
-}
-
-async fn connect(url: &str) -> anyhow::Result<tokio_postgres::Client> {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .with_context(|| format!("connecting to {url}"))?;
-    tokio::spawn(connection);
-    Ok(client)
-}
-
-/// `url` with its database replaced by `name`.
-fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = url
-        .split_once('?')
-        .map_or((url, None), |(b, q)| (b, Some(q)));
-    let base = base.rsplit_once('/').map_or(base, |(b, _)| b);
-    match query {
-        Some(q) => format!("{base}/{name}?{q}"),
-        None => format!("{base}/{name}"),
     }
 }
 

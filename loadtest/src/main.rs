@@ -11,6 +11,7 @@
 
 mod agents;
 mod blob;
+mod database;
 mod nodes;
 mod queue_anchor;
 

@@ -4,7 +4,8 @@ use capstan_testkit::{ADMIN_KEY, TestCluster};
 
 use crate::capstan_bin;
 
-fn capstan(server: &str, args: &[&str]) -> (bool, String) {
+/// Runs the `capstan` CLI against `server` with the admin key: success, and its output.
+pub(crate) fn capstan(server: &str, args: &[&str]) -> (bool, String) {
     let output = Command::new(capstan_bin())
         .args(args)
         .env("CAPSTAN_SERVER", server)

@@ -651,28 +651,13 @@ async fn max_parallel_bounds_how_many_agents_run_the_script_at_once() {
     assert_eq!(one_at_a_time, 5, "each ran its script: {spans:?}");
 }
 
-fn capstan_cli(server: &str, args: &[&str]) -> (bool, String) {
-    let output = std::process::Command::new(capstan_bin())
-        .args(args)
-        .env("CAPSTAN_SERVER", server)
-        .env("CAPSTAN_API_KEY", ADMIN_KEY)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (output.status.success(), text)
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn operators_manage_agents_and_run_scripts_with_the_cli() {
     let cluster = TestCluster::start(1).await;
     let server = cluster.node(0).url();
     let cli = |args: &'static [&'static str]| {
         let server = server.clone();
-        tokio::task::spawn_blocking(move || capstan_cli(&server, args))
+        tokio::task::spawn_blocking(move || crate::cli::capstan(&server, args))
     };
     let (ok, out) = cli(&["environments", "create", "Production"])
         .await
