@@ -92,3 +92,13 @@ pub fn max_overlap(intervals: &[(OffsetDateTime, Option<OffsetDateTime>)]) -> us
     }
     most as usize
 }
+
+/// The whole log of task `id` as `GET /api/tasks/{id}/log` answers it now.
+pub async fn whole_log(client: &ApiClient, id: i64) -> String {
+    let mut chunks = client.task_log(id).await.expect("reading the task log");
+    let mut text = Vec::new();
+    while let Some(chunk) = chunks.next().await.expect("reading the task log") {
+        text.extend_from_slice(&chunk);
+    }
+    String::from_utf8(text).expect("a log is UTF-8")
+}

@@ -18,7 +18,6 @@ use capstan_db::mailbox::{self, Finish, Standing};
 
 use super::{
     ApiError,
-    download::{self, Download},
     extract::{ApiJson, ApiPath, ApiQuery},
 };
 use crate::{
@@ -395,16 +394,5 @@ pub(crate) async fn package(
             wanted.id, wanted.version, row.sha256
         )));
     }
-    download::send(
-        &ctx,
-        &headers,
-        Download {
-            blob_key: &row.blob_key,
-            size: u64::try_from(row.size).unwrap_or(0),
-            sha256: &row.sha256,
-            file_name: format!("{}.{}.{}", row.package_id, row.version, row.extension),
-            content_type: download::content_type(&row.extension),
-        },
-    )
-    .await
+    super::packages::send_package(&ctx, &headers, &row).await
 }

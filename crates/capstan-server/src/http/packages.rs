@@ -296,9 +296,18 @@ pub(crate) async fn download_package(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let row = find(&ctx, &id, &version).await?;
+    send_package(&ctx, &headers, &row).await
+}
+
+/// Streams a stored package version, with `Range` and `ETag` (operators and agents).
+pub(crate) async fn send_package(
+    ctx: &Arc<NodeContext>,
+    headers: &HeaderMap,
+    row: &PackageRow,
+) -> Result<Response, ApiError> {
     download::send(
-        &ctx,
-        &headers,
+        ctx,
+        headers,
         Download {
             blob_key: &row.blob_key,
             size: u64::try_from(row.size).unwrap_or(0),

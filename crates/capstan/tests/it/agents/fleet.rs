@@ -21,7 +21,7 @@ use capstan_testkit::{
     haproxy::HaProxy,
     metrics_text,
     process::{ProcessOptions, ServerProcess},
-    tasks::wait_finished,
+    tasks::{wait_finished, whole_log},
 };
 
 use super::agent_bin;
@@ -65,15 +65,6 @@ async fn start_agents(
 
 async fn finish(client: &ApiClient, task: &TaskResponse, within: Duration) -> TaskResponse {
     wait_finished(client, &[task.id], within).await.remove(0)
-}
-
-async fn whole_log(client: &ApiClient, id: i64) -> String {
-    let mut chunks = client.task_log(id).await.unwrap();
-    let mut text = Vec::new();
-    while let Some(chunk) = chunks.next().await.unwrap() {
-        text.extend_from_slice(&chunk);
-    }
-    String::from_utf8(text).unwrap()
 }
 
 /// Processes whose command line holds `marker`.

@@ -5,7 +5,10 @@ use std::time::{Duration, Instant};
 
 use capstan_api::{CommandOutcome, CommandResult};
 use capstan_core::TaskState;
-use capstan_testkit::{TestCluster, eventually, metrics_text, tasks::wait_finished};
+use capstan_testkit::{
+    TestCluster, eventually, metrics_text,
+    tasks::{wait_finished, whole_log},
+};
 
 use super::{run_script, sim_agents};
 
@@ -17,15 +20,6 @@ fn succeeded() -> CommandResult {
         outputs: [("Ready".to_owned(), "True".to_owned())].into(),
         facts: None,
     }
-}
-
-async fn whole_log(client: &capstan_api::ApiClient, id: i64) -> String {
-    let mut chunks = client.task_log(id).await.unwrap();
-    let mut text = Vec::new();
-    while let Some(chunk) = chunks.next().await.unwrap() {
-        text.extend_from_slice(&chunk);
-    }
-    String::from_utf8(text).unwrap()
 }
 
 #[tokio::test]

@@ -302,6 +302,9 @@ async fn bad_agent_input_gets_a_clear_4xx_and_changes_nothing() {
     );
     assert_eq!(status, 413);
     assert!(detail.contains("bytes of text"), "{detail}");
+    let too_many_outputs: serde_json::Map<String, serde_json::Value> = (0..101)
+        .map(|i| (format!("Out{i}"), serde_json::Value::from("v")))
+        .collect();
     for (path, body, expected_status, expected) in [
         (
             "output",
@@ -326,6 +329,18 @@ async fn bad_agent_input_gets_a_clear_4xx_and_changes_nothing() {
             serde_json::json!({"outcome": "succeeded", "outputs": {"bad\nname": "v"}}),
             422,
             "control characters",
+        ),
+        (
+            "result",
+            serde_json::json!({"outcome": "succeeded", "outputs": too_many_outputs}),
+            413,
+            "at most 100 output variables, this one sets 101",
+        ),
+        (
+            "result",
+            serde_json::json!({"outcome": "succeeded", "outputs": {"Big": "v".repeat(64 * 1024 + 1)}}),
+            413,
+            "output variable `Big` is 65537 bytes; at most 65536",
         ),
     ] {
         let (status, detail) = problem_detail(

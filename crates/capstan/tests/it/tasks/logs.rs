@@ -14,7 +14,7 @@ use capstan_api::{ApiClient, CreateTaskRequest, LogEvent, TaskLogEnd};
 use capstan_core::TaskState;
 use capstan_testkit::{
     ADMIN_KEY, TempDir, TestCluster, TestDatabase, eventually,
-    tasks::{wait_finished, wait_task},
+    tasks::{wait_finished, wait_task, whole_log},
 };
 use serde_json::json;
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
@@ -38,16 +38,6 @@ async fn queue(client: &ApiClient, args: serde_json::Value) -> i64 {
         .await
         .unwrap()
         .id
-}
-
-/// The whole log as `GET /api/tasks/{id}/log` answers it now.
-async fn whole_log(client: &ApiClient, id: i64) -> String {
-    let mut chunks = client.task_log(id).await.unwrap();
-    let mut text = Vec::new();
-    while let Some(chunk) = chunks.next().await.unwrap() {
-        text.extend_from_slice(&chunk);
-    }
-    String::from_utf8(text).unwrap()
 }
 
 /// A followed log: its lines, how late each arrived, and how the task ended.
