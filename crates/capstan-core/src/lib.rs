@@ -12,6 +12,7 @@ pub mod package;
 pub mod service_message;
 pub mod size;
 pub mod task;
+pub mod variables;
 
 pub use duration::{DurationError, parse_duration};
 pub use error_chain::error_chain;
@@ -20,3 +21,4 @@ pub use package::{PACKAGE_EXTENSIONS, PackageFileName, PackageId, PackageVersion
 pub use service_message::ServiceMessage;
 pub use size::{SizeError, format_size, parse_size};
 pub use task::{ConcurrencyKey, NodeLostPolicy, SleepArgs, TaskState, UnknownTaskState};
+pub use variables::{Lookup, Template, TemplateError, VariableMap};
