@@ -1,4 +1,4 @@
-//! Variables: the `#{Name}` template language.
+//! Variables: the `#{Name}` template language and scoped variable sets.
 //!
 //! Everything here is pure. The server gathers variables (project, scoped, system and
 //! output variables) into something that implements [`Lookup`]; templates are rendered
@@ -13,8 +13,10 @@ mod cursor;
 mod error;
 mod limits;
 mod lookup;
+mod name;
 mod parser;
 mod render;
+mod scope;
 mod tag;
 mod template;
 mod truthiness;
@@ -24,6 +26,8 @@ pub use limits::{
     MAX_EXPANSION_DEPTH, MAX_NESTING_DEPTH, MAX_OUTPUT_BYTES, MAX_TEMPLATE_BYTES, MAX_WORK,
 };
 pub use lookup::{Lookup, VariableMap};
+pub use name::{MAX_NAME_CHARS, NameError, RESERVED_PREFIX, validate_name};
+pub use scope::{Scope, ScopeContext, ScopedVariable, resolve, resolve_map};
 pub use template::{Template, evaluate, evaluate_condition};
 pub use truthiness::is_truthy;
 
