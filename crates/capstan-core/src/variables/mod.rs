@@ -1,4 +1,5 @@
-//! Variables: the `#{Name}` template language and scoped variable sets.
+//! Variables: the `#{Name}` template language, scoped variable sets and masking of
+//! sensitive values.
 //!
 //! Everything here is pure. The server gathers variables (project, scoped, system and
 //! output variables) into something that implements [`Lookup`]; templates are rendered
@@ -13,6 +14,7 @@ mod cursor;
 mod error;
 mod limits;
 mod lookup;
+mod mask;
 mod name;
 mod parser;
 mod render;
@@ -26,6 +28,7 @@ pub use limits::{
     MAX_EXPANSION_DEPTH, MAX_NESTING_DEPTH, MAX_OUTPUT_BYTES, MAX_TEMPLATE_BYTES, MAX_WORK,
 };
 pub use lookup::{Lookup, VariableMap};
+pub use mask::{MASK, Masker};
 pub use name::{MAX_NAME_CHARS, NameError, RESERVED_PREFIX, validate_name};
 pub use scope::{Scope, ScopeContext, ScopedVariable, resolve, resolve_map};
 pub use template::{Template, evaluate, evaluate_condition};

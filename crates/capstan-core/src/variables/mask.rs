@@ -1,0 +1,160 @@
+//! Hiding sensitive values in task logs.
+
+use std::borrow::Cow;
+use std::ops::Range;
+
+/// What each hidden stretch of text becomes.
+pub const MASK: &str = "********";
+
+/// Replaces every occurrence of any secret in a piece of text with [`MASK`].
+#[derive(Clone, Default)]
+pub struct Masker {
+    /// Longest first, without duplicates.
+    secrets: Vec<String>,
+}
+
+impl std::fmt::Debug for Masker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The whole point of a masker is that its contents never get printed.
+        f.debug_struct("Masker")
+            .field("secrets", &self.secrets.len())
+            .finish()
+    }
+}
+
+impl Masker {
+    /// A masker for `secrets`. Empty values are ignored. A multi-line secret is also
+    /// masked line by line, because logs arrive one line at a time and a line of the
+    /// secret would otherwise leak on its own (lines that are only whitespace are
+    /// skipped).
+    pub fn new<I, S>(secrets: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let mut all: Vec<String> = Vec::new();
+        for secret in secrets {
+            let secret = secret.as_ref();
+            if secret.is_empty() {
+                continue;
+            }
+            all.push(secret.to_owned());
+            if secret.contains(['\n', '\r']) {
+                all.extend(
+                    secret
+                        .split(['\n', '\r'])
+                        .filter(|line| !line.trim().is_empty())
+                        .map(str::to_owned),
+                );
+            }
+        }
+        all.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+        all.dedup();
+        Self { secrets: all }
+    }
+
+    /// `text` with every occurrence of a secret replaced by [`MASK`]; borrowed when
+    /// nothing needed hiding.
+    ///
+    /// Overlapping or adjacent occurrences become one mask, so a secret that contains
+    /// another, or two secrets that overlap, leave no fragment behind.
+    pub fn mask<'a>(&self, text: &'a str) -> Cow<'a, str> {
+        let mut hidden: Vec<Range<usize>> = Vec::new();
+        for secret in &self.secrets {
+            // Overlapping occurrences matter too ("aa" in "aaa"); after each match the
+            // search restarts one character later rather than after the match.
+            let mut from = 0;
+            while let Some(found) = text[from..].find(secret.as_str()) {
+                let start = from + found;
+                hidden.push(start..start + secret.len());
+                let step = text[start..].chars().next().map_or(1, char::len_utf8);
+                from = start + step;
+            }
+        }
+        if hidden.is_empty() {
+            return Cow::Borrowed(text);
+        }
+        hidden.sort_by_key(|range| range.start);
+        let mut masked = String::with_capacity(text.len());
+        let mut shown_from = 0;
+        let mut ranges = hidden.into_iter().peekable();
+        while let Some(mut range) = ranges.next() {
+            while let Some(next) = ranges.next_if(|next| next.start <= range.end) {
+                range.end = range.end.max(next.end);
+            }
+            masked.push_str(&text[shown_from..range.start]);
+            masked.push_str(MASK);
+            shown_from = range.end;
+        }
+        masked.push_str(&text[shown_from..]);
+        Cow::Owned(masked)
+    }
+
+    /// Whether there is nothing to hide.
+    pub fn is_empty(&self) -> bool {
+        self.secrets.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_occurrence_is_masked() {
+        let masker = Masker::new(["hunter2"]);
+        assert_eq!(
+            masker.mask("password hunter2, again hunter2."),
+            "password ********, again ********."
+        );
+    }
+
+    #[test]
+    fn text_without_secrets_is_borrowed() {
+        let masker = Masker::new(["hunter2"]);
+        assert!(matches!(masker.mask("nothing here"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn empty_secrets_are_ignored() {
+        let masker = Masker::new(["", ""]);
+        assert!(masker.is_empty());
+        assert_eq!(masker.mask("anything"), "anything");
+        assert!(Masker::new(Vec::<String>::new()).is_empty());
+    }
+
+    #[test]
+    fn a_secret_containing_another_is_hidden_whole() {
+        let masker = Masker::new(["abc", "abcdef"]);
+        assert_eq!(masker.mask("x abcdef y abc z"), "x ******** y ******** z");
+    }
+
+    #[test]
+    fn overlapping_secrets_leave_no_fragment() {
+        let masker = Masker::new(["abcd", "cdef"]);
+        assert_eq!(masker.mask("xabcdefx"), "x********x");
+        let masker = Masker::new(["aa"]);
+        assert_eq!(masker.mask("aaa b aa"), "******** b ********");
+    }
+
+    #[test]
+    fn multi_line_secrets_are_masked_whole_and_line_by_line() {
+        let key = "-----BEGIN KEY-----\r\nMIIEow\nAKCAQ\n-----END KEY-----";
+        let masker = Masker::new([key]);
+        assert_eq!(masker.mask(&format!("key: {key}")), "key: ********");
+        assert_eq!(masker.mask("line MIIEow here"), "line ******** here");
+        assert_eq!(masker.mask("-----END KEY-----"), "********");
+    }
+
+    #[test]
+    fn multibyte_secrets_and_text_are_handled() {
+        let masker = Masker::new(["pässwörd", "ö"]);
+        assert_eq!(masker.mask("é pässwörd ö"), "é ******** ********");
+    }
+
+    #[test]
+    fn debug_output_does_not_show_secrets() {
+        let shown = format!("{:?}", Masker::new(["hunter2"]));
+        assert!(!shown.contains("hunter2"), "{shown}");
+    }
+}
