@@ -38,7 +38,7 @@ pub enum TemplateErrorKind {
     UnclosedIndex,
     #[error("unexpected {}: expected {expected}", describe(*.found))]
     UnexpectedCharacter { found: char, expected: &'static str },
-    #[error("only a variable name can be nested inside an index, not `#{{{keyword} …}}`")]
+    #[error("only a variable name can be nested inside an index, not `#{{{keyword}}}`")]
     BlockInIndex { keyword: &'static str },
     #[error(
         "`#{{{keyword}}}` needs a condition, such as `#{{{keyword} Name}}` or `#{{{keyword} Name == \"text\"}}`"

@@ -333,6 +333,44 @@ mod tests {
     }
 
     #[test]
+    fn the_worked_example_in_the_docs_resolves_as_its_table_says() {
+        let scope =
+            |environments: &[&str], tags: &[&str], machines: &[&str], steps: &[&str]| Scope {
+                environments: strings(environments),
+                tags: strings(tags),
+                machines: strings(machines),
+                steps: strings(steps),
+            };
+        let vars = [
+            var("Port", "80", Scope::default()),
+            var("Port", "8080", scope(&["Production"], &[], &[], &[])),
+            var("Port", "8443", scope(&[], &["web"], &[], &[])),
+            var("Port", "9000", scope(&[], &[], &["web01"], &[])),
+            var("Port", "9001", scope(&["Production"], &[], &["web01"], &[])),
+            var("Port", "7000", scope(&[], &[], &[], &["Migrate"])),
+        ];
+        let cases = [
+            ("Test", Some(("web02", "db")), "Deploy", "80"),
+            ("Production", Some(("web02", "db")), "Deploy", "8080"),
+            ("Staging", Some(("web02", "web")), "Deploy", "8443"),
+            ("Test", Some(("web01", "web")), "Deploy", "9000"),
+            ("Production", Some(("web01", "web")), "Deploy", "9001"),
+            ("Production", Some(("web01", "web")), "Migrate", "7000"),
+            ("Production", None, "Notify", "8080"),
+        ];
+        for (environment, machine, step, expected) in cases {
+            let ctx = ScopeContext {
+                environment: Some(environment.to_owned()),
+                machine: machine.map(|(name, _)| name.to_owned()),
+                tags: machine.map(|(_, tag)| strings(&[tag])).unwrap_or_default(),
+                step: Some(step.to_owned()),
+            };
+            let map = resolve_map(&vars, &ctx);
+            assert_eq!(map.get("port"), Some(expected), "{ctx:?}");
+        }
+    }
+
+    #[test]
     fn debug_output_hides_sensitive_values() {
         let mut secret = var("Db.Password", "hunter2", Scope::default());
         secret.sensitive = true;
