@@ -86,6 +86,10 @@ REQUIRED = {
 
 CASES: dict[str, dict] = {
     "defaults": REQUIRED,
+    "key-rotation": merge(
+        REQUIRED,
+        {"auth": {"masterKeyPrevious": "b2xkLWtleS1mb3ItdGhlLWNoYXJ0LWNoZWNrLTAxMjM=,q83vEjQ2B7xvS0n4cJrW1mK9zF6tYhLpA5eGdU8oXiM="}},
+    ),
     "external-secrets": {
         "database": {"existingSecret": "capstan-db", "existingSecretKey": "url"},
         "auth": {
@@ -312,6 +316,16 @@ def check_deployment(case: str, values: dict, docs: list[dict], merged: dict) ->
             check(key in (secrets.get(own, {}).get("data") or {}), f"{p} the chart's Secret holds {key}")
         else:
             check(name not in secrets, f"{p} does not create the existing Secret {name}")
+    # The previous master key is optional: present only during a rotation.
+    previous_key = auth["masterKeyPreviousKey"] if auth["existingSecret"] else "master-key-previous"
+    ref = env.get("CAPSTAN_MASTER_KEY_PREVIOUS", {}).get("valueFrom", {}).get("secretKeyRef", {})
+    check(
+        (ref.get("name"), ref.get("key"), ref.get("optional")) == (auth["existingSecret"] or own, previous_key, True),
+        f"{p} CAPSTAN_MASTER_KEY_PREVIOUS from Secret key {previous_key}, optional",
+    )
+    if not auth["existingSecret"]:
+        held = previous_key in (secrets.get(own, {}).get("data") or {})
+        check(held == bool(auth["masterKeyPrevious"]), f"{p} the chart's Secret holds {previous_key} only while rotating")
 
     blob = merged["blob"]
     url = env.get("CAPSTAN_BLOB_URL", {}).get("value")

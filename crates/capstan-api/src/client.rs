@@ -134,6 +134,17 @@ impl ApiClient {
         })
     }
 
+    /// `GET /api/master-key`.
+    pub async fn get_master_key(&self) -> Result<crate::MasterKeyStatus, ClientError> {
+        self.call(Method::GET, "/api/master-key", None::<&()>).await
+    }
+
+    /// `POST /api/master-key/rotate`: queues the rotation to the newest key version.
+    pub async fn rotate_master_key(&self) -> Result<crate::RotateMasterKeyResponse, ClientError> {
+        self.call(Method::POST, "/api/master-key/rotate", None::<&()>)
+            .await
+    }
+
     /// `POST /api/tasks`.
     pub async fn create_task(&self, task: &CreateTaskRequest) -> Result<TaskResponse, ClientError> {
         self.call(Method::POST, "/api/tasks", Some(task)).await

@@ -7,6 +7,7 @@
 
 pub mod agents;
 pub mod client;
+pub mod master_key;
 pub mod nodes;
 pub mod packages;
 pub mod problem;
@@ -24,6 +25,7 @@ pub use agents::{
     UpdateAgentRequest,
 };
 pub use client::{ApiClient, ClientError, LogChunks, LogFollower};
+pub use master_key::{MasterKeyStatus, MasterKeyVersion, NodeKeyVersions, RotateMasterKeyResponse};
 pub use nodes::{NodeResponse, UpdateNodeRequest};
 pub use packages::{
     ArtifactList, ArtifactResponse, PackagePage, PackageQuery, PackageResponse, PackageSummary,

@@ -18,6 +18,7 @@ pub mod nodes;
 pub mod packages;
 pub mod pools;
 pub mod queue;
+pub mod secrets;
 pub mod task_logs;
 pub mod tasks;
 

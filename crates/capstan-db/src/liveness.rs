@@ -19,6 +19,8 @@ pub struct NodeAnnouncement<'a> {
     pub draining: bool,
     pub running_tasks: u32,
     pub heartbeat_interval: Duration,
+    /// The master key versions the node can decrypt.
+    pub key_versions: &'a [i32],
 }
 
 /// The settings the cluster holds for a node, as read back by that node.
@@ -48,12 +50,13 @@ pub async fn register(
     let row = client
         .query_one(
             "INSERT INTO nodes (id, name, version, url, task_cap, draining, running_tasks,
-                                heartbeat_interval_ms, started_at, last_seen)
-             VALUES ($1, $2, $3, $4, COALESCE($5::int, $6::int), $7, 0, $8, now(), now())
+                                heartbeat_interval_ms, key_versions, started_at, last_seen)
+             VALUES ($1, $2, $3, $4, COALESCE($5::int, $6::int), $7, 0, $8, $9, now(), now())
              ON CONFLICT (name) DO UPDATE SET
                 version = EXCLUDED.version, url = EXCLUDED.url,
                 task_cap = COALESCE($5::int, nodes.task_cap), draining = EXCLUDED.draining,
                 running_tasks = 0, heartbeat_interval_ms = EXCLUDED.heartbeat_interval_ms,
+                key_versions = EXCLUDED.key_versions,
                 started_at = now(), last_seen = now(), stopped_at = NULL
              RETURNING id, task_cap, draining, last_seen",
             &[
@@ -65,6 +68,7 @@ pub async fn register(
                 &(node.task_cap as i32),
                 &node.draining,
                 &interval_ms(node.heartbeat_interval),
+                &node.key_versions,
             ],
         )
         .await?;
@@ -89,12 +93,13 @@ pub async fn heartbeat(
     let row = client
         .query_one(
             "INSERT INTO nodes (id, name, version, url, task_cap, draining, running_tasks,
-                                heartbeat_interval_ms, started_at, last_seen)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now(), now())
+                                heartbeat_interval_ms, key_versions, started_at, last_seen)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, now(), now())
              ON CONFLICT (id) DO UPDATE SET
                 version = EXCLUDED.version, url = EXCLUDED.url,
                 running_tasks = EXCLUDED.running_tasks,
                 heartbeat_interval_ms = EXCLUDED.heartbeat_interval_ms,
+                key_versions = EXCLUDED.key_versions,
                 last_seen = now(), stopped_at = NULL
              RETURNING task_cap, draining, last_seen, (xmax = 0) AS inserted",
             &[
@@ -106,6 +111,7 @@ pub async fn heartbeat(
                 &node.draining,
                 &(node.running_tasks as i32),
                 &interval_ms(node.heartbeat_interval),
+                &node.key_versions,
             ],
         )
         .await?;

@@ -97,3 +97,28 @@ async fn notify_changed(db: impl PgExecutor<'_>, id: Uuid) -> Result<(), DbError
         .await?;
     Ok(())
 }
+
+/// A live node and the master key versions it holds.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct NodeKeyVersionsRow {
+    pub id: Uuid,
+    pub name: String,
+    pub key_versions: Vec<i32>,
+}
+
+/// The key versions of every online node, by name. Offline nodes are left out: they
+/// seal nothing until they start again, and at start they check their keys anew.
+pub async fn live_key_versions(
+    db: impl PgExecutor<'_>,
+) -> Result<Vec<NodeKeyVersionsRow>, DbError> {
+    let rows = sqlx::query_as::<_, NodeKeyVersionsRow>(
+        "SELECT id, name, key_versions FROM nodes
+         WHERE stopped_at IS NULL
+           AND last_seen > now() - 3 * heartbeat_interval_ms * interval '1 millisecond'
+         ORDER BY name LIMIT $1",
+    )
+    .bind(LIST_LIMIT)
+    .fetch_all(db)
+    .await?;
+    Ok(rows)
+}

@@ -9,7 +9,7 @@ use capstan_core::{NodeName, TaskCap, format_size, parse_duration, parse_size};
 use capstan_db::DatabaseUrl;
 use clap::{Args, ValueEnum};
 use ipnet::IpNet;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret as _, SecretString};
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -125,9 +125,17 @@ pub struct ServerArgs {
     #[arg(long, env = "CAPSTAN_DB_POOL_SIZE", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=500))]
     pub db_pool_size: u32,
 
-    /// 32 random bytes in base64 (`openssl rand -base64 32`): encrypts secrets at rest.
-    #[arg(long, env = "CAPSTAN_MASTER_KEY", value_parser = parse_master_key, hide_env_values = true)]
-    pub master_key: Option<MasterKey>,
+    /// 32 random bytes in base64 (`capstan master-key generate`): encrypts sensitive
+    /// values at rest. Without it the node runs, but cannot store or read them.
+    // Read as text and decoded in `into_settings`: clap would echo a rejected value.
+    #[arg(long, env = "CAPSTAN_MASTER_KEY", value_parser = parse_secret, hide_env_values = true)]
+    pub master_key: Option<SecretString>,
+
+    /// Earlier master keys, comma-separated base64, still accepted for reading while
+    /// `capstan master-key rotate` re-encrypts values under CAPSTAN_MASTER_KEY. Remove
+    /// them once the rotation has finished (see docs/security.md).
+    #[arg(long, env = "CAPSTAN_MASTER_KEY_PREVIOUS", value_delimiter = ',', value_parser = parse_secret, hide_env_values = true)]
+    pub master_key_previous: Vec<SecretString>,
 
     /// An API key with full rights (at least 16 characters). Without it, only the
     /// unauthenticated endpoints answer.
@@ -147,13 +155,20 @@ pub struct ServerArgs {
     pub log_format: LogFormat,
 }
 
-/// The master key, kept out of `Debug` output.
-#[derive(Clone)]
-pub struct MasterKey(#[allow(dead_code, reason = "read by secret encryption")] [u8; 32]);
+/// A master key: 32 bytes, kept out of `Debug` output and wiped when dropped.
+#[derive(Clone, PartialEq, Eq)]
+pub struct MasterKey([u8; 32]);
 
 impl std::fmt::Debug for MasterKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("MasterKey(***)")
+    }
+}
+
+impl Drop for MasterKey {
+    fn drop(&mut self) {
+        use secrecy::zeroize::Zeroize as _;
+        self.0.zeroize();
     }
 }
 
@@ -184,6 +199,8 @@ pub struct Settings {
     pub request_timeout: Duration,
     pub db_pool_size: u32,
     pub master_key: Option<MasterKey>,
+    /// Keys of earlier versions, for reading values not yet rotated.
+    pub master_key_previous: Vec<MasterKey>,
     pub admin_api_key: Option<SecretString>,
     pub trusted_proxies: Vec<IpNet>,
     pub start_draining: bool,
@@ -239,6 +256,40 @@ impl ServerArgs {
                 ));
             }
         }
+        // An empty value means "not set", as compose files and Helm values often write.
+        let master_key = self
+            .master_key
+            .filter(|key| !key.expose_secret().trim().is_empty())
+            .map(|key| {
+                MasterKey::from_base64(key.expose_secret())
+                    .map_err(|e| format!("CAPSTAN_MASTER_KEY (--master-key): {e}"))
+            })
+            .transpose()?;
+        let previous: Vec<&SecretString> = self
+            .master_key_previous
+            .iter()
+            .filter(|key| !key.expose_secret().trim().is_empty())
+            .collect();
+        let master_key_previous = previous
+            .iter()
+            .enumerate()
+            .map(|(i, key)| {
+                MasterKey::from_base64(key.expose_secret()).map_err(|e| {
+                    format!(
+                        "CAPSTAN_MASTER_KEY_PREVIOUS (--master-key-previous), key {} of {}: {e}",
+                        i + 1,
+                        previous.len()
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if master_key.is_none() && !master_key_previous.is_empty() {
+            return Err(
+                "CAPSTAN_MASTER_KEY_PREVIOUS is set but CAPSTAN_MASTER_KEY is not: previous keys \
+                 only help read values during a rotation to the key in CAPSTAN_MASTER_KEY"
+                    .to_owned(),
+            );
+        }
         Ok(Settings {
             database_url: self.database_url,
             blob_url: self.blob_url,
@@ -266,7 +317,8 @@ impl ServerArgs {
             shutdown_grace: self.shutdown_grace,
             request_timeout: self.request_timeout,
             db_pool_size: self.db_pool_size,
-            master_key: self.master_key,
+            master_key,
+            master_key_previous,
             admin_api_key: self.admin_api_key,
             trusted_proxies: self.trusted_proxies,
             start_draining: self.start_draining,
@@ -338,11 +390,29 @@ fn parse_cidr(s: &str) -> Result<IpNet, String> {
         .map_err(|_| format!("`{s}` is neither a CIDR (10.0.0.0/8) nor an IP address"))
 }
 
-fn parse_master_key(s: &str) -> Result<MasterKey, String> {
-    MasterKey::from_base64(s)
+/// Any text, kept secret; what it must be is checked in `into_settings`.
+fn parse_secret(s: &str) -> Result<SecretString, String> {
+    Ok(SecretString::from(s.to_owned()))
 }
 
 impl MasterKey {
+    /// A fresh random key.
+    pub fn generate() -> Self {
+        use rand::RngCore as _;
+        let mut key = [0u8; 32];
+        rand::rng().fill_bytes(&mut key);
+        MasterKey(key)
+    }
+
+    /// The key as base64, the form CAPSTAN_MASTER_KEY takes.
+    pub fn to_base64(&self) -> String {
+        base64::engine::general_purpose::STANDARD.encode(self.0)
+    }
+
+    pub(crate) fn bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
     /// Reads 32 bytes of base64, saying how to make a key when it is wrong.
     pub fn from_base64(s: &str) -> Result<Self, String> {
         let bytes = base64::engine::general_purpose::STANDARD
@@ -399,14 +469,113 @@ mod tests {
         }
     }
 
+    const KEY: &str = "a2V5LWZvci10aGUtY29uZmlnLXRlc3RzLTAxMjM0NTY=";
+    const OLD_KEY: &str = "b2xkLWtleS1mb3ItdGhlLWNvbmZpZy10ZXN0cy0wMTI=";
+
+    fn args(extra: &[&str]) -> Result<ServerArgs, clap::Error> {
+        let mut argv = vec![
+            "capstan",
+            "--database-url",
+            "postgres://capstan@db/capstan",
+            "--blob-url",
+            "memory://",
+            "--node-name",
+            "n1",
+        ];
+        argv.extend_from_slice(extra);
+        Cli::try_parse_from(argv).map(|cli| cli.server)
+    }
+
+    #[test]
+    fn master_keys_never_show_in_debug_output_or_errors() {
+        let parsed = args(&[
+            "--master-key",
+            KEY,
+            "--master-key-previous",
+            &format!("{OLD_KEY},{OLD_KEY}"),
+        ])
+        .unwrap();
+        let debug = format!("{parsed:?}");
+        let settings = parsed.into_settings().unwrap();
+        assert_eq!(settings.master_key_previous.len(), 2);
+        let settings_debug = format!("{settings:?}");
+        for text in [&debug, &settings_debug] {
+            assert!(!text.contains(KEY) && !text.contains(OLD_KEY), "{text}");
+            assert!(!text.contains("key-for-the"), "{text}");
+        }
+        assert!(
+            settings_debug.contains("MasterKey(***)"),
+            "{settings_debug}"
+        );
+
+        // A key one character short is still nearly the key: it must not be echoed.
+        let short = &KEY[..KEY.len() - 4];
+        let err = args(&["--master-key", short])
+            .unwrap()
+            .into_settings()
+            .unwrap_err();
+        assert!(
+            err.contains("CAPSTAN_MASTER_KEY") && err.contains("32 bytes"),
+            "{err}"
+        );
+        assert!(!err.contains(short), "{err}");
+        let err = args(&[
+            "--master-key",
+            KEY,
+            "--master-key-previous",
+            &format!("{OLD_KEY},!!"),
+        ])
+        .unwrap()
+        .into_settings()
+        .unwrap_err();
+        assert!(
+            err.contains("key 2 of 2") && err.contains("not base64"),
+            "{err}"
+        );
+        assert!(!err.contains(OLD_KEY), "{err}");
+    }
+
+    #[test]
+    fn an_empty_master_key_means_none() {
+        let settings = args(&["--master-key", "", "--master-key-previous", ""])
+            .unwrap()
+            .into_settings()
+            .unwrap();
+        assert!(settings.master_key.is_none());
+        assert!(settings.master_key_previous.is_empty());
+    }
+
+    #[test]
+    fn previous_keys_without_a_current_one_are_refused() {
+        let err = args(&["--master-key-previous", OLD_KEY])
+            .unwrap()
+            .into_settings()
+            .unwrap_err();
+        assert!(
+            err.contains("CAPSTAN_MASTER_KEY_PREVIOUS is set but CAPSTAN_MASTER_KEY is not"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_generated_key_reads_back_as_itself() {
+        let key = MasterKey::generate();
+        assert_eq!(MasterKey::from_base64(&key.to_base64()).unwrap(), key);
+        assert_ne!(MasterKey::generate(), key);
+    }
+
     #[test]
     fn malformed_settings_are_refused_with_a_reason() {
         assert!(
-            parse_master_key("c2hvcnQ=")
+            MasterKey::from_base64("c2hvcnQ=")
                 .unwrap_err()
                 .contains("32 bytes")
         );
-        assert!(parse_master_key("!!").unwrap_err().contains("not base64"));
+        assert!(
+            MasterKey::from_base64("!!")
+                .unwrap_err()
+                .contains("not base64")
+        );
         assert!(parse_cidr("10.0.0.0/33").is_err());
         assert_eq!(parse_cidr("10.1.2.3").unwrap().to_string(), "10.1.2.3/32");
         assert!(

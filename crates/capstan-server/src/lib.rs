@@ -14,6 +14,7 @@ pub mod http;
 pub mod metrics;
 pub mod node;
 pub mod runner;
+pub mod secrets;
 pub mod telemetry;
 
 pub use config::{LogFormat, ServerArgs, Settings};

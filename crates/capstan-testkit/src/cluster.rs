@@ -5,7 +5,7 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 use capstan_api::ApiClient;
 use capstan_core::NodeName;
 use capstan_db::DatabaseUrl;
-use capstan_server::{Node, NodeState, Settings};
+use capstan_server::{Node, NodeState, Settings, config::MasterKey, secrets::Secrets};
 use secrecy::SecretString;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -28,6 +28,14 @@ impl Timings {
             shutdown_grace: Duration::from_secs(5),
         }
     }
+}
+
+/// The master key every test node holds unless a test chooses others.
+pub const TEST_MASTER_KEY: &str = "dGVzdC1tYXN0ZXIta2V5LTAxMjM0NTY3ODlhYmNkZWY=";
+
+/// A master key from its base64 form, for tests that choose their keys.
+pub fn master_key(base64: &str) -> MasterKey {
+    MasterKey::from_base64(base64).expect("a valid test master key")
 }
 
 /// Settings for a test node called `name` on a free port.
@@ -56,7 +64,8 @@ pub fn test_settings(database_url: &str, blob_dir: &std::path::Path, name: &str)
         shutdown_grace: timings.shutdown_grace,
         request_timeout: Duration::from_secs(10),
         db_pool_size: 4,
-        master_key: None,
+        master_key: Some(master_key(TEST_MASTER_KEY)),
+        master_key_previous: Vec::new(),
         admin_api_key: Some(SecretString::from(ADMIN_KEY.to_owned())),
         trusted_proxies: Vec::new(),
         start_draining: false,
@@ -67,6 +76,8 @@ pub fn test_settings(database_url: &str, blob_dir: &std::path::Path, name: &str)
 pub struct TestNode {
     pub addr: SocketAddr,
     pub state: Arc<NodeState>,
+    /// The node's sealer of sensitive values, with the keys it was started with.
+    pub secrets: Secrets,
     shutdown: CancellationToken,
     handle: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -145,11 +156,13 @@ pub async fn start_node(settings: Settings) -> TestNode {
     let node = Node::build(settings).await.expect("test node starts");
     let addr = node.local_addr();
     let state = node.state();
+    let secrets = node.secrets();
     let shutdown = CancellationToken::new();
     let handle = tokio::spawn(node.run(shutdown.clone()));
     TestNode {
         addr,
         state,
+        secrets,
         shutdown,
         handle: Some(handle),
     }

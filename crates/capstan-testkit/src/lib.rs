@@ -15,7 +15,7 @@ pub mod prometheus;
 pub mod s3;
 pub mod tasks;
 
-pub use cluster::{TestCluster, Timings};
+pub use cluster::{TEST_MASTER_KEY, TestCluster, Timings, master_key};
 pub use database::TestDatabase;
 
 /// The admin key every test node accepts.

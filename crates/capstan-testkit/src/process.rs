@@ -76,6 +76,7 @@ impl ServerProcess {
             .env("CAPSTAN_LEASE_TTL", "1200ms")
             .env("CAPSTAN_SHUTDOWN_GRACE", "5s")
             .env("CAPSTAN_ADMIN_API_KEY", ADMIN_KEY)
+            .env("CAPSTAN_MASTER_KEY", crate::TEST_MASTER_KEY)
             .stdout(log.try_clone().expect("cloning a file handle"))
             .stderr(log);
         for (key, value) in &options.env {

@@ -89,6 +89,7 @@ async fn run_cluster(
             request_timeout: Duration::from_secs(30),
             db_pool_size: 5,
             master_key: None,
+            master_key_previous: Vec::new(),
             admin_api_key: Some(SecretString::from(admin_key.clone())),
             trusted_proxies: Vec::new(),
             start_draining: false,
@@ -109,6 +110,10 @@ async fn run_cluster(
     }
     println!("  admin API key  {admin_key}");
     println!("  database       {database_url}");
+    println!(
+        "  master key     {} (encrypts sensitive values; keep it with the data)",
+        data_dir.join("master-key").display()
+    );
     println!("  blob store     {}", blob_dir.display());
     println!(
         "  data           {} (kept between runs)",
@@ -352,6 +357,7 @@ fn unprivileged_user() -> anyhow::Result<(u32, u32)> {
 
 /// Reads a secret kept from an earlier run, or makes a new one (mode 0600).
 fn read_or_create_secret(path: &Path, encode: impl Fn(&[u8]) -> String) -> anyhow::Result<String> {
+    use std::os::unix::fs::OpenOptionsExt as _;
     if let Ok(existing) = std::fs::read_to_string(path) {
         if !existing.trim().is_empty() {
             return Ok(existing.trim().to_owned());
@@ -360,7 +366,16 @@ fn read_or_create_secret(path: &Path, encode: impl Fn(&[u8]) -> String) -> anyho
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
     let secret = encode(&bytes);
-    std::fs::write(path, format!("{secret}\n"))?;
+    // Created 0600 rather than chmod-ed after writing, so the secret is never readable
+    // by others, not even for a moment.
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    file.write_all(format!("{secret}\n").as_bytes())?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
     Ok(secret)
 }

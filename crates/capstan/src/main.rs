@@ -3,6 +3,7 @@
 
 mod agents;
 mod dev;
+mod master_key;
 mod nodes;
 mod packages;
 mod signals;
@@ -39,6 +40,8 @@ enum Command {
     Environments(agents::EnvironmentsArgs),
     /// Run a script on agents picked by names, tags and environment.
     RunScript(agents::RunScriptArgs),
+    /// Generate a master key, show its versions, rotate sensitive values to a new one.
+    MasterKey(master_key::MasterKeyArgs),
 }
 
 fn main() -> ExitCode {
@@ -52,6 +55,7 @@ fn main() -> ExitCode {
         Command::Agents(args) => run_client(agents::run(args)),
         Command::Environments(args) => run_client(agents::environments(args)),
         Command::RunScript(args) => run_client(agents::run_script(args)),
+        Command::MasterKey(args) => run_client(master_key::run(args)),
     }
 }
 

@@ -68,6 +68,9 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- define "capstan.masterKeyKey" -}}
 {{- if .Values.auth.existingSecret }}{{ .Values.auth.masterKeyKey }}{{ else }}master-key{{ end }}
 {{- end }}
+{{- define "capstan.masterKeyPreviousKey" -}}
+{{- if .Values.auth.existingSecret }}{{ .Values.auth.masterKeyPreviousKey }}{{ else }}master-key-previous{{ end }}
+{{- end }}
 {{- define "capstan.adminApiKeyKey" -}}
 {{- if .Values.auth.existingSecret }}{{ .Values.auth.adminApiKeyKey }}{{ else }}admin-api-key{{ end }}
 {{- end }}

@@ -77,6 +77,26 @@ impl ApiError {
     }
 }
 
+impl From<crate::secrets::SecretError> for ApiError {
+    /// Only the missing key is the client's to fix (by configuring the cluster); the
+    /// rest are failures of the node or its data, logged here. No variant holds a
+    /// plaintext, so the log and the body are safe either way.
+    fn from(error: crate::secrets::SecretError) -> Self {
+        use crate::secrets::SecretError;
+        match error {
+            SecretError::NoMasterKey => Self::conflict(error.to_string()),
+            SecretError::KeyNotHeld { .. } | SecretError::NoActiveKey => {
+                tracing::error!("{error}");
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, error.to_string())
+            }
+            SecretError::Db(e) => Self::from_db(e, String::new),
+            SecretError::Missing { .. } | SecretError::Undecryptable { .. } => {
+                Self::internal(&error)
+            }
+        }
+    }
+}
+
 /// A problem+json response.
 pub fn problem_response(status: StatusCode, problem: &Problem) -> Response {
     let body = serde_json::to_vec(problem).unwrap_or_default();

@@ -10,6 +10,7 @@ mod error;
 mod extract;
 mod health;
 mod log_reader;
+mod master_key;
 mod nodes;
 mod observe;
 pub mod openapi;
@@ -65,6 +66,11 @@ pub fn router(ctx: Arc<NodeContext>) -> Router {
         .route(
             "/api/tasks/{id}/artifacts/{name}",
             get(artifacts::download_artifact),
+        )
+        .route("/api/master-key", get(master_key::get_master_key))
+        .route(
+            "/api/master-key/rotate",
+            post(master_key::rotate_master_key),
         )
         .route("/api/packages", get(packages::list_packages))
         .route("/api/packages/{id}/versions", get(packages::list_versions))

@@ -6,18 +6,21 @@ use capstan_api::{
     ArtifactResponse, AttemptList, AttemptResponse, CommandBody, CommandList, CommandOutcome,
     CommandResponse, CommandResult, CommandVariable, CreateRegistrationTokenRequest,
     CreateTaskRequest, CreateTasksRequest, CreateTasksResponse, EnvironmentList,
-    EnvironmentRequest, EnvironmentResponse, NodeResponse, OutputBatch, OutputLine, OutputStream,
-    PackagePage, PackageRef, PackageResponse, PackageSummary, PackageVersionPage,
-    PackageVersionRef, PollResponse, Problem, RegisterAgentRequest, RegisterAgentResponse,
-    RegistrationTokenList, RegistrationTokenResponse, RunScriptRequest, ScriptCommand,
-    ScriptSyntax, TaskLogEnd, TaskPage, TaskResponse, UpdateAgentRequest, UpdateNodeRequest,
+    EnvironmentRequest, EnvironmentResponse, MasterKeyStatus, MasterKeyVersion, NodeKeyVersions,
+    NodeResponse, OutputBatch, OutputLine, OutputStream, PackagePage, PackageRef, PackageResponse,
+    PackageSummary, PackageVersionPage, PackageVersionRef, PollResponse, Problem,
+    RegisterAgentRequest, RegisterAgentResponse, RegistrationTokenList, RegistrationTokenResponse,
+    RotateMasterKeyResponse, RunScriptRequest, ScriptCommand, ScriptSyntax, TaskLogEnd, TaskPage,
+    TaskResponse, UpdateAgentRequest, UpdateNodeRequest,
 };
 use utoipa::{
     Modify, OpenApi,
     openapi::security::{Http, HttpAuthScheme, SecurityScheme},
 };
 
-use super::{agent_protocol, agents, artifacts, nodes, packages, scripts, task_logs, tasks};
+use super::{
+    agent_protocol, agents, artifacts, master_key, nodes, packages, scripts, task_logs, tasks,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -36,6 +39,7 @@ use super::{agent_protocol, agents, artifacts, nodes, packages, scripts, task_lo
         agent_protocol::poll, agent_protocol::ack, agent_protocol::output,
         agent_protocol::result, agent_protocol::package,
         scripts::run_script, scripts::task_commands,
+        master_key::get_master_key, master_key::rotate_master_key,
     ),
     components(schemas(
         NodeResponse, UpdateNodeRequest, Problem, CreateTaskRequest, CreateTasksRequest,
@@ -47,7 +51,7 @@ use super::{agent_protocol, agents, artifacts, nodes, packages, scripts, task_lo
         EnvironmentList, PollResponse, AgentCommand, CommandBody, ScriptCommand, ScriptSyntax,
         CommandVariable, PackageRef, OutputBatch, OutputLine, OutputStream, CommandResult,
         CommandOutcome, AgentFacts, RunScriptRequest, PackageVersionRef, CommandResponse,
-        CommandList,
+        CommandList, MasterKeyStatus, MasterKeyVersion, NodeKeyVersions, RotateMasterKeyResponse,
     )),
     modifiers(&BearerAuth),
     security(("api_key" = []))

@@ -47,6 +47,8 @@ pub struct NodeContext {
     /// One permit per task log this node streams live.
     pub log_followers: Arc<tokio::sync::Semaphore>,
     pub agents: crate::agents::AgentGateway,
+    /// Seals and opens sensitive values under the master keys this node holds.
+    pub secrets: crate::secrets::Secrets,
 }
 
 /// Open files a node wants: each agent's long poll holds a connection.
@@ -117,6 +119,19 @@ impl Node {
             );
         }
 
+        let keys = crate::secrets::check_keys(
+            &pools.api,
+            settings.master_key.as_ref(),
+            &settings.master_key_previous,
+        )
+        .await
+        .map_err(fail("keys"))?;
+        for warning in &keys.warnings {
+            tracing::warn!("{warning}");
+        }
+        tracing::info!("✔ keys     {}", keys.summary);
+        let key_versions = keys.secrets.key_versions();
+
         let blob = BlobStore::open(&settings.blob_url, &settings.s3)
             .map_err(|e| fail("blob")(e.to_string()))?;
         blob.probe()
@@ -147,6 +162,7 @@ impl Node {
             draining: settings.start_draining,
             running_tasks: 0,
             heartbeat_interval: settings.heartbeat_interval,
+            key_versions: &key_versions,
         };
         let (id, beat) = liveness::register(
             &pools.liveness,
@@ -162,6 +178,7 @@ impl Node {
             settings.heartbeat_interval,
             beat.settings,
             beat.last_seen,
+            key_versions.clone(),
         ));
         tracing::info!(
             node.id = %id,
@@ -203,6 +220,7 @@ impl Node {
                 http_stop: CancellationToken::new(),
                 log_followers: Arc::new(tokio::sync::Semaphore::new(log_followers)),
                 agents: Default::default(),
+                secrets: keys.secrets,
             }),
             listener,
             local_addr,
@@ -217,6 +235,11 @@ impl Node {
     /// The node's live state.
     pub fn state(&self) -> Arc<NodeState> {
         self.ctx.state.clone()
+    }
+
+    /// The node's sealer of sensitive values.
+    pub fn secrets(&self) -> crate::secrets::Secrets {
+        self.ctx.secrets.clone()
     }
 
     /// Serves until `shutdown` is cancelled, then drains and stops in order. Returns an

@@ -18,6 +18,8 @@ pub struct NodeState {
     pub version: &'static str,
     pub url: String,
     pub heartbeat_interval: std::time::Duration,
+    /// The master key versions this node can decrypt, found at start.
+    pub key_versions: Vec<i32>,
     task_cap: AtomicU32,
     draining: AtomicBool,
     /// Set once shutdown begins; from then on the node is draining whatever its row says.
@@ -34,6 +36,7 @@ impl NodeState {
         heartbeat_interval: std::time::Duration,
         settings: NodeSettings,
         last_seen: OffsetDateTime,
+        key_versions: Vec<i32>,
     ) -> Self {
         Self {
             id,
@@ -41,6 +44,7 @@ impl NodeState {
             version: crate::VERSION,
             url,
             heartbeat_interval,
+            key_versions,
             task_cap: AtomicU32::new(settings.task_cap),
             draining: AtomicBool::new(settings.draining),
             shutting_down: AtomicBool::new(false),
@@ -114,6 +118,7 @@ impl NodeState {
             draining: self.draining(),
             running_tasks: self.running_tasks(),
             heartbeat_interval: self.heartbeat_interval,
+            key_versions: &self.key_versions,
         }
     }
 

@@ -63,6 +63,17 @@ async fn run_dev_once(data_dir: &std::path::Path, port: u16, pg_port: u16) -> St
                 .map(|k| k.trim().to_owned())
         })
         .unwrap_or_else(|| panic!("no admin key printed:\n{text}"));
+    // Sensitive values work out of the box: every node holds the active key version.
+    let status = ApiClient::new(&format!("http://127.0.0.1:{port}"), Some(key.clone()))
+        .get_master_key()
+        .await
+        .unwrap();
+    assert_eq!(status.active_version, Some(1), "{status:?}");
+    assert_eq!(status.nodes.len(), 3, "{status:?}");
+    assert!(
+        status.nodes.iter().all(|n| n.key_versions == [1]),
+        "{status:?}"
+    );
     Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
@@ -85,6 +96,13 @@ async fn capstan_dev_starts_three_nodes_stops_on_ctrl_c_and_restarts_on_the_same
         first_key, second_key,
         "the second run must reuse the first run's data"
     );
+    // The master key is kept for the next run, readable by its owner only.
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(data.join("master-key"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "{mode:o}");
 }
 
 /// The first of `n` consecutive free ports.

@@ -5,6 +5,7 @@
 mod agent_work;
 mod blob_retention;
 mod health_check;
+pub mod master_key_rotation;
 mod retention;
 pub mod script;
 mod sleep;
@@ -17,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use blob_retention::{BLOB_RETENTION, BlobRetention};
 pub use health_check::{HEALTH_CHECK, HealthCheck};
+pub use master_key_rotation::{MASTER_KEY_ROTATION, MasterKeyRotation};
 pub use retention::{TASK_HISTORY_RETENTION, TaskHistoryRetention};
 
 use crate::node::NodeContext;
@@ -73,6 +75,7 @@ impl TaskKinds {
         kinds.register(BlobRetention);
         kinds.register(script::Script);
         kinds.register(HealthCheck);
+        kinds.register(MasterKeyRotation);
         kinds
     }
 
@@ -130,7 +133,7 @@ mod tests {
         let err = kinds.prepare("deploy", &serde_json::json!({})).unwrap_err();
         assert_eq!(
             err,
-            "there is no task kind `deploy`; the kinds are: blob-retention, health-check, script, sleep, task-history-retention"
+            "there is no task kind `deploy`; the kinds are: blob-retention, health-check, master-key-rotation, script, sleep, task-history-retention"
         );
         let err = kinds
             .prepare("sleep", &serde_json::json!({"ms": "long"}))

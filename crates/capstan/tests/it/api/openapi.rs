@@ -31,11 +31,21 @@ async fn the_openapi_document_describes_every_node_and_task_endpoint() {
         ("/api/tasks/{id}/attempts", "get", "task_attempts"),
         ("/api/tasks/{id}/cancel", "post", "cancel_task"),
         ("/api/tasks/{id}/log", "get", "get_task_log"),
+        ("/api/master-key", "get", "get_master_key"),
+        ("/api/master-key/rotate", "post", "rotate_master_key"),
     ] {
         assert_eq!(
             paths[path][method]["operationId"], operation,
             "{path} {method}"
         );
+    }
+    for schema in [
+        "MasterKeyStatus",
+        "MasterKeyVersion",
+        "NodeKeyVersions",
+        "RotateMasterKeyResponse",
+    ] {
+        assert!(doc["components"]["schemas"][schema].is_object(), "{schema}");
     }
     let update = &doc["components"]["schemas"]["UpdateNodeRequest"]["properties"]["task_cap"];
     assert_eq!(update["maximum"], 1000, "{update}");

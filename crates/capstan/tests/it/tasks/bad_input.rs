@@ -19,7 +19,7 @@ async fn bad_tasks_get_a_4xx_that_says_what_is_wrong_and_queue_nothing() {
         (
             r#"{"kind": "deploy"}"#,
             422,
-            "there is no task kind `deploy`; the kinds are: blob-retention, health-check, script, sleep, task-history-retention",
+            "there is no task kind `deploy`; the kinds are: blob-retention, health-check, master-key-rotation, script, sleep, task-history-retention",
         ),
         (r#"{"args": {}}"#, 422, "missing field `kind`"),
         (
