@@ -12,6 +12,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+pub use capstan_core::script::ScriptSyntax;
+
 /// The header an agent sends its version in on every poll.
 pub const AGENT_VERSION_HEADER: &str = "capstan-agent-version";
 
@@ -256,27 +258,6 @@ pub enum CommandBody {
     Script(ScriptCommand),
     /// Answer with the agent's facts.
     HealthCheck,
-}
-
-/// Which interpreter runs a script.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum ScriptSyntax {
-    #[default]
-    Bash,
-    Sh,
-    /// `pwsh` (or `powershell`), when installed.
-    PowerShell,
-}
-
-impl ScriptSyntax {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Bash => "bash",
-            Self::Sh => "sh",
-            Self::PowerShell => "powershell",
-        }
-    }
 }
 
 /// A script to run, with its variables as environment.

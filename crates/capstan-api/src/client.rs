@@ -301,6 +301,149 @@ impl ApiClient {
         .await
     }
 
+    /// `POST /api/projects`.
+    pub async fn create_project(
+        &self,
+        request: &crate::ProjectRequest,
+    ) -> Result<crate::ProjectResponse, ClientError> {
+        self.call(Method::POST, "/api/projects", Some(request))
+            .await
+    }
+
+    /// `GET /api/projects` with filters and a cursor.
+    pub async fn list_projects(
+        &self,
+        query: &crate::ProjectQuery,
+    ) -> Result<crate::ProjectPage, ClientError> {
+        let mut url = url_with_query("/api/projects", query);
+        if url.ends_with('?') {
+            url.pop();
+        }
+        self.call(Method::GET, &url, None::<&()>).await
+    }
+
+    /// A project by id, or by name.
+    pub async fn find_project(
+        &self,
+        name_or_id: &str,
+    ) -> Result<crate::ProjectResponse, ClientError> {
+        if let Ok(id) = name_or_id.parse::<i64>() {
+            return self
+                .call(Method::GET, &format!("/api/projects/{id}"), None::<&()>)
+                .await;
+        }
+        let query = crate::ProjectQuery {
+            name: Some(name_or_id.to_owned()),
+            ..Default::default()
+        };
+        let page = self.list_projects(&query).await?;
+        page.items.into_iter().next().ok_or_else(|| {
+            ClientError::Api(Problem::new(
+                404,
+                "Not Found",
+                format!("no project is named `{name_or_id}`"),
+            ))
+        })
+    }
+
+    /// `DELETE /api/projects/{id}`.
+    pub async fn delete_project(&self, id: i64) -> Result<(), ClientError> {
+        self.call(Method::DELETE, &format!("/api/projects/{id}"), None::<&()>)
+            .await
+    }
+
+    /// `GET /api/projects/{id}/process`.
+    pub async fn get_process(&self, project: i64) -> Result<crate::ProcessResponse, ClientError> {
+        self.call(
+            Method::GET,
+            &format!("/api/projects/{project}/process"),
+            None::<&()>,
+        )
+        .await
+    }
+
+    /// `PUT /api/projects/{id}/process`.
+    pub async fn put_process(
+        &self,
+        project: i64,
+        request: &crate::ProcessRequest,
+    ) -> Result<crate::ProcessResponse, ClientError> {
+        self.call(
+            Method::PUT,
+            &format!("/api/projects/{project}/process"),
+            Some(request),
+        )
+        .await
+    }
+
+    /// `GET /api/projects/{id}/variables`.
+    pub async fn get_variables(
+        &self,
+        project: i64,
+    ) -> Result<crate::VariablesResponse, ClientError> {
+        self.call(
+            Method::GET,
+            &format!("/api/projects/{project}/variables"),
+            None::<&()>,
+        )
+        .await
+    }
+
+    /// `PUT /api/projects/{id}/variables`.
+    pub async fn put_variables(
+        &self,
+        project: i64,
+        request: &crate::VariablesRequest,
+    ) -> Result<crate::VariablesResponse, ClientError> {
+        self.call(
+            Method::PUT,
+            &format!("/api/projects/{project}/variables"),
+            Some(request),
+        )
+        .await
+    }
+
+    /// `POST /api/projects/{id}/variables/preview`.
+    pub async fn preview_variables(
+        &self,
+        project: i64,
+        request: &crate::PreviewRequest,
+    ) -> Result<crate::PreviewResponse, ClientError> {
+        self.call(
+            Method::POST,
+            &format!("/api/projects/{project}/variables/preview"),
+            Some(request),
+        )
+        .await
+    }
+
+    /// `POST /api/releases`.
+    pub async fn create_release(
+        &self,
+        request: &crate::CreateReleaseRequest,
+    ) -> Result<crate::ReleaseResponse, ClientError> {
+        self.call(Method::POST, "/api/releases", Some(request))
+            .await
+    }
+
+    /// `GET /api/releases` with filters and a cursor.
+    pub async fn list_releases(
+        &self,
+        query: &crate::ReleaseQuery,
+    ) -> Result<crate::ReleasePage, ClientError> {
+        let mut url = url_with_query("/api/releases", query);
+        if url.ends_with('?') {
+            url.pop();
+        }
+        self.call(Method::GET, &url, None::<&()>).await
+    }
+
+    /// `GET /api/releases/{id}`.
+    pub async fn get_release(&self, id: i64) -> Result<crate::ReleaseResponse, ClientError> {
+        self.call(Method::GET, &format!("/api/releases/{id}"), None::<&()>)
+            .await
+    }
+
     /// `POST /api/packages/raw`: streams `body` (`length` bytes) as a package version.
     /// No overall timeout: a large package takes as long as the link needs.
     pub async fn push_package(

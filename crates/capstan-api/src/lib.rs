@@ -11,6 +11,8 @@ pub mod master_key;
 pub mod nodes;
 pub mod packages;
 pub mod problem;
+pub mod projects;
+pub mod releases;
 pub mod scripts;
 pub mod task_logs;
 pub mod tasks;
@@ -32,6 +34,15 @@ pub use packages::{
     PackageVersionPage, UploadPackageQuery,
 };
 pub use problem::{PROBLEM_JSON, Problem};
+pub use projects::{
+    PreviewRequest, PreviewResponse, ProcessRequest, ProcessResponse, ProjectPage, ProjectQuery,
+    ProjectRequest, ProjectResponse, UpdateProjectRequest, VariableInput, VariableResponse,
+    VariableScope, VariablesRequest, VariablesResponse, Warning,
+};
+pub use releases::{
+    CreateReleaseRequest, PackageSelection, ReleasePackage, ReleasePage, ReleaseQuery,
+    ReleaseResponse, ReleaseSummary,
+};
 pub use scripts::{CommandList, CommandResponse, PackageVersionRef, RunScriptRequest};
 pub use task_logs::{LogEvent, TaskLogEnd, TaskLogQuery};
 pub use tasks::{

@@ -1,7 +1,9 @@
 //! Capstan's domain: the types every other crate speaks in, and the pure logic over them.
 //!
 //! This crate owns newtypes that are parsed once at the edge (node names, task caps,
-//! durations, task states) so inner code never handles raw strings. It must never import a database,
+//! durations, task states) so inner code never handles raw strings, and the pure logic of
+//! deployments: the process model and its checks ([`process`]), and the `#{...}` variable
+//! language with scoping and masking ([`variables`]). It must never import a database,
 //! HTTP or async crate: everything here is deterministic and unit-testable.
 
 pub mod agent;
@@ -9,6 +11,8 @@ pub mod duration;
 pub mod error_chain;
 pub mod node;
 pub mod package;
+pub mod process;
+pub mod script;
 pub mod service_message;
 pub mod size;
 pub mod task;

@@ -109,6 +109,31 @@ impl PackageVersion {
         &self.text
     }
 
+    pub fn is_prerelease(&self) -> bool {
+        !self.pre.is_empty()
+    }
+
+    /// The `i`th number (0-based); missing numbers are 0, as `1.2` is `1.2.0`.
+    pub fn number(&self, i: usize) -> u64 {
+        self.numbers.get(i).copied().unwrap_or(0)
+    }
+
+    /// The SemVer order: numbers, then pre-release; `1.0` equals `1.0.0+build`.
+    pub fn cmp_precedence(&self, other: &Self) -> Ordering {
+        for i in 0..4 {
+            match self.number(i).cmp(&other.number(i)) {
+                Ordering::Equal => {}
+                unequal => return unequal,
+            }
+        }
+        match (self.pre.is_empty(), other.pre.is_empty()) {
+            (true, true) => Ordering::Equal,
+            (true, false) => Ordering::Greater,
+            (false, true) => Ordering::Less,
+            (false, false) => compare_pre(&self.pre, &other.pre),
+        }
+    }
+
     /// A text that sorts byte-wise (`COLLATE "C"`) as versions order, so the database
     /// can page versions newest first.
     pub fn sort_key(&self) -> String {
@@ -146,22 +171,10 @@ impl std::fmt::Display for PackageVersion {
 
 impl Ord for PackageVersion {
     fn cmp(&self, other: &Self) -> Ordering {
-        let number = |v: &Self, i: usize| v.numbers.get(i).copied().unwrap_or(0);
-        for i in 0..4 {
-            match number(self, i).cmp(&number(other, i)) {
-                Ordering::Equal => {}
-                unequal => return unequal,
-            }
-        }
-        let by_pre = match (self.pre.is_empty(), other.pre.is_empty()) {
-            (true, true) => Ordering::Equal,
-            (true, false) => Ordering::Greater,
-            (false, true) => Ordering::Less,
-            (false, false) => compare_pre(&self.pre, &other.pre),
-        };
         // Versions that differ only in build metadata or spelling (1.0 vs 1.0.0)
         // still need a stable order to be distinct.
-        by_pre.then_with(|| self.text.cmp(&other.text))
+        self.cmp_precedence(other)
+            .then_with(|| self.text.cmp(&other.text))
     }
 }
 

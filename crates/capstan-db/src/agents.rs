@@ -248,6 +248,29 @@ pub async fn get_agent(db: impl PgExecutor<'_>, id: i64) -> Result<AgentRow, DbE
         .await?)
 }
 
+/// The agent of a name, in any case.
+pub async fn find_agent(db: impl PgExecutor<'_>, name: &str) -> Result<Option<AgentRow>, DbError> {
+    Ok(
+        sqlx::query_as(&format!("{SELECT_AGENT} WHERE lower(a.name) = lower($1)"))
+            .bind(name)
+            .fetch_optional(db)
+            .await?,
+    )
+}
+
+/// Which of these tags at least one agent carries.
+pub async fn carried_tags(
+    db: impl PgExecutor<'_>,
+    tags: &[String],
+) -> Result<Vec<String>, DbError> {
+    Ok(sqlx::query_scalar(
+        "SELECT DISTINCT tag FROM agents, unnest(tags) AS tag WHERE tag = ANY($1)",
+    )
+    .bind(tags)
+    .fetch_all(db)
+    .await?)
+}
+
 /// Filters of the agent list; `None` matches anything.
 #[derive(Debug, Default)]
 pub struct AgentFilter<'a> {

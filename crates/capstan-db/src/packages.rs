@@ -207,3 +207,26 @@ pub async fn delete_beyond_newest(
     .await?;
     Ok(rows)
 }
+
+/// Which of these package ids the feed holds at least one version of.
+pub async fn known_ids(db: impl PgExecutor<'_>, ids: &[String]) -> Result<Vec<String>, DbError> {
+    Ok(
+        sqlx::query_scalar("SELECT DISTINCT package_id FROM packages WHERE package_id = ANY($1)")
+            .bind(ids)
+            .fetch_all(db)
+            .await?,
+    )
+}
+
+/// Every version of these package ids, as `(id, version)`.
+pub async fn versions_of(
+    db: impl PgExecutor<'_>,
+    ids: &[String],
+) -> Result<Vec<(String, String)>, DbError> {
+    Ok(sqlx::query_as(
+        "SELECT package_id, version FROM packages WHERE package_id = ANY($1) LIMIT 1000000",
+    )
+    .bind(ids)
+    .fetch_all(db)
+    .await?)
+}

@@ -13,6 +13,7 @@ pub mod config;
 pub mod http;
 pub mod metrics;
 pub mod node;
+pub mod projects;
 pub mod runner;
 pub mod secrets;
 pub mod telemetry;

@@ -6,6 +6,7 @@ mod dev;
 mod master_key;
 mod nodes;
 mod packages;
+mod projects;
 mod signals;
 mod tasks;
 
@@ -42,6 +43,10 @@ enum Command {
     RunScript(agents::RunScriptArgs),
     /// Generate a master key, show its versions, rotate sensitive values to a new one.
     MasterKey(master_key::MasterKeyArgs),
+    /// List, create and delete projects; read and save their process and variables.
+    Projects(projects::ProjectsArgs),
+    /// Create, list and show releases.
+    Releases(projects::ReleasesArgs),
 }
 
 fn main() -> ExitCode {
@@ -56,6 +61,8 @@ fn main() -> ExitCode {
         Command::Environments(args) => run_client(agents::environments(args)),
         Command::RunScript(args) => run_client(agents::run_script(args)),
         Command::MasterKey(args) => run_client(master_key::run(args)),
+        Command::Projects(args) => run_client(projects::projects(args)),
+        Command::Releases(args) => run_client(projects::releases(args)),
     }
 }
 

@@ -15,6 +15,8 @@ mod nodes;
 mod observe;
 pub mod openapi;
 mod packages;
+mod projects;
+mod releases;
 mod scripts;
 mod task_logs;
 mod tasks;
@@ -109,6 +111,44 @@ pub fn router(ctx: Arc<NodeContext>) -> Router {
             get(agents::get_environment)
                 .put(agents::update_environment)
                 .delete(agents::delete_environment),
+        )
+        .route(
+            "/api/projects",
+            get(projects::list_projects).post(projects::create_project),
+        )
+        .route(
+            "/api/projects/{id}",
+            get(projects::get_project)
+                .patch(projects::update_project)
+                .delete(projects::delete_project),
+        )
+        .route(
+            "/api/projects/{id}/process",
+            get(projects::get_process)
+                .put(projects::put_process)
+                .layer(DefaultBodyLimit::max(
+                    capstan_api::projects::MAX_DOCUMENT_BYTES,
+                )),
+        )
+        .route(
+            "/api/projects/{id}/variables",
+            get(projects::get_variables)
+                .put(projects::put_variables)
+                .layer(DefaultBodyLimit::max(
+                    capstan_api::projects::MAX_DOCUMENT_BYTES,
+                )),
+        )
+        .route(
+            "/api/projects/{id}/variables/preview",
+            post(projects::preview_variables),
+        )
+        .route(
+            "/api/releases",
+            get(releases::list_releases).post(releases::create_release),
+        )
+        .route(
+            "/api/releases/{id}",
+            get(releases::get_release).delete(releases::delete_release),
         )
         .route_layer(middleware::from_fn_with_state(
             ctx.clone(),

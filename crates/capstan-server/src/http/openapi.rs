@@ -13,13 +13,21 @@ use capstan_api::{
     RotateMasterKeyResponse, RunScriptRequest, ScriptCommand, ScriptSyntax, TaskLogEnd, TaskPage,
     TaskResponse, UpdateAgentRequest, UpdateNodeRequest,
 };
+use capstan_api::{
+    CreateReleaseRequest, PackageSelection, PreviewRequest, PreviewResponse, ProcessRequest,
+    ProcessResponse, ProjectPage, ProjectRequest, ProjectResponse, ReleasePackage, ReleasePage,
+    ReleaseResponse, ReleaseSummary, UpdateProjectRequest, VariableInput, VariableResponse,
+    VariableScope, VariablesRequest, VariablesResponse, Warning,
+    projects::{Action, FailurePolicy, LockScope, NamedLock, RunCondition, StartTrigger, Step},
+};
 use utoipa::{
     Modify, OpenApi,
     openapi::security::{Http, HttpAuthScheme, SecurityScheme},
 };
 
 use super::{
-    agent_protocol, agents, artifacts, master_key, nodes, packages, scripts, task_logs, tasks,
+    agent_protocol, agents, artifacts, master_key, nodes, packages, projects, releases, scripts,
+    task_logs, tasks,
 };
 
 #[derive(OpenApi)]
@@ -40,6 +48,12 @@ use super::{
         agent_protocol::result, agent_protocol::package,
         scripts::run_script, scripts::task_commands,
         master_key::get_master_key, master_key::rotate_master_key,
+        projects::create_project, projects::list_projects, projects::get_project,
+        projects::update_project, projects::delete_project, projects::get_process,
+        projects::put_process, projects::get_variables, projects::put_variables,
+        projects::preview_variables,
+        releases::create_release, releases::list_releases, releases::get_release,
+        releases::delete_release,
     ),
     components(schemas(
         NodeResponse, UpdateNodeRequest, Problem, CreateTaskRequest, CreateTasksRequest,
@@ -52,6 +66,12 @@ use super::{
         CommandVariable, PackageRef, OutputBatch, OutputLine, OutputStream, CommandResult,
         CommandOutcome, AgentFacts, RunScriptRequest, PackageVersionRef, CommandResponse,
         CommandList, MasterKeyStatus, MasterKeyVersion, NodeKeyVersions, RotateMasterKeyResponse,
+        CommandList, ProjectRequest, UpdateProjectRequest, ProjectResponse, ProjectPage,
+        ProcessRequest, ProcessResponse, Warning, Step, StartTrigger, RunCondition,
+        FailurePolicy, NamedLock, LockScope, Action, VariableScope, VariableInput,
+        VariableResponse, VariablesRequest, VariablesResponse, PreviewRequest, PreviewResponse,
+        CreateReleaseRequest, PackageSelection, ReleasePackage, ReleaseSummary, ReleaseResponse,
+        ReleasePage,
     )),
     modifiers(&BearerAuth),
     security(("api_key" = []))

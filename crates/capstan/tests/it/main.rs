@@ -11,6 +11,7 @@ mod dev;
 mod haproxy;
 mod observability;
 mod outage;
+mod projects;
 mod secrets;
 mod startup;
 mod tasks;

@@ -1,0 +1,152 @@
+//! `/api/releases`: frozen copies of a project's process, variables and packages.
+
+use std::sync::Arc;
+
+use axum::{Json, extract::State, http::StatusCode};
+use capstan_api::{
+    CreateReleaseRequest, Problem, ReleasePackage, ReleasePage, ReleaseQuery, ReleaseResponse,
+    ReleaseSummary,
+};
+use capstan_core::process::Step;
+use capstan_db::{
+    projects::VariableRow,
+    releases::{self, ReleaseRow},
+};
+
+use super::{
+    ApiError,
+    extract::{ApiJson, ApiPath, ApiQuery},
+};
+use crate::node::NodeContext;
+use crate::projects::{releases as create, variables};
+
+const DEFAULT_PAGE: u32 = 100;
+const MAX_PAGE: u32 = 500;
+
+fn release_response(
+    row: ReleaseRow,
+    variables: Vec<VariableRow>,
+) -> Result<ReleaseResponse, ApiError> {
+    let stored = |what: &str, e: serde_json::Error| {
+        ApiError::internal(&std::io::Error::other(format!(
+            "stored {what} of release {}: {e}",
+            row.id
+        )))
+    };
+    let steps: Vec<Step> =
+        serde_json::from_value(row.process.clone()).map_err(|e| stored("process", e))?;
+    let packages: Vec<ReleasePackage> =
+        serde_json::from_value(row.packages.clone()).map_err(|e| stored("packages", e))?;
+    Ok(ReleaseResponse {
+        summary: ReleaseSummary {
+            id: row.id,
+            project_id: row.project_id,
+            version: row.version,
+            notes: row.notes,
+            created_at: row.created_at,
+        },
+        process_version: row.process_version,
+        steps,
+        packages,
+        variables_version: row.variables_version,
+        variables: variables::responses(variables),
+    })
+}
+
+/// `POST /api/releases`: snapshots the project now.
+#[utoipa::path(post, path = "/api/releases", tag = "releases",
+    request_body = CreateReleaseRequest, responses(
+    (status = 201, body = ReleaseResponse),
+    (status = 409, body = Problem, content_type = "application/problem+json"),
+    (status = 422, body = Problem, content_type = "application/problem+json"),
+))]
+pub(crate) async fn create_release(
+    State(ctx): State<Arc<NodeContext>>,
+    ApiJson(request): ApiJson<CreateReleaseRequest>,
+) -> Result<(StatusCode, Json<ReleaseResponse>), ApiError> {
+    let (row, variables) = create::create(&ctx, &request).await?;
+    Ok((StatusCode::CREATED, Json(release_response(row, variables)?)))
+}
+
+/// `GET /api/releases`: newest first, in pages.
+#[utoipa::path(get, path = "/api/releases", tag = "releases", params(ReleaseQuery),
+    responses((status = 200, body = ReleasePage)))]
+pub(crate) async fn list_releases(
+    State(ctx): State<Arc<NodeContext>>,
+    ApiQuery(query): ApiQuery<ReleaseQuery>,
+) -> Result<Json<ReleasePage>, ApiError> {
+    let limit = query.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::bad_request(format!(
+            "`limit` must be 1 to {MAX_PAGE}, got {limit}"
+        )));
+    }
+    let before = match query.cursor.as_deref() {
+        None => None,
+        Some(cursor) => Some(cursor.parse::<i64>().map_err(|_| {
+            ApiError::bad_request(format!(
+                "`cursor` must be the `next` of a previous page, got `{cursor}`"
+            ))
+        })?),
+    };
+    let rows = releases::list(
+        &ctx.pools.api,
+        query.project_id,
+        before,
+        i64::from(limit) + 1,
+    )
+    .await
+    .map_err(|e| ApiError::from_db(e, String::new))?;
+    let more = rows.len() > limit as usize;
+    let items: Vec<ReleaseSummary> = rows
+        .into_iter()
+        .take(limit as usize)
+        .map(|row| ReleaseSummary {
+            id: row.id,
+            project_id: row.project_id,
+            version: row.version,
+            notes: row.notes,
+            created_at: row.created_at,
+        })
+        .collect();
+    let next = more
+        .then(|| items.last().map(|r| r.id.to_string()))
+        .flatten();
+    Ok(Json(ReleasePage { items, next }))
+}
+
+/// `GET /api/releases/{id}`.
+#[utoipa::path(get, path = "/api/releases/{id}", tag = "releases",
+    params(("id" = i64, Path)), responses(
+    (status = 200, body = ReleaseResponse),
+    (status = 404, body = Problem, content_type = "application/problem+json"),
+))]
+pub(crate) async fn get_release(
+    State(ctx): State<Arc<NodeContext>>,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<ReleaseResponse>, ApiError> {
+    let not_found = || format!("there is no release {id}");
+    let row = releases::get(&ctx.pools.api, id)
+        .await
+        .map_err(|e| ApiError::from_db(e, not_found))?;
+    let variables = releases::variables(&ctx.pools.api, id)
+        .await
+        .map_err(|e| ApiError::from_db(e, not_found))?;
+    release_response(row, variables).map(Json)
+}
+
+/// `DELETE /api/releases/{id}`.
+#[utoipa::path(delete, path = "/api/releases/{id}", tag = "releases",
+    params(("id" = i64, Path)), responses(
+    (status = 204),
+    (status = 404, body = Problem, content_type = "application/problem+json"),
+))]
+pub(crate) async fn delete_release(
+    State(ctx): State<Arc<NodeContext>>,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<StatusCode, ApiError> {
+    releases::delete(&ctx.pools.api, id)
+        .await
+        .map_err(|e| ApiError::from_db(e, || format!("there is no release {id}")))?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,244 @@
+//! Creating a release: the process, the variables and the package versions frozen in
+//! one transaction, so a release never mixes an old process with new variables.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use capstan_api::{CreateReleaseRequest, ReleasePackage};
+use capstan_core::package::PackageVersion;
+use capstan_core::process::{Action, Step, VersionRule};
+use capstan_db::projects::{self, VariableRow};
+use capstan_db::releases::{self, NewRelease, ReleaseRow};
+use capstan_db::{DbError, packages};
+use sqlx::PgConnection;
+
+use crate::http::ApiError;
+use crate::node::NodeContext;
+
+pub async fn create(
+    ctx: &NodeContext,
+    request: &CreateReleaseRequest,
+) -> Result<(ReleaseRow, Vec<VariableRow>), ApiError> {
+    if request.notes.len() > 64 * 1024 {
+        return Err(ApiError::unprocessable("notes: at most 64 KiB"));
+    }
+    let project = request.project_id;
+    let mut tx = ctx.pools.api.begin().await.map_err(db_error)?;
+    // Holding the variables' lock keeps a concurrent save out of the snapshot.
+    let variables_version =
+        projects::lock_variables(&mut tx, project)
+            .await
+            .map_err(|e| match e {
+                DbError::NotFound => {
+                    ApiError::unprocessable(format!("project_id: there is no project {project}"))
+                }
+                other => db_error(other),
+            })?;
+    let (process_version, process) = projects::process(&mut *tx, project)
+        .await
+        .map_err(db_error)?;
+    let steps: Vec<Step> = serde_json::from_value(process.clone())
+        .map_err(|e| ApiError::internal(&std::io::Error::other(format!("stored process: {e}"))))?;
+    if steps.is_empty() {
+        return Err(ApiError::unprocessable(format!(
+            "project {project} has no steps: save its process first (PUT /api/projects/{project}/process)"
+        )));
+    }
+    let chosen = resolve_packages(&mut tx, &steps, request).await?;
+    let version = match &request.version {
+        Some(text) => PackageVersion::parse(text)
+            .map_err(|e| ApiError::unprocessable(format!("version: {e}")))?,
+        None => next_version(
+            releases::newest_version(&mut *tx, project)
+                .await
+                .map_err(db_error)?,
+        ),
+    };
+    let variables = snapshot_variables(ctx, &mut tx, project).await?;
+    let packages_json = serde_json::to_value(&chosen).unwrap_or_default();
+    let row = releases::insert(
+        &mut tx,
+        &NewRelease {
+            project_id: project,
+            version: version.as_str(),
+            version_key: &version.sort_key(),
+            notes: &request.notes,
+            process: &process,
+            process_version,
+            variables_version,
+            packages: &packages_json,
+        },
+        &variables,
+    )
+    .await
+    .map_err(|e| match e {
+        DbError::Conflict { .. } => ApiError::conflict(format!(
+            "project {project} already has release {version}; pick another version"
+        )),
+        other => db_error(other),
+    })?;
+    tx.commit().await.map_err(db_error)?;
+    Ok((row, variables))
+}
+
+fn db_error(e: impl Into<DbError>) -> ApiError {
+    ApiError::from_db(e.into(), String::new)
+}
+
+/// The newest release's version with its last number raised (`1.4.2` → `1.4.3`),
+/// without pre-release or build; `0.0.1` for a project's first release.
+fn next_version(newest: Option<String>) -> PackageVersion {
+    let next = newest.and_then(|text| {
+        let core = text.split(['-', '+']).next()?;
+        let (head, last) = match core.rsplit_once('.') {
+            Some((head, last)) => (Some(head), last),
+            None => (None, core),
+        };
+        let last: u64 = last.parse().ok()?;
+        let bumped = match head {
+            Some(head) => format!("{head}.{}", last.checked_add(1)?),
+            None => (last.checked_add(1)?).to_string(),
+        };
+        PackageVersion::parse(&bumped).ok()
+    });
+    next.unwrap_or_else(|| PackageVersion::parse("0.0.1").expect("a valid version"))
+}
+
+/// The version each package action deploys: a selection in the request, else the
+/// action's version, else the newest the rule (or no rule) allows.
+async fn resolve_packages(
+    conn: &mut PgConnection,
+    steps: &[Step],
+    request: &CreateReleaseRequest,
+) -> Result<Vec<ReleasePackage>, ApiError> {
+    let ids: BTreeSet<String> = steps
+        .iter()
+        .flat_map(|step| &step.actions)
+        .filter_map(|action| match action {
+            Action::Package { package_id, .. } => Some(package_id.clone()),
+            Action::Script { .. } => None,
+        })
+        .collect();
+    let mut selected = BTreeMap::new();
+    for (i, selection) in request.packages.iter().enumerate() {
+        if !ids.contains(&selection.package_id) {
+            return Err(ApiError::unprocessable(format!(
+                "packages[{i}]: the process deploys no package `{}`",
+                selection.package_id
+            )));
+        }
+        let version = PackageVersion::parse(&selection.version)
+            .map_err(|e| ApiError::unprocessable(format!("packages[{i}].version: {e}")))?;
+        selected.insert(selection.package_id.clone(), version);
+    }
+    let ids: Vec<String> = ids.into_iter().collect();
+    let mut feed: BTreeMap<String, Vec<PackageVersion>> = BTreeMap::new();
+    for (id, version) in packages::versions_of(&mut *conn, &ids)
+        .await
+        .map_err(db_error)?
+    {
+        if let Ok(version) = PackageVersion::parse(&version) {
+            feed.entry(id).or_default().push(version);
+        }
+    }
+    let mut chosen = Vec::new();
+    for (s, step) in steps.iter().enumerate() {
+        for (a, action) in step.actions.iter().enumerate() {
+            let Action::Package {
+                package_id,
+                version,
+                version_rule,
+                ..
+            } = action
+            else {
+                continue;
+            };
+            let at = |detail: String| {
+                ApiError::unprocessable(format!(
+                    "steps[{s}].actions[{a}] (step \"{}\"): {detail}",
+                    step.name
+                ))
+            };
+            let available = feed.get(package_id).map(Vec::as_slice).unwrap_or_default();
+            let exact = selected.get(package_id).cloned().or_else(|| {
+                version
+                    .as_deref()
+                    .and_then(|v| PackageVersion::parse(v).ok())
+            });
+            let found = match (exact, version_rule) {
+                (Some(wanted), _) => available
+                    .iter()
+                    .find(|v| v.cmp_precedence(&wanted).is_eq() && v.as_str() == wanted.as_str())
+                    .or_else(|| available.iter().find(|v| v.cmp_precedence(&wanted).is_eq()))
+                    .ok_or_else(|| {
+                        at(format!(
+                            "package `{package_id}` {wanted} is not in the feed; push it first"
+                        ))
+                    })?,
+                (None, Some(rule)) => {
+                    let rule = VersionRule::parse(rule).map_err(|e| at(e.to_string()))?;
+                    rule.newest(available).ok_or_else(|| {
+                        at(format!(
+                            "no version of package `{package_id}` in the feed matches `{}`",
+                            version_rule.as_deref().unwrap_or_default()
+                        ))
+                    })?
+                }
+                // The newest release; a pre-release only when there is nothing else.
+                (None, None) => available
+                    .iter()
+                    .filter(|v| !v.is_prerelease())
+                    .max()
+                    .or_else(|| available.iter().max())
+                    .ok_or_else(|| {
+                        at(format!("the feed has no version of package `{package_id}`"))
+                    })?,
+            };
+            chosen.push(ReleasePackage {
+                step: step.name.clone(),
+                action: action.display_name(a),
+                package_id: package_id.clone(),
+                version: found.to_string(),
+            });
+        }
+    }
+    Ok(chosen)
+}
+
+/// The project's variables as release rows; each sensitive value sealed again under a
+/// secret of its own, since a ciphertext opens only in the row it was made for.
+async fn snapshot_variables(
+    ctx: &NodeContext,
+    conn: &mut PgConnection,
+    project: i64,
+) -> Result<Vec<VariableRow>, ApiError> {
+    let mut rows = projects::variables(&mut *conn, project)
+        .await
+        .map_err(db_error)?;
+    let secret_ids: Vec<_> = rows.iter().filter_map(|row| row.secret_id).collect();
+    if secret_ids.is_empty() {
+        return Ok(rows);
+    }
+    let mut opened = ctx.secrets.open_many(conn, &secret_ids).await?;
+    for row in &mut rows {
+        if let Some(id) = row.secret_id {
+            let value = opened.remove(&id).unwrap_or_default();
+            row.secret_id = Some(ctx.secrets.seal(conn, &value).await?);
+        }
+    }
+    Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::next_version;
+
+    #[test]
+    fn the_next_version_raises_the_last_number() {
+        let next = |v: Option<&str>| next_version(v.map(str::to_owned)).to_string();
+        assert_eq!(next(None), "0.0.1");
+        assert_eq!(next(Some("1.4.2")), "1.4.3");
+        assert_eq!(next(Some("1.9")), "1.10");
+        assert_eq!(next(Some("7")), "8");
+        assert_eq!(next(Some("2.0.0-beta.3+abc")), "2.0.1");
+    }
+}
