@@ -22,6 +22,7 @@ use capstan_db::{
 use super::{
     ApiError,
     extract::{ApiJson, ApiPath, ApiQuery},
+    paging::Keyset,
 };
 use crate::{
     agents::credentials::{self, TokenKind, bearer},
@@ -32,7 +33,6 @@ const DEFAULT_TOKEN_LIFE: &str = "24h";
 const MAX_TOKEN_LIFE: std::time::Duration = std::time::Duration::from_secs(365 * 24 * 3600);
 const MAX_TOKEN_USES: u32 = 10_000;
 const DEFAULT_PAGE: u32 = 100;
-const MAX_PAGE: u32 = 500;
 
 /// `POST /api/agents/registration-tokens`: a token agents register with. The secret
 /// is in this answer only.
@@ -215,20 +215,7 @@ pub(crate) async fn list_agents(
     State(ctx): State<Arc<NodeContext>>,
     ApiQuery(query): ApiQuery<AgentQuery>,
 ) -> Result<Json<AgentPage>, ApiError> {
-    let limit = query.limit.unwrap_or(DEFAULT_PAGE);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(ApiError::bad_request(format!(
-            "`limit` must be between 1 and {MAX_PAGE}, got {limit}"
-        )));
-    }
-    let after = match query.cursor.as_deref() {
-        None => None,
-        Some(cursor) => Some(cursor.parse::<i64>().map_err(|_| {
-            ApiError::bad_request(format!(
-                "`cursor` must be the `next` of a previous page, got `{cursor}`"
-            ))
-        })?),
-    };
+    let keyset = Keyset::parse(query.limit, query.cursor.as_deref(), DEFAULT_PAGE)?;
     if let Some(health) = query.health.as_deref() {
         health
             .parse::<AgentHealth>()
@@ -248,19 +235,14 @@ pub(crate) async fn list_agents(
             environment_id,
             tag: query.tag.as_deref(),
             health: query.health.as_deref(),
-            after,
-            limit: i64::from(limit) + 1,
+            after: keyset.cursor,
+            limit: keyset.fetch(),
         },
     )
     .await
     .map_err(|e| ApiError::from_db(e, String::new))?;
-    let mut items: Vec<AgentResponse> = rows.into_iter().map(agent_response).collect();
-    let next = if items.len() > limit as usize {
-        items.truncate(limit as usize);
-        items.last().map(|a| a.id.to_string())
-    } else {
-        None
-    };
+    let (rows, next) = keyset.page(rows, |row| row.id);
+    let items: Vec<AgentResponse> = rows.into_iter().map(agent_response).collect();
     Ok(Json(AgentPage { items, next }))
 }
 

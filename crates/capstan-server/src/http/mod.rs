@@ -15,6 +15,7 @@ mod nodes;
 mod observe;
 pub mod openapi;
 mod packages;
+mod paging;
 mod projects;
 mod releases;
 mod scripts;

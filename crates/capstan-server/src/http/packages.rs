@@ -23,11 +23,11 @@ use super::{
     ApiError,
     download::{self, Download},
     extract::{ApiPath, ApiQuery},
+    paging::MAX_PAGE,
 };
 use crate::{blobs, node::NodeContext};
 
 const DEFAULT_PAGE: u32 = 50;
-const MAX_PAGE: u32 = 500;
 
 /// `POST /api/packages/raw`: upload a package version, as multipart/form-data (a `file`
 /// field named `<id>.<version>.<ext>`) or as a raw body with `?id=&version=`.

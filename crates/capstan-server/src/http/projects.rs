@@ -20,12 +20,12 @@ use capstan_db::{
 use super::{
     ApiError,
     extract::{ApiJson, ApiPath, ApiQuery},
+    paging::Keyset,
 };
 use crate::node::NodeContext;
 use crate::projects::{preview, variables};
 
 const DEFAULT_PAGE: u32 = 100;
-const MAX_PAGE: u32 = 500;
 const MAX_NAME: usize = 200;
 const MAX_DESCRIPTION: usize = 4000;
 
@@ -95,38 +95,18 @@ pub(crate) async fn list_projects(
     State(ctx): State<Arc<NodeContext>>,
     ApiQuery(query): ApiQuery<ProjectQuery>,
 ) -> Result<Json<ProjectPage>, ApiError> {
-    let limit = query.limit.unwrap_or(DEFAULT_PAGE);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(ApiError::bad_request(format!(
-            "`limit` must be 1 to {MAX_PAGE}, got {limit}"
-        )));
-    }
-    let after = match query.cursor.as_deref() {
-        None => None,
-        Some(cursor) => Some(cursor.parse::<i64>().map_err(|_| {
-            ApiError::bad_request(format!(
-                "`cursor` must be the `next` of a previous page, got `{cursor}`"
-            ))
-        })?),
-    };
+    let keyset = Keyset::parse(query.limit, query.cursor.as_deref(), DEFAULT_PAGE)?;
     let rows = projects::list(
         &ctx.pools.api,
         query.name.as_deref(),
         query.search.as_deref(),
-        after,
-        i64::from(limit) + 1,
+        keyset.cursor,
+        keyset.fetch(),
     )
     .await
     .map_err(|e| ApiError::from_db(e, String::new))?;
-    let more = rows.len() > limit as usize;
-    let items: Vec<ProjectResponse> = rows
-        .into_iter()
-        .take(limit as usize)
-        .map(project_response)
-        .collect();
-    let next = more
-        .then(|| items.last().map(|p| p.id.to_string()))
-        .flatten();
+    let (rows, next) = keyset.page(rows, |row| row.id);
+    let items = rows.into_iter().map(project_response).collect();
     Ok(Json(ProjectPage { items, next }))
 }
 

@@ -16,12 +16,12 @@ use capstan_db::{
 use super::{
     ApiError,
     extract::{ApiJson, ApiPath, ApiQuery},
+    paging::Keyset,
 };
 use crate::node::NodeContext;
 use crate::projects::{releases as create, variables};
 
 const DEFAULT_PAGE: u32 = 100;
-const MAX_PAGE: u32 = 500;
 
 fn release_response(
     row: ReleaseRow,
@@ -75,32 +75,18 @@ pub(crate) async fn list_releases(
     State(ctx): State<Arc<NodeContext>>,
     ApiQuery(query): ApiQuery<ReleaseQuery>,
 ) -> Result<Json<ReleasePage>, ApiError> {
-    let limit = query.limit.unwrap_or(DEFAULT_PAGE);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(ApiError::bad_request(format!(
-            "`limit` must be 1 to {MAX_PAGE}, got {limit}"
-        )));
-    }
-    let before = match query.cursor.as_deref() {
-        None => None,
-        Some(cursor) => Some(cursor.parse::<i64>().map_err(|_| {
-            ApiError::bad_request(format!(
-                "`cursor` must be the `next` of a previous page, got `{cursor}`"
-            ))
-        })?),
-    };
+    let keyset = Keyset::parse(query.limit, query.cursor.as_deref(), DEFAULT_PAGE)?;
     let rows = releases::list(
         &ctx.pools.api,
         query.project_id,
-        before,
-        i64::from(limit) + 1,
+        keyset.cursor,
+        keyset.fetch(),
     )
     .await
     .map_err(|e| ApiError::from_db(e, String::new))?;
-    let more = rows.len() > limit as usize;
+    let (rows, next) = keyset.page(rows, |row| row.id);
     let items: Vec<ReleaseSummary> = rows
         .into_iter()
-        .take(limit as usize)
         .map(|row| ReleaseSummary {
             id: row.id,
             project_id: row.project_id,
@@ -109,9 +95,6 @@ pub(crate) async fn list_releases(
             created_at: row.created_at,
         })
         .collect();
-    let next = more
-        .then(|| items.last().map(|r| r.id.to_string()))
-        .flatten();
     Ok(Json(ReleasePage { items, next }))
 }
 

@@ -19,6 +19,7 @@ use uuid::Uuid;
 use super::{
     ApiError,
     extract::{ApiJson, ApiPath, ApiQuery},
+    paging::Keyset,
 };
 use crate::{node::NodeContext, runner};
 
@@ -27,7 +28,6 @@ pub const MAX_BATCH: usize = 50_000;
 /// The largest body `POST /api/tasks/batch` reads.
 pub const MAX_BATCH_BODY_BYTES: usize = 16 * 1024 * 1024;
 const DEFAULT_PAGE: u32 = 50;
-const MAX_PAGE: u32 = 500;
 
 /// `POST /api/tasks`: queue one task. Any node accepts it; the node with a free slot
 /// that claims first runs it.
@@ -99,20 +99,7 @@ pub(crate) async fn list_tasks(
     State(ctx): State<Arc<NodeContext>>,
     ApiQuery(query): ApiQuery<TaskQuery>,
 ) -> Result<Json<TaskPage>, ApiError> {
-    let limit = query.limit.unwrap_or(DEFAULT_PAGE);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(ApiError::bad_request(format!(
-            "`limit` must be between 1 and {MAX_PAGE}, got {limit}"
-        )));
-    }
-    let before = match query.cursor.as_deref() {
-        None => None,
-        Some(cursor) => Some(cursor.parse::<i64>().map_err(|_| {
-            ApiError::bad_request(format!(
-                "`cursor` must be the `next` of a previous page, got `{cursor}`"
-            ))
-        })?),
-    };
+    let keyset = Keyset::parse(query.limit, query.cursor.as_deref(), DEFAULT_PAGE)?;
     let node_id = match query.node.as_deref() {
         None => None,
         Some(node) => Some(resolve_node(&ctx, node).await?),
@@ -121,18 +108,13 @@ pub(crate) async fn list_tasks(
         state: query.state.map(|s| s.as_str().to_owned()),
         kind: query.kind,
         node_id,
-        before,
-        limit: i64::from(limit) + 1,
+        before: keyset.cursor,
+        limit: keyset.fetch(),
     };
-    let mut rows = tasks::list(&ctx.pools.api, &filter)
+    let rows = tasks::list(&ctx.pools.api, &filter)
         .await
         .map_err(|e| ApiError::from_db(e, String::new))?;
-    let next = if rows.len() > limit as usize {
-        rows.truncate(limit as usize);
-        rows.last().map(|row| row.id.to_string())
-    } else {
-        None
-    };
+    let (rows, next) = keyset.page(rows, |row| row.id);
     Ok(Json(TaskPage {
         items: rows.into_iter().map(to_response).collect(),
         next,
