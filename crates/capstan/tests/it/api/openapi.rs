@@ -33,6 +33,16 @@ async fn the_openapi_document_describes_every_node_and_task_endpoint() {
         ("/api/tasks/{id}/log", "get", "get_task_log"),
         ("/api/master-key", "get", "get_master_key"),
         ("/api/master-key/rotate", "post", "rotate_master_key"),
+        ("/api/projects", "post", "create_project"),
+        ("/api/projects/{id}/process", "put", "put_process"),
+        ("/api/projects/{id}/variables", "put", "put_variables"),
+        (
+            "/api/projects/{id}/variables/preview",
+            "post",
+            "preview_variables",
+        ),
+        ("/api/releases", "post", "create_release"),
+        ("/api/releases/{id}", "get", "get_release"),
     ] {
         assert_eq!(
             paths[path][method]["operationId"], operation,
@@ -44,6 +54,11 @@ async fn the_openapi_document_describes_every_node_and_task_endpoint() {
         "MasterKeyVersion",
         "NodeKeyVersions",
         "RotateMasterKeyResponse",
+        "Step",
+        "RunCondition",
+        "Action",
+        "VariableScope",
+        "ReleaseResponse",
     ] {
         assert!(doc["components"]["schemas"][schema].is_object(), "{schema}");
     }
