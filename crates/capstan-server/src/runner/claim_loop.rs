@@ -23,6 +23,10 @@ pub(crate) const OTHERS_DELAY: Duration = Duration::from_millis(1);
 /// busy node never waits, since it claims on every cycle anyway, a full one writes at
 /// once, and so does one with nothing else running.
 const OUTCOME_LINGER: Duration = Duration::from_millis(5);
+/// Outcomes also linger when the last cycle was this recent: tasks are streaming
+/// through (created, claimed on create and finished one after another), so more
+/// outcomes are about to join. A lone task on a quiet node writes at once.
+const STREAMING_WITHIN: Duration = Duration::from_millis(10);
 /// Pause after a failed cycle, so an unreachable database is not hammered.
 const RETRY_DELAY: Duration = Duration::from_millis(250);
 
@@ -43,6 +47,7 @@ pub(crate) async fn run(ctx: Arc<NodeContext>) {
     let mut others_due: Option<tokio::time::Instant> = None;
     let mut outcomes_due: Option<tokio::time::Instant> = None;
     let mut failing = false;
+    let mut last_cycle: Option<Instant> = None;
     loop {
         tokio::select! {
             finished = finished_rx.recv() => {
@@ -73,10 +78,12 @@ pub(crate) async fn run(ctx: Arc<NodeContext>) {
             continue;
         }
         let slots_left = (runner.held() as u32) < ctx.state.task_cap();
-        // With nothing else running here, no claim is coming to share the statement
-        // with: a lone task (a script someone waits for) finishes without the wait.
+        // With nothing else running here and no stream of tasks, no claim or outcome
+        // is coming to share the statement with: a lone task (a script someone waits
+        // for) finishes without the wait.
         let others_running = runner.held() > pending.len();
-        if want == 0 && slots_left && others_running && !ctx.state.draining() {
+        let streaming = last_cycle.is_some_and(|at| at.elapsed() < STREAMING_WITHIN);
+        if want == 0 && slots_left && (others_running || streaming) && !ctx.state.draining() {
             // Only outcomes to write, and room for new work meanwhile: give a claim a
             // moment to come along. A full node writes at once to free its slots.
             let due =
@@ -96,6 +103,7 @@ pub(crate) async fn run(ctx: Arc<NodeContext>) {
             kinds: runner.kind_names(),
         };
         let started = Instant::now();
+        last_cycle = Some(started);
         match queue::complete_and_claim(&ctx.pools.liveness, claimer, &pending, want).await {
             Ok(cycle) => {
                 ctx.metrics
