@@ -23,10 +23,12 @@ pub(crate) const OTHERS_DELAY: Duration = Duration::from_millis(1);
 /// busy node never waits, since it claims on every cycle anyway, a full one writes at
 /// once, and so does one with nothing else running.
 const OUTCOME_LINGER: Duration = Duration::from_millis(5);
-/// Outcomes also linger when the last cycle was this recent: tasks are streaming
-/// through (created, claimed on create and finished one after another), so more
-/// outcomes are about to join. A lone task on a quiet node writes at once.
-const STREAMING_WITHIN: Duration = Duration::from_millis(10);
+/// Outcomes also linger when they come this soon after the node's last statement:
+/// tasks are streaming through (created, claimed on create and finished one after
+/// another), so more are about to join. Once lingering, each outcome comes right after
+/// the statement before, so the batching holds for as long as the stream does. A lone
+/// task, or scripts on agents run one after another (a few ms each), writes at once.
+const STREAMING_WITHIN: Duration = Duration::from_millis(2);
 /// Pause after a failed cycle, so an unreachable database is not hammered.
 const RETRY_DELAY: Duration = Duration::from_millis(250);
 
