@@ -225,3 +225,76 @@ async fn operators_create_and_list_releases_with_the_cli() {
     assert!(!ok);
     assert!(out.contains("no project is named `Nope`"), "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn operators_edit_a_process_and_variables_as_files_with_the_cli() {
+    let cluster = TestCluster::start(1).await;
+    let server = cluster.node(0).url();
+    let dir = capstan_testkit::TempDir::new("capstan-cli-process");
+    let (ok, out) = capstan(&server, &["projects", "create", "Shop"]);
+    assert!(ok, "{out}");
+    let api = Api::new(&server);
+    let project = api.get("/api/projects?name=Shop").await.1["items"][0]["id"]
+        .as_i64()
+        .unwrap();
+    api.save_process(project, 0, json!([script_step("Deploy", "web", "echo v1")]))
+        .await;
+    api.save_variables(
+        project,
+        0,
+        json!([{ "name": "Password", "value": "pa55-w0rd-x", "sensitive": true }]),
+    )
+    .await;
+
+    // The process as printed, edited, saved back; the warning goes to stderr.
+    let (printed, warnings) = stdout_of(&server, &["projects", "process", "Shop"]);
+    assert!(
+        warnings.contains("no agent carries the tag `web`"),
+        "{warnings}"
+    );
+    let edited = printed.replace("echo v1", "echo v2");
+    let process_file = dir.0.join("process.json");
+    std::fs::write(&process_file, &edited).unwrap();
+    let path = process_file.to_str().unwrap();
+    let (ok, out) = capstan(&server, &["projects", "process-put", "Shop", path]);
+    assert!(ok && out.contains("version 2"), "{out}");
+    // The same file again is based on version 1: refused, nothing overwritten.
+    let (ok, out) = capstan(&server, &["projects", "process-put", "Shop", path]);
+    assert!(!ok && out.contains("you sent version 1"), "{out}");
+
+    // Variables as printed keep the sensitive value they do not show.
+    let (printed, _) = stdout_of(&server, &["projects", "variables", "Shop"]);
+    assert!(!printed.contains("pa55-w0rd-x"), "{printed}");
+    let variables_file = dir.0.join("variables.json");
+    std::fs::write(&variables_file, &printed).unwrap();
+    let (ok, out) = capstan(
+        &server,
+        &[
+            "projects",
+            "variables-put",
+            "Shop",
+            variables_file.to_str().unwrap(),
+        ],
+    );
+    assert!(ok && out.contains("version 2"), "{out}");
+    let (_, shown) = api
+        .post(
+            &format!("/api/projects/{project}/variables/preview"),
+            json!({ "template": "#{if Password == \"pa55-w0rd-x\"}kept#{/if}" }),
+        )
+        .await;
+    assert_eq!(shown["result"], "kept", "{shown}");
+}
+
+/// A successful CLI command's stdout and stderr, apart.
+fn stdout_of(server: &str, args: &[&str]) -> (String, String) {
+    let output = std::process::Command::new(crate::capstan_bin())
+        .args(args)
+        .env("CAPSTAN_SERVER", server)
+        .env("CAPSTAN_API_KEY", capstan_testkit::ADMIN_KEY)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "{args:?}: {stderr}");
+    (String::from_utf8_lossy(&output.stdout).into_owned(), stderr)
+}
