@@ -108,6 +108,23 @@ pub async fn update(
     .await?)
 }
 
+/// Projects whose variables are scoped to this environment (at most 20 names).
+pub async fn scoping_environment(
+    db: impl PgExecutor<'_>,
+    environment: i64,
+) -> Result<Vec<String>, DbError> {
+    Ok(sqlx::query_scalar(
+        "SELECT DISTINCT p.name FROM environments e, project_variables v
+             JOIN projects p ON p.id = v.project_id,
+             jsonb_array_elements_text(coalesce(v.scope->'environments', '[]')) AS scoped
+         WHERE e.id = $1 AND lower(scoped) = lower(e.name)
+         ORDER BY p.name LIMIT 20",
+    )
+    .bind(environment)
+    .fetch_all(db)
+    .await?)
+}
+
 /// Deletes a project with its variables and releases, and the secrets they held.
 pub async fn delete(db: &PgPool, id: i64) -> Result<(), DbError> {
     let mut tx = db.begin().await?;

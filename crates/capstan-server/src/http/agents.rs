@@ -429,6 +429,17 @@ pub(crate) async fn delete_environment(
     State(ctx): State<Arc<NodeContext>>,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<StatusCode, ApiError> {
+    // A scope naming a deleted environment would silently never match again.
+    let scoping = capstan_db::projects::scoping_environment(&ctx.pools.api, id)
+        .await
+        .map_err(|e| ApiError::from_db(e, String::new))?;
+    if !scoping.is_empty() {
+        return Err(ApiError::conflict(format!(
+            "environment {id} is in the variable scopes of project(s) {}; remove it from \
+             their scopes first",
+            scoping.join(", ")
+        )));
+    }
     agents::delete_environment(&ctx.pools.api, id)
         .await
         .map_err(|e| environment_error(e, "", Some(id)))?;

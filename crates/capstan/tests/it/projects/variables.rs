@@ -246,3 +246,46 @@ async fn a_sensitive_value_never_leaves_in_clear_text() {
     assert!(log.contains("/variables"), "the debug log records requests");
     assert!(!log.contains(SECRET), "the node's log holds the secret");
 }
+
+#[tokio::test]
+async fn an_environment_in_a_scope_cannot_be_deleted_from_under_it() {
+    let cluster = TestCluster::start(1).await;
+    let api = Api::new(&cluster.node(0).url());
+    environments(&api, &["Production"]).await;
+    let (_, listed) = api.get("/api/environments").await;
+    let environment = listed["items"][0]["id"].as_i64().unwrap();
+    let project = api.project("Shop").await;
+    let scoped =
+        json!([{ "name": "Url", "value": "x", "scope": { "environments": ["production"] } }]);
+    let (status, _) = api.save_variables(project, 0, scoped).await;
+    assert_eq!(status, 200);
+    let path = format!("/api/environments/{environment}");
+    let (status, body) = api.call("DELETE", &path, None).await;
+    assert_eq!(status, 409);
+    assert!(
+        detail(&body).contains("variable scopes of project(s) Shop"),
+        "{body}"
+    );
+    api.save_variables(project, 1, json!([{ "name": "Url", "value": "x" }]))
+        .await;
+    let (status, _) = api.call("DELETE", &path, None).await;
+    assert_eq!(status, 204);
+}
+
+#[tokio::test]
+async fn documents_over_16_mib_are_refused_with_413() {
+    let cluster = TestCluster::start(1).await;
+    let api = Api::new(&cluster.node(0).url());
+    let project = api.project("Shop").await;
+    let huge = "x".repeat(17 * 1024 * 1024);
+    let (status, body) = api
+        .save_variables(project, 0, json!([{ "name": "A", "value": huge }]))
+        .await;
+    assert_eq!(status, 413, "{body}");
+    let (status, _) = api
+        .save_process(project, 0, json!([script_step("A", "web", &huge)]))
+        .await;
+    assert_eq!(status, 413);
+    let (_, read) = api.get(&format!("/api/projects/{project}/variables")).await;
+    assert_eq!(read["version"], 0);
+}
