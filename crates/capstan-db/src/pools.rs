@@ -12,6 +12,8 @@ use capstan_core::error_chain as describe_chain;
 
 /// How long start-up waits for PostgreSQL before it gives up with a reason.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// An API connection idle this long is pinged before it serves a request.
+const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
 
 /// A PostgreSQL URL that never shows its password when printed.
 #[derive(Clone)]
@@ -111,9 +113,21 @@ impl Pools {
                 let _ = conn.close().await;
             }
         }
+        // A connection in steady use is known to be alive: pinging it before every
+        // request would add a round trip to each. One idle for a while is checked, so
+        // a database that restarted meanwhile costs a reconnect, not a failed request.
         let api = PgPoolOptions::new()
             .max_connections(api_pool_size)
             .acquire_timeout(CONNECT_TIMEOUT)
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= PING_IF_IDLE_FOR {
+                        conn.ping().await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect_lazy_with(options);
 
         let mut listen_config = tokio_postgres::Config::from_str(url.expose())
