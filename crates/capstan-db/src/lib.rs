@@ -27,6 +27,15 @@ pub mod tasks;
 pub use error::DbError;
 pub use pools::{ConnectError, DatabaseUrl, Pools, SchemaStatus};
 
+/// An `ILIKE` pattern matching names that contain `part`, its wildcards taken literally.
+pub(crate) fn contains_pattern(part: &str) -> String {
+    let escaped = part
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    format!("%{escaped}%")
+}
+
 /// The schema migrations, embedded from `/migrations`.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
 

@@ -112,13 +112,7 @@ pub async fn list(
     after: Option<&str>,
     limit: i64,
 ) -> Result<Vec<PackageSummaryRow>, DbError> {
-    let pattern = search.map(|s| {
-        let escaped = s
-            .replace('\\', "\\\\")
-            .replace('%', "\\%")
-            .replace('_', "\\_");
-        format!("%{escaped}%")
-    });
+    let pattern = search.map(crate::contains_pattern);
     let rows = sqlx::query_as::<_, PackageSummaryRow>(
         "SELECT package_id,
                 (array_agg(version ORDER BY sort_key DESC))[1] AS latest_version,

@@ -68,13 +68,7 @@ pub async fn list(
     after: Option<i64>,
     limit: i64,
 ) -> Result<Vec<ProjectRow>, DbError> {
-    let pattern = search.map(|s| {
-        let escaped = s
-            .replace('\\', "\\\\")
-            .replace('%', "\\%")
-            .replace('_', "\\_");
-        format!("%{escaped}%")
-    });
+    let pattern = search.map(crate::contains_pattern);
     Ok(sqlx::query_as(&format!(
         "{PROJECT}
          WHERE ($1::text IS NULL OR lower(name) = lower($1))
@@ -127,24 +121,37 @@ pub async fn scoping_environment(
 
 /// Deletes a project with its variables and releases, and the secrets they held.
 pub async fn delete(db: &PgPool, id: i64) -> Result<(), DbError> {
-    let mut tx = db.begin().await?;
-    let secrets: Vec<Uuid> = sqlx::query_scalar(
+    delete_with_secrets(
+        db,
+        id,
         "SELECT secret_id FROM project_variables WHERE project_id = $1 AND secret_id IS NOT NULL
          UNION ALL
          SELECT v.secret_id FROM release_variables v JOIN releases r ON r.id = v.release_id
          WHERE r.project_id = $1 AND v.secret_id IS NOT NULL",
+        "DELETE FROM projects WHERE id = $1",
     )
-    .bind(id)
-    .fetch_all(&mut *tx)
-    .await?;
-    let done = sqlx::query("DELETE FROM projects WHERE id = $1")
+    .await
+}
+
+/// Runs `delete` (which cascades to variable rows) and deletes the secrets that
+/// `secrets` found those rows pointing at, in one transaction: the rows are gone once
+/// the cascade has run, so the secrets are collected first.
+pub(crate) async fn delete_with_secrets(
+    db: &PgPool,
+    id: i64,
+    secrets: &str,
+    delete: &str,
+) -> Result<(), DbError> {
+    let mut tx = db.begin().await?;
+    let ids: Vec<Uuid> = sqlx::query_scalar(secrets)
         .bind(id)
-        .execute(&mut *tx)
+        .fetch_all(&mut *tx)
         .await?;
+    let done = sqlx::query(delete).bind(id).execute(&mut *tx).await?;
     if done.rows_affected() == 0 {
         return Err(DbError::NotFound);
     }
-    delete_secrets(&mut tx, &secrets).await?;
+    delete_secrets(&mut tx, &ids).await?;
     tx.commit().await?;
     Ok(())
 }

@@ -2,10 +2,9 @@
 
 use sqlx::{PgConnection, PgExecutor, PgPool};
 use time::OffsetDateTime;
-use uuid::Uuid;
 
 use crate::DbError;
-use crate::projects::{VariableRow, delete_secrets, insert_variables};
+use crate::projects::{VariableRow, delete_with_secrets, insert_variables};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ReleaseRow {
@@ -124,21 +123,11 @@ pub async fn list(
 
 /// Deletes a release and the secrets its variables held.
 pub async fn delete(db: &PgPool, id: i64) -> Result<(), DbError> {
-    let mut tx = db.begin().await?;
-    let secrets: Vec<Uuid> = sqlx::query_scalar(
+    delete_with_secrets(
+        db,
+        id,
         "SELECT secret_id FROM release_variables WHERE release_id = $1 AND secret_id IS NOT NULL",
+        "DELETE FROM releases WHERE id = $1",
     )
-    .bind(id)
-    .fetch_all(&mut *tx)
-    .await?;
-    let done = sqlx::query("DELETE FROM releases WHERE id = $1")
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-    if done.rows_affected() == 0 {
-        return Err(DbError::NotFound);
-    }
-    delete_secrets(&mut tx, &secrets).await?;
-    tx.commit().await?;
-    Ok(())
+    .await
 }

@@ -192,30 +192,18 @@ async fn operators_create_and_list_releases_with_the_cli() {
         .unwrap();
     api.save_process(project, 0, json!([script_step("Deploy", "web", "echo")]))
         .await;
-    let (ok, out) = capstan(
-        &server,
-        &[
-            "releases",
-            "create",
-            "--project",
-            "Shop",
-            "--version",
-            "2.4.0",
-        ],
-    );
+    let create = [
+        "releases",
+        "create",
+        "--project",
+        "Shop",
+        "--version",
+        "2.4.0",
+    ];
+    let (ok, out) = capstan(&server, &create);
     assert!(ok, "{out}");
     assert!(out.contains("created release 2.4.0 of Shop"), "{out}");
-    let (ok, out) = capstan(
-        &server,
-        &[
-            "releases",
-            "create",
-            "--project",
-            "Shop",
-            "--version",
-            "2.4.0",
-        ],
-    );
+    let (ok, out) = capstan(&server, &create);
     assert!(!ok);
     assert!(out.contains("already has release 2.4.0"), "{out}");
     let (ok, out) = capstan(&server, &["releases", "list", "--project", "shop"]);

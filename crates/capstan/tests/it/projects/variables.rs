@@ -245,6 +245,24 @@ async fn a_sensitive_value_never_leaves_in_clear_text() {
     let log = node.log();
     assert!(log.contains("/variables"), "the debug log records requests");
     assert!(!log.contains(SECRET), "the node's log holds the secret");
+
+    // Deleting what held them deletes the secrets too.
+    let count = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM secrets")
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+    };
+    let (status, _) = api
+        .call("DELETE", &format!("/api/releases/{}", release["id"]), None)
+        .await;
+    assert_eq!(status, 204);
+    assert_eq!(count().await, 1);
+    let (status, _) = api
+        .call("DELETE", &format!("/api/projects/{project}"), None)
+        .await;
+    assert_eq!(status, 204);
+    assert_eq!(count().await, 0);
 }
 
 #[tokio::test]
