@@ -138,6 +138,11 @@ pub(crate) async fn update_project(
     ApiPath(id): ApiPath<i64>,
     ApiJson(request): ApiJson<UpdateProjectRequest>,
 ) -> Result<Json<ProjectResponse>, ApiError> {
+    if request.name.is_none() && request.description.is_none() {
+        return Err(ApiError::unprocessable(
+            "nothing to change: send `name` and/or `description`",
+        ));
+    }
     check_project(request.name.as_deref(), request.description.as_deref())?;
     let row = projects::update(
         &ctx.pools.api,

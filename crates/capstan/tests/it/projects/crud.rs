@@ -81,6 +81,9 @@ async fn project_names_are_unique_in_any_case_and_checked() {
         .await;
     assert_eq!(status, 422, "{body}");
     assert!(detail(&body).contains("colour"), "{body}");
+    let (status, body) = api.call("PATCH", "/api/projects/1", Some(json!({}))).await;
+    assert_eq!(status, 422);
+    assert!(detail(&body).contains("nothing to change"), "{body}");
     let (status, body) = api.get("/api/projects?limit=0").await;
     assert_eq!(status, 400);
     assert!(detail(&body).contains("limit"), "{body}");
