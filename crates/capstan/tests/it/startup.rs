@@ -6,7 +6,7 @@ use crate::capstan_bin;
 
 /// Starts `capstan server` on `database_url` and `blob_url` plus `extra`, expecting it
 /// to exit; returns whether it succeeded and what it printed.
-fn start_expecting_exit(
+pub(crate) fn start_expecting_exit(
     database_url: &str,
     blob_url: &str,
     extra: &[(&str, &str)],
@@ -21,7 +21,7 @@ fn start_expecting_exit(
     (status.success(), output)
 }
 
-fn one_line_reason(output: &str) -> &str {
+pub(crate) fn one_line_reason(output: &str) -> &str {
     output
         .lines()
         .rev()

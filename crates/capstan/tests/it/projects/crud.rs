@@ -76,6 +76,13 @@ async fn project_names_are_unique_in_any_case_and_checked() {
         assert_eq!(status, 422, "{name:?}");
         assert!(detail(&body).contains(why), "{body}");
     }
+    let description = json!({ "name": "x", "description": "d".repeat(4001) });
+    let (status, body) = api.post("/api/projects", description).await;
+    assert_eq!(status, 422);
+    assert!(
+        detail(&body).contains("description: at most 4000 bytes"),
+        "{body}"
+    );
     let (status, body) = api
         .post("/api/projects", json!({ "name": "x", "colour": "red" }))
         .await;

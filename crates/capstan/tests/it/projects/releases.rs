@@ -184,14 +184,7 @@ async fn releases_resolve_package_versions_from_the_feed() {
 async fn operators_create_and_list_releases_with_the_cli() {
     let cluster = TestCluster::start(1).await;
     let server = cluster.node(0).url();
-    let (ok, out) = capstan(&server, &["projects", "create", "Shop"]);
-    assert!(ok, "{out}");
-    let api = Api::new(&server);
-    let project = api.get("/api/projects?name=Shop").await.1["items"][0]["id"]
-        .as_i64()
-        .unwrap();
-    api.save_process(project, 0, json!([script_step("Deploy", "web", "echo")]))
-        .await;
+    let (api, project) = shop_created_with_the_cli(&server, "echo").await;
     let create = [
         "releases",
         "create",
@@ -219,14 +212,7 @@ async fn operators_edit_a_process_and_variables_as_files_with_the_cli() {
     let cluster = TestCluster::start(1).await;
     let server = cluster.node(0).url();
     let dir = capstan_testkit::TempDir::new("capstan-cli-process");
-    let (ok, out) = capstan(&server, &["projects", "create", "Shop"]);
-    assert!(ok, "{out}");
-    let api = Api::new(&server);
-    let project = api.get("/api/projects?name=Shop").await.1["items"][0]["id"]
-        .as_i64()
-        .unwrap();
-    api.save_process(project, 0, json!([script_step("Deploy", "web", "echo v1")]))
-        .await;
+    let (api, project) = shop_created_with_the_cli(&server, "echo v1").await;
     api.save_variables(
         project,
         0,
@@ -285,4 +271,19 @@ fn stdout_of(server: &str, args: &[&str]) -> (String, String) {
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     assert!(output.status.success(), "{args:?}: {stderr}");
     (String::from_utf8_lossy(&output.stdout).into_owned(), stderr)
+}
+
+/// Creates project "Shop" with the CLI and gives it one script step through the API.
+async fn shop_created_with_the_cli(server: &str, script: &str) -> (Api, i64) {
+    let (ok, out) = capstan(server, &["projects", "create", "Shop"]);
+    assert!(ok, "{out}");
+    let api = Api::new(server);
+    let project = api.get("/api/projects?name=Shop").await.1["items"][0]["id"]
+        .as_i64()
+        .unwrap();
+    let (status, body) = api
+        .save_process(project, 0, json!([script_step("Deploy", "web", script)]))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    (api, project)
 }

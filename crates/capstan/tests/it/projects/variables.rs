@@ -115,6 +115,16 @@ async fn variables_are_checked_and_saved_only_over_the_version_read() {
         assert!(detail(&body).contains(why), "{why}: {body}");
     }
 
+    let too_many: Vec<_> = (0..10_001)
+        .map(|i| json!({ "name": format!("V{i}"), "value": "x" }))
+        .collect();
+    let (status, body) = api.save_variables(project, 0, json!(too_many)).await;
+    assert_eq!(status, 422);
+    assert!(detail(&body).contains("at most 10000 variables"), "{body}");
+    let (status, body) = preview(&api, project, &"x".repeat(300 * 1024), json!({})).await;
+    assert_eq!(status, 422);
+    assert!(detail(&body).contains("at most 256 KiB"), "{body}");
+
     let (status, saved) = api
         .save_variables(project, 0, json!([{ "name": "A", "value": "1" }]))
         .await;

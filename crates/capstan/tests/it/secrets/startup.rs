@@ -3,11 +3,14 @@ use std::time::Duration;
 use capstan_server::Node;
 use capstan_testkit::{
     TestCluster,
-    process::{ProcessOptions, ServerProcess, run_to_exit},
+    process::{ProcessOptions, ServerProcess},
 };
 
 use super::{KEY_1, KEY_2, WRONG_KEY, connect, node_settings, start_with_keys};
-use crate::capstan_bin;
+use crate::{
+    capstan_bin,
+    startup::{one_line_reason, start_expecting_exit},
+};
 
 /// Starts `capstan server` on the cluster's database with `keys` set, expecting it to
 /// exit; returns whether it succeeded and what it printed.
@@ -15,31 +18,19 @@ async fn start_process_expecting_exit(
     cluster: &TestCluster,
     keys: &[(&str, &str)],
 ) -> (bool, String) {
-    let mut env = vec![
-        ("CAPSTAN_DATABASE_URL".to_owned(), cluster.db.url.clone()),
-        (
-            "CAPSTAN_BLOB_URL".to_owned(),
-            format!("file://{}", cluster.blob_dir.0.display()),
-        ),
-        ("CAPSTAN_LISTEN".to_owned(), "127.0.0.1:0".to_owned()),
-        ("CAPSTAN_NODE_NAME".to_owned(), "wrong-key".to_owned()),
-    ];
-    env.extend(keys.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+    let url = cluster.db.url.clone();
+    let blob = format!("file://{}", cluster.blob_dir.0.display());
+    let mut extra = vec![("CAPSTAN_NODE_NAME".to_owned(), "wrong-key".to_owned())];
+    extra.extend(keys.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
     tokio::task::spawn_blocking(move || {
-        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        let (status, output) = run_to_exit(&capstan_bin(), &env, Duration::from_secs(15));
-        (status.success(), output)
+        let extra: Vec<(&str, &str)> = extra
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        start_expecting_exit(&url, &blob, &extra)
     })
     .await
     .unwrap()
-}
-
-fn reason(output: &str) -> &str {
-    output
-        .lines()
-        .rev()
-        .find(|l| l.starts_with("capstan:"))
-        .unwrap_or_else(|| panic!("no `capstan:` line in:\n{output}"))
 }
 
 #[tokio::test]
@@ -57,7 +48,7 @@ async fn a_node_with_the_wrong_master_key_exits_at_start_and_says_why() {
     let (ok, output) =
         start_process_expecting_exit(&cluster, &[("CAPSTAN_MASTER_KEY", WRONG_KEY)]).await;
     assert!(!ok, "a node with the wrong key must not start:\n{output}");
-    let line = reason(&output);
+    let line = one_line_reason(&output);
     assert!(
         line.contains(
             "CAPSTAN_MASTER_KEY does not match the key this database's secrets are encrypted with (key version 1, created 20"
@@ -80,7 +71,7 @@ async fn a_node_with_the_wrong_master_key_exits_at_start_and_says_why() {
     .await;
     assert!(!ok, "{output}");
     assert!(
-        reason(&output)
+        one_line_reason(&output)
             .contains("no key in CAPSTAN_MASTER_KEY_PREVIOUS matches the active version"),
         "{output}"
     );
