@@ -184,7 +184,7 @@ async fn releases_resolve_package_versions_from_the_feed() {
 async fn operators_create_and_list_releases_with_the_cli() {
     let cluster = TestCluster::start(1).await;
     let server = cluster.node(0).url();
-    let (api, project) = shop_created_with_the_cli(&server, "echo").await;
+    shop_created_with_the_cli(&server, "echo").await;
     let create = [
         "releases",
         "create",
