@@ -851,15 +851,23 @@ async fn roundtrip(
             ..Default::default()
         };
         let mut trips = Vec::with_capacity(rt.samples);
+        let mut reads_before = 0.0;
         for i in 0..rt.warmup + rt.samples {
+            if i == rt.warmup {
+                reads_before = node_metrics(&url).await?.mailbox_reads;
+            }
             let trip = one_trip(&operator, &url, &request, &mut handled_rx).await?;
             if i >= rt.warmup {
                 trips.push(trip);
             }
         }
+        let reads = node_metrics(&url).await?.mailbox_reads - reads_before;
         agents.abort_all();
         stats.check()?;
-        Ok(trip_figures(&trips))
+        let mut figures = trip_figures(&trips);
+        // Polls answered by the node from the commands handed over in memory read nothing.
+        figures.put("mailbox_reads_per_trip", reads / trips.len() as f64);
+        Ok(figures)
     })
     .await
 }
@@ -1064,6 +1072,11 @@ fn summarize_roundtrip(rt: &RoundtripArgs, rounds: &[Figures], m: &Figures) {
         "  GET /api/tasks/{{id}} p50 {:.3} ms, {:.0} per trip",
         m.get("task_get_p50_ms"),
         m.get("task_gets_per_trip_p50")
+    );
+    eprintln!(
+        "  mailbox reads per trip {:.2} (rounds {})",
+        m.get("mailbox_reads_per_trip"),
+        per_round("mailbox_reads_per_trip")
     );
 }
 

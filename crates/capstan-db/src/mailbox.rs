@@ -24,24 +24,31 @@ pub async fn send(
     let agents: Vec<i64> = commands.iter().map(|c| c.agent_id).collect();
     let bodies: Vec<serde_json::Value> = commands.iter().map(|c| c.body.clone()).collect();
     let timeouts: Vec<i64> = commands.iter().map(|c| c.timeout_ms).collect();
-    let mut tx = db.begin().await?;
+    // One statement, so one round trip and one commit: the agent's wait is this long.
+    // Ids are drawn in the order rows are inserted, and the insert reads the ordered
+    // input, so sorted ids line up with `commands`.
     let ids: Vec<(i64,)> = sqlx::query_as(
-        "INSERT INTO agent_commands (agent_id, task_id, task_attempt, body, timeout_ms)
-         SELECT c.agent_id, $1, $2, c.body, c.timeout_ms
-         FROM unnest($3::bigint[], $4::jsonb[], $5::bigint[]) WITH ORDINALITY
-              AS c(agent_id, body, timeout_ms, n)
-         ORDER BY c.n
-         RETURNING id",
+        "WITH inserted AS (
+            INSERT INTO agent_commands (agent_id, task_id, task_attempt, body, timeout_ms)
+            SELECT c.agent_id, $1, $2, c.body, c.timeout_ms
+            FROM unnest($3::bigint[], $4::jsonb[], $5::bigint[]) WITH ORDINALITY
+                 AS c(agent_id, body, timeout_ms, n)
+            ORDER BY c.n
+            RETURNING id
+         ), woken AS (
+            SELECT count(pg_notify($6, 'mail:' || a)) AS n
+            FROM (SELECT DISTINCT unnest($3::bigint[]) AS a) d
+         )
+         SELECT id FROM inserted, woken ORDER BY id",
     )
     .bind(task_id)
     .bind(attempt)
     .bind(&agents)
     .bind(&bodies)
     .bind(&timeouts)
-    .fetch_all(&mut *tx)
+    .bind(AGENTS_CHANNEL)
+    .fetch_all(db)
     .await?;
-    notify_mail(&mut *tx, &agents).await?;
-    tx.commit().await?;
     Ok(ids.into_iter().map(|(id,)| id).collect())
 }
 
@@ -69,16 +76,23 @@ pub struct Delivery {
 
 /// Hands over every command not yet acknowledged (counting the delivery), and names
 /// the running ones to cancel, in one statement.
+///
+/// The delivery mark is committed without waiting for the WAL flush: the agent is
+/// waiting for this answer, and the mark is only a count for operators. Should a
+/// PostgreSQL crash lose it, the command is pending again and is handed over again, as
+/// any command not yet acknowledged is; a later durable commit (the acknowledgement)
+/// flushes it with everything before it.
 pub async fn poll(db: impl PgExecutor<'_>, agent_id: i64) -> Result<Vec<Delivery>, DbError> {
     Ok(sqlx::query_as(
-        "WITH handed AS (
+        "WITH relaxed AS (SELECT set_config('synchronous_commit', 'off', true)),
+         handed AS (
             UPDATE agent_commands SET state = 'delivered', deliveries = deliveries + 1
             WHERE agent_id = $1 AND state IN ('pending', 'delivered')
               AND EXISTS (SELECT 1 FROM tasks t WHERE t.id = task_id AND t.state = 'running'
                           AND t.attempt = task_attempt)
             RETURNING id, task_id, body, timeout_ms
          )
-         SELECT id, task_id, body, timeout_ms, false AS cancel FROM handed
+         SELECT id, task_id, body, timeout_ms, false AS cancel FROM relaxed, handed
          UNION ALL
          SELECT id, task_id, NULL, timeout_ms, true FROM agent_commands
          WHERE agent_id = $1 AND state = 'running' AND cancel_requested
@@ -87,6 +101,22 @@ pub async fn poll(db: impl PgExecutor<'_>, agent_id: i64) -> Result<Vec<Delivery
     .bind(agent_id)
     .fetch_all(db)
     .await?)
+}
+
+/// Counts the delivery of commands a node handed to their agent's poll from memory,
+/// as [`poll`] does for those it reads; committed without waiting for the WAL flush
+/// for the same reason.
+pub async fn mark_delivered(db: impl PgExecutor<'_>, ids: &[i64]) -> Result<(), DbError> {
+    sqlx::query(
+        "WITH relaxed AS (SELECT set_config('synchronous_commit', 'off', true))
+         UPDATE agent_commands SET deliveries = deliveries + 1,
+             state = CASE state WHEN 'pending' THEN 'delivered' ELSE state END
+         FROM relaxed WHERE id = ANY($1)",
+    )
+    .bind(ids)
+    .execute(db)
+    .await?;
+    Ok(())
 }
 
 /// Where a command stands when an agent asks to run it or report on it.
@@ -145,6 +175,24 @@ async fn standing(db: impl PgExecutor<'_>, agent_id: i64, id: i64) -> Result<Sta
     })
 }
 
+/// What an agent's report did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    pub standing: Standing,
+    /// The task whose waiting run the report concerns, when it changed something:
+    /// the NOTIFY went out, and a node running that task itself can wake it at once.
+    pub changed_task: Option<i64>,
+}
+
+impl From<Standing> for Report {
+    fn from(standing: Standing) -> Self {
+        Report {
+            standing,
+            changed_task: None,
+        }
+    }
+}
+
 /// A line of output, as the agent numbered it.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct OutputRow {
@@ -164,7 +212,7 @@ pub async fn store_output(
     seqs: &[i64],
     streams: &[String],
     texts: &[String],
-) -> Result<Standing, DbError> {
+) -> Result<Report, DbError> {
     let mut tx = db.begin().await?;
     let command: Option<(i64, String, i64)> = sqlx::query_as(
         "SELECT task_id, state, last_seq FROM agent_commands
@@ -175,13 +223,14 @@ pub async fn store_output(
     .fetch_optional(&mut *tx)
     .await?;
     let Some((task_id, state, last_seq)) = command else {
-        return Ok(Standing::Unknown);
+        return Ok(Standing::Unknown.into());
     };
     if !matches!(state.as_str(), "pending" | "delivered" | "running") {
-        return Ok(Standing::Closed(state));
+        return Ok(Standing::Closed(state).into());
     }
     let newest = seqs.iter().copied().max().unwrap_or(0);
-    if newest > last_seq {
+    let stored = newest > last_seq;
+    if stored {
         sqlx::query(
             "INSERT INTO agent_command_output (command_id, task_id, seq, stream, text)
              SELECT $1, $2, l.seq, l.stream, l.text
@@ -209,7 +258,10 @@ pub async fn store_output(
             .await?;
     }
     tx.commit().await?;
-    Ok(Standing::Open)
+    Ok(Report {
+        standing: Standing::Open,
+        changed_task: stored.then_some(task_id),
+    })
 }
 
 /// How a command ended.
@@ -229,7 +281,7 @@ pub async fn finish(
     agent_id: i64,
     id: i64,
     finish: &Finish<'_>,
-) -> Result<Standing, DbError> {
+) -> Result<Report, DbError> {
     let done: Option<(i64,)> = sqlx::query_as(
         "WITH closed AS (
             UPDATE agent_commands SET state = $3, exit_code = $4, error = $5, outputs = $6,
@@ -248,14 +300,18 @@ pub async fn finish(
     .bind(AGENTS_CHANNEL)
     .fetch_optional(db)
     .await?;
-    if done.is_some() {
-        return Ok(Standing::Open);
+    if let Some((task_id,)) = done {
+        return Ok(Report {
+            standing: Standing::Open,
+            changed_task: Some(task_id),
+        });
     }
-    match standing(db, agent_id, id).await? {
+    Ok(match standing(db, agent_id, id).await? {
         // Reported before: the same report again is an answer that got lost.
-        Standing::Closed(_) => Ok(Standing::Open),
-        other => Ok(other),
+        Standing::Closed(_) => Standing::Open,
+        other => other,
     }
+    .into())
 }
 
 /// Ends commands of a task that have not finished: those not yet acknowledged at once

@@ -1,18 +1,35 @@
-//! Which agents' mailboxes this node knows to be empty, and a wake-up per agent.
+//! What this node knows of agents' mailboxes, and a wake-up per agent.
 //!
-//! A mailbox is known empty once a query found nothing in it and no notification for
+//! A mailbox's content is known once a query found it empty and no notification for
 //! that agent arrived since the query began; any notification (a command sent, a
-//! cancel, a revocation) or a LISTEN reconnect forgets that. So an idle agent's polls
+//! cancel, a revocation) or a LISTEN reconnect forgets it. So an idle agent's polls
 //! cost no query, and a node never sleeps on a mailbox that has work.
+//!
+//! A command sent by a task running on this node keeps the content known: the task
+//! hands the committed commands over, and a poll waiting here answers with them at
+//! once, without reading them back from PostgreSQL. The NOTIFY of that same insert
+//! comes back a little later and only makes the next poll read the mailbox again.
 
 use std::{collections::HashMap, sync::Mutex};
 
+use capstan_db::mailbox::Delivery;
 use tokio::sync::watch;
 
 struct Entry {
     changes: watch::Sender<u64>,
-    /// The change count at which a query found the mailbox empty.
-    empty_at: Option<u64>,
+    /// The change count at which this node knows the mailbox holds exactly `parcel`
+    /// (nothing, when a query found it empty).
+    known_at: Option<u64>,
+    /// Commands handed over since the mailbox was known empty.
+    parcel: Vec<Delivery>,
+}
+
+impl Entry {
+    fn forget(&mut self) {
+        self.known_at = None;
+        self.parcel.clear();
+        self.changes.send_modify(|n| *n += 1);
+    }
 }
 
 #[derive(Default)]
@@ -20,10 +37,21 @@ pub struct Mailboxes {
     entries: Mutex<HashMap<i64, Entry>>,
 }
 
+/// What a poll can tell without asking the database.
+#[derive(Debug, Default)]
+pub enum Contents {
+    /// Ask the database.
+    #[default]
+    Unknown,
+    Empty,
+    /// The commands handed over by a task on this node: the whole mailbox.
+    Handed(Vec<Delivery>),
+}
+
 /// A poll's view of one mailbox, taken before it looks at the database.
 pub struct Ticket {
     pub agent_id: i64,
-    pub known_empty: bool,
+    pub contents: Contents,
     seen: u64,
     changes: watch::Receiver<u64>,
 }
@@ -39,16 +67,27 @@ impl Ticket {
 }
 
 impl Mailboxes {
+    /// Takes a ticket; handed-over commands go with it, so only one poll answers them.
     pub fn ticket(&self, agent_id: i64) -> Ticket {
         let mut entries = self.lock();
         let entry = entries.entry(agent_id).or_insert_with(|| Entry {
             changes: watch::Sender::new(0),
-            empty_at: None,
+            known_at: None,
+            parcel: Vec::new(),
         });
         let seen = *entry.changes.borrow();
+        let contents = if entry.known_at != Some(seen) {
+            Contents::Unknown
+        } else if entry.parcel.is_empty() {
+            Contents::Empty
+        } else {
+            // Delivered, not yet acknowledged: from now on only the database knows.
+            entry.known_at = None;
+            Contents::Handed(std::mem::take(&mut entry.parcel))
+        };
         Ticket {
             agent_id,
-            known_empty: entry.empty_at == Some(seen),
+            contents,
             seen,
             changes: entry.changes.subscribe(),
         }
@@ -58,7 +97,8 @@ impl Mailboxes {
     pub fn found_empty(&self, ticket: &Ticket) {
         if let Some(entry) = self.lock().get_mut(&ticket.agent_id) {
             if *entry.changes.borrow() == ticket.seen {
-                entry.empty_at = Some(ticket.seen);
+                entry.known_at = Some(ticket.seen);
+                entry.parcel.clear();
             }
         }
     }
@@ -66,16 +106,31 @@ impl Mailboxes {
     /// The agent's mailbox may have changed: wake its poll.
     pub fn changed(&self, agent_id: i64) {
         if let Some(entry) = self.lock().get_mut(&agent_id) {
-            entry.empty_at = None;
-            entry.changes.send_modify(|n| *n += 1);
+            entry.forget();
         }
+    }
+
+    /// A task on this node committed `commands` to the agent's mailbox: wake its poll
+    /// and, when the rest of the mailbox is known, let it answer with them.
+    pub fn handed_over(&self, agent_id: i64, commands: Vec<Delivery>) {
+        let mut entries = self.lock();
+        let Some(entry) = entries.get_mut(&agent_id) else {
+            return;
+        };
+        let now = *entry.changes.borrow();
+        if entry.known_at != Some(now) {
+            entry.forget();
+            return;
+        }
+        entry.parcel.extend(commands);
+        entry.known_at = Some(now + 1);
+        entry.changes.send_modify(|n| *n += 1);
     }
 
     /// Forgets every mailbox's state and wakes every poll.
     pub fn reset(&self) {
         for entry in self.lock().values_mut() {
-            entry.empty_at = None;
-            entry.changes.send_modify(|n| *n += 1);
+            entry.forget();
         }
     }
 
@@ -88,29 +143,97 @@ impl Mailboxes {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
+
+    fn command(id: i64) -> Delivery {
+        Delivery {
+            id,
+            task_id: 1,
+            body: Some(serde_json::json!({"kind": "script"})),
+            timeout_ms: 1000,
+            cancel: false,
+        }
+    }
+
+    fn ids(contents: &Contents) -> Option<Vec<i64>> {
+        match contents {
+            Contents::Handed(parcel) => Some(parcel.iter().map(|d| d.id).collect()),
+            _ => None,
+        }
+    }
 
     #[tokio::test]
     async fn a_change_during_the_query_keeps_the_mailbox_unknown() {
         let boxes = Mailboxes::default();
         let ticket = boxes.ticket(7);
-        assert!(!ticket.known_empty);
+        assert!(matches!(ticket.contents, Contents::Unknown));
         boxes.changed(7);
         boxes.found_empty(&ticket);
-        assert!(!boxes.ticket(7).known_empty);
+        assert!(matches!(boxes.ticket(7).contents, Contents::Unknown));
 
         let mut ticket = boxes.ticket(7);
         boxes.found_empty(&ticket);
-        assert!(boxes.ticket(7).known_empty);
+        assert!(matches!(boxes.ticket(7).contents, Contents::Empty));
         boxes.changed(7);
-        tokio::time::timeout(std::time::Duration::from_secs(1), ticket.changed())
+        tokio::time::timeout(Duration::from_secs(1), ticket.changed())
             .await
             .unwrap();
-        assert!(!boxes.ticket(7).known_empty);
+        assert!(matches!(boxes.ticket(7).contents, Contents::Unknown));
 
         let ticket = boxes.ticket(7);
         boxes.found_empty(&ticket);
         boxes.reset();
-        assert!(!boxes.ticket(7).known_empty);
+        assert!(matches!(boxes.ticket(7).contents, Contents::Unknown));
+    }
+
+    #[tokio::test]
+    async fn commands_handed_over_to_a_known_mailbox_are_answered_once() {
+        let boxes = Mailboxes::default();
+        let mut waiting = boxes.ticket(7);
+        boxes.found_empty(&waiting);
+        boxes.handed_over(7, vec![command(1)]);
+        boxes.handed_over(7, vec![command(2), command(3)]);
+        tokio::time::timeout(Duration::from_secs(1), waiting.changed())
+            .await
+            .unwrap();
+        assert_eq!(ids(&boxes.ticket(7).contents), Some(vec![1, 2, 3]));
+        // The commands are in the mailbox until acknowledged: ask the database.
+        assert!(matches!(boxes.ticket(7).contents, Contents::Unknown));
+    }
+
+    #[test]
+    fn a_hand_over_to_an_unknown_mailbox_only_wakes() {
+        let boxes = Mailboxes::default();
+        // Never polled here: nothing is kept.
+        boxes.handed_over(7, vec![command(1)]);
+        assert!(matches!(boxes.ticket(7).contents, Contents::Unknown));
+        // Polled, not known empty.
+        boxes.handed_over(7, vec![command(2)]);
+        assert!(matches!(boxes.ticket(7).contents, Contents::Unknown));
+    }
+
+    #[test]
+    fn a_notification_before_the_answer_drops_the_parcel() {
+        let boxes = Mailboxes::default();
+        let ticket = boxes.ticket(7);
+        boxes.found_empty(&ticket);
+        boxes.handed_over(7, vec![command(1)]);
+        // A cancel, or a command from another node: the parcel is no longer all.
+        boxes.changed(7);
+        assert!(matches!(boxes.ticket(7).contents, Contents::Unknown));
+    }
+
+    #[test]
+    fn an_empty_answer_after_a_hand_over_does_not_drop_it() {
+        let boxes = Mailboxes::default();
+        let ticket = boxes.ticket(7);
+        boxes.found_empty(&ticket);
+        // A stale report of an empty mailbox, from before the hand-over.
+        let late = boxes.ticket(7);
+        boxes.handed_over(7, vec![command(1)]);
+        boxes.found_empty(&late);
+        assert_eq!(ids(&boxes.ticket(7).contents), Some(vec![1]));
     }
 }

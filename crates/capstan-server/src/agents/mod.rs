@@ -10,7 +10,7 @@ mod seen;
 mod task_wakers;
 
 pub use identities::{Identities, Identity};
-pub use mailboxes::{Mailboxes, Ticket};
+pub use mailboxes::{Contents, Mailboxes, Ticket};
 pub use seen::SeenAgents;
 pub use task_wakers::TaskWakers;
 

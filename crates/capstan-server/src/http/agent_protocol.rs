@@ -22,7 +22,7 @@ use super::{
 };
 use crate::{
     agents::{
-        Identity,
+        Contents, Identity,
         credentials::{TokenKind, bearer, digest},
     },
     node::NodeContext,
@@ -143,15 +143,22 @@ pub(crate) async fn poll(
     let _waiting = ctx.metrics.agent_polls_waiting.track();
     loop {
         let mut ticket = ctx.agents.mailboxes.ticket(agent_id);
-        if !ticket.known_empty {
-            ctx.metrics.agent_mailbox_reads.increment(1);
-            let deliveries = mailbox::poll(&ctx.pools.api, agent_id)
-                .await
-                .map_err(|e| ApiError::from_db(e, String::new))?;
-            if !deliveries.is_empty() {
-                return Ok(Json(to_poll_response(deliveries)));
+        match std::mem::take(&mut ticket.contents) {
+            Contents::Empty => {}
+            Contents::Handed(commands) => {
+                mark_delivered(&ctx, &commands);
+                return Ok(Json(to_poll_response(commands)));
             }
-            ctx.agents.mailboxes.found_empty(&ticket);
+            Contents::Unknown => {
+                ctx.metrics.agent_mailbox_reads.increment(1);
+                let deliveries = mailbox::poll(&ctx.pools.api, agent_id)
+                    .await
+                    .map_err(|e| ApiError::from_db(e, String::new))?;
+                if !deliveries.is_empty() {
+                    return Ok(Json(to_poll_response(deliveries)));
+                }
+                ctx.agents.mailboxes.found_empty(&ticket);
+            }
         }
         tokio::select! {
             () = ticket.changed() => {
@@ -162,6 +169,18 @@ pub(crate) async fn poll(
             () = ctx.http_stop.cancelled() => return Ok(Json(PollResponse::default())),
         }
     }
+}
+
+/// Counts the delivery of commands answered without a query, after the answer: the
+/// count is for operators, and the acknowledgement is what the run waits for.
+fn mark_delivered(ctx: &Arc<NodeContext>, commands: &[mailbox::Delivery]) {
+    let ids: Vec<i64> = commands.iter().map(|c| c.id).collect();
+    let db = ctx.pools.api.clone();
+    tokio::spawn(async move {
+        if let Err(e) = mailbox::mark_delivered(&db, &ids).await {
+            tracing::warn!("cannot count the delivery of agent commands {ids:?}: {e}");
+        }
+    });
 }
 
 fn to_poll_response(deliveries: Vec<mailbox::Delivery>) -> PollResponse {
@@ -290,12 +309,10 @@ pub(crate) async fn output(
         .into_iter()
         .map(|l| l.text.replace('\0', "\u{fffd}"))
         .collect();
-    let standing =
-        mailbox::store_output(&ctx.pools.api, auth.agent.id, id, &seqs, &streams, &texts)
-            .await
-            .map_err(|e| ApiError::from_db(e, String::new))?;
-    refuse(id, standing)?;
-    Ok(StatusCode::NO_CONTENT)
+    let report = mailbox::store_output(&ctx.pools.api, auth.agent.id, id, &seqs, &streams, &texts)
+        .await
+        .map_err(|e| ApiError::from_db(e, String::new))?;
+    reported(&ctx, id, report)
 }
 
 /// `POST /api/agent/commands/{id}/result`: how the command ended. Reporting again is
@@ -356,10 +373,19 @@ pub(crate) async fn result(
         error: error.as_deref(),
         outputs,
     };
-    let standing = mailbox::finish(&ctx.pools.api, auth.agent.id, id, &finish)
+    let report = mailbox::finish(&ctx.pools.api, auth.agent.id, id, &finish)
         .await
         .map_err(|e| ApiError::from_db(e, String::new))?;
-    refuse(id, standing)?;
+    reported(&ctx, id, report)
+}
+
+/// Answers a report; when the task's run waits on this node, wakes it now rather than
+/// when the NOTIFY comes back from PostgreSQL.
+fn reported(ctx: &NodeContext, id: i64, report: mailbox::Report) -> Result<StatusCode, ApiError> {
+    if let Some(task_id) = report.changed_task {
+        ctx.agents.tasks.wake(task_id);
+    }
+    refuse(id, report.standing)?;
     Ok(StatusCode::NO_CONTENT)
 }
 

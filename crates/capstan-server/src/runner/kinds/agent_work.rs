@@ -11,7 +11,7 @@ use std::{
 
 use capstan_db::{
     agents::Target,
-    mailbox::{self, NewCommand, Outcome},
+    mailbox::{self, Delivery, NewCommand, Outcome},
 };
 use tokio::time::Instant;
 
@@ -114,7 +114,18 @@ pub async fn run_on_agents(
                 .await
                 .map_err(|e| format!("cannot send commands to agents: {e}"))?;
             let deadline = Instant::now() + allowed;
-            for (id, job) in ids.into_iter().zip(batch) {
+            for ((id, job), command) in ids.into_iter().zip(batch).zip(commands) {
+                // A poll held by this node answers now, not when the NOTIFY comes back.
+                ctx.agents.mailboxes.handed_over(
+                    command.agent_id,
+                    vec![Delivery {
+                        id,
+                        task_id: run.id,
+                        body: Some(command.body),
+                        timeout_ms,
+                        cancel: false,
+                    }],
+                );
                 in_flight.insert(id, (job.target, deadline));
             }
         }

@@ -128,6 +128,54 @@ async fn an_idle_poll_costs_no_query_and_wakes_at_once_when_a_command_is_sent() 
     );
 }
 
+/// The node running the task hands its commands to the poll it holds without reading
+/// them back (or reads them, when the NOTIFY came first): either way each command is
+/// answered once and counted once, whether the poll was waiting or comes later.
+#[tokio::test]
+async fn commands_sent_by_the_node_holding_the_poll_are_answered_and_counted_once() {
+    let cluster = TestCluster::start(1).await;
+    let node = cluster.node(0);
+    let client = node.client();
+    let agent = sim_agents(&client, &node.url(), &["near01"], &[])
+        .await
+        .remove(0);
+    assert!(agent.poll(50).await.unwrap().commands.is_empty());
+
+    for waiting_first in [true, false, true, false, true] {
+        let (task, handed) = if waiting_first {
+            let poll = tokio::spawn({
+                let agent = agent.clone();
+                async move { agent.poll(10_000).await.unwrap() }
+            });
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let task = run_script(&client, "true", &["near01"]).await;
+            (task, poll.await.unwrap())
+        } else {
+            let task = run_script(&client, "true", &["near01"]).await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            (task, agent.poll(10_000).await.unwrap())
+        };
+        assert_eq!(handed.commands.len(), 1, "{handed:?}");
+        let command = &handed.commands[0];
+        assert_eq!(command.task_id, task.id);
+        agent.ack(command.id).await.unwrap();
+        let after_ack = agent.poll(100).await.unwrap();
+        assert!(after_ack.commands.is_empty(), "{after_ack:?}");
+        agent.result(command.id, &succeeded()).await.unwrap();
+        let done = wait_finished(&client, &[task.id], Duration::from_secs(10))
+            .await
+            .remove(0);
+        assert_eq!(done.state, TaskState::Succeeded, "{done:?}");
+        // Counted after the answer, off the agent's path.
+        let counted = eventually(Duration::from_secs(5), "the delivery counted", || async {
+            let commands = client.task_commands(task.id).await.unwrap().items;
+            (commands[0].deliveries > 0).then_some(commands[0].deliveries)
+        })
+        .await;
+        assert_eq!(counted, 1, "task {}", task.id);
+    }
+}
+
 #[tokio::test]
 async fn cancelling_stops_running_commands_and_withdraws_those_not_yet_acknowledged() {
     let cluster = TestCluster::start(1).await;
