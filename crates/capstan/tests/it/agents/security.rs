@@ -12,6 +12,7 @@ use capstan_api::{
 use capstan_testkit::{
     ADMIN_KEY, TestCluster,
     agents::{SimAgent, ensure_environment, registration_token},
+    eventually,
 };
 use reqwest::StatusCode;
 
@@ -248,9 +249,20 @@ async fn a_disabled_or_deleted_agent_is_refused_at_once_even_mid_poll() {
         )
         .await
         .unwrap();
-    on_b.poll(50).await.unwrap();
+    // Changed through node a: node b hears of it by NOTIFY, within moments.
+    eventually(
+        Duration::from_secs(2),
+        "node b to accept the enabled agent",
+        || async { on_b.poll(50).await.ok() },
+    )
+    .await;
     client.delete_agent(agent.id).await.unwrap();
-    let (status, _) = on_b.poll(50).await.unwrap_err();
+    let status = eventually(
+        Duration::from_secs(2),
+        "node b to refuse the deleted agent",
+        || async { on_b.poll(50).await.err().map(|(status, _)| status) },
+    )
+    .await;
     assert_eq!(status, 401);
     assert_eq!(agent.poll(50).await.unwrap_err().0, 401);
 }
