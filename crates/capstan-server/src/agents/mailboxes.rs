@@ -7,8 +7,11 @@
 //!
 //! A command sent by a task running on this node keeps the content known: the task
 //! hands the committed commands over, and a poll waiting here answers with them at
-//! once, without reading them back from PostgreSQL. The NOTIFY of that same insert
-//! comes back a little later and only makes the next poll read the mailbox again.
+//! once, without reading them back from PostgreSQL. The NOTIFY of that same insert,
+//! expected since before the insert, says nothing new and is let pass. Notifications
+//! name only the agent, so another node's that arrives first is taken for this one's
+//! and this one's for the other's: the mailbox is then believed known only until this
+//! node's own NOTIFY arrives, moments later, and is forgotten then.
 
 use std::{collections::HashMap, sync::Mutex};
 
@@ -22,6 +25,8 @@ struct Entry {
     known_at: Option<u64>,
     /// Commands handed over since the mailbox was known empty.
     parcel: Vec<Delivery>,
+    /// Sends by this node whose NOTIFY has not come back yet.
+    expected: u32,
 }
 
 impl Entry {
@@ -74,6 +79,7 @@ impl Mailboxes {
             changes: watch::Sender::new(0),
             known_at: None,
             parcel: Vec::new(),
+            expected: 0,
         });
         let seen = *entry.changes.borrow();
         let contents = if entry.known_at != Some(seen) {
@@ -110,26 +116,44 @@ impl Mailboxes {
         }
     }
 
-    /// A task on this node committed `commands` to the agent's mailbox: wake its poll
-    /// and, when the rest of the mailbox is known, let it answer with them.
-    pub fn handed_over(&self, agent_id: i64, commands: Vec<Delivery>) {
-        let mut entries = self.lock();
-        let Some(entry) = entries.get_mut(&agent_id) else {
-            return;
-        };
-        let now = *entry.changes.borrow();
-        if entry.known_at != Some(now) {
-            entry.forget();
-            return;
+    /// A `mail:<agent>` notification: forgets what is known of the mailbox, unless it is
+    /// the echo of a send by this node, which hands its commands over itself.
+    pub fn notified(&self, agent_id: i64) {
+        if let Some(entry) = self.lock().get_mut(&agent_id) {
+            if entry.expected > 0 {
+                entry.expected -= 1;
+            } else {
+                entry.forget();
+            }
         }
-        entry.parcel.extend(commands);
-        entry.known_at = Some(now + 1);
-        entry.changes.send_modify(|n| *n += 1);
+    }
+
+    /// This node is about to put commands in these agents' mailboxes: the guard
+    /// hands them over once committed, and forgets the mailboxes if it is dropped
+    /// instead (the send failed, or the run stopped).
+    pub fn sending(&self, agents: impl IntoIterator<Item = i64>) -> Sending<'_> {
+        let mut entries = self.lock();
+        let mut expecting: Vec<i64> = Vec::new();
+        for agent_id in agents {
+            if expecting.contains(&agent_id) {
+                continue;
+            }
+            if let Some(entry) = entries.get_mut(&agent_id) {
+                entry.expected += 1;
+                expecting.push(agent_id);
+            }
+        }
+        Sending {
+            boxes: self,
+            expecting,
+            handed: false,
+        }
     }
 
     /// Forgets every mailbox's state and wakes every poll.
     pub fn reset(&self) {
         for entry in self.lock().values_mut() {
+            entry.expected = 0;
             entry.forget();
         }
     }
@@ -138,6 +162,53 @@ impl Mailboxes {
         self.entries
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Commands on their way into mailboxes, from [`Mailboxes::sending`].
+pub struct Sending<'a> {
+    boxes: &'a Mailboxes,
+    /// The agents polling this node, whose entries expect the send's NOTIFY.
+    expecting: Vec<i64>,
+    handed: bool,
+}
+
+impl Sending<'_> {
+    /// The commands are committed, each with its agent: wake their polls and, where
+    /// the rest of the mailbox is known, let them answer with the commands.
+    pub fn handed_over(mut self, commands: Vec<(i64, Delivery)>) {
+        self.handed = true;
+        let mut entries = self.boxes.lock();
+        for (agent_id, command) in commands {
+            let Some(entry) = entries.get_mut(&agent_id) else {
+                continue;
+            };
+            let now = *entry.changes.borrow();
+            if entry.known_at != Some(now) {
+                entry.forget();
+                continue;
+            }
+            entry.parcel.push(command);
+            entry.known_at = Some(now + 1);
+            entry.changes.send_modify(|n| *n += 1);
+        }
+    }
+}
+
+impl Drop for Sending<'_> {
+    fn drop(&mut self) {
+        if self.handed {
+            return;
+        }
+        // Maybe committed, maybe not: a NOTIFY may or may not come. Expect none and
+        // let the database answer.
+        let mut entries = self.boxes.lock();
+        for agent_id in &self.expecting {
+            if let Some(entry) = entries.get_mut(agent_id) {
+                entry.expected = entry.expected.saturating_sub(1);
+                entry.forget();
+            }
+        }
     }
 }
 
@@ -188,13 +259,26 @@ mod tests {
         assert!(matches!(boxes.ticket(7).contents, Contents::Unknown));
     }
 
+    /// Sends `commands` (agent 7) as the runner does, the echo of its NOTIFY after.
+    fn send(boxes: &Mailboxes, commands: &[i64]) {
+        let sending = boxes.sending(commands.iter().map(|_| 7));
+        sending.handed_over(commands.iter().map(|&id| (7, command(id))).collect());
+        boxes.notified(7);
+    }
+
+    fn known_empty(boxes: &Mailboxes) {
+        let ticket = boxes.ticket(7);
+        boxes.found_empty(&ticket);
+        assert!(matches!(boxes.ticket(7).contents, Contents::Empty));
+    }
+
     #[tokio::test]
     async fn commands_handed_over_to_a_known_mailbox_are_answered_once() {
         let boxes = Mailboxes::default();
         let mut waiting = boxes.ticket(7);
         boxes.found_empty(&waiting);
-        boxes.handed_over(7, vec![command(1)]);
-        boxes.handed_over(7, vec![command(2), command(3)]);
+        send(&boxes, &[1]);
+        send(&boxes, &[2, 3]);
         tokio::time::timeout(Duration::from_secs(1), waiting.changed())
             .await
             .unwrap();
@@ -204,24 +288,63 @@ mod tests {
     }
 
     #[test]
+    fn the_echo_may_come_before_the_hand_over() {
+        let boxes = Mailboxes::default();
+        known_empty(&boxes);
+        let sending = boxes.sending([7]);
+        boxes.notified(7);
+        assert!(matches!(boxes.ticket(7).contents, Contents::Empty));
+        sending.handed_over(vec![(7, command(1))]);
+        assert_eq!(ids(&boxes.ticket(7).contents), Some(vec![1]));
+    }
+
+    #[test]
+    fn another_nodes_notification_is_believed_only_until_the_echo() {
+        let boxes = Mailboxes::default();
+        known_empty(&boxes);
+        let sending = boxes.sending([7]);
+        boxes.notified(7); // another node's, taken for the echo
+        sending.handed_over(vec![(7, command(1))]);
+        boxes.notified(7); // the echo, taken for another node's
+        assert!(matches!(boxes.ticket(7).contents, Contents::Unknown));
+    }
+
+    #[test]
+    fn a_send_that_never_hands_over_forgets_and_expects_nothing() {
+        let boxes = Mailboxes::default();
+        known_empty(&boxes);
+        drop(boxes.sending([7]));
+        assert!(matches!(boxes.ticket(7).contents, Contents::Unknown));
+        known_empty(&boxes);
+        boxes.notified(7);
+        assert!(matches!(boxes.ticket(7).contents, Contents::Unknown));
+
+        known_empty(&boxes);
+        let _lost = boxes.sending([7]);
+        boxes.reset();
+        known_empty(&boxes);
+        boxes.notified(7);
+        assert!(matches!(boxes.ticket(7).contents, Contents::Unknown));
+    }
+
+    #[test]
     fn a_hand_over_to_an_unknown_mailbox_only_wakes() {
         let boxes = Mailboxes::default();
         // Never polled here: nothing is kept.
-        boxes.handed_over(7, vec![command(1)]);
+        send(&boxes, &[1]);
         assert!(matches!(boxes.ticket(7).contents, Contents::Unknown));
         // Polled, not known empty.
-        boxes.handed_over(7, vec![command(2)]);
+        send(&boxes, &[2]);
         assert!(matches!(boxes.ticket(7).contents, Contents::Unknown));
     }
 
     #[test]
     fn a_notification_before_the_answer_drops_the_parcel() {
         let boxes = Mailboxes::default();
-        let ticket = boxes.ticket(7);
-        boxes.found_empty(&ticket);
-        boxes.handed_over(7, vec![command(1)]);
+        known_empty(&boxes);
+        send(&boxes, &[1]);
         // A cancel, or a command from another node: the parcel is no longer all.
-        boxes.changed(7);
+        boxes.notified(7);
         assert!(matches!(boxes.ticket(7).contents, Contents::Unknown));
     }
 
@@ -232,7 +355,7 @@ mod tests {
         boxes.found_empty(&ticket);
         // A stale report of an empty mailbox, from before the hand-over.
         let late = boxes.ticket(7);
-        boxes.handed_over(7, vec![command(1)]);
+        send(&boxes, &[1]);
         boxes.found_empty(&late);
         assert_eq!(ids(&boxes.ticket(7).contents), Some(vec![1]));
     }

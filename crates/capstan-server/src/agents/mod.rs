@@ -10,7 +10,7 @@ mod seen;
 mod task_wakers;
 
 pub use identities::{Identities, Identity};
-pub use mailboxes::{Contents, Mailboxes, Ticket};
+pub use mailboxes::{Contents, Mailboxes, Sending, Ticket};
 pub use seen::SeenAgents;
 pub use task_wakers::TaskWakers;
 
@@ -34,7 +34,7 @@ impl AgentGateway {
             return;
         };
         match what {
-            "mail" => self.mailboxes.changed(id),
+            "mail" => self.mailboxes.notified(id),
             "revoked" => {
                 self.identities.forget(id);
                 self.mailboxes.changed(id);

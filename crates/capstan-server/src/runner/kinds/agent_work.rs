@@ -110,24 +110,31 @@ pub async fn run_on_agents(
                     timeout_ms,
                 })
                 .collect();
+            // Polls held by this node answer from what is handed over, not when the
+            // NOTIFY comes back.
+            let sending = ctx
+                .agents
+                .mailboxes
+                .sending(commands.iter().map(|c| c.agent_id));
             let ids = mailbox::send(&ctx.pools.api, run.id, run.attempt, &commands)
                 .await
                 .map_err(|e| format!("cannot send commands to agents: {e}"))?;
             let deadline = Instant::now() + allowed;
+            let mut handed = Vec::with_capacity(ids.len());
             for ((id, job), command) in ids.into_iter().zip(batch).zip(commands) {
-                // A poll held by this node answers now, not when the NOTIFY comes back.
-                ctx.agents.mailboxes.handed_over(
+                handed.push((
                     command.agent_id,
-                    vec![Delivery {
+                    Delivery {
                         id,
                         task_id: run.id,
                         body: Some(command.body),
                         timeout_ms,
                         cancel: false,
-                    }],
-                );
+                    },
+                ));
                 in_flight.insert(id, (job.target, deadline));
             }
+            sending.handed_over(handed);
         }
         if in_flight.is_empty() {
             break;
