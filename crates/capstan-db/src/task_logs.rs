@@ -65,7 +65,8 @@ pub struct NewSegment<'a> {
 
 /// Records a stored segment if the run still holds its attempt; false if it does not
 /// (the segment's object is then left for the task's deletion to remove). Recording the
-/// same segment again, after an answer was lost, changes nothing.
+/// same segment again, after an answer was lost, changes nothing. The log's row is
+/// created by the first segment when [`open`] was not needed (a first attempt).
 ///
 /// The task row is share-locked for the statement, so a claim or rescue that moves the
 /// task on waits for the segment or makes it miss: a segment is never recorded for an
@@ -85,9 +86,10 @@ pub async fn add_segment(
             ON CONFLICT (task_id, seq) DO NOTHING
             RETURNING task_id
          ), summed AS (
-            UPDATE task_logs l SET bytes = $5 + $6, segments = $4,
-                truncated = l.truncated OR $8
-            FROM added a WHERE l.task_id = a.task_id
+            INSERT INTO task_logs AS l (task_id, bytes, segments, truncated)
+            SELECT task_id, $5 + $6, $4, $8 FROM added
+            ON CONFLICT (task_id) DO UPDATE SET bytes = excluded.bytes,
+                segments = excluded.segments, truncated = l.truncated OR excluded.truncated
             RETURNING l.task_id
          )
          SELECT EXISTS (SELECT 1 FROM holder)",
