@@ -13,7 +13,10 @@
 //! and this one's for the other's: the mailbox is then believed known only until this
 //! node's own NOTIFY arrives, moments later, and is forgotten then.
 
-use std::{collections::HashMap, sync::Mutex};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Mutex,
+};
 
 use capstan_db::mailbox::Delivery;
 use tokio::sync::watch;
@@ -132,12 +135,11 @@ impl Mailboxes {
     /// hands them over once committed, and forgets the mailboxes if it is dropped
     /// instead (the send failed, or the run stopped).
     pub fn sending(&self, agents: impl IntoIterator<Item = i64>) -> Sending<'_> {
+        // One NOTIFY per agent, however many commands it gets.
+        let agents: HashSet<i64> = agents.into_iter().collect();
         let mut entries = self.lock();
-        let mut expecting: Vec<i64> = Vec::new();
+        let mut expecting = Vec::new();
         for agent_id in agents {
-            if expecting.contains(&agent_id) {
-                continue;
-            }
             if let Some(entry) = entries.get_mut(&agent_id) {
                 entry.expected += 1;
                 expecting.push(agent_id);
@@ -306,6 +308,17 @@ mod tests {
         boxes.notified(7); // another node's, taken for the echo
         sending.handed_over(vec![(7, command(1))]);
         boxes.notified(7); // the echo, taken for another node's
+        assert!(matches!(boxes.ticket(7).contents, Contents::Unknown));
+    }
+
+    #[test]
+    fn one_send_of_several_commands_to_an_agent_expects_one_echo() {
+        let boxes = Mailboxes::default();
+        known_empty(&boxes);
+        let sending = boxes.sending([7, 7]);
+        sending.handed_over(vec![(7, command(1)), (7, command(2))]);
+        boxes.notified(7); // the echo: one per agent and statement
+        boxes.notified(7); // something else
         assert!(matches!(boxes.ticket(7).contents, Contents::Unknown));
     }
 
