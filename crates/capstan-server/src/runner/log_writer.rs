@@ -259,6 +259,7 @@ struct Unrecorded {
 
 /// Where the run's next segment goes.
 struct Writer {
+    /// Where the log of earlier attempts ends is known.
     opened: bool,
     next_seq: i32,
     /// The log offset the next segment starts at.
@@ -274,7 +275,9 @@ struct Writer {
 /// rest.
 async fn write_segments(shared: Arc<Shared>) {
     let mut writer = Writer {
-        opened: false,
+        // Nothing came before a first attempt: its log starts empty, and its first
+        // segment creates the log's row. One durable statement less per task.
+        opened: shared.attempt == 1,
         next_seq: 1,
         offset: 0,
         unrecorded: None,
@@ -396,11 +399,6 @@ impl Writer {
     /// Stores one segment: what was left unrecorded, or else what is waiting.
     async fn flush(&mut self, shared: &Shared) -> Result<(), String> {
         let ctx = &shared.ctx;
-        if !self.opened && shared.attempt == 1 {
-            // Nothing came before a first attempt: its log starts empty, and its first
-            // segment creates the log's row. One durable statement less per task.
-            self.opened = true;
-        }
         if !self.opened {
             let start =
                 task_logs::open(&ctx.pools.api, shared.task_id, shared.attempt, ctx.state.id)

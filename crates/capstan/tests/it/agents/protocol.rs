@@ -81,6 +81,15 @@ async fn a_command_comes_again_through_any_node_until_acknowledged_and_its_outpu
     assert_eq!(commands[0].outputs["Ready"], "True");
 }
 
+/// How many polls of the node at `url` read a mailbox from the database.
+async fn mailbox_reads(url: &str) -> f64 {
+    metrics_text(url)
+        .await
+        .lines()
+        .find_map(|l| l.strip_prefix("capstan_agent_mailbox_reads_total "))
+        .map_or(0.0, |v| v.trim().parse().unwrap())
+}
+
 #[tokio::test]
 async fn an_idle_poll_costs_no_query_and_wakes_at_once_when_a_command_is_sent() {
     let cluster = TestCluster::start(2).await;
@@ -90,18 +99,13 @@ async fn an_idle_poll_costs_no_query_and_wakes_at_once_when_a_command_is_sent() 
         .await
         .remove(0);
 
-    let reads = |text: &str| -> f64 {
-        text.lines()
-            .find_map(|l| l.strip_prefix("capstan_agent_mailbox_reads_total "))
-            .map_or(0.0, |v| v.trim().parse().unwrap())
-    };
     let idle = agent.through(&b.url());
     idle.poll(50).await.unwrap();
-    let before = reads(&metrics_text(&b.url()).await);
+    let before = mailbox_reads(&b.url()).await;
     for _ in 0..10 {
         assert!(idle.poll(50).await.unwrap().commands.is_empty());
     }
-    let after = reads(&metrics_text(&b.url()).await);
+    let after = mailbox_reads(&b.url()).await;
     assert_eq!(
         after, before,
         "idle polls of a known-empty mailbox read nothing"
@@ -129,8 +133,9 @@ async fn an_idle_poll_costs_no_query_and_wakes_at_once_when_a_command_is_sent() 
 }
 
 /// The node running the task hands its commands to the poll it holds without reading
-/// them back (or reads them, when the NOTIFY came first): either way each command is
-/// answered once and counted once, whether the poll was waiting or comes later.
+/// them back, whether the poll was waiting or comes later, and whichever of the
+/// hand-over and the insert's own NOTIFY comes first: each command is answered once
+/// and counted once, and the only read is the poll after the acknowledgement.
 #[tokio::test]
 async fn commands_sent_by_the_node_holding_the_poll_are_answered_and_counted_once() {
     let cluster = TestCluster::start(1).await;
@@ -140,8 +145,10 @@ async fn commands_sent_by_the_node_holding_the_poll_are_answered_and_counted_onc
         .await
         .remove(0);
     assert!(agent.poll(50).await.unwrap().commands.is_empty());
+    let reads_before = mailbox_reads(&node.url()).await;
 
-    for waiting_first in [true, false, true, false, true] {
+    let rounds = [true, false, true, false, true];
+    for waiting_first in rounds {
         let (task, handed) = if waiting_first {
             let poll = tokio::spawn({
                 let agent = agent.clone();
@@ -174,6 +181,12 @@ async fn commands_sent_by_the_node_holding_the_poll_are_answered_and_counted_onc
         .await;
         assert_eq!(counted, 1, "task {}", task.id);
     }
+    let reads = mailbox_reads(&node.url()).await - reads_before;
+    assert_eq!(
+        reads,
+        rounds.len() as f64,
+        "one read per script, the poll after its acknowledgement"
+    );
 }
 
 #[tokio::test]
