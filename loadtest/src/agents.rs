@@ -344,11 +344,12 @@ impl Bench {
         })
     }
 
-    /// Stops the nodes and drops the database; the logs stay when the round failed.
+    /// Stops the nodes and drops the database; the logs stay when the round failed or
+    /// `CAPSTAN_BENCH_KEEP_LOGS` is set (to read, say, `RUST_LOG=sqlx::query=debug`).
     async fn stop(self, ok: bool) {
         nodes::stop(self.nodes).await;
         self.database.drop().await;
-        if ok {
+        if ok && std::env::var_os("CAPSTAN_BENCH_KEEP_LOGS").is_none() {
             let _ = std::fs::remove_dir_all(&self.work);
         } else {
             eprintln!("node logs kept in {}", self.work.display());

@@ -15,7 +15,7 @@
 
 use std::{
     collections::{HashMap, HashSet},
-    sync::Mutex,
+    sync::{Arc, Mutex},
 };
 
 use capstan_db::mailbox::Delivery;
@@ -134,7 +134,7 @@ impl Mailboxes {
     /// This node is about to put commands in these agents' mailboxes: the guard
     /// hands them over once committed, and forgets the mailboxes if it is dropped
     /// instead (the send failed, or the run stopped).
-    pub fn sending(&self, agents: impl IntoIterator<Item = i64>) -> Sending<'_> {
+    pub fn sending(self: &Arc<Self>, agents: impl IntoIterator<Item = i64>) -> Sending {
         // One NOTIFY per agent, however many commands it gets.
         let agents: HashSet<i64> = agents.into_iter().collect();
         let mut entries = self.lock();
@@ -146,7 +146,7 @@ impl Mailboxes {
             }
         }
         Sending {
-            boxes: self,
+            boxes: self.clone(),
             expecting,
             handed: false,
         }
@@ -168,14 +168,16 @@ impl Mailboxes {
 }
 
 /// Commands on their way into mailboxes, from [`Mailboxes::sending`].
-pub struct Sending<'a> {
-    boxes: &'a Mailboxes,
+/// Owned, so a task run can carry it from the statement that sent the commands to the
+/// moment it takes them in hand.
+pub struct Sending {
+    boxes: Arc<Mailboxes>,
     /// The agents polling this node, whose entries expect the send's NOTIFY.
     expecting: Vec<i64>,
     handed: bool,
 }
 
-impl Sending<'_> {
+impl Sending {
     /// The commands are committed, each with its agent: wake their polls and, where
     /// the rest of the mailbox is known, let them answer with the commands.
     pub fn handed_over(mut self, commands: Vec<(i64, Delivery)>) {
@@ -197,7 +199,7 @@ impl Sending<'_> {
     }
 }
 
-impl Drop for Sending<'_> {
+impl Drop for Sending {
     fn drop(&mut self) {
         if self.handed {
             return;
@@ -239,7 +241,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_change_during_the_query_keeps_the_mailbox_unknown() {
-        let boxes = Mailboxes::default();
+        let boxes = Arc::new(Mailboxes::default());
         let ticket = boxes.ticket(7);
         assert!(matches!(ticket.contents, Contents::Unknown));
         boxes.changed(7);
@@ -262,7 +264,7 @@ mod tests {
     }
 
     /// Sends `commands` (agent 7) as the runner does, the echo of its NOTIFY after.
-    fn send(boxes: &Mailboxes, commands: &[i64]) {
+    fn send(boxes: &Arc<Mailboxes>, commands: &[i64]) {
         let sending = boxes.sending(commands.iter().map(|_| 7));
         sending.handed_over(commands.iter().map(|&id| (7, command(id))).collect());
         boxes.notified(7);
@@ -276,7 +278,7 @@ mod tests {
 
     #[tokio::test]
     async fn commands_handed_over_to_a_known_mailbox_are_answered_once() {
-        let boxes = Mailboxes::default();
+        let boxes = Arc::new(Mailboxes::default());
         let mut waiting = boxes.ticket(7);
         boxes.found_empty(&waiting);
         send(&boxes, &[1]);
@@ -291,7 +293,7 @@ mod tests {
 
     #[test]
     fn the_echo_may_come_before_the_hand_over() {
-        let boxes = Mailboxes::default();
+        let boxes = Arc::new(Mailboxes::default());
         known_empty(&boxes);
         let sending = boxes.sending([7]);
         boxes.notified(7);
@@ -302,7 +304,7 @@ mod tests {
 
     #[test]
     fn another_nodes_notification_is_believed_only_until_the_echo() {
-        let boxes = Mailboxes::default();
+        let boxes = Arc::new(Mailboxes::default());
         known_empty(&boxes);
         let sending = boxes.sending([7]);
         boxes.notified(7); // another node's, taken for the echo
@@ -313,7 +315,7 @@ mod tests {
 
     #[test]
     fn one_send_of_several_commands_to_an_agent_expects_one_echo() {
-        let boxes = Mailboxes::default();
+        let boxes = Arc::new(Mailboxes::default());
         known_empty(&boxes);
         let sending = boxes.sending([7, 7]);
         sending.handed_over(vec![(7, command(1)), (7, command(2))]);
@@ -324,7 +326,7 @@ mod tests {
 
     #[test]
     fn a_send_that_never_hands_over_forgets_and_expects_nothing() {
-        let boxes = Mailboxes::default();
+        let boxes = Arc::new(Mailboxes::default());
         known_empty(&boxes);
         drop(boxes.sending([7]));
         assert!(matches!(boxes.ticket(7).contents, Contents::Unknown));
@@ -342,7 +344,7 @@ mod tests {
 
     #[test]
     fn a_hand_over_to_an_unknown_mailbox_only_wakes() {
-        let boxes = Mailboxes::default();
+        let boxes = Arc::new(Mailboxes::default());
         // Never polled here: nothing is kept.
         send(&boxes, &[1]);
         assert!(matches!(boxes.ticket(7).contents, Contents::Unknown));
@@ -353,7 +355,7 @@ mod tests {
 
     #[test]
     fn a_notification_before_the_answer_drops_the_parcel() {
-        let boxes = Mailboxes::default();
+        let boxes = Arc::new(Mailboxes::default());
         known_empty(&boxes);
         send(&boxes, &[1]);
         // A cancel, or a command from another node: the parcel is no longer all.
@@ -363,7 +365,7 @@ mod tests {
 
     #[test]
     fn an_empty_answer_after_a_hand_over_does_not_drop_it() {
-        let boxes = Mailboxes::default();
+        let boxes = Arc::new(Mailboxes::default());
         let ticket = boxes.ticket(7);
         boxes.found_empty(&ticket);
         // A stale report of an empty mailbox, from before the hand-over.

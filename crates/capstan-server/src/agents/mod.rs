@@ -17,7 +17,7 @@ pub use task_wakers::TaskWakers;
 /// The gateway's state, one per node.
 #[derive(Default)]
 pub struct AgentGateway {
-    pub mailboxes: Mailboxes,
+    pub mailboxes: std::sync::Arc<Mailboxes>,
     pub identities: Identities,
     pub seen: SeenAgents,
     /// Wakes tasks waiting for their commands' output and results.

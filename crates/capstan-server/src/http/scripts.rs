@@ -13,6 +13,8 @@ use capstan_api::{
     ScriptCommand, TaskResponse,
 };
 
+use capstan_db::DbError;
+
 use super::{
     ApiError,
     extract::{ApiJson, ApiPath},
@@ -21,7 +23,9 @@ use crate::{
     node::NodeContext,
     runner::{
         self,
-        kinds::script::{MAX_TARGETS, SCRIPT, ScriptArgs, ScriptTarget, check_command},
+        kinds::script::{
+            MAX_TARGETS, SCRIPT, ScriptArgs, ScriptTarget, check_command, first_commands,
+        },
     },
 };
 
@@ -125,6 +129,7 @@ pub(crate) async fn run_script(
         max_parallel,
         timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
     };
+    let commands = first_commands(&args).map_err(|e| ApiError::internal(&e))?;
     let task = super::tasks::prepare(
         &ctx,
         CreateTaskRequest::new(
@@ -133,9 +138,16 @@ pub(crate) async fn run_script(
         ),
     )
     .map_err(ApiError::unprocessable)?;
-    let row = runner::queue_one(ctx.clone(), task)
+    let row = runner::queue_one_sending(ctx.clone(), task, commands)
         .await
-        .map_err(|e| ApiError::from_db(e, String::new))?;
+        .map_err(|e| match e {
+            DbError::Conflict { constraint } if constraint == "agent_commands_agent_id_fkey" => {
+                ApiError::conflict(
+                    "an agent picked for this script was deleted meanwhile; nothing was run, send it again",
+                )
+            }
+            e => ApiError::from_db(e, String::new),
+        })?;
     let id = row.id;
     let mut response = (StatusCode::CREATED, Json(super::tasks::to_response(row))).into_response();
     if let Ok(location) = format!("/api/tasks/{id}").parse() {

@@ -139,7 +139,7 @@ pub(crate) async fn run(ctx: Arc<NodeContext>) {
                     look_for_work = cycle.claimed.len() as u32 == want;
                 }
                 for task in cycle.claimed {
-                    start(&ctx, task);
+                    start(&ctx, task, None);
                 }
                 runner.unreserve(want);
             }

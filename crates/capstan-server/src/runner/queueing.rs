@@ -6,18 +6,30 @@ use std::sync::Arc;
 
 use capstan_db::{
     DbError,
+    mailbox::NewCommand,
     queue::ClaimedTask,
     tasks::{self, ClaimOnCreate, NewTask, TaskRow},
 };
 
-use super::supervise::start;
+use super::{kinds::SentWithClaim, supervise::start};
 use crate::node::NodeContext;
 
 /// Queues one task and returns it as stored: `running` if this node took it.
 pub async fn queue_one(ctx: Arc<NodeContext>, task: NewTask) -> Result<TaskRow, DbError> {
+    queue_one_sending(ctx, task, Vec::new()).await
+}
+
+/// [`queue_one`] for a task whose run starts by sending `commands` to agents: if this
+/// node claims the task, the claim's statement sends them too and the run takes them
+/// as sent. A queued task sends nothing; its run sends them when it starts.
+pub async fn queue_one_sending(
+    ctx: Arc<NodeContext>,
+    task: NewTask,
+    commands: Vec<NewCommand>,
+) -> Result<TaskRow, DbError> {
     // Spawned, so a caller that goes away (a client hanging up) cannot strand a task
     // claimed for this node between its commit and its start.
-    tokio::spawn(queue_and_maybe_start(ctx, task))
+    tokio::spawn(queue_and_maybe_start(ctx, task, commands))
         .await
         .unwrap_or_else(|e| Err(DbError::Other(Box::new(e))))
 }
@@ -29,7 +41,11 @@ pub async fn queue_many(ctx: &NodeContext, tasks: &[NewTask]) -> Result<Vec<i64>
     Ok(ids)
 }
 
-async fn queue_and_maybe_start(ctx: Arc<NodeContext>, task: NewTask) -> Result<TaskRow, DbError> {
+async fn queue_and_maybe_start(
+    ctx: Arc<NodeContext>,
+    task: NewTask,
+    commands: Vec<NewCommand>,
+) -> Result<TaskRow, DbError> {
     let runner = &ctx.runner;
     // A keyed task waits its turn behind its key, which only the claim query knows.
     let reserved = if task.concurrency_key.is_none() {
@@ -41,10 +57,26 @@ async fn queue_and_maybe_start(ctx: Arc<NodeContext>, task: NewTask) -> Result<T
         node_name: &ctx.state.name,
         lease_ttl: runner.lease_ttl(),
         kinds: runner.kind_names(),
+        commands: &commands,
+    });
+    // Taken before the statement, so the NOTIFY it sends is known for this node's own.
+    let sending = (claim.is_some() && !commands.is_empty()).then(|| {
+        ctx.agents
+            .mailboxes
+            .sending(commands.iter().map(|c| c.agent_id))
     });
     let created = tasks::create_one(&ctx.pools.api, &task, ctx.state.id, claim).await;
-    if let Ok(row) = &created {
+    if let Ok(created) = &created {
+        let row = &created.task;
         if row.state == "running" {
+            let sent = sending.map(|sending| SentWithClaim {
+                sending,
+                commands: commands
+                    .iter()
+                    .map(|c| c.agent_id)
+                    .zip(created.command_ids.iter().copied())
+                    .collect(),
+            });
             start(
                 &ctx,
                 ClaimedTask {
@@ -55,11 +87,12 @@ async fn queue_and_maybe_start(ctx: Arc<NodeContext>, task: NewTask) -> Result<T
                     queued_at: row.queued_at,
                     started_at: row.started_at.unwrap_or(row.queued_at),
                 },
+                sent,
             );
         } else {
             runner.wake();
         }
     }
     runner.unreserve(reserved);
-    created
+    created.map(|c| c.task)
 }

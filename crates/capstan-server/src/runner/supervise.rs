@@ -8,12 +8,16 @@ use std::sync::{Arc, Mutex};
 use capstan_db::queue::ClaimedTask;
 use tokio_util::sync::CancellationToken;
 
-use super::{Finished, Running, StopReason, TaskLog, kinds::TaskRun};
+use super::{
+    Finished, Running, StopReason, TaskLog,
+    kinds::{SentWithClaim, TaskRun},
+};
 use crate::node::NodeContext;
 
 /// Starts one claimed task under a supervisor that turns its end (success, error,
 /// panic, cancel, fence) into a [`Finished`]. The caller holds a reservation for it.
-pub(crate) fn start(ctx: &Arc<NodeContext>, task: ClaimedTask) {
+/// `sent`: commands the claim's own statement sent for the run.
+pub(crate) fn start(ctx: &Arc<NodeContext>, task: ClaimedTask, sent: Option<SentWithClaim>) {
     let runner = &ctx.runner;
     let wait = (task.started_at - task.queued_at).as_seconds_f64().max(0.0);
     ctx.metrics.queue_wait.record(wait);
@@ -53,6 +57,7 @@ pub(crate) fn start(ctx: &Arc<NodeContext>, task: ClaimedTask) {
         args: task.args,
         stop: stop.clone(),
         log: log.clone(),
+        sent,
     };
     let finished_tx = runner.finished_tx.clone();
     let node_name = ctx.state.name.clone();

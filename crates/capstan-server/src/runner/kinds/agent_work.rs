@@ -16,7 +16,7 @@ use capstan_db::{
 use tokio::time::Instant;
 
 use super::TaskRun;
-use crate::node::NodeContext;
+use crate::{agents::Sending, node::NodeContext};
 
 /// Time on top of a command's timeout for the agent to hear of it and report: as
 /// long as the timeout itself, at most this.
@@ -50,6 +50,15 @@ impl JobOutcome {
     }
 }
 
+/// Commands that the statement claiming the task already put in agents' mailboxes:
+/// the first jobs of its run, in order. The run hands them to the polls this node holds
+/// once it listens for their results, so no report can come before it does.
+pub struct SentWithClaim {
+    pub sending: Sending,
+    /// (agent id, command id), in the order of the run's jobs.
+    pub commands: Vec<(i64, i64)>,
+}
+
 /// Ends the task's open commands if the run stops before they finish (cancelled,
 /// fenced, dropped), so no agent goes on working for a task that is over.
 struct CloseOnDrop {
@@ -80,12 +89,15 @@ impl Drop for CloseOnDrop {
 }
 
 /// Runs `jobs`, at most `max_parallel` at once, each allowed `timeout` on its agent.
+/// Jobs that the claim already sent (`run.sent`) are taken as sent.
 pub async fn run_on_agents(
-    run: &TaskRun,
+    run: &mut TaskRun,
     jobs: Vec<AgentJob>,
     max_parallel: usize,
     timeout: Duration,
 ) -> Result<Vec<JobOutcome>, String> {
+    let sent = run.sent.take();
+    let run: &TaskRun = run;
     let ctx = &run.ctx;
     let mut guard = CloseOnDrop {
         ctx: ctx.clone(),
@@ -98,6 +110,28 @@ pub async fn run_on_agents(
     let mut outcomes = Vec::new();
     let timeout_ms = i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX);
     let allowed = timeout + timeout.min(MAX_REPORT_GRACE);
+    if let Some(sent) = sent {
+        let deadline = Instant::now() + allowed;
+        let mut handed = Vec::with_capacity(sent.commands.len());
+        for (agent_id, id) in sent.commands {
+            let job = waiting
+                .pop_front()
+                .filter(|job| job.target.id == agent_id)
+                .ok_or("the commands sent with the claim do not match the task's agents")?;
+            handed.push((
+                agent_id,
+                Delivery {
+                    id,
+                    task_id: run.id,
+                    body: Some(job.body),
+                    timeout_ms,
+                    cancel: false,
+                },
+            ));
+            in_flight.insert(id, (job.target, deadline));
+        }
+        sent.sending.handed_over(handed);
+    }
     loop {
         let room = max_parallel.max(1).saturating_sub(in_flight.len());
         if room > 0 && !waiting.is_empty() {

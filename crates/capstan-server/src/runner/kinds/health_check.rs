@@ -64,10 +64,11 @@ impl TaskKind for HealthCheck {
         })
     }
 
-    fn run(&self, run: TaskRun) -> BoxFuture<'static, Result<(), String>> {
+    fn run(&self, mut run: TaskRun) -> BoxFuture<'static, Result<(), String>> {
         async move {
             let args: HealthCheckArgs = parse_args(&run.args)?;
-            let db = &run.ctx.pools.api;
+            let ctx = run.ctx.clone();
+            let db = &ctx.pools.api;
             let environment_id = match &args.environment {
                 None => None,
                 Some(name) => Some(
@@ -100,7 +101,7 @@ impl TaskKind for HealthCheck {
                 })
                 .collect();
             let outcomes = run_on_agents(
-                &run,
+                &mut run,
                 jobs,
                 super::script::MAX_TARGETS,
                 Duration::from_millis(args.timeout_ms),

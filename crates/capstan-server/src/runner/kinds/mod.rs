@@ -16,6 +16,7 @@ use capstan_core::NodeLostPolicy;
 use futures::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
 
+pub use agent_work::SentWithClaim;
 pub use blob_retention::{BLOB_RETENTION, BlobRetention};
 pub use health_check::{HEALTH_CHECK, HealthCheck};
 pub use master_key_rotation::{MASTER_KEY_ROTATION, MasterKeyRotation};
@@ -43,6 +44,8 @@ pub struct TaskRun {
     pub stop: CancellationToken,
     /// The task's log, which operators read with `capstan tasks logs`.
     pub log: super::TaskLog,
+    /// Commands the statement that claimed the task already sent, if any.
+    pub sent: Option<SentWithClaim>,
 }
 
 /// A kind of task.

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use capstan_api::{CommandBody, ScriptCommand};
 use capstan_core::NodeLostPolicy;
-use capstan_db::agents::Target;
+use capstan_db::{agents::Target, mailbox::NewCommand};
 use futures::{FutureExt, future::BoxFuture};
 use serde::{Deserialize, Serialize};
 
@@ -84,6 +84,28 @@ pub fn check_command(command: &ScriptCommand) -> Result<(), String> {
     Ok(())
 }
 
+/// What every target agent is sent.
+fn command_body(command: ScriptCommand) -> Result<serde_json::Value, serde_json::Error> {
+    serde_json::to_value(CommandBody::Script(command))
+}
+
+/// The commands a run sends as it starts (the first `max_parallel` targets), for a
+/// claim that sends them itself.
+pub fn first_commands(args: &ScriptArgs) -> Result<Vec<NewCommand>, serde_json::Error> {
+    let body = command_body(args.command.clone())?;
+    let timeout_ms = i64::try_from(args.timeout_ms).unwrap_or(i64::MAX);
+    Ok(args
+        .targets
+        .iter()
+        .take(args.max_parallel as usize)
+        .map(|t| NewCommand {
+            agent_id: t.id,
+            body: body.clone(),
+            timeout_ms,
+        })
+        .collect())
+}
+
 impl TaskKind for Script {
     fn name(&self) -> &'static str {
         SCRIPT
@@ -112,7 +134,7 @@ impl TaskKind for Script {
         })
     }
 
-    fn run(&self, run: TaskRun) -> BoxFuture<'static, Result<(), String>> {
+    fn run(&self, mut run: TaskRun) -> BoxFuture<'static, Result<(), String>> {
         async move {
             let args: ScriptArgs = parse_args(&run.args)?;
             let total = args.targets.len();
@@ -122,8 +144,7 @@ impl TaskKind for Script {
                 args.max_parallel,
                 humantime::format_duration(Duration::from_millis(args.timeout_ms))
             ));
-            let body = serde_json::to_value(CommandBody::Script(args.command))
-                .map_err(|e| e.to_string())?;
+            let body = command_body(args.command).map_err(|e| e.to_string())?;
             let jobs = args
                 .targets
                 .into_iter()
@@ -136,7 +157,7 @@ impl TaskKind for Script {
                 })
                 .collect();
             let outcomes = run_on_agents(
-                &run,
+                &mut run,
                 jobs,
                 args.max_parallel as usize,
                 Duration::from_millis(args.timeout_ms),

@@ -189,6 +189,93 @@ async fn commands_sent_by_the_node_holding_the_poll_are_answered_and_counted_onc
     );
 }
 
+/// A script the node it was posted to claims at once sends its first `max_parallel`
+/// commands in the claim's own statement (so they are there when the POST answers,
+/// queued at the very moment the task started), the rest as those finish. A script
+/// that has to wait for a slot sends nothing until a node claims it.
+#[tokio::test]
+async fn a_script_claimed_at_once_sends_its_first_commands_with_the_claim_and_a_waiting_one_none() {
+    let cluster = TestCluster::start(1).await;
+    let node = cluster.node(0);
+    let client = node.client();
+    let names = ["first01", "first02", "first03"];
+    let agents = sim_agents(&client, &node.url(), &names, &[]).await;
+    let script = |max_parallel| capstan_api::RunScriptRequest {
+        script: "true".to_owned(),
+        agents: names.iter().map(|a| (*a).to_owned()).collect(),
+        max_parallel: Some(max_parallel),
+        ..Default::default()
+    };
+
+    let task = client.run_script(&script(2)).await.unwrap();
+    assert_eq!(task.state, TaskState::Running, "{task:?}");
+    let sent = client.task_commands(task.id).await.unwrap().items;
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    for command in &sent {
+        assert_eq!(Some(command.queued_at), task.started_at, "{command:?}");
+    }
+    let mut ran = Vec::new();
+    for agent in agents.iter().cycle().take(2 * names.len()) {
+        let answer = agent.poll(200).await.unwrap();
+        for command in answer.commands {
+            agent.ack(command.id).await.unwrap();
+            agent.result(command.id, &succeeded()).await.unwrap();
+            ran.push(command.id);
+        }
+    }
+    let done = wait_finished(&client, &[task.id], Duration::from_secs(10))
+        .await
+        .remove(0);
+    assert_eq!(done.state, TaskState::Succeeded, "{done:?}");
+    let all = client.task_commands(task.id).await.unwrap().items;
+    assert_eq!(all.len(), 3, "{all:?}");
+    assert_eq!(ran.len(), 3, "each command ran once: {ran:?}");
+    assert!(all.iter().all(|c| c.deliveries == 1), "{all:?}");
+    let third = all
+        .iter()
+        .find(|c| !sent.iter().any(|s| s.id == c.id))
+        .unwrap();
+    assert!(third.queued_at > task.started_at.unwrap(), "{third:?}");
+
+    // No slot: the script is queued and sends nothing until it is claimed.
+    let node_id = client.find_node("node-1").await.unwrap().id;
+    let set_cap = |cap| capstan_api::UpdateNodeRequest {
+        task_cap: Some(capstan_core::TaskCap::new(cap).unwrap()),
+        ..Default::default()
+    };
+    client.update_node(node_id, &set_cap(0)).await.unwrap();
+    let waiting = client.run_script(&script(3)).await.unwrap();
+    assert_eq!(waiting.state, TaskState::Queued, "{waiting:?}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        client
+            .task_commands(waiting.id)
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    client.update_node(node_id, &set_cap(5)).await.unwrap();
+    for agent in &agents {
+        let answer = agent.poll(5_000).await.unwrap();
+        assert_eq!(answer.commands.len(), 1, "{answer:?}");
+        let command = &answer.commands[0];
+        assert_eq!(command.task_id, waiting.id);
+        agent.ack(command.id).await.unwrap();
+        agent.result(command.id, &succeeded()).await.unwrap();
+    }
+    let done = wait_finished(&client, &[waiting.id], Duration::from_secs(10))
+        .await
+        .remove(0);
+    assert_eq!(done.state, TaskState::Succeeded, "{done:?}");
+    let started = done.started_at.unwrap();
+    let commands = client.task_commands(waiting.id).await.unwrap().items;
+    assert!(
+        commands.iter().all(|c| c.queued_at > started),
+        "{commands:?}"
+    );
+}
+
 #[tokio::test]
 async fn cancelling_stops_running_commands_and_withdraws_those_not_yet_acknowledged() {
     let cluster = TestCluster::start(1).await;
