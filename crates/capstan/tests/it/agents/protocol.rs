@@ -207,6 +207,22 @@ async fn a_script_claimed_at_once_sends_its_first_commands_with_the_claim_and_a_
         ..Default::default()
     };
 
+    // The node claims on create only when nothing older waits: let the periodic
+    // tasks queued at its start run first.
+    eventually(Duration::from_secs(10), "no task queued", || async {
+        let query = capstan_api::TaskQuery {
+            state: Some(TaskState::Queued),
+            ..Default::default()
+        };
+        client
+            .list_tasks(&query)
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+            .then_some(())
+    })
+    .await;
     let task = client.run_script(&script(2)).await.unwrap();
     assert_eq!(task.state, TaskState::Running, "{task:?}");
     let sent = client.task_commands(task.id).await.unwrap().items;
@@ -244,6 +260,19 @@ async fn a_script_claimed_at_once_sends_its_first_commands_with_the_claim_and_a_
         ..Default::default()
     };
     client.update_node(node_id, &set_cap(0)).await.unwrap();
+    // The node hears of its new cap through NOTIFY: once a no-op task stays queued, it
+    // has.
+    eventually(Duration::from_secs(10), "the cap of 0 applied", || async {
+        let probe = client
+            .create_task(&capstan_api::CreateTaskRequest::new(
+                "sleep",
+                serde_json::json!({"ms": 0}),
+            ))
+            .await
+            .unwrap();
+        (probe.state == TaskState::Queued).then_some(())
+    })
+    .await;
     let waiting = client.run_script(&script(3)).await.unwrap();
     assert_eq!(waiting.state, TaskState::Queued, "{waiting:?}");
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -357,4 +386,52 @@ async fn an_agent_that_never_reports_fails_its_part_with_a_reason() {
         error.contains("gone01 (timed out: the agent did not report within 2s"),
         "{error}"
     );
+}
+
+/// The claim that sends a script's first commands is one statement: a command for an
+/// agent deleted meanwhile refuses the whole of it (the API answers 409), and neither
+/// the task nor any command is left behind.
+#[tokio::test]
+async fn a_claim_sending_to_a_deleted_agent_leaves_nothing_behind() {
+    let db = capstan_testkit::TestDatabase::new().await;
+    let pools = capstan_db::Pools::connect(
+        &capstan_db::DatabaseUrl::parse(&db.url).unwrap(),
+        2,
+        "capstan test",
+    )
+    .await
+    .unwrap();
+    let kinds = vec!["script".to_owned()];
+    let commands = [capstan_db::mailbox::NewCommand {
+        agent_id: 424_242,
+        body: serde_json::json!({"kind": "script"}),
+        timeout_ms: 1_000,
+    }];
+    let claim = capstan_db::tasks::ClaimOnCreate {
+        node_name: "node-1",
+        lease_ttl: Duration::from_secs(60),
+        kinds: &kinds,
+        commands: &commands,
+    };
+    let task = capstan_db::tasks::NewTask {
+        kind: "script".into(),
+        args: serde_json::json!({}),
+        on_node_lost: "fail",
+        concurrency_key: None,
+    };
+    let refused =
+        capstan_db::tasks::create_one(&pools.api, &task, uuid::Uuid::now_v7(), Some(claim))
+            .await
+            .unwrap_err();
+    assert!(
+        matches!(&refused, capstan_db::DbError::Conflict { constraint } if constraint == "agent_commands_agent_id_fkey"),
+        "{refused:?}"
+    );
+    let (tasks, commands): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM tasks), (SELECT count(*) FROM agent_commands)",
+    )
+    .fetch_one(&pools.api)
+    .await
+    .unwrap();
+    assert_eq!((tasks, commands), (0, 0));
 }
