@@ -1023,22 +1023,18 @@ fn trip_figures(trips: &[Trip]) -> Figures {
     figures.put("commit_p50_ms", p50(|t| t.commit_ms));
     figures.put("command_p50_ms", p50(|t| t.received_ms));
     figures.put("command_p99_ms", p99(|t| t.received_ms));
-    figures.put(
-        "command_to_healthz_ratio",
-        figures.get("command_p50_ms") / figures.get("healthz_p50_ms"),
-    );
     figures.put("delivery_p50_ms", p50(|t| t.delivery_ms));
     figures.put("delivery_p99_ms", p99(|t| t.delivery_ms));
     figures.put("full_p50_ms", p50(|t| t.full_ms));
     figures.put("full_p99_ms", p99(|t| t.full_ms));
-    figures.put(
-        "delivery_to_healthz_ratio",
-        figures.get("delivery_p50_ms") / figures.get("healthz_p50_ms"),
-    );
-    figures.put(
-        "full_to_healthz_ratio",
-        figures.get("full_p50_ms") / figures.get("healthz_p50_ms"),
-    );
+    for (ratio, p50_name) in [
+        ("command_to_healthz_ratio", "command_p50_ms"),
+        ("delivery_to_healthz_ratio", "delivery_p50_ms"),
+        ("full_to_healthz_ratio", "full_p50_ms"),
+    ] {
+        let value = figures.get(p50_name) / figures.get("healthz_p50_ms");
+        figures.put(ratio, value);
+    }
     figures.put("post_scripts_p50_ms", p50(|t| t.post_ms));
     figures.put("task_started_p50_ms", p50(|t| t.task_started_ms));
     figures.put("command_queued_p50_ms", p50(|t| t.command_queued_ms));
