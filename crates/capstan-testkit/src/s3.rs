@@ -8,7 +8,6 @@
 
 use std::{
     io::Write,
-    net::{SocketAddr, TcpStream},
     path::{Path, PathBuf},
     process::{Child, ChildStdin, Command, Stdio},
     sync::OnceLock,
@@ -23,6 +22,15 @@ pub const REGION: &str = "us-east-1";
 pub const BUCKET: &str = "capstan-test";
 
 const READY_WITHIN: Duration = Duration::from_secs(10);
+/// Free ports tried before giving up; each is lost only to a race with another process.
+const PORT_ATTEMPTS: usize = 5;
+
+/// Why s3s-fs did not start listening.
+enum Launch {
+    /// Another process holds the port.
+    PortTaken,
+    Failed(String),
+}
 
 /// Runs s3s-fs and SIGKILLs it when a line, or end of file, arrives on stdin. Our end
 /// of that pipe closes when the test binary exits, however it exits, so the server
@@ -52,21 +60,36 @@ pub fn shared() -> &'static S3Server {
 }
 
 impl S3Server {
-    /// Starts s3s-fs on a free port and waits (≤ 10 s) until it accepts connections.
+    /// Starts s3s-fs on a free port and waits (≤ 10 s) until it is listening. A port
+    /// that another process took between being found free and being bound is given
+    /// up for another.
     pub fn start() -> Self {
+        Self::start_on(free_port())
+    }
+
+    fn start_on(port: u16) -> Self {
         let bin = find_binary();
         let dir = TempDir::new("capstan-s3");
         let root = dir.0.join("data");
         std::fs::create_dir_all(root.join(BUCKET)).expect("creating the bucket directory");
         let mut server = Self {
-            port: free_port(),
+            port,
             bin,
             dir,
             root,
             running: None,
         };
-        server.resume();
-        server
+        for _ in 0..PORT_ATTEMPTS {
+            match server.launch() {
+                Ok(()) => return server,
+                Err(Launch::PortTaken) => server.port = free_port(),
+                Err(Launch::Failed(why)) => panic!("{why}"),
+            }
+        }
+        panic!(
+            "s3s-fs found every one of {PORT_ATTEMPTS} free ports taken:\n{}",
+            server.log()
+        );
     }
 
     pub fn endpoint(&self) -> String {
@@ -112,8 +135,22 @@ impl S3Server {
 
     /// Starts the server again on the same port and data, and waits until it is ready.
     pub fn resume(&mut self) {
+        match self.launch() {
+            Ok(()) => {}
+            Err(Launch::PortTaken) => panic!(
+                "s3s-fs cannot listen on port {} again: another process took it",
+                self.port
+            ),
+            Err(Launch::Failed(why)) => panic!("{why}"),
+        }
+    }
+
+    /// Runs s3s-fs on `self.port` and waits until it says it is listening. Only its own
+    /// words count: another test's server may accept connections on a port this one
+    /// failed to bind.
+    fn launch(&mut self) -> Result<(), Launch> {
         if self.running.is_some() {
-            return;
+            return Ok(());
         }
         let log_path = self.log_path();
         let log = std::fs::OpenOptions::new()
@@ -121,6 +158,7 @@ impl S3Server {
             .append(true)
             .open(&log_path)
             .expect("opening the s3s-fs log");
+        let earlier = self.log().len();
         let mut child = Command::new("bash")
             .args(["-c", SUPERVISOR, "s3s-supervisor"])
             .arg(&self.dir.0)
@@ -128,6 +166,7 @@ impl S3Server {
             .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
             .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
             .arg(&self.root)
+            .env("RUST_LOG", "s3s_fs=info")
             .stdin(Stdio::piped())
             .stdout(log.try_clone().expect("cloning a file handle"))
             .stderr(log)
@@ -135,23 +174,36 @@ impl S3Server {
             .expect("starting s3s-fs (through bash)");
         let stdin = child.stdin.take().expect("the supervisor's stdin");
         self.running = Some((child, stdin));
-        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
+        let listening = format!("server is running at http://127.0.0.1:{}", self.port);
         let started = Instant::now();
-        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+        loop {
+            let said = self.log().get(earlier..).unwrap_or_default().to_owned();
+            if said.contains(&listening) {
+                return Ok(());
+            }
             let (child, _) = self.running.as_mut().expect("just started");
             if let Ok(Some(status)) = child.try_wait() {
-                self.running = None;
-                panic!(
-                    "s3s-fs exited with {status} before accepting connections on {addr}:\n{}",
-                    self.log()
-                );
+                // All it wrote before exiting is in the file now.
+                let said = self.log().get(earlier..).unwrap_or_default().to_owned();
+                // A line, not end of file, so the supervisor's reader leaves the
+                // directory (the data, the log) for the next attempt.
+                if let Some((_, mut stdin)) = self.running.take() {
+                    let _ = stdin.write_all(b"stop\n");
+                }
+                if said.contains("Address already in use") {
+                    return Err(Launch::PortTaken);
+                }
+                return Err(Launch::Failed(format!(
+                    "s3s-fs exited with {status} before listening on port {}:\n{said}",
+                    self.port
+                )));
             }
             if started.elapsed() > READY_WITHIN {
                 self.stop();
-                panic!(
-                    "s3s-fs did not accept connections on {addr} within {READY_WITHIN:?}:\n{}",
-                    self.log()
-                );
+                return Err(Launch::Failed(format!(
+                    "s3s-fs did not listen on port {} within {READY_WITHIN:?}:\n{said}",
+                    self.port
+                )));
             }
             #[expect(
                 clippy::disallowed_methods,
@@ -303,11 +355,30 @@ mod tests {
         let a = shared();
         let b = shared();
         assert!(std::ptr::eq(a, b));
-        assert!(TcpStream::connect(("127.0.0.1", a.port)).is_ok());
+        assert!(std::net::TcpStream::connect(("127.0.0.1", a.port)).is_ok());
         assert_eq!(a.blob_url("/run-1/x"), "s3://capstan-test/run-1/x");
         assert!(
             a.env()
                 .contains(&("CAPSTAN_S3_ENDPOINT".to_owned(), a.endpoint()))
+        );
+    }
+
+    /// Something else accepting connections on the port is not taken for the server.
+    #[test]
+    fn a_port_another_process_holds_is_given_up_for_another() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+        let port = taken.local_addr().expect("its address").port();
+        let server = S3Server::start_on(port);
+        assert_ne!(server.port, port);
+        assert!(
+            server.log().contains("Address already in use"),
+            "{}",
+            server.log()
+        );
+        assert!(
+            server
+                .log()
+                .contains(&format!("server is running at {}", server.endpoint()))
         );
     }
 }

@@ -80,8 +80,10 @@ impl Drop for Cleanup {
     }
 }
 
-/// Maps a blob store failure to the answer a client gets.
+/// Maps a blob store failure to the answer a client gets, and tells the operator: the
+/// client sees a 503, the node's log says which store failed and why.
 pub(crate) fn store_error(e: &ObjectError) -> ApiError {
+    tracing::warn!("the blob store failed a request: {e}");
     ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
 }
 

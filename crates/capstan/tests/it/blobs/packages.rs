@@ -81,6 +81,18 @@ pub async fn push_raw(base: &str, query: &str, content: Vec<u8>) -> reqwest::Res
         .unwrap()
 }
 
+/// The response, if it is 201; else a failure that shows what the node said.
+async fn expect_created(response: reqwest::Response) -> reqwest::Response {
+    let status = response.status();
+    if status != StatusCode::CREATED {
+        panic!(
+            "expected 201, got {status}: {}",
+            response.text().await.unwrap_or_default()
+        );
+    }
+    response
+}
+
 async fn get(url: &str, headers: &[(header::HeaderName, &str)]) -> reqwest::Response {
     let mut request = auth(http().get(url));
     for (name, value) in headers {
@@ -94,8 +106,8 @@ async fn uploads_read_back_whole_and_in_ranges_from_every_node(backend: Backend)
     let (a, b) = (env.cluster.node(0).url(), env.cluster.node(1).url());
     // Several 8 MiB parts and a short last one.
     let content = noise(20 * 1024 * 1024 + 12_345, 1);
-    let response = push_form(&a, "Acme.Web.1.2.3.zip", content.clone(), "").await;
-    assert_eq!(response.status(), StatusCode::CREATED);
+    let response =
+        expect_created(push_form(&a, "Acme.Web.1.2.3.zip", content.clone(), "").await).await;
     assert_eq!(
         response.headers()[header::LOCATION],
         "/api/packages/Acme.Web/1.2.3"
@@ -108,15 +120,16 @@ async fn uploads_read_back_whole_and_in_ranges_from_every_node(backend: Backend)
     assert_eq!(created["sha256"], sha256_hex(&content));
 
     let small = noise(1000, 2);
-    let response = push_raw(
-        &b,
-        "?id=Acme.Web&version=1.10.0-beta.1&extension=tar.gz",
-        small.clone(),
+    expect_created(
+        push_raw(
+            &b,
+            "?id=Acme.Web&version=1.10.0-beta.1&extension=tar.gz",
+            small.clone(),
+        )
+        .await,
     )
     .await;
-    assert_eq!(response.status(), StatusCode::CREATED);
-    let response = push_raw(&b, "?id=Acme.Web&version=1.10.0", small.clone()).await;
-    assert_eq!(response.status(), StatusCode::CREATED);
+    expect_created(push_raw(&b, "?id=Acme.Web&version=1.10.0", small.clone()).await).await;
     let response = push_raw(&a, "?id=Other&version=1", Vec::new()).await;
     assert_eq!(
         response.status(),
@@ -270,8 +283,7 @@ async fn duplicates_conflict_replacements_and_deletes_free_their_blobs(backend: 
     assert_eq!(body, Bytes::from(first));
 
     let second = noise(200_000, 5);
-    let response = push_raw(&b, "?id=App&version=2.0.0&replace=true", second.clone()).await;
-    assert_eq!(response.status(), StatusCode::CREATED);
+    expect_created(push_raw(&b, "?id=App&version=2.0.0&replace=true", second.clone()).await).await;
     let body = get(&format!("{a}/api/packages/App/2.0.0/raw"), &[])
         .await
         .bytes()
