@@ -14,6 +14,26 @@ pub struct NewCommand {
     pub timeout_ms: i64,
 }
 
+/// Commands as the arrays an `unnest($agents, $bodies, $timeouts)` insert reads.
+pub(crate) struct Columns<'a> {
+    pub agents: Vec<i64>,
+    pub bodies: Vec<sqlx::types::Json<&'a serde_json::Value>>,
+    pub timeouts: Vec<i64>,
+}
+
+impl<'a> Columns<'a> {
+    pub fn of(commands: &'a [NewCommand]) -> Self {
+        Self {
+            agents: commands.iter().map(|c| c.agent_id).collect(),
+            bodies: commands
+                .iter()
+                .map(|c| sqlx::types::Json(&c.body))
+                .collect(),
+            timeouts: commands.iter().map(|c| c.timeout_ms).collect(),
+        }
+    }
+}
+
 /// Puts commands in their agents' mailboxes and wakes whichever node each agent polls.
 pub async fn send(
     db: &PgPool,
@@ -21,9 +41,11 @@ pub async fn send(
     attempt: i32,
     commands: &[NewCommand],
 ) -> Result<Vec<i64>, DbError> {
-    let agents: Vec<i64> = commands.iter().map(|c| c.agent_id).collect();
-    let bodies: Vec<serde_json::Value> = commands.iter().map(|c| c.body.clone()).collect();
-    let timeouts: Vec<i64> = commands.iter().map(|c| c.timeout_ms).collect();
+    let Columns {
+        agents,
+        bodies,
+        timeouts,
+    } = Columns::of(commands);
     // One statement, so one round trip and one commit: the agent's wait is this long.
     // Ids are drawn in the order rows are inserted, and the insert reads the ordered
     // input, so sorted ids line up with `commands`.

@@ -7,7 +7,11 @@ use sqlx::PgExecutor;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::{DbError, TASKS_CHANNEL, agents::AGENTS_CHANNEL, mailbox::NewCommand};
+use crate::{
+    DbError, TASKS_CHANNEL,
+    agents::AGENTS_CHANNEL,
+    mailbox::{Columns, NewCommand},
+};
 
 /// A row of `tasks`, with the name of the node that holds or held it.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -169,12 +173,7 @@ pub async fn create_one(
     let lease_ms = claim.map_or(0.0, |c| c.lease_ttl.as_secs_f64() * 1000.0);
     let kinds: &[String] = claim.map_or(&[], |c| c.kinds);
     let commands: &[NewCommand] = claim.map_or(&[], |c| c.commands);
-    let agents: Vec<i64> = commands.iter().map(|c| c.agent_id).collect();
-    let bodies: Vec<sqlx::types::Json<&serde_json::Value>> = commands
-        .iter()
-        .map(|c| sqlx::types::Json(&c.body))
-        .collect();
-    let timeouts: Vec<i64> = commands.iter().map(|c| c.timeout_ms).collect();
+    let columns = Columns::of(commands);
     // Command ids are drawn in the order rows are inserted, and that insert reads the
     // ordered input, so sorted ids line up with `commands` (as in `mailbox::send`).
     let sql = if commands.is_empty() {
@@ -223,9 +222,9 @@ pub async fn create_one(
         .bind(kinds);
     if !commands.is_empty() {
         query = query
-            .bind(agents)
-            .bind(bodies)
-            .bind(timeouts)
+            .bind(columns.agents)
+            .bind(columns.bodies)
+            .bind(columns.timeouts)
             .bind(AGENTS_CHANNEL);
     }
     Ok(query.fetch_one(db).await?)

@@ -111,26 +111,23 @@ pub async fn run_on_agents(
     let timeout_ms = i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX);
     let allowed = timeout + timeout.min(MAX_REPORT_GRACE);
     if let Some(sent) = sent {
-        let deadline = Instant::now() + allowed;
-        let mut handed = Vec::with_capacity(sent.commands.len());
+        let mut taken = Vec::with_capacity(sent.commands.len());
         for (agent_id, id) in sent.commands {
             let job = waiting
                 .pop_front()
                 .filter(|job| job.target.id == agent_id)
                 .ok_or("the commands sent with the claim do not match the task's agents")?;
-            handed.push((
-                agent_id,
-                Delivery {
-                    id,
-                    task_id: run.id,
-                    body: Some(job.body),
-                    timeout_ms,
-                    cancel: false,
-                },
-            ));
-            in_flight.insert(id, (job.target, deadline));
+            taken.push((id, job));
         }
-        sent.sending.handed_over(handed);
+        let deadline = Instant::now() + allowed;
+        in_hand(
+            run.id,
+            sent.sending,
+            taken,
+            timeout_ms,
+            deadline,
+            &mut in_flight,
+        );
     }
     loop {
         let room = max_parallel.max(1).saturating_sub(in_flight.len());
@@ -154,21 +151,8 @@ pub async fn run_on_agents(
                 .await
                 .map_err(|e| format!("cannot send commands to agents: {e}"))?;
             let deadline = Instant::now() + allowed;
-            let mut handed = Vec::with_capacity(ids.len());
-            for ((id, job), command) in ids.into_iter().zip(batch).zip(commands) {
-                handed.push((
-                    command.agent_id,
-                    Delivery {
-                        id,
-                        task_id: run.id,
-                        body: Some(command.body),
-                        timeout_ms,
-                        cancel: false,
-                    },
-                ));
-                in_flight.insert(id, (job.target, deadline));
-            }
-            sending.handed_over(handed);
+            let taken = ids.into_iter().zip(batch).collect();
+            in_hand(run.id, sending, taken, timeout_ms, deadline, &mut in_flight);
         }
         if in_flight.is_empty() {
             break;
@@ -223,6 +207,33 @@ pub async fn run_on_agents(
     }
     guard.armed = false;
     Ok(outcomes)
+}
+
+/// Committed commands, each with its job: in flight until `deadline`, and handed to the
+/// polls this node holds.
+fn in_hand(
+    task_id: i64,
+    sending: Sending,
+    committed: Vec<(i64, AgentJob)>,
+    timeout_ms: i64,
+    deadline: Instant,
+    in_flight: &mut HashMap<i64, (Target, Instant)>,
+) {
+    let mut handed = Vec::with_capacity(committed.len());
+    for (id, job) in committed {
+        handed.push((
+            job.target.id,
+            Delivery {
+                id,
+                task_id,
+                body: Some(job.body),
+                timeout_ms,
+                cancel: false,
+            },
+        ));
+        in_flight.insert(id, (job.target, deadline));
+    }
+    sending.handed_over(handed);
 }
 
 /// Copies output that arrived for the task into its log.

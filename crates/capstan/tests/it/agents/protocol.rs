@@ -207,22 +207,7 @@ async fn a_script_claimed_at_once_sends_its_first_commands_with_the_claim_and_a_
         ..Default::default()
     };
 
-    // The node claims on create only when nothing older waits: let the periodic
-    // tasks queued at its start run first.
-    eventually(Duration::from_secs(10), "no task queued", || async {
-        let query = capstan_api::TaskQuery {
-            state: Some(TaskState::Queued),
-            ..Default::default()
-        };
-        client
-            .list_tasks(&query)
-            .await
-            .unwrap()
-            .items
-            .is_empty()
-            .then_some(())
-    })
-    .await;
+    nothing_waiting(&client).await;
     let task = client.run_script(&script(2)).await.unwrap();
     assert_eq!(task.state, TaskState::Running, "{task:?}");
     let sent = client.task_commands(task.id).await.unwrap().items;
@@ -388,50 +373,107 @@ async fn an_agent_that_never_reports_fails_its_part_with_a_reason() {
     );
 }
 
-/// The claim that sends a script's first commands is one statement: a command for an
-/// agent deleted meanwhile refuses the whole of it (the API answers 409), and neither
-/// the task nor any command is left behind.
+/// The claim that sends a script's first commands is one statement: an agent deleted
+/// between the target lookup and that statement refuses the whole of it. The delete
+/// is held open in a transaction, so the lookup still sees the agent and the
+/// statement's foreign-key check waits for the delete to commit.
 #[tokio::test]
-async fn a_claim_sending_to_a_deleted_agent_leaves_nothing_behind() {
-    let db = capstan_testkit::TestDatabase::new().await;
-    let pools = capstan_db::Pools::connect(
-        &capstan_db::DatabaseUrl::parse(&db.url).unwrap(),
-        2,
-        "capstan test",
-    )
-    .await
-    .unwrap();
-    let kinds = vec!["script".to_owned()];
-    let commands = [capstan_db::mailbox::NewCommand {
-        agent_id: 424_242,
-        body: serde_json::json!({"kind": "script"}),
-        timeout_ms: 1_000,
-    }];
-    let claim = capstan_db::tasks::ClaimOnCreate {
-        node_name: "node-1",
-        lease_ttl: Duration::from_secs(60),
-        kinds: &kinds,
-        commands: &commands,
-    };
-    let task = capstan_db::tasks::NewTask {
-        kind: "script".into(),
-        args: serde_json::json!({}),
-        on_node_lost: "fail",
-        concurrency_key: None,
-    };
-    let refused =
-        capstan_db::tasks::create_one(&pools.api, &task, uuid::Uuid::now_v7(), Some(claim))
+async fn a_script_whose_agent_is_deleted_while_it_is_queued_is_refused_and_leaves_nothing() {
+    let cluster = TestCluster::start(1).await;
+    let node = cluster.node(0);
+    let client = node.client();
+    let db = sqlx::PgPool::connect(&cluster.db.url).await.unwrap();
+    // A node whose claim loop holds its free slot at that moment queues the script
+    // instead of claiming it, and nothing waits: then try again with another agent.
+    for attempt in 1..=5 {
+        let name = format!("gone{attempt:02}");
+        sim_agents(&client, &node.url(), &[name.as_str()], &[]).await;
+        nothing_waiting(&client).await;
+        let mut deleting = db.begin().await.unwrap();
+        sqlx::query("DELETE FROM agents WHERE name = $1")
+            .bind(&name)
+            .execute(&mut *deleting)
             .await
-            .unwrap_err();
-    assert!(
-        matches!(&refused, capstan_db::DbError::Conflict { constraint } if constraint == "agent_commands_agent_id_fkey"),
-        "{refused:?}"
-    );
-    let (tasks, commands): (i64, i64) = sqlx::query_as(
-        "SELECT (SELECT count(*) FROM tasks), (SELECT count(*) FROM agent_commands)",
+            .unwrap();
+        let mut posted = tokio::spawn({
+            let client = client.clone();
+            let name = name.clone();
+            async move {
+                client
+                    .run_script(&capstan_api::RunScriptRequest {
+                        script: "true".to_owned(),
+                        agents: vec![name],
+                        ..Default::default()
+                    })
+                    .await
+            }
+        });
+        let claim_waits = eventually(Duration::from_secs(10), "the claim to wait", || async {
+            let (waiting,): (i64,) = sqlx::query_as(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE wait_event_type = 'Lock' AND query LIKE 'WITH take AS%'",
+            )
+            .fetch_one(&db)
+            .await
+            .unwrap();
+            (waiting > 0).then_some(())
+        });
+        tokio::select! {
+            answered = &mut posted => {
+                let queued = answered.unwrap().expect("a queued script");
+                assert_eq!(queued.state, TaskState::Queued, "{queued:?}");
+                deleting.rollback().await.unwrap();
+                client.cancel_task(queued.id).await.unwrap();
+                continue;
+            }
+            () = claim_waits => {}
+        }
+        deleting.commit().await.unwrap();
+
+        let refused = posted.await.unwrap().unwrap_err();
+        let capstan_api::ClientError::Api(problem) = refused else {
+            panic!("{refused}");
+        };
+        assert_eq!(problem.status, 409, "{problem:?}");
+        assert!(
+            problem.detail.contains("deleted meanwhile"),
+            "{}",
+            problem.detail
+        );
+        let (tasks,): (i64,) = sqlx::query_as(
+            "SELECT count(*) FROM tasks
+             WHERE kind = 'script' AND args -> 'targets' @> jsonb_build_array(
+                 jsonb_build_object('name', $1::text))",
+        )
+        .bind(&name)
+        .fetch_one(&db)
+        .await
+        .unwrap();
+        assert_eq!(tasks, 0, "no task is left for {name}");
+        return;
+    }
+    panic!("the node queued the script instead of claiming it in 5 tries");
+}
+
+/// Waits until no task is queued or running: a node claims a task on create only
+/// when nothing older waits and no claim of its own holds the free slot, and the
+/// periodic tasks queued at its start may not have finished yet.
+async fn nothing_waiting(client: &capstan_api::ApiClient) {
+    eventually(
+        Duration::from_secs(10),
+        "no task queued or running",
+        || async {
+            for state in [TaskState::Queued, TaskState::Running] {
+                let query = capstan_api::TaskQuery {
+                    state: Some(state),
+                    ..Default::default()
+                };
+                if !client.list_tasks(&query).await.unwrap().items.is_empty() {
+                    return None;
+                }
+            }
+            Some(())
+        },
     )
-    .fetch_one(&pools.api)
-    .await
-    .unwrap();
-    assert_eq!((tasks, commands), (0, 0));
+    .await;
 }
