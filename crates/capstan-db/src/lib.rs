@@ -1,9 +1,10 @@
 //! Capstan's PostgreSQL layer: every SQL statement the cluster runs lives here.
 //!
-//! Two pools reach the same database. The API pool (sqlx) serves requests; the
+//! Three pools reach the same database. The API pool (sqlx) serves requests; the
 //! liveness pool (deadpool-postgres) carries heartbeats, pings, claims, completions,
-//! lease renewals and rescue, so API load can never starve a node into looking dead. LISTEN gets a
-//! connection of its own ([`listen`]). Modules are named after aggregates and hold one
+//! lease renewals and rescue, so API load can never starve a node into looking dead;
+//! the enqueue pool (deadpool-postgres) queues single tasks for API requests. LISTEN
+//! gets a connection of its own ([`listen`]). Modules are named after aggregates and hold one
 //! verb-named function per statement. This crate must never import axum, hyper or
 //! object_store: it knows tables, not HTTP.
 

@@ -17,7 +17,7 @@ pub struct NewCommand {
 /// Commands as the arrays an `unnest($agents, $bodies, $timeouts)` insert reads.
 pub(crate) struct Columns<'a> {
     pub agents: Vec<i64>,
-    pub bodies: Vec<sqlx::types::Json<&'a serde_json::Value>>,
+    pub bodies: Vec<&'a serde_json::Value>,
     pub timeouts: Vec<i64>,
 }
 
@@ -25,10 +25,7 @@ impl<'a> Columns<'a> {
     pub fn of(commands: &'a [NewCommand]) -> Self {
         Self {
             agents: commands.iter().map(|c| c.agent_id).collect(),
-            bodies: commands
-                .iter()
-                .map(|c| sqlx::types::Json(&c.body))
-                .collect(),
+            bodies: commands.iter().map(|c| &c.body).collect(),
             timeouts: commands.iter().map(|c| c.timeout_ms).collect(),
         }
     }

@@ -1,4 +1,4 @@
-//! Connecting to PostgreSQL: the database URL, the two pools, and a start-up check that
+//! Connecting to PostgreSQL: the database URL, the three pools, and a start-up check that
 //! says exactly why a database cannot be used.
 
 use std::{fmt, str::FromStr, time::Duration};
@@ -14,6 +14,11 @@ use capstan_core::error_chain as describe_chain;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// An API connection idle this long is pinged before it serves a request.
 const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
+/// Connections that queue single tasks for API requests. Each statement holds one for
+/// about a commit, so a few serve thousands of tasks a second.
+pub const ENQUEUE_POOL_SIZE: usize = 4;
+/// Connections for heartbeats, pings, claims and completions.
+pub const LIVENESS_POOL_SIZE: usize = 4;
 
 /// A PostgreSQL URL that never shows its password when printed.
 #[derive(Clone)]
@@ -80,6 +85,10 @@ pub struct Pools {
     pub api: PgPool,
     /// Heartbeats and pings: small, and never shared with request handling.
     pub liveness: deadpool_postgres::Pool,
+    /// Queues single tasks for API requests ([`crate::tasks::create_one`]): the
+    /// statement a stream of tasks repeats, on tokio-postgres, which takes a connection
+    /// back without the extra round trip sqlx's pool spends on each.
+    pub enqueue: deadpool_postgres::Pool,
     /// Settings for the dedicated LISTEN connection.
     pub listen_config: tokio_postgres::Config,
 }
@@ -134,24 +143,30 @@ impl Pools {
             .map_err(|e| fail(format!("the database URL cannot be used: {e}")))?;
         listen_config.connect_timeout(Duration::from_secs(2));
         listen_config.application_name(application_name);
-        let manager = deadpool_postgres::Manager::from_config(
-            listen_config.clone(),
-            tokio_postgres::NoTls,
-            deadpool_postgres::ManagerConfig {
-                recycling_method: deadpool_postgres::RecyclingMethod::Fast,
-            },
-        );
-        let liveness = deadpool_postgres::Pool::builder(manager)
-            .max_size(4)
-            .runtime(deadpool_postgres::Runtime::Tokio1)
-            .wait_timeout(Some(Duration::from_secs(2)))
-            .create_timeout(Some(Duration::from_secs(2)))
-            .recycle_timeout(Some(Duration::from_secs(1)))
-            .build()
-            .map_err(|e| fail(e.to_string()))?;
+        let deadpool = |size: usize, wait: Duration| {
+            let manager = deadpool_postgres::Manager::from_config(
+                listen_config.clone(),
+                tokio_postgres::NoTls,
+                deadpool_postgres::ManagerConfig {
+                    recycling_method: deadpool_postgres::RecyclingMethod::Fast,
+                },
+            );
+            deadpool_postgres::Pool::builder(manager)
+                .max_size(size)
+                .runtime(deadpool_postgres::Runtime::Tokio1)
+                .wait_timeout(Some(wait))
+                .create_timeout(Some(Duration::from_secs(2)))
+                .recycle_timeout(Some(Duration::from_secs(1)))
+                .build()
+                .map_err(|e| fail(e.to_string()))
+        };
+        let liveness = deadpool(LIVENESS_POOL_SIZE, Duration::from_secs(2))?;
+        // As long as the API pool waits: a burst of creates queues here like any request.
+        let enqueue = deadpool(ENQUEUE_POOL_SIZE, CONNECT_TIMEOUT)?;
         Ok(Self {
             api,
             liveness,
+            enqueue,
             listen_config,
         })
     }

@@ -1,7 +1,7 @@
 //! The `tasks` table as the API reads and changes it: create, list, show, cancel.
 //!
 //! Claims, completions, lease renewals and rescue run on the liveness pool and live in
-//! [`crate::queue`].
+//! [`crate::queue`]; [`create_one`], which may claim too, runs on the enqueue pool.
 
 use sqlx::PgExecutor;
 use time::OffsetDateTime;
@@ -125,21 +125,21 @@ pub struct ClaimOnCreate<'a> {
 
 /// A task as inserted, with the ids of the commands sent with its claim, in the order
 /// they were given (empty unless claimed).
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct Created {
-    #[sqlx(flatten)]
     pub task: TaskRow,
     pub command_ids: Vec<i64>,
 }
 
 /// Inserts the task, claimed for node $6 when `take` says so, and wakes the other nodes
-/// when it is only queued.
+/// when it is only queued. `take` is materialized so its test runs once, not once per
+/// column that reads it.
 macro_rules! create_one_head {
     () => {
-        "WITH take AS (
+        "WITH take AS MATERIALIZED (
             SELECT $7::bool AND NOT EXISTS (
                 SELECT 1 FROM tasks
-                WHERE state = 'queued' AND array_position($10, kind) IS NOT NULL
+                WHERE state = 'queued' AND array_position($10::text[], kind) IS NOT NULL
             ) AS yes
          ), inserted AS (
             INSERT INTO tasks (kind, args, on_node_lost, concurrency_key, state, node_id,
@@ -149,7 +149,7 @@ macro_rules! create_one_head {
                 CASE WHEN yes THEN $6::uuid END,
                 CASE WHEN yes THEN 1 ELSE 0 END,
                 CASE WHEN yes THEN statement_timestamp() END,
-                CASE WHEN yes THEN statement_timestamp() + $9 * interval '1 millisecond' END
+                CASE WHEN yes THEN statement_timestamp() + $9::float8 * interval '1 millisecond' END
             FROM take
             RETURNING *
          ), woken AS (
@@ -161,73 +161,123 @@ macro_rules! create_one_head {
 /// Queues one task on behalf of node `queued_by` and returns it as inserted.
 ///
 /// With `claim`, and when no claimable task is queued, the task is claimed by that node
-/// in the same statement: inserted as running, attempt 1, leased. The caller must have reserved a slot and must start it. This saves a
-/// commit and a round trip per task and keeps FIFO: anything already waiting goes
-/// first. Otherwise the task is queued and the other nodes are notified.
+/// in the same statement: inserted as running, attempt 1, leased. The caller must have
+/// reserved a slot and must start it. This saves a commit and a round trip per task
+/// and keeps FIFO: anything already waiting goes first. Otherwise the task is queued
+/// and the other nodes are notified.
+///
+/// It runs on the enqueue pool ([`crate::Pools::enqueue`]), not the API pool: it is
+/// the one API statement per task that a stream of tasks repeats, and sqlx's pool
+/// follows every statement with a round trip of its own when it takes the connection
+/// back.
 pub async fn create_one(
-    db: impl PgExecutor<'_>,
+    pool: &deadpool_postgres::Pool,
     task: &NewTask,
     queued_by: Uuid,
     claim: Option<ClaimOnCreate<'_>>,
 ) -> Result<Created, DbError> {
     let lease_ms = claim.map_or(0.0, |c| c.lease_ttl.as_secs_f64() * 1000.0);
     let kinds: &[String] = claim.map_or(&[], |c| c.kinds);
+    let node_name = claim.map(|c| c.node_name);
     let commands: &[NewCommand] = claim.map_or(&[], |c| c.commands);
-    let columns = Columns::of(commands);
+    let client = pool.get().await?;
     // Command ids are drawn in the order rows are inserted, and that insert reads the
     // ordered input, so sorted ids line up with `commands` (as in `mailbox::send`).
-    let sql = if commands.is_empty() {
-        concat!(
-            create_one_head!(),
-            " SELECT i.id, i.kind, i.args, i.state, i.on_node_lost, i.concurrency_key,
-                i.node_id, CASE WHEN i.state = 'running' THEN $8 END AS node_name, i.attempt,
-                i.cancel_requested, i.queued_at, i.started_at, i.finished_at, i.error,
-                '{}'::bigint[] AS command_ids
-              FROM inserted i LEFT JOIN woken ON true"
-        )
+    let row = if commands.is_empty() {
+        let statement = client
+            .prepare_cached(concat!(
+                create_one_head!(),
+                " SELECT i.id, i.kind, i.args, i.state, i.on_node_lost, i.concurrency_key,
+                    i.node_id, CASE WHEN i.state = 'running' THEN $8::text END, i.attempt,
+                    i.cancel_requested, i.queued_at, i.started_at, i.finished_at, i.error,
+                    '{}'::bigint[]
+                  FROM inserted i LEFT JOIN woken ON true"
+            ))
+            .await?;
+        client
+            .query_one(
+                &statement,
+                &[
+                    &task.kind,
+                    &task.args,
+                    &task.on_node_lost,
+                    &task.concurrency_key,
+                    &TASKS_CHANNEL,
+                    &queued_by,
+                    &claim.is_some(),
+                    &node_name,
+                    &lease_ms,
+                    &kinds,
+                ],
+            )
+            .await?
     } else {
-        concat!(
-            create_one_head!(),
-            ", sent AS (
-                INSERT INTO agent_commands (agent_id, task_id, task_attempt, body, timeout_ms,
-                                            queued_at)
-                SELECT c.agent_id, i.id, i.attempt, c.body, c.timeout_ms, i.started_at
-                FROM inserted i,
-                     unnest($11::bigint[], $12::jsonb[], $13::bigint[]) WITH ORDINALITY
-                         AS c(agent_id, body, timeout_ms, n)
-                WHERE i.state = 'running'
-                ORDER BY c.n
-                RETURNING id, agent_id
-             ), mailed AS (
-                SELECT count(pg_notify($14, 'mail:' || a)) AS n
-                FROM (SELECT DISTINCT agent_id AS a FROM sent) d
-             )
-             SELECT i.id, i.kind, i.args, i.state, i.on_node_lost, i.concurrency_key,
-                i.node_id, CASE WHEN i.state = 'running' THEN $8 END AS node_name, i.attempt,
-                i.cancel_requested, i.queued_at, i.started_at, i.finished_at, i.error,
-                ARRAY(SELECT id FROM sent ORDER BY id) AS command_ids
-             FROM inserted i LEFT JOIN woken ON true CROSS JOIN mailed"
-        )
+        let statement = client
+            .prepare_cached(concat!(
+                create_one_head!(),
+                ", sent AS (
+                    INSERT INTO agent_commands (agent_id, task_id, task_attempt, body,
+                                                timeout_ms, queued_at)
+                    SELECT c.agent_id, i.id, i.attempt, c.body, c.timeout_ms, i.started_at
+                    FROM inserted i,
+                         unnest($11::bigint[], $12::jsonb[], $13::bigint[]) WITH ORDINALITY
+                             AS c(agent_id, body, timeout_ms, n)
+                    WHERE i.state = 'running'
+                    ORDER BY c.n
+                    RETURNING id, agent_id
+                 ), mailed AS (
+                    SELECT count(pg_notify($14, 'mail:' || a)) AS n
+                    FROM (SELECT DISTINCT agent_id AS a FROM sent) d
+                 )
+                 SELECT i.id, i.kind, i.args, i.state, i.on_node_lost, i.concurrency_key,
+                    i.node_id, CASE WHEN i.state = 'running' THEN $8::text END, i.attempt,
+                    i.cancel_requested, i.queued_at, i.started_at, i.finished_at, i.error,
+                    ARRAY(SELECT id FROM sent ORDER BY id)
+                 FROM inserted i LEFT JOIN woken ON true CROSS JOIN mailed"
+            ))
+            .await?;
+        let columns = Columns::of(commands);
+        client
+            .query_one(
+                &statement,
+                &[
+                    &task.kind,
+                    &task.args,
+                    &task.on_node_lost,
+                    &task.concurrency_key,
+                    &TASKS_CHANNEL,
+                    &queued_by,
+                    &claim.is_some(),
+                    &node_name,
+                    &lease_ms,
+                    &kinds,
+                    &columns.agents,
+                    &columns.bodies,
+                    &columns.timeouts,
+                    &AGENTS_CHANNEL,
+                ],
+            )
+            .await?
     };
-    let mut query = sqlx::query_as::<_, Created>(sql)
-        .bind(&task.kind)
-        .bind(sqlx::types::Json(&task.args))
-        .bind(task.on_node_lost)
-        .bind(&task.concurrency_key)
-        .bind(TASKS_CHANNEL)
-        .bind(queued_by)
-        .bind(claim.is_some())
-        .bind(claim.map(|c| c.node_name))
-        .bind(lease_ms)
-        .bind(kinds);
-    if !commands.is_empty() {
-        query = query
-            .bind(columns.agents)
-            .bind(columns.bodies)
-            .bind(columns.timeouts)
-            .bind(AGENTS_CHANNEL);
-    }
-    Ok(query.fetch_one(db).await?)
+    Ok(Created {
+        task: TaskRow {
+            id: row.try_get(0)?,
+            kind: row.try_get(1)?,
+            args: row.try_get(2)?,
+            state: row.try_get(3)?,
+            on_node_lost: row.try_get(4)?,
+            concurrency_key: row.try_get(5)?,
+            node_id: row.try_get(6)?,
+            node_name: row.try_get(7)?,
+            attempt: row.try_get(8)?,
+            cancel_requested: row.try_get(9)?,
+            queued_at: row.try_get(10)?,
+            started_at: row.try_get(11)?,
+            finished_at: row.try_get(12)?,
+            error: row.try_get(13)?,
+        },
+        command_ids: row.try_get(14)?,
+    })
 }
 
 /// One task by id.

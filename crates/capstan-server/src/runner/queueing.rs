@@ -65,7 +65,7 @@ async fn queue_and_maybe_start(
             .mailboxes
             .sending(commands.iter().map(|c| c.agent_id))
     });
-    let created = tasks::create_one(&ctx.pools.api, &task, ctx.state.id, claim).await;
+    let created = tasks::create_one(&ctx.pools.enqueue, &task, ctx.state.id, claim).await;
     if let Ok(created) = &created {
         let row = &created.task;
         if row.state == "running" {
