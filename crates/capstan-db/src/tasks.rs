@@ -131,30 +131,34 @@ pub struct Created {
     pub command_ids: Vec<i64>,
 }
 
-/// Inserts the task, claimed for node $6 when `take` says so, and wakes the other nodes
-/// when it is only queued. `take` is materialized so its test runs once, not once per
-/// column that reads it.
-macro_rules! create_one_head {
+/// Inserts the task, claimed for node $6 when `take` says so. `OFFSET 0` keeps `take`
+/// a subquery of its own, so its test runs once rather than once per column reading it.
+macro_rules! insert_task {
     () => {
-        "WITH take AS MATERIALIZED (
-            SELECT $7::bool AND NOT EXISTS (
-                SELECT 1 FROM tasks
-                WHERE state = 'queued' AND array_position($10::text[], kind) IS NOT NULL
-            ) AS yes
-         ), inserted AS (
-            INSERT INTO tasks (kind, args, on_node_lost, concurrency_key, state, node_id,
-                               attempt, started_at, lease_expires_at)
-            SELECT $1, $2, $3, $4,
-                CASE WHEN yes THEN 'running' ELSE 'queued' END,
-                CASE WHEN yes THEN $6::uuid END,
-                CASE WHEN yes THEN 1 ELSE 0 END,
-                CASE WHEN yes THEN statement_timestamp() END,
-                CASE WHEN yes THEN statement_timestamp() + $9::float8 * interval '1 millisecond' END
-            FROM take
-            RETURNING *
-         ), woken AS (
-            SELECT pg_notify($5, 'queued:' || $6::text) FROM inserted WHERE state = 'queued'
-         )"
+        "INSERT INTO tasks (kind, args, on_node_lost, concurrency_key, state, node_id,
+                            attempt, started_at, lease_expires_at)
+         SELECT $1, $2, $3, $4,
+             CASE WHEN yes THEN 'running' ELSE 'queued' END,
+             CASE WHEN yes THEN $6::uuid END,
+             CASE WHEN yes THEN 1 ELSE 0 END,
+             CASE WHEN yes THEN statement_timestamp() END,
+             CASE WHEN yes THEN statement_timestamp() + $9::float8 * interval '1 millisecond' END
+         FROM (
+             SELECT $7::bool AND NOT EXISTS (
+                 SELECT 1 FROM tasks
+                 WHERE state = 'queued' AND array_position($10::text[], kind) IS NOT NULL
+             ) AS yes
+             OFFSET 0
+         ) take"
+    };
+}
+
+/// The inserted task as the API shows it.
+macro_rules! created_columns {
+    () => {
+        "id, kind, args, state, on_node_lost, concurrency_key, node_id,
+         CASE WHEN state = 'running' THEN $8::text END, attempt, cancel_requested,
+         queued_at, started_at, finished_at, error"
     };
 }
 
@@ -184,14 +188,14 @@ pub async fn create_one(
     // Command ids are drawn in the order rows are inserted, and that insert reads the
     // ordered input, so sorted ids line up with `commands` (as in `mailbox::send`).
     let row = if commands.is_empty() {
+        // No CTE: the statement a stream of tasks repeats stays a plain insert.
         let statement = client
             .prepare_cached(concat!(
-                create_one_head!(),
-                " SELECT i.id, i.kind, i.args, i.state, i.on_node_lost, i.concurrency_key,
-                    i.node_id, CASE WHEN i.state = 'running' THEN $8::text END, i.attempt,
-                    i.cancel_requested, i.queued_at, i.started_at, i.finished_at, i.error,
-                    '{}'::bigint[]
-                  FROM inserted i LEFT JOIN woken ON true"
+                insert_task!(),
+                " RETURNING ",
+                created_columns!(),
+                ", '{}'::bigint[],
+                   CASE WHEN state = 'queued' THEN pg_notify($5, 'queued:' || $6::text) END"
             ))
             .await?;
         client
@@ -214,8 +218,13 @@ pub async fn create_one(
     } else {
         let statement = client
             .prepare_cached(concat!(
-                create_one_head!(),
-                ", sent AS (
+                "WITH inserted AS (",
+                insert_task!(),
+                " RETURNING *
+                 ), woken AS (
+                    SELECT pg_notify($5, 'queued:' || $6::text) FROM inserted
+                    WHERE state = 'queued'
+                 ), sent AS (
                     INSERT INTO agent_commands (agent_id, task_id, task_attempt, body,
                                                 timeout_ms, queued_at)
                     SELECT c.agent_id, i.id, i.attempt, c.body, c.timeout_ms, i.started_at
@@ -229,11 +238,10 @@ pub async fn create_one(
                     SELECT count(pg_notify($14, 'mail:' || a)) AS n
                     FROM (SELECT DISTINCT agent_id AS a FROM sent) d
                  )
-                 SELECT i.id, i.kind, i.args, i.state, i.on_node_lost, i.concurrency_key,
-                    i.node_id, CASE WHEN i.state = 'running' THEN $8::text END, i.attempt,
-                    i.cancel_requested, i.queued_at, i.started_at, i.finished_at, i.error,
-                    ARRAY(SELECT id FROM sent ORDER BY id)
-                 FROM inserted i LEFT JOIN woken ON true CROSS JOIN mailed"
+                 SELECT ",
+                created_columns!(),
+                ", ARRAY(SELECT id FROM sent ORDER BY id)
+                 FROM inserted LEFT JOIN woken ON true CROSS JOIN mailed"
             ))
             .await?;
         let columns = Columns::of(commands);

@@ -411,7 +411,7 @@ async fn a_script_whose_agent_is_deleted_while_it_is_queued_is_refused_and_leave
         let claim_waits = eventually(Duration::from_secs(10), "the claim to wait", || async {
             let (waiting,): (i64,) = sqlx::query_as(
                 "SELECT count(*) FROM pg_stat_activity
-                 WHERE wait_event_type = 'Lock' AND query LIKE 'WITH take AS%'",
+                 WHERE wait_event_type = 'Lock' AND query LIKE 'WITH inserted AS (INSERT INTO tasks%'",
             )
             .fetch_one(&db)
             .await
