@@ -5,6 +5,7 @@
 
 use sqlx::PgExecutor;
 use time::OffsetDateTime;
+use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
 use crate::{
@@ -162,6 +163,45 @@ macro_rules! created_columns {
     };
 }
 
+/// [`create_one`] without commands. No CTE: the statement a stream of tasks repeats
+/// stays a plain insert.
+const CREATE_ONE: &str = concat!(
+    insert_task!(),
+    " RETURNING ",
+    created_columns!(),
+    ", '{}'::bigint[],
+       CASE WHEN state = 'queued' THEN pg_notify($5, 'queued:' || $6::text) END"
+);
+
+/// [`create_one`] with commands, sent only if the task is claimed. Command ids are
+/// drawn in the order rows are inserted, and that insert reads the ordered input, so
+/// sorted ids line up with the commands given (as in `mailbox::send`).
+const CREATE_ONE_SENDING: &str = concat!(
+    "WITH inserted AS (",
+    insert_task!(),
+    " RETURNING *
+     ), woken AS (
+        SELECT pg_notify($5, 'queued:' || $6::text) FROM inserted WHERE state = 'queued'
+     ), sent AS (
+        INSERT INTO agent_commands (agent_id, task_id, task_attempt, body, timeout_ms,
+                                    queued_at)
+        SELECT c.agent_id, i.id, i.attempt, c.body, c.timeout_ms, i.started_at
+        FROM inserted i,
+             unnest($11::bigint[], $12::jsonb[], $13::bigint[]) WITH ORDINALITY
+                 AS c(agent_id, body, timeout_ms, n)
+        WHERE i.state = 'running'
+        ORDER BY c.n
+        RETURNING id, agent_id
+     ), mailed AS (
+        SELECT count(pg_notify($14, 'mail:' || a)) AS n
+        FROM (SELECT DISTINCT agent_id AS a FROM sent) d
+     )
+     SELECT ",
+    created_columns!(),
+    ", ARRAY(SELECT id FROM sent ORDER BY id)
+     FROM inserted LEFT JOIN woken ON true CROSS JOIN mailed"
+);
+
 /// Queues one task on behalf of node `queued_by` and returns it as inserted.
 ///
 /// With `claim`, and when no claimable task is queued, the task is claimed by that node
@@ -184,89 +224,34 @@ pub async fn create_one(
     let kinds: &[String] = claim.map_or(&[], |c| c.kinds);
     let node_name = claim.map(|c| c.node_name);
     let commands: &[NewCommand] = claim.map_or(&[], |c| c.commands);
-    let client = pool.get().await?;
-    // Command ids are drawn in the order rows are inserted, and that insert reads the
-    // ordered input, so sorted ids line up with `commands` (as in `mailbox::send`).
-    let row = if commands.is_empty() {
-        // No CTE: the statement a stream of tasks repeats stays a plain insert.
-        let statement = client
-            .prepare_cached(concat!(
-                insert_task!(),
-                " RETURNING ",
-                created_columns!(),
-                ", '{}'::bigint[],
-                   CASE WHEN state = 'queued' THEN pg_notify($5, 'queued:' || $6::text) END"
-            ))
-            .await?;
-        client
-            .query_one(
-                &statement,
-                &[
-                    &task.kind,
-                    &task.args,
-                    &task.on_node_lost,
-                    &task.concurrency_key,
-                    &TASKS_CHANNEL,
-                    &queued_by,
-                    &claim.is_some(),
-                    &node_name,
-                    &lease_ms,
-                    &kinds,
-                ],
-            )
-            .await?
+    let claiming = claim.is_some();
+    let columns = Columns::of(commands);
+    let mut params: Vec<&(dyn ToSql + Sync)> = vec![
+        &task.kind,
+        &task.args,
+        &task.on_node_lost,
+        &task.concurrency_key,
+        &TASKS_CHANNEL,
+        &queued_by,
+        &claiming,
+        &node_name,
+        &lease_ms,
+        &kinds,
+    ];
+    let sql = if commands.is_empty() {
+        CREATE_ONE
     } else {
-        let statement = client
-            .prepare_cached(concat!(
-                "WITH inserted AS (",
-                insert_task!(),
-                " RETURNING *
-                 ), woken AS (
-                    SELECT pg_notify($5, 'queued:' || $6::text) FROM inserted
-                    WHERE state = 'queued'
-                 ), sent AS (
-                    INSERT INTO agent_commands (agent_id, task_id, task_attempt, body,
-                                                timeout_ms, queued_at)
-                    SELECT c.agent_id, i.id, i.attempt, c.body, c.timeout_ms, i.started_at
-                    FROM inserted i,
-                         unnest($11::bigint[], $12::jsonb[], $13::bigint[]) WITH ORDINALITY
-                             AS c(agent_id, body, timeout_ms, n)
-                    WHERE i.state = 'running'
-                    ORDER BY c.n
-                    RETURNING id, agent_id
-                 ), mailed AS (
-                    SELECT count(pg_notify($14, 'mail:' || a)) AS n
-                    FROM (SELECT DISTINCT agent_id AS a FROM sent) d
-                 )
-                 SELECT ",
-                created_columns!(),
-                ", ARRAY(SELECT id FROM sent ORDER BY id)
-                 FROM inserted LEFT JOIN woken ON true CROSS JOIN mailed"
-            ))
-            .await?;
-        let columns = Columns::of(commands);
-        client
-            .query_one(
-                &statement,
-                &[
-                    &task.kind,
-                    &task.args,
-                    &task.on_node_lost,
-                    &task.concurrency_key,
-                    &TASKS_CHANNEL,
-                    &queued_by,
-                    &claim.is_some(),
-                    &node_name,
-                    &lease_ms,
-                    &kinds,
-                    &columns.agents,
-                    &columns.bodies,
-                    &columns.timeouts,
-                    &AGENTS_CHANNEL,
-                ],
-            )
-            .await?
+        params.extend([
+            &columns.agents as &(dyn ToSql + Sync),
+            &columns.bodies,
+            &columns.timeouts,
+            &AGENTS_CHANNEL,
+        ]);
+        CREATE_ONE_SENDING
     };
+    let client = pool.get().await?;
+    let statement = client.prepare_cached(sql).await?;
+    let row = client.query_one(&statement, &params).await?;
     Ok(Created {
         task: TaskRow {
             id: row.try_get(0)?,
