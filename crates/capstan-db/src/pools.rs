@@ -16,9 +16,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
 /// Connections that queue single tasks for API requests. Each statement holds one for
 /// about a commit, so a few serve thousands of tasks a second.
-pub const ENQUEUE_POOL_SIZE: usize = 4;
+const ENQUEUE_POOL_SIZE: usize = 4;
 /// Connections for heartbeats, pings, claims and completions.
-pub const LIVENESS_POOL_SIZE: usize = 4;
+const LIVENESS_POOL_SIZE: usize = 4;
 
 /// A PostgreSQL URL that never shows its password when printed.
 #[derive(Clone)]
