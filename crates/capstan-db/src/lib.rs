@@ -4,9 +4,9 @@
 //! liveness pool (deadpool-postgres) carries heartbeats, pings, claims, completions,
 //! lease renewals and rescue, so API load can never starve a node into looking dead;
 //! the enqueue pool (deadpool-postgres) queues single tasks for API requests. LISTEN
-//! gets a connection of its own ([`listen`]). Modules are named after aggregates and hold one
-//! verb-named function per statement. This crate must never import axum, hyper or
-//! object_store: it knows tables, not HTTP.
+//! gets a connection of its own ([`listen`]). Modules are named after aggregates and
+//! hold one verb-named function per statement. This crate must never import axum, hyper
+//! or object_store: it knows tables, not HTTP.
 
 pub mod agents;
 pub mod artifacts;

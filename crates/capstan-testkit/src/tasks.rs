@@ -3,8 +3,9 @@
 use std::time::Duration;
 
 use capstan_api::{
-    ApiClient, AttemptResponse, CreateTaskRequest, CreateTasksRequest, TaskResponse,
+    ApiClient, AttemptResponse, CreateTaskRequest, CreateTasksRequest, TaskQuery, TaskResponse,
 };
+use capstan_core::TaskState;
 use time::OffsetDateTime;
 
 use crate::eventually;
@@ -19,6 +20,29 @@ pub async fn queue_sleeps(client: &ApiClient, n: usize, args: serde_json::Value)
         .await
         .expect("queueing a batch")
         .ids
+}
+
+/// Waits until no task is queued or running: a node claims a task on create only
+/// when nothing older waits and no claim of its own holds the free slot, and the
+/// periodic tasks queued at its start may not have finished yet.
+pub async fn wait_idle(client: &ApiClient) {
+    eventually(
+        Duration::from_secs(10),
+        "no task queued or running",
+        || async {
+            for state in [TaskState::Queued, TaskState::Running] {
+                let query = TaskQuery {
+                    state: Some(state),
+                    ..Default::default()
+                };
+                if !client.list_tasks(&query).await.ok()?.items.is_empty() {
+                    return None;
+                }
+            }
+            Some(())
+        },
+    )
+    .await;
 }
 
 /// Waits until every task in `ids` has finished and returns them.

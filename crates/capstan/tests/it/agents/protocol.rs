@@ -7,7 +7,7 @@ use capstan_api::{CommandOutcome, CommandResult};
 use capstan_core::TaskState;
 use capstan_testkit::{
     TestCluster, eventually, metrics_text,
-    tasks::{wait_finished, whole_log},
+    tasks::{wait_finished, wait_idle, whole_log},
 };
 
 use super::{run_script, sim_agents};
@@ -207,7 +207,7 @@ async fn a_script_claimed_at_once_sends_its_first_commands_with_the_claim_and_a_
         ..Default::default()
     };
 
-    nothing_waiting(&client).await;
+    wait_idle(&client).await;
     let task = client.run_script(&script(2)).await.unwrap();
     assert_eq!(task.state, TaskState::Running, "{task:?}");
     let sent = client.task_commands(task.id).await.unwrap().items;
@@ -388,7 +388,7 @@ async fn a_script_whose_agent_is_deleted_while_it_is_queued_is_refused_and_leave
     for attempt in 1..=5 {
         let name = format!("gone{attempt:02}");
         sim_agents(&client, &node.url(), &[name.as_str()], &[]).await;
-        nothing_waiting(&client).await;
+        wait_idle(&client).await;
         let mut deleting = db.begin().await.unwrap();
         sqlx::query("DELETE FROM agents WHERE name = $1")
             .bind(&name)
@@ -453,27 +453,4 @@ async fn a_script_whose_agent_is_deleted_while_it_is_queued_is_refused_and_leave
         return;
     }
     panic!("the node queued the script instead of claiming it in 5 tries");
-}
-
-/// Waits until no task is queued or running: a node claims a task on create only
-/// when nothing older waits and no claim of its own holds the free slot, and the
-/// periodic tasks queued at its start may not have finished yet.
-async fn nothing_waiting(client: &capstan_api::ApiClient) {
-    eventually(
-        Duration::from_secs(10),
-        "no task queued or running",
-        || async {
-            for state in [TaskState::Queued, TaskState::Running] {
-                let query = capstan_api::TaskQuery {
-                    state: Some(state),
-                    ..Default::default()
-                };
-                if !client.list_tasks(&query).await.unwrap().items.is_empty() {
-                    return None;
-                }
-            }
-            Some(())
-        },
-    )
-    .await;
 }

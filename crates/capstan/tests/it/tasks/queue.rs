@@ -4,7 +4,9 @@ use capstan_api::{CreateTaskRequest, TaskQuery};
 use capstan_core::{ConcurrencyKey, TaskState};
 use capstan_testkit::{
     TestCluster, eventually,
-    tasks::{attempts_of, intervals, max_overlap, queue_sleeps, wait_finished, wait_task},
+    tasks::{
+        attempts_of, intervals, max_overlap, queue_sleeps, wait_finished, wait_idle, wait_task,
+    },
 };
 use serde_json::json;
 
@@ -72,6 +74,55 @@ async fn fifty_tasks_on_caps_2_3_0_respect_every_cap_start_in_order_and_run_once
         per_node["node-1"].len(),
         per_node["node-2"].len()
     );
+}
+
+#[tokio::test]
+async fn a_burst_of_single_creates_wider_than_the_pool_is_all_queued_and_keeps_the_cap() {
+    // 40 calls at once against 4 enqueue connections and 3 slots: the calls wait for a
+    // connection; at most 3 claim on create (none, if a task queued by the burst is
+    // already older than theirs), the rest queue for the claim loop.
+    let cluster = TestCluster::start_with_caps(&[Some(3)]).await;
+    let client = cluster.node(0).client();
+    wait_idle(&client).await;
+    let calls = (0..40).map(|_| {
+        let client = client.clone();
+        async move {
+            client
+                .create_task(&CreateTaskRequest::new("sleep", json!({"ms": 30})))
+                .await
+        }
+    });
+    let created = futures::future::join_all(calls).await;
+    let mut ids = Vec::new();
+    let mut claimed_on_create = 0;
+    for task in created {
+        let task = task.expect("every create in the burst is answered 201");
+        if task.state == TaskState::Running {
+            assert_eq!(task.node_name.as_deref(), Some("node-1"), "{task:?}");
+            assert_eq!(task.attempt, 1, "{task:?}");
+            claimed_on_create += 1;
+        }
+        ids.push(task.id);
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 40, "40 distinct tasks");
+    assert!(
+        claimed_on_create <= 3,
+        "{claimed_on_create} claimed on create with 3 slots"
+    );
+
+    let tasks = wait_finished(&client, &ids, Duration::from_secs(30)).await;
+    assert!(tasks.iter().all(|t| t.state == TaskState::Succeeded));
+    let attempts = attempts_of(&client, &ids).await;
+    assert_eq!(attempts.len(), 40, "one attempt per task");
+    assert!(attempts.iter().all(|(_, a)| a.attempt == 1));
+    let spans: Vec<_> = attempts
+        .iter()
+        .map(|(_, a)| (a.started_at, a.finished_at))
+        .collect();
+    let most = max_overlap(&spans);
+    assert!(most <= 3, "cap 3, ran {most} at once");
 }
 
 #[tokio::test]
