@@ -74,9 +74,19 @@ impl From<deadpool_postgres::PoolError> for DbError {
     fn from(error: deadpool_postgres::PoolError) -> Self {
         match error {
             deadpool_postgres::PoolError::Backend(e) => e.into(),
-            deadpool_postgres::PoolError::Timeout(_) => {
-                Self::Unavailable("timed out connecting".to_owned())
-            }
+            deadpool_postgres::PoolError::Timeout(kind) => Self::Unavailable(
+                match kind {
+                    // The database may be up and merely slow: say so, not "connecting".
+                    deadpool_postgres::TimeoutType::Wait => {
+                        "no connection could be had in time: every pooled connection stayed busy"
+                    }
+                    deadpool_postgres::TimeoutType::Create => "timed out connecting",
+                    deadpool_postgres::TimeoutType::Recycle => {
+                        "timed out checking a pooled connection"
+                    }
+                }
+                .to_owned(),
+            ),
             other => Self::Unavailable(other.to_string()),
         }
     }
@@ -86,4 +96,31 @@ impl From<deadpool_postgres::PoolError> for DbError {
 /// 53300 (too many connections) mean "try later", not "your query is wrong".
 fn is_unavailable_code(code: Option<&str>) -> bool {
     code.is_some_and(|c| c.starts_with("08") || c.starts_with("57P") || c == "53300")
+}
+
+#[cfg(test)]
+mod tests {
+    use deadpool_postgres::{PoolError, TimeoutType};
+
+    use super::DbError;
+
+    fn reason(kind: TimeoutType) -> String {
+        match DbError::from(PoolError::Timeout(kind)) {
+            DbError::Unavailable(reason) => reason,
+            other => panic!("a pool timeout is not `Unavailable`: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn pool_timeouts_say_which_wait_ran_out() {
+        assert_eq!(
+            reason(TimeoutType::Wait),
+            "no connection could be had in time: every pooled connection stayed busy"
+        );
+        assert_eq!(reason(TimeoutType::Create), "timed out connecting");
+        assert_eq!(
+            reason(TimeoutType::Recycle),
+            "timed out checking a pooled connection"
+        );
+    }
 }

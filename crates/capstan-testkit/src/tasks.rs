@@ -35,7 +35,7 @@ pub async fn wait_idle(client: &ApiClient) {
                     state: Some(state),
                     ..Default::default()
                 };
-                if !client.list_tasks(&query).await.ok()?.items.is_empty() {
+                if !client.list_tasks(&query).await.unwrap().items.is_empty() {
                     return None;
                 }
             }
