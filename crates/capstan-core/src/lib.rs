@@ -3,12 +3,14 @@
 //! This crate owns newtypes that are parsed once at the edge (node names, task caps,
 //! durations, task states) so inner code never handles raw strings, and the pure logic of
 //! deployments: the process model and its checks ([`process`]), and the `#{...}` variable
-//! language with scoping and masking ([`variables`]). It must never import a database,
+//! language with scoping and masking ([`variables`]), and the character rule of every
+//! name an operator gives ([`names`]). It must never import a database,
 //! HTTP or async crate: everything here is deterministic and unit-testable.
 
 pub mod agent;
 pub mod duration;
 pub mod error_chain;
+pub mod names;
 pub mod node;
 pub mod package;
 pub mod process;

@@ -116,6 +116,7 @@ fn check_name(name: &str) -> Result<(), String> {
     if name.trim().is_empty() {
         return Err("cannot be empty".to_owned());
     }
+    crate::names::normalize(name).map_err(|e| e.to_string())?;
     if name.trim() != name {
         return Err(format!("`{name}` starts or ends with spaces"));
     }

@@ -21,6 +21,8 @@ pub enum NameError {
     TooLong { chars: usize },
     #[error("a variable name cannot contain control characters such as tabs or line breaks")]
     ControlCharacter,
+    #[error("a variable name {0}")]
+    Hidden(crate::names::HiddenCharacter),
     #[error("a variable name cannot contain `{text}`")]
     Forbidden { text: &'static str },
     #[error("a variable name cannot start or end with whitespace")]
@@ -47,6 +49,7 @@ pub fn validate_name(name: &str) -> Result<(), NameError> {
     if name.chars().any(char::is_control) {
         return Err(NameError::ControlCharacter);
     }
+    crate::names::normalize(name).map_err(NameError::Hidden)?;
     if let Some(text) = FORBIDDEN.into_iter().find(|text| name.contains(text)) {
         return Err(NameError::Forbidden { text });
     }
@@ -110,6 +113,12 @@ mod tests {
         );
         assert_eq!(validate_name("a\tb"), Err(NameError::ControlCharacter));
         assert_eq!(validate_name("a\nb"), Err(NameError::ControlCharacter));
+        assert!(
+            validate_name("Db\u{200b}Name")
+                .unwrap_err()
+                .to_string()
+                .contains("U+200B ZERO WIDTH SPACE")
+        );
         assert_eq!(
             validate_name("a#{b"),
             Err(NameError::Forbidden { text: "#{" })

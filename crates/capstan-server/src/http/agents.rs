@@ -13,7 +13,10 @@ use capstan_api::{
     EnvironmentList, EnvironmentRequest, EnvironmentResponse, Problem, RegisterAgentRequest,
     RegisterAgentResponse, RegistrationTokenList, RegistrationTokenResponse, UpdateAgentRequest,
 };
-use capstan_core::agent::{check_agent_name, check_environment_name, normalize_tags};
+use capstan_core::{
+    agent::{check_agent_name, check_environment_name, normalize_tags},
+    names,
+};
 use capstan_db::{
     DbError,
     agents::{self, AgentFilter, AgentRow, EnvironmentRow, NewAgent, RegisterError, TokenRow},
@@ -23,6 +26,7 @@ use super::{
     ApiError,
     extract::{ApiJson, ApiPath, ApiQuery},
     paging::Keyset,
+    problems::Problems,
 };
 use crate::{
     agents::credentials::{self, TokenKind, bearer},
@@ -45,20 +49,25 @@ pub(crate) async fn create_token(
     State(ctx): State<Arc<NodeContext>>,
     ApiJson(request): ApiJson<CreateRegistrationTokenRequest>,
 ) -> Result<(StatusCode, Json<RegistrationTokenResponse>), ApiError> {
+    let mut problems = Problems::new();
     let life_text = request.expires_in.as_deref().unwrap_or(DEFAULT_TOKEN_LIFE);
-    let life = capstan_core::parse_duration(life_text)
-        .map_err(|e| ApiError::unprocessable(format!("`expires_in`: {e}")))?;
-    if life.is_zero() || life > MAX_TOKEN_LIFE {
-        return Err(ApiError::unprocessable(format!(
-            "`expires_in` must be more than 0 and at most 365d, got `{life_text}`"
-        )));
+    let life = problems
+        .check("expires_in", capstan_core::parse_duration(life_text))
+        .unwrap_or_default();
+    if life > MAX_TOKEN_LIFE || (life.is_zero() && problems.is_empty()) {
+        problems.add(
+            "expires_in",
+            format!("must be more than 0 and at most 365d, got `{life_text}`"),
+        );
     }
     let uses = request.uses.unwrap_or(1);
     if !(1..=MAX_TOKEN_USES).contains(&uses) {
-        return Err(ApiError::unprocessable(format!(
-            "`uses` must be between 1 and {MAX_TOKEN_USES}, got {uses}"
-        )));
+        problems.add(
+            "uses",
+            format!("must be between 1 and {MAX_TOKEN_USES}, got {uses}"),
+        );
     }
+    problems.finish()?;
     let note = request
         .note
         .map(|n| n.chars().take(500).collect::<String>());
@@ -145,13 +154,17 @@ pub(crate) async fn register(
             "this is not a registration token (those start with `capreg_`); an administrator creates one with POST /api/agents/registration-tokens",
         ));
     }
-    check_agent_name(&request.name).map_err(ApiError::unprocessable)?;
-    let tags = normalize_tags(&request.tags).map_err(ApiError::unprocessable)?;
+    let mut problems = Problems::new();
+    let name = problems.check("name", check_agent_name(&request.name));
+    let tags = problems.check("tags", normalize_tags(&request.tags));
+    problems.finish()?;
+    let (name, tags) = (name.unwrap_or_default(), tags.unwrap_or_default());
+    let environment = names::nfc(&request.environment);
     let version: String = request.version.chars().take(64).collect();
     let credential = credentials::generate(TokenKind::Agent);
     let new = NewAgent {
-        name: &request.name,
-        environment: &request.environment,
+        name: &name,
+        environment: &environment,
         tags: &tags,
         version: &version,
         credential_digest: &credential.digest,
@@ -224,16 +237,17 @@ pub(crate) async fn list_agents(
     let environment_id = match query.environment.as_deref() {
         None => None,
         Some(name) => Some(
-            environment_id(&ctx, name)
+            environment_id(&ctx, &names::nfc(name))
                 .await
                 .map_err(|e| ApiError::bad_request(e.detail))?,
         ),
     };
+    let tag = query.tag.as_deref().map(names::nfc);
     let rows = agents::list_agents(
         &ctx.pools.api,
         &AgentFilter {
             environment_id,
-            tag: query.tag.as_deref(),
+            tag: tag.as_deref(),
             health: query.health.as_deref(),
             after: keyset.cursor,
             limit: keyset.fetch(),
@@ -278,16 +292,16 @@ pub(crate) async fn update_agent(
     ApiPath(id): ApiPath<i64>,
     ApiJson(request): ApiJson<UpdateAgentRequest>,
 ) -> Result<Json<AgentResponse>, ApiError> {
-    let environment_id = match request.environment.as_deref() {
-        None => None,
-        Some(name) => Some(environment_id(&ctx, name).await?),
-    };
     let tags = request
         .tags
         .as_deref()
         .map(normalize_tags)
         .transpose()
-        .map_err(ApiError::unprocessable)?;
+        .map_err(|e| Problems::one("tags", e))?;
+    let environment_id = match request.environment.as_deref() {
+        None => None,
+        Some(name) => Some(environment_id(&ctx, &names::nfc(name)).await?),
+    };
     let row = agents::update_agent(
         &ctx.pools.api,
         id,
@@ -340,14 +354,18 @@ fn environment_error(e: DbError, name: &str, id: Option<i64>) -> ApiError {
     }
 }
 
-fn check_environment(request: &EnvironmentRequest) -> Result<(), ApiError> {
-    check_environment_name(&request.name).map_err(ApiError::unprocessable)?;
+/// Checks both fields; returns the name in NFC, as it is stored.
+fn check_environment(request: &EnvironmentRequest) -> Result<String, ApiError> {
+    let mut problems = Problems::new();
+    let name = problems.check("name", check_environment_name(&request.name));
     if request.description.len() > 4000 {
-        return Err(ApiError::unprocessable(
+        problems.add(
+            "description",
             "an environment's description has at most 4,000 bytes",
-        ));
+        );
     }
-    Ok(())
+    problems.finish()?;
+    Ok(name.unwrap_or_default())
 }
 
 /// `POST /api/environments`.
@@ -361,10 +379,10 @@ pub(crate) async fn create_environment(
     State(ctx): State<Arc<NodeContext>>,
     ApiJson(request): ApiJson<EnvironmentRequest>,
 ) -> Result<(StatusCode, Json<EnvironmentResponse>), ApiError> {
-    check_environment(&request)?;
-    let row = agents::create_environment(&ctx.pools.api, &request.name, &request.description)
+    let name = check_environment(&request)?;
+    let row = agents::create_environment(&ctx.pools.api, &name, &request.description)
         .await
-        .map_err(|e| environment_error(e, &request.name, None))?;
+        .map_err(|e| environment_error(e, &name, None))?;
     Ok((StatusCode::CREATED, Json(environment_response(row))))
 }
 
@@ -411,10 +429,10 @@ pub(crate) async fn update_environment(
     ApiPath(id): ApiPath<i64>,
     ApiJson(request): ApiJson<EnvironmentRequest>,
 ) -> Result<Json<EnvironmentResponse>, ApiError> {
-    check_environment(&request)?;
-    let row = agents::update_environment(&ctx.pools.api, id, &request.name, &request.description)
+    let name = check_environment(&request)?;
+    let row = agents::update_environment(&ctx.pools.api, id, &name, &request.description)
         .await
-        .map_err(|e| environment_error(e, &request.name, Some(id)))?;
+        .map_err(|e| environment_error(e, &name, Some(id)))?;
     Ok(Json(environment_response(row)))
 }
 

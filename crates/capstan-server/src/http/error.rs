@@ -72,9 +72,32 @@ impl ApiError {
                 StatusCode::CONFLICT,
                 format!("the change conflicts with the current state (`{constraint}`)"),
             ),
+            DbError::Other(e) if is_untranslatable_text(e.as_ref()) => Self::unprocessable(
+                "the request holds text the database cannot store (a NUL character, U+0000); \
+                 remove it",
+            ),
             other @ DbError::Other(_) => Self::internal(&other),
         }
     }
+}
+
+/// SQLSTATE 22021 (`character_not_in_repertoire`): PostgreSQL refuses NUL in text.
+/// The extractors refuse NUL before any query; this catches text that reached a query
+/// another way, which is still the client's to fix, not a failure of the node.
+fn is_untranslatable_text(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if let Some(sqlx::Error::Database(db)) = e.downcast_ref::<sqlx::Error>()
+            && db.code().as_deref() == Some("22021")
+        {
+            return true;
+        }
+        current = e.source();
+    }
+    // The task queue's errors reach here as their text only; PostgreSQL words it so.
+    error
+        .to_string()
+        .contains("invalid byte sequence for encoding \"UTF8\": 0x00")
 }
 
 impl From<crate::secrets::SecretError> for ApiError {
@@ -215,4 +238,27 @@ pub(crate) fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
         "the node failed to handle this request; the cause is in its log",
     )
     .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Text with NUL that reaches PostgreSQL is the client's mistake, not the node's.
+    #[tokio::test]
+    async fn nul_refused_by_postgres_is_a_422() {
+        let url = std::env::var("CAPSTAN_TEST_DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+        let mut connection = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
+            .await
+            .expect("the tests' PostgreSQL");
+        let error = sqlx::query("SELECT $1::text")
+            .bind("a\0b")
+            .execute(&mut connection)
+            .await
+            .unwrap_err();
+        let error = ApiError::from_db(error.into(), String::new);
+        assert_eq!(error.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(error.detail.contains("U+0000"), "{}", error.detail);
+    }
 }

@@ -16,6 +16,7 @@ mod observe;
 pub mod openapi;
 mod packages;
 mod paging;
+mod problems;
 mod projects;
 mod releases;
 mod scripts;

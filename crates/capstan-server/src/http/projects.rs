@@ -9,7 +9,10 @@ use capstan_api::{
     ProjectQuery, ProjectRequest, ProjectResponse, UpdateProjectRequest, VariablesRequest,
     VariablesResponse, Warning,
 };
-use capstan_core::process::{Action, Step, validate};
+use capstan_core::{
+    names,
+    process::{Action, Step, validate},
+};
 use capstan_db::{
     DbError,
     agents::carried_tags,
@@ -21,6 +24,7 @@ use super::{
     ApiError,
     extract::{ApiJson, ApiPath, ApiQuery},
     paging::Keyset,
+    problems::Problems,
 };
 use crate::node::NodeContext;
 use crate::projects::{preview, variables};
@@ -49,25 +53,33 @@ fn project_error(e: DbError, id: i64, name: &str) -> ApiError {
     }
 }
 
-fn check_project(name: Option<&str>, description: Option<&str>) -> Result<(), ApiError> {
-    if let Some(name) = name {
+/// Checks both fields, and returns the name in NFC: names that look the same are the
+/// same name, so the unique constraint sees them as one.
+fn check_project(
+    name: Option<&str>,
+    description: Option<&str>,
+) -> Result<Option<String>, ApiError> {
+    let mut problems = Problems::new();
+    let name = name.and_then(|name| {
+        let name = problems.check(
+            "name",
+            names::normalize(name).map_err(|e| format!("a project's name {e}")),
+        )?;
         if name.trim().is_empty() || name.trim() != name {
-            return Err(ApiError::unprocessable(
-                "name: a project's name cannot be empty or start or end with spaces",
-            ));
+            problems.add(
+                "name",
+                "a project's name cannot be empty or start or end with spaces",
+            );
+        } else if name.chars().count() > MAX_NAME {
+            problems.add("name", format!("at most {MAX_NAME} characters"));
         }
-        if name.chars().count() > MAX_NAME || name.chars().any(char::is_control) {
-            return Err(ApiError::unprocessable(format!(
-                "name: at most {MAX_NAME} characters, none of them control characters"
-            )));
-        }
-    }
+        Some(name)
+    });
     if description.is_some_and(|d| d.len() > MAX_DESCRIPTION) {
-        return Err(ApiError::unprocessable(format!(
-            "description: at most {MAX_DESCRIPTION} bytes"
-        )));
+        problems.add("description", format!("at most {MAX_DESCRIPTION} bytes"));
     }
-    Ok(())
+    problems.finish()?;
+    Ok(name)
 }
 
 /// `POST /api/projects`.
@@ -81,10 +93,10 @@ pub(crate) async fn create_project(
     State(ctx): State<Arc<NodeContext>>,
     ApiJson(request): ApiJson<ProjectRequest>,
 ) -> Result<(StatusCode, Json<ProjectResponse>), ApiError> {
-    check_project(Some(&request.name), Some(&request.description))?;
-    let row = projects::create(&ctx.pools.api, &request.name, &request.description)
+    let name = check_project(Some(&request.name), Some(&request.description))?.unwrap_or_default();
+    let row = projects::create(&ctx.pools.api, &name, &request.description)
         .await
-        .map_err(|e| project_error(e, 0, &request.name))?;
+        .map_err(|e| project_error(e, 0, &name))?;
     Ok((StatusCode::CREATED, Json(project_response(row))))
 }
 
@@ -96,9 +108,10 @@ pub(crate) async fn list_projects(
     ApiQuery(query): ApiQuery<ProjectQuery>,
 ) -> Result<Json<ProjectPage>, ApiError> {
     let keyset = Keyset::parse(query.limit, query.cursor.as_deref(), DEFAULT_PAGE)?;
+    let name = query.name.as_deref().map(names::nfc);
     let rows = projects::list(
         &ctx.pools.api,
-        query.name.as_deref(),
+        name.as_deref(),
         query.search.as_deref(),
         keyset.cursor,
         keyset.fetch(),
@@ -143,15 +156,15 @@ pub(crate) async fn update_project(
             "nothing to change: send `name` and/or `description`",
         ));
     }
-    check_project(request.name.as_deref(), request.description.as_deref())?;
+    let name = check_project(request.name.as_deref(), request.description.as_deref())?;
     let row = projects::update(
         &ctx.pools.api,
         id,
-        request.name.as_deref(),
+        name.as_deref(),
         request.description.as_deref(),
     )
     .await
-    .map_err(|e| project_error(e, id, request.name.as_deref().unwrap_or_default()))?;
+    .map_err(|e| project_error(e, id, name.as_deref().unwrap_or_default()))?;
     Ok(Json(project_response(row)))
 }
 
@@ -211,25 +224,20 @@ pub(crate) async fn get_process(
 pub(crate) async fn put_process(
     State(ctx): State<Arc<NodeContext>>,
     ApiPath(id): ApiPath<i64>,
-    ApiJson(request): ApiJson<ProcessRequest>,
+    ApiJson(mut request): ApiJson<ProcessRequest>,
 ) -> Result<Json<ProcessResponse>, ApiError> {
-    let issues = validate(&request.steps);
-    if let Some(first) = issues.first() {
-        let mut error = ApiError::unprocessable(first.to_string());
-        error.problem = Some(Box::new(
-            Problem::new(422, "Unprocessable Entity", first.to_string()).with(
-                "errors",
-                issues
-                    .iter()
-                    .map(|i| Warning {
-                        field: i.field.clone(),
-                        detail: i.detail.clone(),
-                    })
-                    .collect::<Vec<_>>(),
-            ),
-        ));
-        return Err(error);
+    // Step names and tags that look the same are the same: one spelling is stored.
+    for step in &mut request.steps {
+        step.name = names::nfc(&step.name);
+        for tag in &mut step.target_tags {
+            *tag = names::nfc(tag);
+        }
     }
+    let mut problems = Problems::new();
+    for issue in validate(&request.steps) {
+        problems.add(issue.field, issue.detail);
+    }
+    problems.finish()?;
     check_packages(&ctx, &request.steps).await?;
     let stored = serde_json::to_value(&request.steps).unwrap_or_default();
     let version = match projects::save_process(&ctx.pools.api, id, request.version, &stored)
@@ -351,8 +359,21 @@ async fn variables_response(ctx: &NodeContext, id: i64) -> Result<VariablesRespo
 pub(crate) async fn put_variables(
     State(ctx): State<Arc<NodeContext>>,
     ApiPath(id): ApiPath<i64>,
-    ApiJson(request): ApiJson<VariablesRequest>,
+    ApiJson(mut request): ApiJson<VariablesRequest>,
 ) -> Result<Json<VariablesResponse>, ApiError> {
+    // Names that look the same are the same name: one spelling is stored and matched.
+    for variable in &mut request.variables {
+        variable.name = names::nfc(&variable.name);
+        let scope = &mut variable.scope;
+        for value in scope
+            .environments
+            .iter_mut()
+            .chain(&mut scope.machines)
+            .chain(&mut scope.steps)
+        {
+            *value = names::nfc(value);
+        }
+    }
     variables::save(&ctx, id, &request).await?;
     variables_response(&ctx, id).await.map(Json)
 }

@@ -13,11 +13,13 @@ use capstan_api::{
     ScriptCommand, TaskResponse,
 };
 
+use capstan_core::{agent::normalize_tags, names};
 use capstan_db::DbError;
 
 use super::{
     ApiError,
     extract::{ApiJson, ApiPath},
+    problems::Problems,
 };
 use crate::{
     node::NodeContext,
@@ -43,20 +45,28 @@ pub(crate) async fn run_script(
     State(ctx): State<Arc<NodeContext>>,
     ApiJson(request): ApiJson<RunScriptRequest>,
 ) -> Result<Response, ApiError> {
+    let mut problems = Problems::new();
     let timeout = match request.timeout.as_deref() {
-        None => DEFAULT_TIMEOUT,
-        Some(text) => capstan_core::parse_duration(text)
-            .map_err(|e| ApiError::unprocessable(format!("`timeout`: {e}")))?,
+        None => Some(DEFAULT_TIMEOUT),
+        Some(text) => problems.check("timeout", capstan_core::parse_duration(text)),
     };
     let max_parallel = request.max_parallel.unwrap_or(DEFAULT_PARALLEL);
     if max_parallel == 0 {
-        return Err(ApiError::unprocessable("`max_parallel` must be at least 1"));
+        problems.add("max_parallel", "must be at least 1");
     }
     if request.packages.len() > MAX_PACKAGES {
-        return Err(ApiError::unprocessable(format!(
-            "at most {MAX_PACKAGES} packages per script"
-        )));
+        problems.add(
+            "packages",
+            format!("at most {MAX_PACKAGES} packages per script"),
+        );
     }
+    if request.script.trim().is_empty() {
+        problems.add("script", "the script is empty");
+    }
+    let tags = problems.check("tags", normalize_tags(&request.tags));
+    problems.finish()?;
+    let (timeout, tags) = (timeout.unwrap_or_default(), tags.unwrap_or_default());
+    let agents: Vec<String> = request.agents.iter().map(|a| names::nfc(a)).collect();
     let mut packages = Vec::with_capacity(request.packages.len());
     for wanted in &request.packages {
         let row = super::packages::find(&ctx, &wanted.id, &wanted.version)
@@ -81,19 +91,18 @@ pub(crate) async fn run_script(
     check_command(&command).map_err(ApiError::unprocessable)?;
     let environment_id = match request.environment.as_deref() {
         None => None,
-        Some(name) => Some(super::agents::environment_id(&ctx, name).await?),
+        Some(name) => Some(super::agents::environment_id(&ctx, &names::nfc(name)).await?),
     };
     let targets = capstan_db::agents::targets(
         &ctx.pools.api,
-        &request.agents,
-        &request.tags,
+        &agents,
+        &tags,
         environment_id,
         MAX_TARGETS as i64 + 1,
     )
     .await
     .map_err(|e| ApiError::from_db(e, String::new))?;
-    let missing: Vec<&String> = request
-        .agents
+    let missing: Vec<&String> = agents
         .iter()
         .filter(|name| !targets.iter().any(|t| t.name.eq_ignore_ascii_case(name)))
         .collect();

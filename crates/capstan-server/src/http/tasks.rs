@@ -20,6 +20,7 @@ use super::{
     ApiError,
     extract::{ApiJson, ApiPath, ApiQuery},
     paging::Keyset,
+    problems::Problems,
 };
 use crate::{node::NodeContext, runner};
 
@@ -77,13 +78,14 @@ pub(crate) async fn create_tasks(
             ),
         ));
     }
-    let prepared = request
+    let mut problems = Problems::new();
+    let prepared: Vec<NewTask> = request
         .tasks
         .into_iter()
         .enumerate()
-        .map(|(i, task)| prepare(&ctx, task).map_err(|e| format!("tasks[{i}]: {e}")))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(ApiError::unprocessable)?;
+        .filter_map(|(i, task)| problems.check(&format!("tasks[{i}]"), prepare(&ctx, task)))
+        .collect();
+    problems.finish()?;
     let ids = runner::queue_many(&ctx, &prepared)
         .await
         .map_err(|e| ApiError::from_db(e, String::new))?;

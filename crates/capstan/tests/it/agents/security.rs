@@ -112,10 +112,10 @@ async fn registration_needs_a_live_token_with_uses_left_and_says_what_is_wrong()
     assert!(detail.contains("expired at"), "{detail}");
 
     for (body, expected) in [
-        (serde_json::json!({"expires_in": "forever"}), "`expires_in`"),
+        (serde_json::json!({"expires_in": "forever"}), "expires_in: "),
         (
             serde_json::json!({"uses": 0}),
-            "`uses` must be between 1 and 10000",
+            "uses: must be between 1 and 10000",
         ),
         (serde_json::json!({"expires_in": "400d"}), "at most 365d"),
     ] {
@@ -568,14 +568,14 @@ async fn sensitive_values_never_show_in_the_api_and_scripts_refuse_bad_variables
                 script: " ".into(),
                 ..request.clone()
             },
-            "`script` is empty",
+            "script: the script is empty",
         ),
         (
             RunScriptRequest {
                 timeout: Some("soon".into()),
                 ..request.clone()
             },
-            "`timeout`",
+            "timeout: ",
         ),
     ] {
         let error = client.run_script(&change).await.unwrap_err().to_string();
