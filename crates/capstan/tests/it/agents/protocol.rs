@@ -317,6 +317,27 @@ async fn cancelling_stops_running_commands_and_withdraws_those_not_yet_acknowled
     )
     .await;
     assert!(told.commands.is_empty());
+    // An agent that names the cancel it holds is not told again: its poll waits.
+    let poll_naming = |cancelling: String| {
+        let running = running.clone();
+        async move {
+            reqwest::Client::new()
+                .get(format!("{}/api/agent/commands?wait_ms=300", running.base))
+                .bearer_auth(&running.credential)
+                .header(capstan_api::agents::AGENT_CANCELLING_HEADER, cancelling)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let asked = Instant::now();
+    let answer: capstan_api::PollResponse = poll_naming(id.to_string()).await.json().await.unwrap();
+    assert!(
+        answer.cancel.is_empty() && answer.commands.is_empty(),
+        "{answer:?}"
+    );
+    assert!(asked.elapsed() >= Duration::from_millis(250));
+    assert_eq!(poll_naming("12,x".to_owned()).await.status(), 400);
     // ...and the other may no longer start its own.
     let (status, problem) = late.ack(late_id).await.unwrap_err();
     assert_eq!(status, 409);
