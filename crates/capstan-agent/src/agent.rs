@@ -7,7 +7,7 @@
 //! that still cannot get through after [`REPORT_GRACE`] are abandoned.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -21,7 +21,7 @@ use crate::{
     command::{Executor, StopSignal},
     home::{Home, Registration},
     journal::Journal,
-    retry::{Backoff, FailureStreak, GaveUp, humanise, until_accepted},
+    retry::{BACKOFF_BASE, Backoff, FailureStreak, GaveUp, humanise, until_accepted},
 };
 
 /// How long cancelled commands have, after the shutdown grace, to be stopped and
@@ -33,6 +33,9 @@ pub const NOT_RUNNING: &str = "not running on this agent";
 
 /// What the server's cancel does to a running command.
 const CANCELLED: &str = "cancelled";
+
+/// How many cancels of commands not running here the agent remembers.
+const REMEMBER_NOT_RUNNING: usize = 1000;
 
 /// What the agent's own shutdown does to a command still running after the grace.
 const STOPPED_BY_SHUTDOWN: &str = "the agent was stopped before the command finished";
@@ -61,6 +64,9 @@ pub struct Agent {
     /// Cancelled when the agent stops waiting for output and results to go out.
     give_up: CancellationToken,
     agent_id: i64,
+    /// Commands the server cancelled that were not running here: a cancel of one
+    /// again is no news, though it is answered again.
+    not_running: HashSet<i64>,
 }
 
 impl Agent {
@@ -81,6 +87,7 @@ impl Agent {
             tasks: JoinSet::new(),
             give_up: CancellationToken::new(),
             agent_id: registration.agent_id,
+            not_running: HashSet::new(),
         })
     }
 
@@ -96,44 +103,75 @@ impl Agent {
             self.journal.len()
         );
         let mut backoff = Backoff::default();
+        // Pauses after answers that bring nothing new grow up to an idle poll's wait:
+        // then an agent polls no more often than an idle one, whatever a node answers.
+        let mut quiet = Backoff::new(BACKOFF_BASE, settings.poll_wait.max(BACKOFF_BASE));
         let mut streak = FailureStreak::new("polling for commands");
         loop {
             self.reap();
+            let asked = Instant::now();
+            let cancelling = self.cancelling();
             let polled = tokio::select! {
                 () = shutdown.cancelled() => break,
-                polled = self.client.poll(settings.poll_wait) => polled,
+                polled = self.client.poll(settings.poll_wait, &cancelling) => polled,
             };
-            match polled {
+            let pause = match polled {
                 Ok(response) => {
                     streak.succeeded();
                     backoff.reset();
-                    self.handle(response, &shutdown).await;
+                    let news = self.handle(response, &shutdown).await;
+                    // An answer after a long wait is an idle poll's, not a loop.
+                    if news || asked.elapsed() >= settings.poll_wait / 2 {
+                        quiet.reset();
+                        continue;
+                    }
+                    let pause = quiet.next_pause().max(BACKOFF_BASE);
+                    tracing::debug!(
+                        "the poll was answered early with nothing new; polling again in {}",
+                        humanise(pause)
+                    );
+                    pause
                 }
                 Err(error) => {
                     streak.failed(&error, &self.client);
-                    let pause = backoff.pause_after(&error);
-                    tokio::select! {
-                        () = shutdown.cancelled() => break,
-                        () = tokio::time::sleep(pause) => {}
-                    }
+                    backoff.pause_after(&error)
                 }
+            };
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = tokio::time::sleep(pause) => {}
             }
         }
         self.shut_down(settings.shutdown_grace).await;
     }
 
     /// Acts on one poll's answer: starts new commands, then passes on cancels (a
-    /// command may be in both lists).
-    pub async fn handle(&mut self, response: PollResponse, shutdown: &CancellationToken) {
+    /// command may be in both lists). Returns whether the answer held anything new:
+    /// a command not started here before, or a cancel not acted on before.
+    pub async fn handle(&mut self, response: PollResponse, shutdown: &CancellationToken) -> bool {
+        let mut news = false;
         for command in response.commands {
             if shutdown.is_cancelled() {
                 break;
             }
-            self.start(command, shutdown).await;
+            news |= self.start(command, shutdown).await;
         }
         for command_id in response.cancel {
-            self.cancel(command_id).await;
+            news |= self.cancel(command_id).await;
         }
+        news
+    }
+
+    /// Ids of the running commands the server cancelled, until their result is taken:
+    /// each poll names them, so that a node does not answer with their cancel again.
+    pub fn cancelling(&self) -> Vec<i64> {
+        let mut ids: Vec<i64> = lock(&self.running)
+            .iter()
+            .filter(|(_, stop)| stop.is_stopped())
+            .map(|(id, _)| *id)
+            .collect();
+        ids.sort_unstable();
+        ids
     }
 
     /// Ids of the commands running now.
@@ -148,7 +186,9 @@ impl Agent {
         while self.tasks.join_next().await.is_some() {}
     }
 
-    async fn start(&mut self, command: AgentCommand, shutdown: &CancellationToken) {
+    /// Returns whether the command is new here: false when it was started before or
+    /// cannot be recorded as started.
+    async fn start(&mut self, command: AgentCommand, shutdown: &CancellationToken) -> bool {
         let id = command.id;
         if self.journal.contains(id) {
             // Seen before: its acknowledgement was lost. Acknowledging is safe to
@@ -163,14 +203,14 @@ impl Agent {
                     "acknowledging command {id} again failed: {error}"
                 ),
             }
-            return;
+            return false;
         }
         if let Err(error) = self.journal.record(id).await {
             tracing::error!(
                 command.id = id,
                 "not starting command {id}: it cannot be recorded as started, so it could run twice: {error}"
             );
-            return;
+            return false;
         }
         let what = format!("acknowledging command {id}");
         let client = self.client.clone();
@@ -182,21 +222,21 @@ impl Agent {
                     "not running command {id}: the server took it back ({})",
                     error.detail()
                 );
-                return;
+                return true;
             }
             Err(GaveUp::Refused(error)) => {
                 tracing::error!(
                     command.id = id,
                     "not running command {id}: acknowledging it failed: {error}"
                 );
-                return;
+                return true;
             }
             Err(GaveUp::Stopped) => {
                 tracing::warn!(
                     command.id = id,
                     "not running command {id}: the agent is stopping and the server has not taken its acknowledgement"
                 );
-                return;
+                return true;
             }
         }
 
@@ -230,16 +270,19 @@ impl Agent {
             };
             report(executor.client(), id, &result, &give_up, started).await;
         });
+        true
     }
 
-    async fn cancel(&mut self, command_id: i64) {
+    /// Returns whether the cancel is new here.
+    async fn cancel(&mut self, command_id: i64) -> bool {
         let stop = lock(&self.running).get(&command_id).cloned();
         if let Some(stop) = stop {
-            if !stop.is_stopped() {
-                tracing::info!(command.id = command_id, "cancelling command {command_id}");
-                stop.stop(CANCELLED);
+            if stop.is_stopped() {
+                return false;
             }
-            return;
+            tracing::info!(command.id = command_id, "cancelling command {command_id}");
+            stop.stop(CANCELLED);
+            return true;
         }
         // The server believes the command runs here, but it does not (say the agent
         // restarted mid-run): tell it so, or it keeps asking.
@@ -250,6 +293,10 @@ impl Agent {
             outputs: Default::default(),
             facts: None,
         };
+        if self.not_running.len() >= REMEMBER_NOT_RUNNING {
+            self.not_running.clear();
+        }
+        let news = self.not_running.insert(command_id);
         match self.client.post_result(command_id, &result).await {
             Ok(()) => tracing::info!(
                 command.id = command_id,
@@ -264,6 +311,7 @@ impl Agent {
                 "cannot report command {command_id} as not running here: {error}; will answer the next cancel"
             ),
         }
+        news
     }
 
     /// Collects finished command tasks; a panic is logged, never silent.
@@ -420,6 +468,12 @@ mod tests {
         /// How many calls, acknowledgements and output batches alike, fail with 503
         /// before they are taken.
         unavailable: u32,
+        /// Answered at once to every poll once `polls` is empty, when set.
+        always: Option<PollResponse>,
+        /// Polls answered so far.
+        polled: usize,
+        /// Status to answer results of a command with; 200 otherwise.
+        result_status: HashMap<i64, u16>,
     }
 
     impl Fake {
@@ -438,7 +492,11 @@ mod tests {
             .route(
                 "/api/agent/commands",
                 get(|State(fake): State<Shared>| async move {
-                    let next = fake.lock().unwrap().polls.pop_front();
+                    let next = {
+                        let mut fake = fake.lock().unwrap();
+                        fake.polled += 1;
+                        fake.polls.pop_front().or_else(|| fake.always.clone())
+                    };
                     match next {
                         Some(response) => Json(response),
                         None => {
@@ -480,8 +538,10 @@ mod tests {
                     |State(fake): State<Shared>,
                      Path(id): Path<i64>,
                      Json(result): Json<CommandResult>| async move {
-                        fake.lock().unwrap().events.push(Event::Result(id, result));
-                        StatusCode::OK
+                        let mut fake = fake.lock().unwrap();
+                        fake.events.push(Event::Result(id, result));
+                        let status = fake.result_status.get(&id).copied().unwrap_or(200);
+                        StatusCode::from_u16(status).unwrap()
                     },
                 ),
             )
@@ -794,5 +854,64 @@ mod tests {
         assert_eq!(results[0].1.outcome, CommandOutcome::Succeeded);
         assert_eq!(results[1].1.outcome, CommandOutcome::Cancelled);
         assert_eq!(results[1].1.error.as_deref(), Some(STOPPED_BY_SHUTDOWN));
+    }
+
+    /// Polls from `server` for `within`, the agent's wait far longer; how many.
+    async fn polls_within(server: &str, fake: &Shared, within: Duration) -> usize {
+        let dir = TempDir::new();
+        let agent = open_agent(server, dir.path()).await;
+        let shutdown = CancellationToken::new();
+        let settings = RunSettings {
+            poll_wait: Duration::from_secs(30),
+            shutdown_grace: Duration::from_secs(1),
+        };
+        let running = tokio::spawn(agent.run(settings, shutdown.clone()));
+        tokio::time::sleep(within).await;
+        let polled = fake.lock().unwrap().polled;
+        shutdown.cancel();
+        running.await.unwrap();
+        polled
+    }
+
+    #[tokio::test]
+    async fn answers_at_once_that_bring_nothing_new_are_followed_by_growing_pauses() {
+        // A cancel of a command not running here, whose report the server keeps
+        // refusing as if it were failing: every answer is the same.
+        let (server, fake) = fake_server().await;
+        {
+            let mut fake = fake.lock().unwrap();
+            fake.always = Some(cancels(vec![99]));
+            fake.result_status.insert(99, 503);
+        }
+        let polled = polls_within(&server, &fake, Duration::from_secs(3)).await;
+        assert!(polled <= 8, "{polled} polls in 3 s");
+
+        // Empty answers at once, as from a node that stops.
+        let (server, fake) = fake_server().await;
+        fake.lock().unwrap().always = Some(PollResponse::default());
+        let polled = polls_within(&server, &fake, Duration::from_secs(3)).await;
+        assert!(polled <= 8, "{polled} polls in 3 s");
+    }
+
+    #[tokio::test]
+    async fn polls_name_the_commands_being_cancelled_until_their_result_is_taken() {
+        let (server, fake) = fake_server().await;
+        let dir = TempDir::new();
+        let mut agent = open_agent(&server, dir.path()).await;
+        let shutdown = CancellationToken::new();
+        fake.lock().unwrap().result_status.insert(4, 503);
+        agent
+            .handle(commands(vec![bash(4, "sleep 1000")]), &shutdown)
+            .await;
+        assert!(agent.cancelling().is_empty());
+        agent.handle(cancels(vec![4]), &shutdown).await;
+        assert_eq!(agent.cancelling(), [4]);
+        // Stopped, and its result refused: still held, still being cancelled.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(!results(&fake).is_empty());
+        assert_eq!(agent.cancelling(), [4]);
+        fake.lock().unwrap().result_status.clear();
+        agent.wait_idle().await;
+        assert!(agent.cancelling().is_empty());
     }
 }

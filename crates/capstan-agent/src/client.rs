@@ -9,7 +9,7 @@ use std::{path::Path, time::Duration};
 
 use capstan_api::{
     CommandResult, OutputBatch, PollResponse, Problem, RegisterAgentRequest, RegisterAgentResponse,
-    agents::AGENT_VERSION_HEADER,
+    agents::{AGENT_CANCELLING_HEADER, AGENT_VERSION_HEADER},
 };
 use capstan_core::error_chain;
 use reqwest::{
@@ -199,16 +199,25 @@ impl AgentClient {
     }
 
     /// `GET /api/agent/commands?wait_ms=`: returns as soon as there is work, else
-    /// after about `wait` with empty lists.
-    pub async fn poll(&self, wait: Duration) -> Result<PollResponse, CallError> {
+    /// after about `wait` with empty lists. `cancelling` names the commands the agent
+    /// was told to cancel and still holds, which are no news to it.
+    pub async fn poll(
+        &self,
+        wait: Duration,
+        cancelling: &[i64],
+    ) -> Result<PollResponse, CallError> {
         let url = format!(
             "{}/api/agent/commands?wait_ms={}",
             self.server,
             wait.as_millis()
         );
-        let builder = self
+        let mut builder = self
             .authorised(self.http.get(&url))
             .timeout(wait + POLL_SLACK);
+        if !cancelling.is_empty() {
+            let ids: Vec<String> = cancelling.iter().map(i64::to_string).collect();
+            builder = builder.header(AGENT_CANCELLING_HEADER, ids.join(","));
+        }
         let response = send(builder, &url).await?;
         read_json(response, &url).await
     }

@@ -6,6 +6,10 @@
 //! acknowledges a command (`POST .../ack`) before it runs it, streams output in
 //! numbered batches (`POST .../output`), and reports the outcome (`POST .../result`).
 //! Every call is idempotent, so an agent retries any of them through another node.
+//!
+//! A poll names, in [`AGENT_CANCELLING_HEADER`], the commands the agent was told to
+//! cancel and has not yet reported: a node answers at once only with what the agent
+//! does not know yet, so a command slow to stop does not turn polls into a loop.
 
 use std::collections::BTreeMap;
 
@@ -16,6 +20,12 @@ pub use capstan_core::script::ScriptSyntax;
 
 /// The header an agent sends its version in on every poll.
 pub const AGENT_VERSION_HEADER: &str = "capstan-agent-version";
+
+/// The header an agent lists, on every poll, the commands it was told to cancel and
+/// still holds (their result not yet taken), as comma-separated ids. A header rather
+/// than a query parameter: nodes of the previous release refuse unknown parameters
+/// but ignore unknown headers, so a newer agent can poll any node during an upgrade.
+pub const AGENT_CANCELLING_HEADER: &str = "capstan-agent-cancelling";
 
 /// Longest a poll may wait, in milliseconds; longer requests are cut to this.
 pub const MAX_POLL_WAIT_MS: u64 = 60_000;
@@ -223,7 +233,7 @@ pub struct PollResponse {
     /// Commands not yet acknowledged, oldest first. A command seen before (its
     /// acknowledgement was lost) comes again: acknowledge it, do not run it twice.
     pub commands: Vec<AgentCommand>,
-    /// Running commands to stop.
+    /// Running commands to stop, other than those the poll named as being cancelled.
     pub cancel: Vec<i64>,
 }
 

@@ -222,8 +222,20 @@ pub struct OutputRow {
     pub at: OffsetDateTime,
 }
 
+/// What became of a batch of output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stored {
+    /// Stored, or refused for where the command stands.
+    Report(Report),
+    /// A line is numbered more than the allowed lead past `last_seq`, the last line
+    /// stored: nothing was stored.
+    TooFarAhead { last_seq: i64 },
+}
+
 /// Stores output lines not stored before (by `seq`) and wakes the node running the
 /// command's task. Output of a finished command is refused: it would never be read.
+/// So is a batch numbering a line more than `lead` past the last stored, since lines
+/// numbered up to it would be taken for stored and skipped.
 pub async fn store_output(
     db: &PgPool,
     agent_id: i64,
@@ -231,7 +243,8 @@ pub async fn store_output(
     seqs: &[i64],
     streams: &[String],
     texts: &[String],
-) -> Result<Report, DbError> {
+    lead: i64,
+) -> Result<Stored, DbError> {
     let mut tx = db.begin().await?;
     let command: Option<(i64, String, i64)> = sqlx::query_as(
         "SELECT task_id, state, last_seq FROM agent_commands
@@ -242,12 +255,15 @@ pub async fn store_output(
     .fetch_optional(&mut *tx)
     .await?;
     let Some((task_id, state, last_seq)) = command else {
-        return Ok(Standing::Unknown.into());
+        return Ok(Stored::Report(Standing::Unknown.into()));
     };
     if !matches!(state.as_str(), "pending" | "delivered" | "running") {
-        return Ok(Standing::Closed(state).into());
+        return Ok(Stored::Report(Standing::Closed(state).into()));
     }
     let newest = seqs.iter().copied().max().unwrap_or(0);
+    if newest > last_seq.saturating_add(lead) {
+        return Ok(Stored::TooFarAhead { last_seq });
+    }
     let stored = newest > last_seq;
     if stored {
         sqlx::query(
@@ -277,10 +293,10 @@ pub async fn store_output(
             .await?;
     }
     tx.commit().await?;
-    Ok(Report {
+    Ok(Stored::Report(Report {
         standing: Standing::Open,
         changed_task: stored.then_some(task_id),
-    })
+    }))
 }
 
 /// How a command ended.

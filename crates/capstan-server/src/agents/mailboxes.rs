@@ -28,6 +28,9 @@ struct Entry {
     known_at: Option<u64>,
     /// Commands handed over since the mailbox was known empty.
     parcel: Vec<Delivery>,
+    /// Running commands the mailbox asks to cancel, as the query that made it known
+    /// found them: an agent that holds them all has nothing to learn from them.
+    cancels: Vec<i64>,
     /// Sends by this node whose NOTIFY has not come back yet.
     expected: u32,
 }
@@ -36,6 +39,7 @@ impl Entry {
     fn forget(&mut self) {
         self.known_at = None;
         self.parcel.clear();
+        self.cancels.clear();
         self.changes.send_modify(|n| *n += 1);
     }
 }
@@ -60,6 +64,8 @@ pub enum Contents {
 pub struct Ticket {
     pub agent_id: i64,
     pub contents: Contents,
+    /// The cancels of a mailbox known [`Contents::Empty`].
+    pub cancels: Vec<i64>,
     seen: u64,
     changes: watch::Receiver<u64>,
 }
@@ -82,6 +88,7 @@ impl Mailboxes {
             changes: watch::Sender::new(0),
             known_at: None,
             parcel: Vec::new(),
+            cancels: Vec::new(),
             expected: 0,
         });
         let seen = *entry.changes.borrow();
@@ -96,18 +103,20 @@ impl Mailboxes {
         };
         Ticket {
             agent_id,
+            cancels: entry.cancels.clone(),
             contents,
             seen,
             changes: entry.changes.subscribe(),
         }
     }
 
-    /// A query begun with `ticket` found nothing.
-    pub fn found_empty(&self, ticket: &Ticket) {
+    /// A query begun with `ticket` found no command to hand over, and `cancels`.
+    pub fn found_empty(&self, ticket: &Ticket, cancels: Vec<i64>) {
         if let Some(entry) = self.lock().get_mut(&ticket.agent_id) {
             if *entry.changes.borrow() == ticket.seen {
                 entry.known_at = Some(ticket.seen);
                 entry.parcel.clear();
+                entry.cancels = cancels;
             }
         }
     }
@@ -245,11 +254,11 @@ mod tests {
         let ticket = boxes.ticket(7);
         assert!(matches!(ticket.contents, Contents::Unknown));
         boxes.changed(7);
-        boxes.found_empty(&ticket);
+        boxes.found_empty(&ticket, Vec::new());
         assert!(matches!(boxes.ticket(7).contents, Contents::Unknown));
 
         let mut ticket = boxes.ticket(7);
-        boxes.found_empty(&ticket);
+        boxes.found_empty(&ticket, Vec::new());
         assert!(matches!(boxes.ticket(7).contents, Contents::Empty));
         boxes.changed(7);
         tokio::time::timeout(Duration::from_secs(1), ticket.changed())
@@ -258,7 +267,7 @@ mod tests {
         assert!(matches!(boxes.ticket(7).contents, Contents::Unknown));
 
         let ticket = boxes.ticket(7);
-        boxes.found_empty(&ticket);
+        boxes.found_empty(&ticket, Vec::new());
         boxes.reset();
         assert!(matches!(boxes.ticket(7).contents, Contents::Unknown));
     }
@@ -272,7 +281,7 @@ mod tests {
 
     fn known_empty(boxes: &Mailboxes) {
         let ticket = boxes.ticket(7);
-        boxes.found_empty(&ticket);
+        boxes.found_empty(&ticket, Vec::new());
         assert!(matches!(boxes.ticket(7).contents, Contents::Empty));
     }
 
@@ -280,7 +289,7 @@ mod tests {
     async fn commands_handed_over_to_a_known_mailbox_are_answered_once() {
         let boxes = Arc::new(Mailboxes::default());
         let mut waiting = boxes.ticket(7);
-        boxes.found_empty(&waiting);
+        boxes.found_empty(&waiting, Vec::new());
         send(&boxes, &[1]);
         send(&boxes, &[2, 3]);
         tokio::time::timeout(Duration::from_secs(1), waiting.changed())
@@ -367,11 +376,25 @@ mod tests {
     fn an_empty_answer_after_a_hand_over_does_not_drop_it() {
         let boxes = Arc::new(Mailboxes::default());
         let ticket = boxes.ticket(7);
-        boxes.found_empty(&ticket);
+        boxes.found_empty(&ticket, Vec::new());
         // A stale report of an empty mailbox, from before the hand-over.
         let late = boxes.ticket(7);
         send(&boxes, &[1]);
-        boxes.found_empty(&late);
+        boxes.found_empty(&late, Vec::new());
         assert_eq!(ids(&boxes.ticket(7).contents), Some(vec![1]));
+    }
+
+    #[test]
+    fn cancels_found_with_the_mailbox_are_known_until_it_changes() {
+        let boxes = Arc::new(Mailboxes::default());
+        let ticket = boxes.ticket(7);
+        boxes.found_empty(&ticket, vec![3]);
+        let ticket = boxes.ticket(7);
+        assert!(matches!(ticket.contents, Contents::Empty));
+        assert_eq!(ticket.cancels, [3]);
+        boxes.changed(7);
+        let ticket = boxes.ticket(7);
+        assert!(matches!(ticket.contents, Contents::Unknown));
+        assert!(ticket.cancels.is_empty());
     }
 }

@@ -4,21 +4,25 @@
 use std::{sync::Arc, time::Duration};
 
 use axum::{
-    Json,
+    Extension, Json,
     extract::{FromRequestParts, State},
     http::{HeaderMap, StatusCode, request::Parts},
-    response::Response,
+    response::{IntoResponse, Response},
 };
 use capstan_api::{
     AgentCommand, CommandBody, CommandOutcome, CommandResult, OutputBatch, PollQuery, PollResponse,
     Problem,
-    agents::{AGENT_VERSION_HEADER, MAX_OUTPUT_BYTES, MAX_OUTPUT_LINES, MAX_POLL_WAIT_MS},
+    agents::{
+        AGENT_CANCELLING_HEADER, AGENT_VERSION_HEADER, MAX_OUTPUT_BYTES, MAX_OUTPUT_LINES,
+        MAX_POLL_WAIT_MS,
+    },
 };
-use capstan_db::mailbox::{self, Finish, Standing};
+use capstan_db::mailbox::{self, Finish, Standing, Stored};
 
 use super::{
     ApiError,
     extract::{ApiJson, ApiPath, ApiQuery},
+    observe::Routine,
 };
 use crate::{
     agents::{
@@ -84,6 +88,36 @@ impl FromRequestParts<Arc<NodeContext>> for AgentVersion {
     }
 }
 
+/// The commands a poll says its agent was told to cancel and still holds.
+pub(crate) struct Cancelling(Vec<i64>);
+
+impl FromRequestParts<Arc<NodeContext>> for Cancelling {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _: &Arc<NodeContext>,
+    ) -> Result<Self, Self::Rejection> {
+        let Some(value) = parts.headers.get(AGENT_CANCELLING_HEADER) else {
+            return Ok(Self(Vec::new()));
+        };
+        let bad = || {
+            ApiError::bad_request(format!(
+                "`{AGENT_CANCELLING_HEADER}` lists command ids separated by commas, e.g. `12,15`"
+            ))
+        };
+        let ids = value
+            .to_str()
+            .map_err(|_| bad())?
+            .split(',')
+            .map(str::trim)
+            .filter(|id| !id.is_empty())
+            .map(|id| id.parse::<i64>().map_err(|_| bad()))
+            .collect::<Result<_, _>>()?;
+        Ok(Self(ids))
+    }
+}
+
 /// Who holds a credential: from memory, or from the database once per node.
 async fn identify(ctx: &NodeContext, digest: &[u8; 32]) -> Result<Identity, ApiError> {
     let identity = match ctx.agents.identities.get(digest) {
@@ -116,18 +150,20 @@ async fn identify(ctx: &NodeContext, digest: &[u8; 32]) -> Result<Identity, ApiE
 }
 
 /// `GET /api/agent/commands`: the agent's commands not yet acknowledged and the
-/// running ones to cancel, at once if there are any, else when some arrive or after
-/// `wait_ms`.
+/// running ones to cancel (but those the agent names in `capstan-agent-cancelling`),
+/// at once if there are any, else when some arrive or after `wait_ms`.
 #[utoipa::path(get, path = "/api/agent/commands", tag = "agent protocol", params(PollQuery), responses(
     (status = 200, body = PollResponse),
+    (status = 400, body = Problem, content_type = "application/problem+json"),
     (status = 401, body = Problem, content_type = "application/problem+json"),
 ))]
 pub(crate) async fn poll(
     State(ctx): State<Arc<NodeContext>>,
     auth: AgentAuth,
     AgentVersion(version): AgentVersion,
+    Cancelling(cancelling): Cancelling,
     ApiQuery(query): ApiQuery<PollQuery>,
-) -> Result<Json<PollResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     // A node may hold thousands of these for half a minute each: keep only what the
     // wait needs.
     let AgentAuth { agent, digest } = auth;
@@ -141,23 +177,34 @@ pub(crate) async fn poll(
     let deadline = tokio::time::Instant::now() + wait;
     ctx.metrics.agent_polls.increment(1);
     let _waiting = ctx.metrics.agent_polls_waiting.track();
+    // A cancel the agent already holds is no news: answering it at once would only
+    // bring the agent straight back, over and over while its command stops.
+    let held = |id: &i64| cancelling.contains(id);
     loop {
         let mut ticket = ctx.agents.mailboxes.ticket(agent_id);
         match std::mem::take(&mut ticket.contents) {
-            Contents::Empty => {}
+            Contents::Empty if ticket.cancels.iter().all(held) => {}
             Contents::Handed(commands) => {
                 mark_delivered(&ctx, &commands);
-                return Ok(Json(to_poll_response(commands)));
+                return Ok(Json(to_poll_response(commands)).into_response());
             }
-            Contents::Unknown => {
+            // Known empty but for cancels the agent does not name (it restarted, or
+            // an answer was lost), or not known: the database says which still stand.
+            Contents::Empty | Contents::Unknown => {
                 ctx.metrics.agent_mailbox_reads.increment(1);
-                let deliveries = mailbox::poll(&ctx.pools.api, agent_id)
+                let mut deliveries = mailbox::poll(&ctx.pools.api, agent_id)
                     .await
                     .map_err(|e| ApiError::from_db(e, String::new))?;
+                let cancels: Vec<i64> = deliveries
+                    .iter()
+                    .filter(|d| d.cancel)
+                    .map(|d| d.id)
+                    .collect();
+                deliveries.retain(|d| !(d.cancel && held(&d.id)));
                 if !deliveries.is_empty() {
-                    return Ok(Json(to_poll_response(deliveries)));
+                    return Ok(Json(to_poll_response(deliveries)).into_response());
                 }
-                ctx.agents.mailboxes.found_empty(&ticket);
+                ctx.agents.mailboxes.found_empty(&ticket, cancels);
             }
         }
         tokio::select! {
@@ -165,10 +212,15 @@ pub(crate) async fn poll(
                 // A revocation wakes the poll too: check the credential again.
                 identify(&ctx, &digest).await?;
             }
-            () = tokio::time::sleep_until(deadline) => return Ok(Json(PollResponse::default())),
-            () = ctx.http_stop.cancelled() => return Ok(Json(PollResponse::default())),
+            () = tokio::time::sleep_until(deadline) => return Ok(nothing_new()),
+            () = ctx.http_stop.cancelled() => return Ok(nothing_new()),
         }
     }
+}
+
+/// The answer to a poll that found no work: routine, so not worth an info line.
+fn nothing_new() -> Response {
+    (Extension(Routine), Json(PollResponse::default())).into_response()
 }
 
 /// Counts the delivery of commands answered without a query, after the answer: the
@@ -248,13 +300,15 @@ pub(crate) async fn ack(
 }
 
 /// `POST /api/agent/commands/{id}/output`: lines for the task's log. Lines whose `seq`
-/// was stored before are skipped, so a batch may be sent again.
+/// was stored before are skipped, so a batch may be sent again; a batch numbering a
+/// line more than [`MAX_OUTPUT_LINES`] past the last stored is refused.
 #[utoipa::path(post, path = "/api/agent/commands/{id}/output", tag = "agent protocol",
     params(("id" = i64, Path)), request_body = OutputBatch, responses(
     (status = 204, description = "Stored"),
     (status = 404, body = Problem, content_type = "application/problem+json"),
     (status = 409, body = Problem, content_type = "application/problem+json"),
     (status = 413, body = Problem, content_type = "application/problem+json"),
+    (status = 422, body = Problem, content_type = "application/problem+json"),
 ))]
 pub(crate) async fn output(
     State(ctx): State<Arc<NodeContext>>,
@@ -289,6 +343,7 @@ pub(crate) async fn output(
     if batch.lines.is_empty() {
         return Ok(StatusCode::NO_CONTENT);
     }
+    let newest = batch.lines.iter().map(|l| l.seq).max().unwrap_or(0);
     let seqs: Vec<i64> = batch
         .lines
         .iter()
@@ -304,15 +359,48 @@ pub(crate) async fn output(
                 .unwrap_or_default()
         })
         .collect();
-    let texts: Vec<String> = batch
-        .lines
-        .into_iter()
-        .map(|l| l.text.replace('\0', "\u{fffd}"))
-        .collect();
-    let report = mailbox::store_output(&ctx.pools.api, auth.agent.id, id, &seqs, &streams, &texts)
-        .await
-        .map_err(|e| ApiError::from_db(e, String::new))?;
-    reported(&ctx, id, report)
+    let texts: Vec<String> = batch.lines.into_iter().map(|l| readable(l.text)).collect();
+    let lead = MAX_OUTPUT_LINES as i64;
+    let stored = mailbox::store_output(
+        &ctx.pools.api,
+        auth.agent.id,
+        id,
+        &seqs,
+        &streams,
+        &texts,
+        lead,
+    )
+    .await
+    .map_err(|e| ApiError::from_db(e, String::new))?;
+    match stored {
+        Stored::Report(report) => reported(&ctx, id, report),
+        Stored::TooFarAhead { last_seq } => Err(ApiError::unprocessable(format!(
+            "line {newest} is too far ahead: lines are numbered one after another and a \
+             batch holds at most {MAX_OUTPUT_LINES}, so after line {last_seq}, the last one \
+             stored, a batch numbers its lines up to {} at most",
+            last_seq.saturating_add(lead)
+        ))),
+    }
+}
+
+/// Text an agent reports, as PostgreSQL can store it: a NUL has no place in `text` or
+/// `jsonb`, and refusing it would leave the command unable to report at all.
+fn readable(text: String) -> String {
+    if text.contains('\0') {
+        text.replace('\0', "\u{fffd}")
+    } else {
+        text
+    }
+}
+
+/// Every string in `value` made [`readable`].
+fn readable_json(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::String(text) => *text = readable(std::mem::take(text)),
+        serde_json::Value::Array(items) => items.iter_mut().for_each(readable_json),
+        serde_json::Value::Object(map) => map.values_mut().for_each(readable_json),
+        serde_json::Value::Null | serde_json::Value::Bool(_) | serde_json::Value::Number(_) => {}
+    }
 }
 
 /// `POST /api/agent/commands/{id}/result`: how the command ended. Reporting again is
@@ -353,7 +441,7 @@ pub(crate) async fn result(
     }
     let error = result
         .error
-        .map(|e| e.chars().take(4000).collect::<String>());
+        .map(|e| readable(e.chars().take(4000).collect::<String>()));
     let mut outputs = serde_json::to_value(&result.outputs).unwrap_or_default();
     if let Some(facts) = &result.facts {
         // Kept with the outputs, where the health check reads them.
@@ -361,6 +449,8 @@ pub(crate) async fn result(
             map.insert("_facts".to_owned(), facts);
         }
     }
+    // Names were checked above and hold no control character: only values need it.
+    readable_json(&mut outputs);
     let state = match result.outcome {
         CommandOutcome::Succeeded => "succeeded",
         CommandOutcome::Failed => "failed",

@@ -17,6 +17,11 @@ use crate::node::NodeContext;
 /// level when they succeed, so they do not drown the log.
 const PROBE_ROUTES: &[&str] = &["/api/nodes/ping", "/healthz", "/metrics"];
 
+/// A response extension: the request succeeded and brought nothing new (say, an
+/// agent's poll that found no work), so its line is logged at debug level.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Routine;
+
 /// Carries the matched route template out to [`observe`], which runs before routing.
 pub(crate) async fn stash_matched_path(request: Request, next: Next) -> Response {
     let path = request.extensions().get::<MatchedPath>().cloned();
@@ -89,7 +94,9 @@ pub(crate) async fn observe(
         .record_request(&route, method_label(&method), status, elapsed.as_secs_f64());
 
     let latency_ms = elapsed.as_secs_f64() * 1000.0;
-    let quiet = PROBE_ROUTES.contains(&route.as_str()) && status < 400;
+    let quiet = (PROBE_ROUTES.contains(&route.as_str())
+        || response.extensions().get::<Routine>().is_some())
+        && status < 400;
     macro_rules! request_log {
         ($level:expr) => {
             tracing::event!(

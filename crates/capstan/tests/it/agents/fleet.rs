@@ -734,3 +734,130 @@ async fn operators_manage_agents_and_run_scripts_with_the_cli() {
     let (ok, out) = cli(&["agents", "delete", "nobody"]).await.unwrap();
     assert!(!ok && out.contains("no agent is named `nobody`"), "{out}");
 }
+
+/// Polls the node at `url` has answered so far.
+async fn polls_answered(url: &str) -> f64 {
+    metrics_text(url)
+        .await
+        .lines()
+        .find_map(|l| l.strip_prefix("capstan_agent_polls_total "))
+        .map_or(0.0, |v| v.trim().parse().unwrap())
+}
+
+/// A script that ignores SIGTERM holds its command for the kill grace after a cancel.
+/// Its agent knows of the cancel by then, so its polls wait as idle ones do, instead
+/// of being answered at once with the same cancel over and over; and a poll that
+/// brings nothing new is not worth a line of the node's log.
+#[tokio::test]
+async fn agents_stopping_a_cancelled_script_that_ignores_sigterm_poll_as_idle_ones_do() {
+    let db = TestDatabase::new().await;
+    let dir = TempDir::new("capstan-fleet-cancel");
+    let env = vec![(
+        "CAPSTAN_AGENT_HEALTH_CHECK_EVERY".to_owned(),
+        "off".to_owned(),
+    )];
+    let node = ServerProcess::start(
+        &capstan_bin(),
+        "hold-1",
+        &db.url,
+        &dir.0,
+        &dir.0,
+        ProcessOptions { env },
+    )
+    .await;
+    let client = ApiClient::new(&node.url(), Some(ADMIN_KEY.to_owned()));
+    let names: Vec<String> = (1..=20).map(|i| format!("hold{i:02}")).collect();
+    let specs: Vec<(&str, &[&str])> = names.iter().map(|n| (n.as_str(), &["hold"][..])).collect();
+    let _agents = start_agents(&client, &node.url(), &specs, &dir.0).await;
+    let task = client
+        .run_script(&RunScriptRequest {
+            script: "trap '' TERM\necho started\nsleep 60".into(),
+            tags: vec!["hold".into()],
+            max_parallel: Some(20),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    eventually(
+        Duration::from_secs(20),
+        "every agent to run the script",
+        || async {
+            let commands = client.task_commands(task.id).await.ok()?.items;
+            (commands.len() == 20 && commands.iter().all(|c| c.state == "running")).then_some(())
+        },
+    )
+    .await;
+    // Let the scripts reach their `sleep`, past the trap.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let polls_before = polls_answered(&node.url()).await;
+    let log_before = node.log().len();
+    let asked = Instant::now();
+    client.cancel_task(task.id).await.unwrap();
+    eventually(
+        Duration::from_secs(20),
+        "every agent to report its script stopped",
+        || async {
+            let commands = client.task_commands(task.id).await.ok()?.items;
+            commands
+                .iter()
+                .all(|c| c.state == "cancelled" && c.error.as_deref() == Some("cancelled"))
+                .then_some(())
+        },
+    )
+    .await;
+    let held = asked.elapsed();
+    let polls = polls_answered(&node.url()).await - polls_before;
+
+    // Test agents wait 2 s per idle poll; each poll woken by the cancel comes on top.
+    let idle = 20.0 * held.as_secs_f64() / 2.0;
+    assert!(
+        held >= Duration::from_secs(4),
+        "the scripts ignore SIGTERM, so they hold on until SIGKILL: {held:?}"
+    );
+    assert!(
+        polls <= 2.0 * idle + 20.0,
+        "{polls} polls in {held:?} from 20 agents; idle they would make about {idle:.0}"
+    );
+    let log = node.log();
+    let poll_lines = log[log_before..]
+        .lines()
+        .filter(|l| l.contains("INFO") && l.contains("GET /api/agent/commands"))
+        .count();
+    assert!(
+        poll_lines <= 40,
+        "{poll_lines} polls logged at info level; only the 20 that told of the cancel brought news"
+    );
+}
+
+/// A NUL in a script's output and in an output variable is stored as U+FFFD: the
+/// command succeeds, and both are readable.
+#[tokio::test]
+async fn a_script_printing_nul_bytes_into_its_log_and_an_output_variable_succeeds() {
+    let cluster = TestCluster::start(1).await;
+    let client = cluster.node(0).client();
+    let dir = TempDir::new("capstan-fleet");
+    let _agents = start_agents(&client, &cluster.node(0).url(), &[("nul01", &[])], &dir.0).await;
+    let task = client
+        .run_script(&RunScriptRequest {
+            script: "printf \"##capstan[set-output name='Ready' value='a\\0b']\\n\"\n\
+                     printf 'before\\0after\\n'\nexit 0"
+                .into(),
+            agents: vec!["nul01".into()],
+            timeout: Some("10s".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let done = finish(&client, &task, Duration::from_secs(20)).await;
+    let log = whole_log(&client, task.id).await;
+    assert_eq!(done.state, TaskState::Succeeded, "{done:?}\n{log}");
+    assert!(log.contains("nul01: before\u{fffd}after"), "{log}");
+    let commands = client.task_commands(task.id).await.unwrap().items;
+    assert_eq!(commands[0].state, "succeeded");
+    assert_eq!(commands[0].exit_code, Some(0));
+    assert_eq!(
+        commands[0].outputs.get("Ready").map(String::as_str),
+        Some("a\u{fffd}b")
+    );
+}

@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 use capstan_api::{CommandOutcome, CommandResult};
 use capstan_core::TaskState;
 use capstan_testkit::{
-    TestCluster, eventually, metrics_text,
+    TestCluster,
+    agents::SimAgent,
+    eventually, metrics_text,
     tasks::{wait_finished, wait_idle, whole_log},
 };
 
@@ -315,6 +317,27 @@ async fn cancelling_stops_running_commands_and_withdraws_those_not_yet_acknowled
     )
     .await;
     assert!(told.commands.is_empty());
+    // An agent that names the cancel it holds is not told again: its poll waits.
+    let poll_naming = |cancelling: String| {
+        let running = running.clone();
+        async move {
+            reqwest::Client::new()
+                .get(format!("{}/api/agent/commands?wait_ms=300", running.base))
+                .bearer_auth(&running.credential)
+                .header(capstan_api::agents::AGENT_CANCELLING_HEADER, cancelling)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let asked = Instant::now();
+    let answer: capstan_api::PollResponse = poll_naming(id.to_string()).await.json().await.unwrap();
+    assert!(
+        answer.cancel.is_empty() && answer.commands.is_empty(),
+        "{answer:?}"
+    );
+    assert!(asked.elapsed() >= Duration::from_millis(250));
+    assert_eq!(poll_naming("12,x".to_owned()).await.status(), 400);
     // ...and the other may no longer start its own.
     let (status, problem) = late.ack(late_id).await.unwrap_err();
     assert_eq!(status, 409);
@@ -453,4 +476,122 @@ async fn a_script_whose_agent_is_deleted_while_it_is_queued_is_refused_and_leave
         return;
     }
     panic!("the node queued the script instead of claiming it in 5 tries");
+}
+
+/// Hands `script` to `agent` through a task and acknowledges it: its command id.
+async fn running_command(
+    agent: &SimAgent,
+    client: &capstan_api::ApiClient,
+    script: &str,
+) -> (i64, i64) {
+    let task = run_script(client, script, &[agent.name.as_str()]).await;
+    let handed = agent.poll(5_000).await.unwrap();
+    let id = handed.commands[0].id;
+    agent.ack(id).await.unwrap();
+    (task.id, id)
+}
+
+/// Lines are numbered one by one and a batch holds at most 1,000: a number further
+/// ahead of what is stored is refused, so it cannot make the node skip what follows.
+#[tokio::test]
+async fn an_output_line_numbered_beyond_what_a_batch_can_hold_is_refused() {
+    let cluster = TestCluster::start(1).await;
+    let node = cluster.node(0);
+    let client = node.client();
+    let agent = sim_agents(&client, &node.url(), &["seq01"], &[])
+        .await
+        .remove(0);
+    let (task_id, id) = running_command(&agent, &client, "echo hello").await;
+
+    agent.output(id, &[(1, "line one")]).await.unwrap();
+    for far in [1_002, 1 << 40, u64::MAX] {
+        let (status, problem) = agent.output(id, &[(far, "far ahead")]).await.unwrap_err();
+        assert_eq!(status, 422, "seq {far}: {problem:?}");
+        assert!(
+            problem.detail.contains(&format!("line {far}"))
+                && problem.detail.contains("up to 1001 at most"),
+            "{}",
+            problem.detail
+        );
+    }
+    // The next line in order, and a whole batch's worth ahead, are still taken.
+    agent.output(id, &[(2, "line two")]).await.unwrap();
+    agent.output(id, &[(1_002, "line 1002")]).await.unwrap();
+    agent.result(id, &succeeded()).await.unwrap();
+
+    wait_finished(&client, &[task_id], Duration::from_secs(10)).await;
+    let log = whole_log(&client, task_id).await;
+    for line in ["seq01: line one", "seq01: line two", "seq01: line 1002"] {
+        assert!(log.contains(line), "`{line}` in:\n{log}");
+    }
+    assert!(!log.contains("far ahead"), "{log}");
+}
+
+/// PostgreSQL stores no NUL in text or jsonb: what an agent reports is stored with
+/// U+FFFD in its place rather than refused, or the command could never finish.
+#[tokio::test]
+async fn nul_bytes_in_what_an_agent_reports_are_stored_as_replacement_characters() {
+    let cluster = TestCluster::start(1).await;
+    let node = cluster.node(0);
+    let client = node.client();
+    let agent = sim_agents(&client, &node.url(), &["nul02"], &[])
+        .await
+        .remove(0);
+    let (task_id, id) = running_command(&agent, &client, "exit 1").await;
+
+    agent.output(id, &[(1, "a\0line")]).await.unwrap();
+    agent
+        .result(
+            id,
+            &CommandResult {
+                outcome: CommandOutcome::Failed,
+                exit_code: Some(1),
+                error: Some("bad\0error".to_owned()),
+                outputs: [("Ready".to_owned(), "a\0b".to_owned())].into(),
+                facts: None,
+            },
+        )
+        .await
+        .unwrap();
+    let done = wait_finished(&client, &[task_id], Duration::from_secs(10))
+        .await
+        .remove(0);
+    assert_eq!(done.state, TaskState::Failed, "{done:?}");
+    let commands = client.task_commands(task_id).await.unwrap().items;
+    assert_eq!(commands[0].error.as_deref(), Some("bad\u{fffd}error"));
+    assert_eq!(
+        commands[0].outputs.get("Ready").map(String::as_str),
+        Some("a\u{fffd}b")
+    );
+    let log = whole_log(&client, task_id).await;
+    assert!(log.contains("nul02: a\u{fffd}line"), "{log}");
+}
+
+/// A health check's facts are the agent's words too.
+#[tokio::test]
+async fn nul_bytes_in_an_agents_facts_are_stored_as_replacement_characters() {
+    let cluster = TestCluster::start(1).await;
+    let node = cluster.node(0);
+    let client = node.client();
+    let agent = sim_agents(&client, &node.url(), &["nul03"], &[])
+        .await
+        .remove(0);
+    let (_, id) = running_command(&agent, &client, "true").await;
+    let facts = capstan_api::AgentFacts {
+        version: "1\0.2".to_owned(),
+        os: "linux".to_owned(),
+        hostname: "host\0name".to_owned(),
+        shells: Vec::new(),
+        free_disk_bytes: None,
+    };
+    agent
+        .result(
+            id,
+            &CommandResult {
+                facts: Some(facts),
+                ..succeeded()
+            },
+        )
+        .await
+        .unwrap();
 }
