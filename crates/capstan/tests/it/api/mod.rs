@@ -1,4 +1,5 @@
 mod auth;
 pub(crate) mod bad_input;
+mod fuzz;
 mod nodes;
 mod openapi;
