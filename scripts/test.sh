@@ -2,7 +2,7 @@
 # Runs Capstan's whole test suite on this machine.
 #
 # Installs what the tests need when it is missing (PostgreSQL server binaries, HAProxy,
-# Prometheus and promtool, openssl, the rotel OTLP collector, the s3s-fs S3 server, and the
+# Prometheus and promtool, openssl, the rotel OTLP collector, schemathesis, the s3s-fs S3 server, and the
 # offline checkers of the deployment files), checks the shipped deployment files (Helm
 # chart, compose file, Dockerfile, alert rules), starts a private PostgreSQL when none
 # answers at CAPSTAN_TEST_DATABASE_URL, then runs every test.
@@ -52,6 +52,12 @@ fi
 if ! python3 -c 'import rotel' 2>/dev/null; then
   log "installing the rotel OTLP collector"
   pip_install rotel
+fi
+# schemathesis: the API fuzz test checks the server against its OpenAPI document; its
+# CLI changed between major versions, so stay on 4.
+if ! command -v schemathesis >/dev/null; then
+  log "installing schemathesis"
+  pip_install 'schemathesis>=4,<5'
 fi
 # s3s-fs: the S3-compatible server the blob-store tests start (capstan_testkit::s3).
 export PATH="$HOME/.cargo/bin:$PATH"

@@ -43,6 +43,7 @@ pub struct CreateRegistrationTokenRequest {
     pub expires_in: Option<String>,
     /// How many agents may register with it (default 1, at most 10,000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 10_000)]
     pub uses: Option<u32>,
     /// What the token is for, for whoever reads the list later.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -79,10 +80,13 @@ pub struct RegistrationTokenList {
 #[serde(deny_unknown_fields)]
 pub struct RegisterAgentRequest {
     /// Unique in the cluster: letters, digits, `.`, `_`, `-`; at most 100 characters.
+    #[schema(min_length = 1, max_length = 100)]
     pub name: String,
     /// The name of an existing environment.
+    #[schema(min_length = 1, max_length = 100)]
     pub environment: String,
     #[serde(default)]
+    #[schema(max_items = 50)]
     pub tags: Vec<String>,
     /// The agent's version.
     pub version: String,
@@ -180,11 +184,13 @@ pub struct AgentQuery {
     pub tag: Option<String>,
     /// unknown, healthy or unhealthy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[param(value_type = Option<AgentHealth>)]
     pub health: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cursor: Option<String>,
     /// Page size, 1 to 500 (default 100).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
 }
 
@@ -193,8 +199,10 @@ pub struct AgentQuery {
 #[serde(deny_unknown_fields)]
 pub struct UpdateAgentRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 100)]
     pub environment: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_items = 50)]
     pub tags: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disabled: Option<bool>,
@@ -216,6 +224,7 @@ pub struct EnvironmentResponse {
 #[serde(deny_unknown_fields)]
 pub struct EnvironmentRequest {
     /// Unique; at most 100 characters.
+    #[schema(min_length = 1, max_length = 100)]
     pub name: String,
     #[serde(default)]
     pub description: String,

@@ -44,7 +44,7 @@ pub use releases::{
     ReleaseResponse, ReleaseSummary,
 };
 pub use scripts::{CommandList, CommandResponse, PackageVersionRef, RunScriptRequest};
-pub use task_logs::{LogEvent, TaskLogEnd, TaskLogQuery};
+pub use task_logs::{LogEvent, SseEvent, TaskLogEnd, TaskLogQuery};
 pub use tasks::{
     AttemptList, AttemptResponse, CreateTaskRequest, CreateTasksRequest, CreateTasksResponse,
     TaskPage, TaskQuery, TaskResponse,

@@ -61,6 +61,7 @@ pub struct PackageQuery {
     pub q: Option<String>,
     /// Items per page, 1-500 (default 50).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
     /// The `next` of the previous page.
     #[serde(default, skip_serializing_if = "Option::is_none")]

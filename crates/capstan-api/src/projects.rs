@@ -23,6 +23,7 @@ pub const MAX_DOCUMENT_BYTES: usize = 16 * 1024 * 1024;
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProjectRequest {
+    #[schema(min_length = 1, max_length = 200)]
     pub name: String,
     #[serde(default)]
     pub description: String,
@@ -33,6 +34,7 @@ pub struct ProjectRequest {
 #[serde(deny_unknown_fields)]
 pub struct UpdateProjectRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 200)]
     pub name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
@@ -73,6 +75,7 @@ pub struct ProjectQuery {
     pub cursor: Option<String>,
     /// Page size, 1 to 500 (default 100).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
 }
 

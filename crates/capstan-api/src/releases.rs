@@ -85,5 +85,6 @@ pub struct ReleaseQuery {
     pub cursor: Option<String>,
     /// Page size, 1 to 500 (default 100).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
 }

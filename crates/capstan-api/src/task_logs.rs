@@ -42,11 +42,16 @@ pub enum LogEvent {
     End(TaskLogEnd),
 }
 
-/// A server-sent event, as [`SseParser`] reads it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// A server-sent event, as [`SseParser`] reads it; in the OpenAPI document, the shape
+/// of each event of a followed log.
+#[derive(Debug, Clone, Default, PartialEq, Eq, utoipa::ToSchema)]
 pub struct SseEvent {
+    /// A line's byte offset just past it; absent on the `end` event.
+    #[schema(pattern = "^[0-9]+$")]
     pub id: Option<String>,
+    /// `message` for a line, `end` for the last event.
     pub event: Option<String>,
+    /// The line, or the `end` event's TaskLogEnd as JSON.
     pub data: String,
 }
 

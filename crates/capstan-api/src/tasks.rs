@@ -39,6 +39,7 @@ impl CreateTaskRequest {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTasksRequest {
+    #[schema(min_items = 1, max_items = 50_000)]
     pub tasks: Vec<CreateTaskRequest>,
 }
 
@@ -131,6 +132,7 @@ pub struct TaskQuery {
     pub node: Option<String>,
     /// Items per page, 1-500 (default 50).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
     /// The `next` of the previous page.
     #[serde(default, skip_serializing_if = "Option::is_none")]

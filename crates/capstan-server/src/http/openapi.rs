@@ -10,8 +10,8 @@ use capstan_api::{
     NodeResponse, OutputBatch, OutputLine, OutputStream, PackagePage, PackageRef, PackageResponse,
     PackageSummary, PackageVersionPage, PackageVersionRef, PollResponse, Problem,
     RegisterAgentRequest, RegisterAgentResponse, RegistrationTokenList, RegistrationTokenResponse,
-    RotateMasterKeyResponse, RunScriptRequest, ScriptCommand, ScriptSyntax, TaskLogEnd, TaskPage,
-    TaskResponse, UpdateAgentRequest, UpdateNodeRequest,
+    RotateMasterKeyResponse, RunScriptRequest, ScriptCommand, ScriptSyntax, SseEvent, TaskLogEnd,
+    TaskPage, TaskResponse, UpdateAgentRequest, UpdateNodeRequest,
 };
 use capstan_api::{
     CreateReleaseRequest, PackageSelection, PreviewRequest, PreviewResponse, ProcessRequest,
@@ -22,7 +22,11 @@ use capstan_api::{
 };
 use utoipa::{
     Modify, OpenApi,
-    openapi::security::{Http, HttpAuthScheme, SecurityScheme},
+    openapi::{
+        Content, PathItem, Ref, RefOr, Response,
+        path::{Operation, ParameterIn},
+        security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme},
+    },
 };
 
 use super::{
@@ -64,7 +68,7 @@ use super::{
         AgentPage, AgentHealth, UpdateAgentRequest, EnvironmentRequest, EnvironmentResponse,
         EnvironmentList, PollResponse, AgentCommand, CommandBody, ScriptCommand, ScriptSyntax,
         CommandVariable, PackageRef, OutputBatch, OutputLine, OutputStream, CommandResult,
-        CommandOutcome, AgentFacts, RunScriptRequest, PackageVersionRef, CommandResponse,
+        CommandOutcome, AgentFacts, RunScriptRequest, SseEvent, PackageVersionRef, CommandResponse,
         CommandList, MasterKeyStatus, MasterKeyVersion, NodeKeyVersions, RotateMasterKeyResponse,
         CommandList, ProjectRequest, UpdateProjectRequest, ProjectResponse, ProjectPage,
         ProcessRequest, ProcessResponse, Warning, Step, StartTrigger, RunCondition,
@@ -73,7 +77,7 @@ use super::{
         CreateReleaseRequest, PackageSelection, ReleasePackage, ReleaseSummary, ReleaseResponse,
         ReleasePage,
     )),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &GenericResponses),
     security(("api_key" = []))
 )]
 pub struct ApiDoc;
@@ -87,6 +91,111 @@ impl Modify for BearerAuth {
             "api_key",
             SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
         );
+    }
+}
+
+/// The answers any route can give before or beside its handler: the extractors' 400,
+/// 413, 415 and 422, the API key check's 401, and the 503 of an unreachable database or
+/// a request past the node's time limit. Added here, by what each operation accepts,
+/// so no annotation can forget one and a route's own description of a status wins.
+struct GenericResponses;
+
+/// `(status, component name, description)`.
+const GENERIC: [(&str, &str, &str); 6] = [
+    (
+        "400",
+        "BadRequest",
+        "Malformed input: a path or query parameter that does not parse, an unknown query parameter, or a body that is not JSON",
+    ),
+    (
+        "401",
+        "Unauthorized",
+        "No credentials, or credentials that are not valid here",
+    ),
+    (
+        "413",
+        "PayloadTooLarge",
+        "The body is larger than the endpoint accepts (1 MiB; 16 MiB for task batches, processes and variables)",
+    ),
+    (
+        "415",
+        "UnsupportedMediaType",
+        "The body was not sent as `Content-Type: application/json`",
+    ),
+    (
+        "422",
+        "UnprocessableEntity",
+        "Well-formed input the endpoint cannot accept: a field of the wrong type, a missing or unknown field, a value out of range, or text with NUL or invisible characters; the detail names the field",
+    ),
+    (
+        "503",
+        "ServiceUnavailable",
+        "The database is unreachable, or the request took longer than the node's limit (CAPSTAN_REQUEST_TIMEOUT)",
+    ),
+];
+
+impl Modify for GenericResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        for (_, name, description) in GENERIC {
+            let problem = Content::new(Some(RefOr::Ref(Ref::from_schema_name("Problem"))));
+            components.responses.insert(
+                name.to_owned(),
+                RefOr::T(
+                    Response::builder()
+                        .description(description)
+                        .content(capstan_api::PROBLEM_JSON, problem)
+                        .build(),
+                ),
+            );
+        }
+        for item in openapi.paths.paths.values_mut() {
+            for operation in operations(item) {
+                for (status, name, _) in GENERIC {
+                    if applies(status, operation) {
+                        operation
+                            .responses
+                            .responses
+                            .entry(status.to_owned())
+                            .or_insert_with(|| RefOr::Ref(Ref::from_response_name(name)));
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn operations(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
+    [
+        item.get.as_mut(),
+        item.put.as_mut(),
+        item.post.as_mut(),
+        item.delete.as_mut(),
+        item.patch.as_mut(),
+    ]
+    .into_iter()
+    .flatten()
+}
+
+/// Whether an operation can answer `status` without its handler saying so.
+fn applies(status: &str, operation: &Operation) -> bool {
+    let parameters = operation.parameters.as_deref().unwrap_or_default();
+    let has = |location: ParameterIn| parameters.iter().any(|p| p.parameter_in == location);
+    let json_body = operation
+        .request_body
+        .as_ref()
+        .is_some_and(|body| body.content.contains_key("application/json"));
+    // An empty requirement among the alternatives means the route is public.
+    let public = operation
+        .security
+        .as_ref()
+        .is_some_and(|alternatives| alternatives.contains(&SecurityRequirement::default()));
+    match status {
+        "400" => json_body || has(ParameterIn::Path) || has(ParameterIn::Query),
+        "401" => !public,
+        "413" | "415" => json_body,
+        "422" => json_body || has(ParameterIn::Path) || has(ParameterIn::Query),
+        _ => true,
     }
 }
 

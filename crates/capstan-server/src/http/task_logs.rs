@@ -58,7 +58,7 @@ const CHANNEL_CAPACITY: usize = 64;
 ), responses(
     (status = 200, description = "The log as text, or with `follow` as server-sent events; the `end` event's data is a TaskLogEnd", content(
         (String = "text/plain; charset=utf-8"),
-        (String = "text/event-stream"),
+        (capstan_api::SseEvent = "text/event-stream"),
     )),
     (status = 400, body = Problem, content_type = "application/problem+json"),
     (status = 404, body = Problem, content_type = "application/problem+json"),

@@ -1,5 +1,6 @@
 mod auth;
 pub(crate) mod bad_input;
+mod fuzz;
 mod nodes;
 mod openapi;
 mod text_input;

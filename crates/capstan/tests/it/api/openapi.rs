@@ -64,4 +64,25 @@ async fn the_openapi_document_describes_every_node_and_task_endpoint() {
     }
     let update = &doc["components"]["schemas"]["UpdateNodeRequest"]["properties"]["task_cap"];
     assert_eq!(update["maximum"], 1000, "{update}");
+    let create_project = &paths["/api/projects"]["post"]["responses"];
+    // The route's own 422 stays; the generic answers are added beside it.
+    assert!(
+        create_project["422"]["content"].is_object(),
+        "{create_project}"
+    );
+    for status in ["400", "401", "413", "415", "503"] {
+        assert!(
+            create_project[status]["$ref"].is_string(),
+            "{status}: {create_project}"
+        );
+    }
+    let ping = &paths["/api/nodes/ping"]["get"]["responses"];
+    assert!(ping["401"].is_null(), "ping is public: {ping}");
+    let limit = &paths["/api/tasks"]["get"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "limit")
+        .unwrap()["schema"];
+    assert_eq!(limit["maximum"], 500, "{limit}");
 }
