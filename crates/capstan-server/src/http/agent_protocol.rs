@@ -10,8 +10,7 @@ use axum::{
     response::Response,
 };
 use capstan_api::{
-    AgentCommand, CommandBody, CommandOutcome, CommandResult, OutputBatch, PollQuery, PollResponse,
-    Problem,
+    CommandOutcome, CommandResult, OutputBatch, PollQuery, PollResponse, Problem,
     agents::{AGENT_VERSION_HEADER, MAX_OUTPUT_BYTES, MAX_OUTPUT_LINES, MAX_POLL_WAIT_MS},
 };
 use capstan_db::mailbox::{self, Finish, Standing};
@@ -24,6 +23,7 @@ use crate::{
     agents::{
         Contents, Identity,
         credentials::{TokenKind, bearer, digest},
+        hand_over::{self, StoredCommand},
     },
     node::NodeContext,
 };
@@ -147,7 +147,7 @@ pub(crate) async fn poll(
             Contents::Empty => {}
             Contents::Handed(commands) => {
                 mark_delivered(&ctx, &commands);
-                return Ok(Json(to_poll_response(commands)));
+                return Ok(Json(hand_over::poll_response(&ctx, commands).await?));
             }
             Contents::Unknown => {
                 ctx.metrics.agent_mailbox_reads.increment(1);
@@ -155,7 +155,7 @@ pub(crate) async fn poll(
                     .await
                     .map_err(|e| ApiError::from_db(e, String::new))?;
                 if !deliveries.is_empty() {
-                    return Ok(Json(to_poll_response(deliveries)));
+                    return Ok(Json(hand_over::poll_response(&ctx, deliveries).await?));
                 }
                 ctx.agents.mailboxes.found_empty(&ticket);
             }
@@ -181,36 +181,6 @@ fn mark_delivered(ctx: &Arc<NodeContext>, commands: &[mailbox::Delivery]) {
             tracing::warn!("cannot count the delivery of agent commands {ids:?}: {e}");
         }
     });
-}
-
-fn to_poll_response(deliveries: Vec<mailbox::Delivery>) -> PollResponse {
-    let mut response = PollResponse::default();
-    for delivery in deliveries {
-        if delivery.cancel {
-            response.cancel.push(delivery.id);
-            continue;
-        }
-        let Some(body) = delivery.body else { continue };
-        match serde_json::from_value::<CommandBody>(body) {
-            Ok(mut body) => {
-                if let CommandBody::Script(script) = &mut body {
-                    for (index, package) in script.packages.iter_mut().enumerate() {
-                        package.download =
-                            format!("/api/agent/commands/{}/packages/{index}", delivery.id);
-                    }
-                }
-                response.commands.push(AgentCommand {
-                    id: delivery.id,
-                    task_id: delivery.task_id,
-                    timeout_ms: u64::try_from(delivery.timeout_ms).unwrap_or(0),
-                    body,
-                });
-            }
-            // Written by this code, so a bug; the command's deadline will end it.
-            Err(e) => tracing::error!(command.id = delivery.id, "unreadable command body: {e}"),
-        }
-    }
-    response
 }
 
 fn refuse(id: i64, standing: Standing) -> Result<(), ApiError> {
@@ -408,8 +378,8 @@ pub(crate) async fn package(
     if !matches!(state.as_str(), "delivered" | "running") {
         return Err(ApiError::conflict(format!("command {id} is {state}")));
     }
-    let wanted = match serde_json::from_value::<CommandBody>(body) {
-        Ok(CommandBody::Script(script)) => script.packages.into_iter().nth(index),
+    let wanted = match serde_json::from_value::<StoredCommand>(body) {
+        Ok(StoredCommand::Script(script)) => script.packages.into_iter().nth(index),
         _ => None,
     }
     .ok_or_else(|| ApiError::not_found(format!("command {id} has no package {index}")))?;
