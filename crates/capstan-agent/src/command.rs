@@ -120,7 +120,7 @@ impl Executor {
         give_up: &CancellationToken,
     ) -> Option<CommandResult> {
         let masker = match &command.body {
-            CommandBody::Script(script) => Masker::for_variables(&script.variables),
+            CommandBody::Script(script) => output::masker_for(&script.variables),
             CommandBody::HealthCheck => Masker::default(),
         };
         let (lines_tx, lines_rx) = mpsc::channel(CHANNEL_LINES);
@@ -430,7 +430,7 @@ mod tests {
         stop: &StopSignal,
     ) -> (Ending, Vec<OutputLine>) {
         let masker = match &command.body {
-            CommandBody::Script(script) => Masker::for_variables(&script.variables),
+            CommandBody::Script(script) => output::masker_for(&script.variables),
             CommandBody::HealthCheck => Masker::default(),
         };
         let (lines_tx, mut lines_rx) = mpsc::channel(10_000);

@@ -5,7 +5,6 @@
 //! reaches the channel to the sender, let alone the network.
 
 use std::{
-    borrow::Cow,
     collections::{BTreeMap, VecDeque},
     io,
     sync::Arc,
@@ -16,6 +15,7 @@ use capstan_api::{
     CommandVariable, OutputBatch, OutputLine, OutputStream,
     agents::{MAX_OUTPUT_BYTES, MAX_OUTPUT_LINES},
 };
+pub use capstan_core::variables::{MASK, Masker};
 use capstan_core::{ServiceMessage, format_size, service_message};
 use tokio::{
     io::{AsyncBufRead, AsyncBufReadExt},
@@ -35,9 +35,6 @@ pub const MAX_LINE_BYTES: usize = 64 * 1024;
 pub const MAX_OUTPUTS: usize = 100;
 /// Longest value of an output variable.
 pub const MAX_OUTPUT_VALUE_BYTES: usize = 64 * 1024;
-/// What a sensitive value is replaced with.
-pub const MASK: &str = "********";
-
 /// Lines wait at most this long before they are sent...
 const BATCH_EVERY: Duration = Duration::from_millis(200);
 /// ...or less, once this many are waiting...
@@ -50,45 +47,15 @@ const BATCH_BYTES: usize = 256 * 1024;
 /// agent holding an unbounded backlog in memory.
 pub const CHANNEL_LINES: usize = 4 * BATCH_LINES;
 
-/// Replaces sensitive values with [`MASK`].
-#[derive(Debug, Clone, Default)]
-pub struct Masker {
-    /// Longest first, so a secret that contains another is masked whole.
-    secrets: Vec<String>,
-}
-
-impl Masker {
-    pub fn new(secrets: impl IntoIterator<Item = String>) -> Self {
-        let mut secrets: Vec<String> = secrets.into_iter().filter(|s| !s.is_empty()).collect();
-        secrets.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
-        secrets.dedup();
-        Self { secrets }
-    }
-
-    /// A masker for the sensitive values among `variables`.
-    pub fn for_variables(variables: &[CommandVariable]) -> Self {
-        Self::new(
-            variables
-                .iter()
-                .filter(|v| v.sensitive)
-                .map(|v| v.value.clone()),
-        )
-    }
-
-    pub fn mask<'a>(&self, text: &'a str) -> Cow<'a, str> {
-        let mut text = Cow::Borrowed(text);
-        for secret in &self.secrets {
-            if text.contains(secret.as_str()) {
-                text = Cow::Owned(text.replace(secret.as_str(), MASK));
-            }
-        }
-        text
-    }
-
-    /// Whether `text` holds a sensitive value.
-    pub fn reveals(&self, text: &str) -> bool {
-        self.secrets.iter().any(|s| text.contains(s.as_str()))
-    }
+/// The masker for the sensitive values among a command's variables: the one the
+/// server uses too, so a value is hidden the same way wherever it shows.
+pub fn masker_for(variables: &[CommandVariable]) -> Masker {
+    Masker::new(
+        variables
+            .iter()
+            .filter(|v| v.sensitive)
+            .map(|v| v.value.as_str()),
+    )
 }
 
 /// The numbered, masked output of one command. Clones write to the same log.
@@ -450,7 +417,7 @@ mod tests {
 
     fn log_with(secrets: &[&str]) -> (OutputLog, mpsc::Receiver<OutputLine>) {
         let (lines_tx, lines_rx) = mpsc::channel(1000);
-        let masker = Masker::new(secrets.iter().map(|s| (*s).to_owned()));
+        let masker = Masker::new(secrets);
         (OutputLog::new(masker, lines_tx), lines_rx)
     }
 
@@ -464,18 +431,29 @@ mod tests {
 
     #[test]
     fn every_occurrence_of_every_secret_is_masked() {
-        let masker = Masker::new([
-            "hunter2".to_owned(),
-            "hunter2-admin".to_owned(),
-            String::new(),
+        let masker = masker_for(&[
+            CommandVariable {
+                name: "A".into(),
+                value: "hunter2".into(),
+                sensitive: true,
+            },
+            CommandVariable {
+                name: "B".into(),
+                value: "hunter2-admin".into(),
+                sensitive: true,
+            },
+            CommandVariable {
+                name: "C".into(),
+                value: "plain".into(),
+                sensitive: false,
+            },
         ]);
         assert_eq!(
-            masker.mask("a hunter2 b hunter2-admin c hunter2hunter2"),
-            "a ******** b ******** c ****************"
+            masker.mask("a hunter2 b hunter2-admin c hunter2hunter2 plain"),
+            "a ******** b ******** c ******** plain"
         );
         assert_eq!(masker.mask("nothing to see"), "nothing to see");
-        assert!(matches!(masker.mask("plain"), Cow::Borrowed(_)));
-        assert!(!Masker::new([String::new()]).reveals("anything"));
+        assert!(!Masker::new([""]).reveals("anything"));
     }
 
     #[tokio::test]
@@ -496,6 +474,22 @@ mod tests {
                 (2, OutputStream::Stdout, "password=********"),
                 (3, OutputStream::Stderr, "warning"),
             ]
+        );
+    }
+
+    #[tokio::test]
+    async fn every_line_of_a_multi_line_secret_is_masked_as_the_script_prints_it() {
+        let key = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n}\n-----END PRIVATE KEY-----";
+        let (log, mut lines_rx) = log_with(&[key]);
+        for line in key.lines() {
+            log.script(OutputStream::Stdout, &format!("key: {line}"))
+                .await;
+        }
+        let texts: Vec<String> = drain(&mut lines_rx).into_iter().map(|l| l.text).collect();
+        // `}` is too short to be told from ordinary output: it is left alone.
+        assert_eq!(
+            texts,
+            ["key: ********", "key: ********", "key: }", "key: ********"]
         );
     }
 
@@ -604,17 +598,15 @@ mod tests {
     #[tokio::test]
     async fn long_lines_are_cut_after_masking() {
         let (log, mut lines_rx) = log_with(&["S"]);
-        // Masking makes the line 8 times longer than the 64 KiB read.
-        log.script(OutputStream::Stdout, &"S".repeat(MAX_LINE_BYTES))
+        // Masking makes the line 4.5 times longer than the 64 KiB read (adjacent
+        // occurrences would merge into one mask, hence the dots).
+        log.script(OutputStream::Stdout, &"S.".repeat(MAX_LINE_BYTES / 2))
             .await;
         let lines = drain(&mut lines_rx);
-        assert_eq!(lines.len(), 8);
-        assert!(
-            lines
-                .iter()
-                .all(|l| l.text.len() == MAX_LINE_BYTES && !l.text.contains('S'))
-        );
-        assert_eq!(lines.last().unwrap().seq, 8);
+        assert_eq!(lines.len(), 5);
+        assert!(lines.iter().all(|l| !l.text.contains('S')));
+        assert!(lines[..4].iter().all(|l| l.text.len() == MAX_LINE_BYTES));
+        assert_eq!(lines.last().unwrap().seq, 5);
     }
 
     #[tokio::test]

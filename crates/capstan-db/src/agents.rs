@@ -418,6 +418,9 @@ pub async fn set_health(
 pub struct Target {
     pub id: i64,
     pub name: String,
+    /// The name of its environment.
+    pub environment: String,
+    pub tags: Vec<String>,
 }
 
 /// Enabled agents matching every filter given (names, all tags, an environment), by
@@ -431,12 +434,13 @@ pub async fn targets(
 ) -> Result<Vec<Target>, DbError> {
     let lower: Vec<String> = names.iter().map(|n| n.to_lowercase()).collect();
     Ok(sqlx::query_as(
-        "SELECT id, name FROM agents
-         WHERE NOT disabled
-           AND (cardinality($1::text[]) = 0 OR lower(name) = ANY($1))
-           AND tags @> $2::text[]
-           AND ($3::bigint IS NULL OR environment_id = $3)
-         ORDER BY lower(name) LIMIT $4",
+        "SELECT a.id, a.name, e.name AS environment, a.tags
+         FROM agents a JOIN environments e ON e.id = a.environment_id
+         WHERE NOT a.disabled
+           AND (cardinality($1::text[]) = 0 OR lower(a.name) = ANY($1))
+           AND a.tags @> $2::text[]
+           AND ($3::bigint IS NULL OR a.environment_id = $3)
+         ORDER BY lower(a.name) LIMIT $4",
     )
     .bind(&lower)
     .bind(tags)

@@ -172,6 +172,20 @@ pub async fn delete(db: impl PgExecutor<'_>, ids: &[Uuid]) -> Result<u64, DbErro
     Ok(done.rows_affected())
 }
 
+/// Gives these secrets to a task: they are deleted with it.
+pub async fn belong_to_task(
+    db: impl PgExecutor<'_>,
+    task_id: i64,
+    ids: &[Uuid],
+) -> Result<(), DbError> {
+    sqlx::query("UPDATE secrets SET task_id = $1 WHERE id = ANY($2)")
+        .bind(task_id)
+        .bind(ids)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
 /// How many secrets each key version holds (versions without any are left out).
 pub async fn count_by_version(db: impl PgExecutor<'_>) -> Result<Vec<VersionCount>, DbError> {
     Ok(sqlx::query_as(

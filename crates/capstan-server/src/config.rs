@@ -139,7 +139,8 @@ pub struct ServerArgs {
 
     /// An API key with full rights (at least 16 characters). Without it, only the
     /// unauthenticated endpoints answer.
-    #[arg(long, env = "CAPSTAN_ADMIN_API_KEY", value_parser = parse_admin_key, hide_env_values = true)]
+    // Checked in `into_settings`, like the master key: clap would echo a rejected value.
+    #[arg(long, env = "CAPSTAN_ADMIN_API_KEY", value_parser = parse_secret, hide_env_values = true)]
     pub admin_api_key: Option<SecretString>,
 
     /// Proxies whose X-Forwarded-For is believed, as CIDRs or addresses, comma-separated.
@@ -283,6 +284,10 @@ impl ServerArgs {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let admin_api_key = self
+            .admin_api_key
+            .map(|key| parse_admin_key(key.expose_secret()))
+            .transpose()?;
         if master_key.is_none() && !master_key_previous.is_empty() {
             return Err(
                 "CAPSTAN_MASTER_KEY_PREVIOUS is set but CAPSTAN_MASTER_KEY is not: previous keys \
@@ -319,7 +324,7 @@ impl ServerArgs {
             db_pool_size: self.db_pool_size,
             master_key,
             master_key_previous,
-            admin_api_key: self.admin_api_key,
+            admin_api_key,
             trusted_proxies: self.trusted_proxies,
             start_draining: self.start_draining,
         })
@@ -419,7 +424,8 @@ impl MasterKey {
             .decode(s.trim())
             .map_err(|e| {
                 format!(
-                    "the master key is not base64 ({e}); make one with `openssl rand -base64 32`"
+                    "the master key is not base64 ({}); make one with `openssl rand -base64 32`",
+                    describe_base64_error(&e)
                 )
             })?;
         let key: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
@@ -432,9 +438,26 @@ impl MasterKey {
     }
 }
 
+/// Where base64 went wrong, without the offending character: it is part of the key.
+fn describe_base64_error(error: &base64::DecodeError) -> String {
+    use base64::DecodeError as E;
+    match error {
+        E::InvalidByte(offset, _) => format!("an invalid character at position {}", offset + 1),
+        E::InvalidLastSymbol(offset, _) => {
+            format!("an invalid last character at position {}", offset + 1)
+        }
+        E::InvalidLength(length) => format!("{length} characters is not a valid length"),
+        E::InvalidPadding => "invalid padding".to_owned(),
+    }
+}
+
+/// Says how long a rejected key is, never what it is.
 fn parse_admin_key(s: &str) -> Result<SecretString, String> {
-    if s.trim().len() < 16 {
-        return Err("the admin API key must be at least 16 characters".to_owned());
+    let length = s.trim().chars().count();
+    if length < 16 {
+        return Err(format!(
+            "CAPSTAN_ADMIN_API_KEY (--admin-api-key): the admin API key must be at least 16 characters; the one given has {length}"
+        ));
     }
     Ok(SecretString::from(s.trim().to_owned()))
 }
@@ -533,6 +556,28 @@ mod tests {
             "{err}"
         );
         assert!(!err.contains(OLD_KEY), "{err}");
+    }
+
+    #[test]
+    fn a_rejected_admin_key_or_master_key_is_never_echoed() {
+        let short = "tiny-s3cret";
+        let err = args(&["--admin-api-key", short])
+            .unwrap()
+            .into_settings()
+            .unwrap_err();
+        assert!(!err.contains(short), "{err}");
+        assert!(
+            err.contains("at least 16 characters") && err.contains("11"),
+            "{err}"
+        );
+        // A key with one bad character: the character is part of the key.
+        let bad = format!("{}%{}", &KEY[..10], &KEY[11..]);
+        let err = args(&["--master-key", &bad])
+            .unwrap()
+            .into_settings()
+            .unwrap_err();
+        assert!(err.contains("not base64"), "{err}");
+        assert!(!err.contains("37") && !err.contains('%'), "{err}");
     }
 
     #[test]

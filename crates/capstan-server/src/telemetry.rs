@@ -3,7 +3,9 @@
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::{Resource, trace::SdkTracerProvider};
-use tracing_subscriber::{EnvFilter, Layer, layer::SubscriberExt, util::SubscriberInitExt};
+use tracing_subscriber::{
+    EnvFilter, Layer, filter::FilterFn, layer::SubscriberExt, util::SubscriberInitExt,
+};
 
 use crate::LogFormat;
 
@@ -16,6 +18,14 @@ pub struct Telemetry {
 /// The default filter: our own info, other crates' warnings.
 const DEFAULT_FILTER: &str =
     "info,sqlx=warn,tower_http=warn,opentelemetry=warn,hyper=warn,h2=warn,reqwest=warn";
+
+/// Whether an event or span may be logged whatever `RUST_LOG` says. tokio-postgres
+/// logs every statement's bind parameters at debug level, and those parameters can
+/// hold what must never be logged (see docs/security.md): its debug and trace output
+/// is dropped. (sqlx logs statements without their parameters.)
+pub fn never_secret(metadata: &tracing::Metadata<'_>) -> bool {
+    !(metadata.target().starts_with("tokio_postgres") && *metadata.level() > tracing::Level::INFO)
+}
 
 /// Installs the global subscriber. Call it before starting the async runtime: the
 /// OTLP exporter builds a blocking HTTP client, which must not happen on a runtime thread.
@@ -60,6 +70,7 @@ pub fn init(format: LogFormat) -> anyhow::Result<Telemetry> {
         )
     };
     tracing_subscriber::registry()
+        .with(FilterFn::new(never_secret))
         .with(filter)
         .with(fmt_layer)
         .with(otel_layer)

@@ -13,6 +13,13 @@ pub struct TemplateError {
 }
 
 impl TemplateError {
+    /// The message with every sensitive value (and line of one) masked. Messages can
+    /// hold evaluated text, such as a name whose index a sensitive value filled in:
+    /// show users this, never the plain message.
+    pub fn masked(&self, masker: &super::Masker) -> String {
+        masker.mask(&self.to_string()).into_owned()
+    }
+
     pub(super) fn at(pos: Pos, kind: TemplateErrorKind) -> Self {
         Self {
             line: pos.line,
@@ -79,6 +86,10 @@ pub enum TemplateErrorKind {
     OutputTooLarge { limit: usize },
     #[error("expanding this takes too much work: variables refer to each other too many times")]
     TooMuchWork,
+    #[error(
+        "the variable \"{name}\" is sensitive: it cannot be read in a condition or an index here, since the outcome would reveal its value"
+    )]
+    SensitiveRead { name: String },
     #[error("in the value of \"{name}\": {error}")]
     InValue {
         name: String,
@@ -94,6 +105,7 @@ impl TemplateErrorKind {
         matches!(
             self,
             Self::Cycle { .. }
+                | Self::SensitiveRead { .. }
                 | Self::TooDeep { .. }
                 | Self::ExpansionTooDeep { .. }
                 | Self::OutputTooLarge { .. }

@@ -1,10 +1,17 @@
-//! Hiding sensitive values in task logs.
+//! Hiding sensitive values in task logs, error messages and previews. The agent and
+//! the server use this one masker.
 
 use std::borrow::Cow;
 use std::ops::Range;
 
 /// What each hidden stretch of text becomes.
 pub const MASK: &str = "********";
+
+/// A line of a multi-line secret with fewer non-whitespace characters than this is not
+/// masked on its own (it still is within the whole value): `}`, `-- `, `END` are too
+/// common in ordinary output to tell, and masking them everywhere would mangle logs
+/// without hiding anything worth hiding.
+pub const MIN_LINE_CHARS: usize = 4;
 
 /// Replaces every occurrence of any secret in a piece of text with [`MASK`].
 #[derive(Clone, Default)]
@@ -25,8 +32,9 @@ impl std::fmt::Debug for Masker {
 impl Masker {
     /// A masker for `secrets`. Empty values are ignored. A multi-line secret is also
     /// masked line by line, because logs arrive one line at a time and a line of the
-    /// secret would otherwise leak on its own (lines that are only whitespace are
-    /// skipped).
+    /// secret would otherwise leak on its own. Each line is matched without its
+    /// surrounding whitespace, and lines of fewer than [`MIN_LINE_CHARS`]
+    /// non-whitespace characters are skipped.
     pub fn new<I, S>(secrets: I) -> Self
     where
         I: IntoIterator<Item = S>,
@@ -43,7 +51,10 @@ impl Masker {
                 all.extend(
                     secret
                         .split(['\n', '\r'])
-                        .filter(|line| !line.trim().is_empty())
+                        .map(str::trim)
+                        .filter(|line| {
+                            line.chars().filter(|c| !c.is_whitespace()).count() >= MIN_LINE_CHARS
+                        })
                         .map(str::to_owned),
                 );
             }
@@ -88,6 +99,13 @@ impl Masker {
         }
         masked.push_str(&text[shown_from..]);
         Cow::Owned(masked)
+    }
+
+    /// Whether `text` holds a secret (or a line of one) that [`Masker::mask`] would hide.
+    pub fn reveals(&self, text: &str) -> bool {
+        self.secrets
+            .iter()
+            .any(|secret| text.contains(secret.as_str()))
     }
 
     /// Whether there is nothing to hide.
@@ -144,6 +162,19 @@ mod tests {
         assert_eq!(masker.mask(&format!("key: {key}")), "key: ********");
         assert_eq!(masker.mask("line MIIEow here"), "line ******** here");
         assert_eq!(masker.mask("-----END KEY-----"), "********");
+    }
+
+    #[test]
+    fn lines_too_short_to_tell_from_ordinary_output_are_masked_only_within_the_whole() {
+        let secret = "{\n  \"password\": \"hunter2\"\n  abc\n}";
+        let masker = Masker::new([secret]);
+        assert_eq!(masker.mask(secret), MASK);
+        // Three non-whitespace characters or fewer: left alone on their own.
+        assert_eq!(masker.mask("{ abc }"), "{ abc }");
+        // Indented differently, a long line is still found.
+        assert_eq!(masker.mask("\"password\": \"hunter2\""), MASK);
+        assert!(masker.reveals("x \"password\": \"hunter2\" y"));
+        assert!(!masker.reveals("}"));
     }
 
     #[test]

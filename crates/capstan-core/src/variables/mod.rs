@@ -28,7 +28,7 @@ pub use limits::{
     MAX_EXPANSION_DEPTH, MAX_NESTING_DEPTH, MAX_OUTPUT_BYTES, MAX_TEMPLATE_BYTES, MAX_WORK,
 };
 pub use lookup::{Lookup, VariableMap};
-pub use mask::{MASK, Masker};
+pub use mask::{MASK, MIN_LINE_CHARS, Masker};
 pub use name::{MAX_NAME_CHARS, NameError, RESERVED_PREFIX, validate_name};
 pub use scope::{Scope, ScopeContext, ScopedVariable, resolve, resolve_map};
 pub use template::{Template, evaluate, evaluate_condition};

@@ -28,6 +28,10 @@ pub(super) struct Renderer<'v> {
     parsed: HashMap<String, Rc<Vec<Node>>>,
     work: u64,
     depth: usize,
+    /// Names whose values a condition or an index must not read, when guarded.
+    sensitive: Option<&'v dyn Fn(&str) -> bool>,
+    /// How many conditions and indexes are being evaluated around the current point.
+    deciding: usize,
 }
 
 impl<'v> Renderer<'v> {
@@ -38,7 +42,31 @@ impl<'v> Renderer<'v> {
             parsed: HashMap::new(),
             work: 0,
             depth: 0,
+            sensitive: None,
+            deciding: 0,
         }
+    }
+
+    /// A renderer that refuses to read a variable for which `sensitive` holds inside
+    /// a condition or an index, however deep in values: the outcome of either tells
+    /// something about the value (whether it equals a guess; which name it completes).
+    pub(super) fn guarded(vars: &'v dyn Lookup, sensitive: &'v dyn Fn(&str) -> bool) -> Self {
+        Self {
+            sensitive: Some(sensitive),
+            ..Self::new(vars)
+        }
+    }
+
+    fn look_up(&self, name: &str, pos: Pos) -> Result<Option<&'v str>, TemplateError> {
+        if self.deciding > 0 && self.sensitive.is_some_and(|sensitive| sensitive(name)) {
+            return Err(TemplateError::at(
+                pos,
+                Kind::SensitiveRead {
+                    name: name.to_owned(),
+                },
+            ));
+        }
+        Ok(self.vars.lookup(name))
     }
 
     pub(super) fn render(&mut self, nodes: &[Node], out: &mut String) -> Result<(), TemplateError> {
@@ -114,7 +142,7 @@ impl<'v> Renderer<'v> {
     ) -> Result<(), TemplateError> {
         let name = self.resolve_name(&reference.name, reference.pos)?;
         self.charge(LOOKUP_COST, reference.pos)?;
-        let Some(value) = self.vars.lookup(&name) else {
+        let Some(value) = self.look_up(&name, reference.pos)? else {
             return Err(TemplateError::at(reference.pos, Kind::Undefined { name }));
         };
         self.expand_value(&name, value, reference.pos, out)
@@ -144,7 +172,10 @@ impl<'v> Renderer<'v> {
                 match part {
                     IndexPart::Text(text) => self.push(&mut resolved, text, pos)?,
                     IndexPart::Reference(nested) => {
-                        self.expand_reference(nested, &mut resolved)?;
+                        self.deciding += 1;
+                        let expanded = self.expand_reference(nested, &mut resolved);
+                        self.deciding -= 1;
+                        expanded?;
                     }
                 }
             }
@@ -205,6 +236,13 @@ impl<'v> Renderer<'v> {
     }
 
     fn holds(&mut self, condition: &Condition) -> Result<bool, TemplateError> {
+        self.deciding += 1;
+        let holds = self.decide(condition);
+        self.deciding -= 1;
+        holds
+    }
+
+    fn decide(&mut self, condition: &Condition) -> Result<bool, TemplateError> {
         match condition {
             Condition::Truthy(reference) => {
                 let value = self.variable_value(reference)?;
@@ -231,7 +269,7 @@ impl<'v> Renderer<'v> {
     fn variable_value(&mut self, reference: &Reference) -> Result<Option<String>, TemplateError> {
         let name = self.resolve_name(&reference.name, reference.pos)?;
         self.charge(LOOKUP_COST, reference.pos)?;
-        let Some(value) = self.vars.lookup(&name) else {
+        let Some(value) = self.look_up(&name, reference.pos)? else {
             return Ok(None);
         };
         let mut expanded = String::new();

@@ -44,6 +44,22 @@ impl Template {
         Renderer::new(vars).render(&self.nodes, &mut out)?;
         Ok(out)
     }
+
+    /// Renders like [`Template::render`], but refuses
+    /// ([`TemplateErrorKind::SensitiveRead`](super::TemplateErrorKind::SensitiveRead))
+    /// to read a variable for which `sensitive` holds (given the name as looked up)
+    /// inside a condition or an index, directly or through other values. For renders
+    /// whose caller may not learn sensitive values, such as a preview: the branch a
+    /// condition takes, or the name an index completes, would reveal them.
+    pub fn render_guarded(
+        &self,
+        vars: &dyn Lookup,
+        sensitive: &dyn Fn(&str) -> bool,
+    ) -> Result<String, TemplateError> {
+        let mut out = String::new();
+        Renderer::guarded(vars, sensitive).render(&self.nodes, &mut out)?;
+        Ok(out)
+    }
 }
 
 /// Parses and renders `text` in one go.

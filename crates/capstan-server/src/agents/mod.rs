@@ -4,6 +4,7 @@
 //! the last heartbeat, and drops what a notification says has changed.
 
 pub mod credentials;
+pub mod hand_over;
 mod identities;
 mod mailboxes;
 mod seen;

@@ -10,8 +10,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use capstan_api::{
-    AgentCommand, CommandBody, CommandOutcome, CommandResult, OutputBatch, PollQuery, PollResponse,
-    Problem,
+    CommandOutcome, CommandResult, OutputBatch, PollQuery, PollResponse, Problem,
     agents::{
         AGENT_CANCELLING_HEADER, AGENT_VERSION_HEADER, MAX_OUTPUT_BYTES, MAX_OUTPUT_LINES,
         MAX_POLL_WAIT_MS,
@@ -28,6 +27,7 @@ use crate::{
     agents::{
         Contents, Identity,
         credentials::{TokenKind, bearer, digest},
+        hand_over::{self, StoredCommand},
     },
     node::NodeContext,
 };
@@ -186,7 +186,7 @@ pub(crate) async fn poll(
             Contents::Empty if ticket.cancels.iter().all(held) => {}
             Contents::Handed(commands) => {
                 mark_delivered(&ctx, &commands);
-                return Ok(Json(to_poll_response(commands)).into_response());
+                return Ok(Json(hand_over::poll_response(&ctx, commands).await?).into_response());
             }
             // Known empty but for cancels the agent does not name (it restarted, or
             // an answer was lost), or not known: the database says which still stand.
@@ -202,7 +202,9 @@ pub(crate) async fn poll(
                     .collect();
                 deliveries.retain(|d| !(d.cancel && held(&d.id)));
                 if !deliveries.is_empty() {
-                    return Ok(Json(to_poll_response(deliveries)).into_response());
+                    return Ok(
+                        Json(hand_over::poll_response(&ctx, deliveries).await?).into_response()
+                    );
                 }
                 ctx.agents.mailboxes.found_empty(&ticket, cancels);
             }
@@ -233,36 +235,6 @@ fn mark_delivered(ctx: &Arc<NodeContext>, commands: &[mailbox::Delivery]) {
             tracing::warn!("cannot count the delivery of agent commands {ids:?}: {e}");
         }
     });
-}
-
-fn to_poll_response(deliveries: Vec<mailbox::Delivery>) -> PollResponse {
-    let mut response = PollResponse::default();
-    for delivery in deliveries {
-        if delivery.cancel {
-            response.cancel.push(delivery.id);
-            continue;
-        }
-        let Some(body) = delivery.body else { continue };
-        match serde_json::from_value::<CommandBody>(body) {
-            Ok(mut body) => {
-                if let CommandBody::Script(script) = &mut body {
-                    for (index, package) in script.packages.iter_mut().enumerate() {
-                        package.download =
-                            format!("/api/agent/commands/{}/packages/{index}", delivery.id);
-                    }
-                }
-                response.commands.push(AgentCommand {
-                    id: delivery.id,
-                    task_id: delivery.task_id,
-                    timeout_ms: u64::try_from(delivery.timeout_ms).unwrap_or(0),
-                    body,
-                });
-            }
-            // Written by this code, so a bug; the command's deadline will end it.
-            Err(e) => tracing::error!(command.id = delivery.id, "unreadable command body: {e}"),
-        }
-    }
-    response
 }
 
 fn refuse(id: i64, standing: Standing) -> Result<(), ApiError> {
@@ -498,8 +470,8 @@ pub(crate) async fn package(
     if !matches!(state.as_str(), "delivered" | "running") {
         return Err(ApiError::conflict(format!("command {id} is {state}")));
     }
-    let wanted = match serde_json::from_value::<CommandBody>(body) {
-        Ok(CommandBody::Script(script)) => script.packages.into_iter().nth(index),
+    let wanted = match serde_json::from_value::<StoredCommand>(body) {
+        Ok(StoredCommand::Script(script)) => script.packages.into_iter().nth(index),
         _ => None,
     }
     .ok_or_else(|| ApiError::not_found(format!("command {id} has no package {index}")))?;

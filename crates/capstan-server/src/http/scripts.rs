@@ -21,7 +21,10 @@ use super::{
     extract::{ApiJson, ApiPath},
     problems::Problems,
 };
+use uuid::Uuid;
+
 use crate::{
+    agents::hand_over::{StoredScript, StoredVariable, render_script, system_variables},
     node::NodeContext,
     runner::{
         self,
@@ -126,14 +129,24 @@ pub(crate) async fn run_script(
             "more than {MAX_TARGETS} agents match; narrow the selection"
         )));
     }
+    let targets: Vec<ScriptTarget> = targets
+        .into_iter()
+        .map(|t| ScriptTarget {
+            id: t.id,
+            name: t.name,
+            environment: t.environment,
+            tags: t.tags,
+        })
+        .collect();
+    // Rendered at hand-over, for each agent; checked here with the same inputs (task
+    // id aside, which renders the same for any id), so what is accepted runs.
+    for target in &targets {
+        let system = system_variables(0, Some(&target.facts()));
+        render_script(command.clone(), &system).map_err(ApiError::unprocessable)?;
+    }
+    let (command, sealed) = seal(&ctx, command).await?;
     let args = ScriptArgs {
-        targets: targets
-            .into_iter()
-            .map(|t| ScriptTarget {
-                id: t.id,
-                name: t.name,
-            })
-            .collect(),
+        targets,
         command,
         max_parallel,
         timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
@@ -158,11 +171,68 @@ pub(crate) async fn run_script(
             e => ApiError::from_db(e, String::new),
         })?;
     let id = row.id;
+    if !sealed.is_empty() {
+        capstan_db::secrets::belong_to_task(&ctx.pools.api, id, &sealed)
+            .await
+            .map_err(|e| ApiError::from_db(e, String::new))?;
+    }
     let mut response = (StatusCode::CREATED, Json(super::tasks::to_response(row))).into_response();
     if let Ok(location) = format!("/api/tasks/{id}").parse() {
         response.headers_mut().insert(header::LOCATION, location);
     }
     Ok(response)
+}
+
+/// The command as stored: each sensitive value sealed under the master key. Returns the
+/// ids of the sealed values.
+async fn seal(
+    ctx: &NodeContext,
+    command: ScriptCommand,
+) -> Result<(StoredScript, Vec<Uuid>), ApiError> {
+    let mut sealed = Vec::new();
+    let mut variables = Vec::with_capacity(command.variables.len());
+    let mut conn = None;
+    for variable in command.variables {
+        let stored = if variable.sensitive {
+            let conn = match &mut conn {
+                Some(conn) => conn,
+                None => conn.insert(
+                    ctx.pools
+                        .api
+                        .acquire()
+                        .await
+                        .map_err(|e| ApiError::from_db(e.into(), String::new))?,
+                ),
+            };
+            let id = ctx.secrets.seal(conn, &variable.value).await?;
+            sealed.push(id);
+            StoredVariable {
+                name: variable.name,
+                value: None,
+                secret: Some(id),
+                sensitive: true,
+            }
+        } else {
+            StoredVariable {
+                name: variable.name,
+                value: Some(variable.value),
+                secret: None,
+                sensitive: false,
+            }
+        };
+        variables.push(stored);
+    }
+    Ok((
+        StoredScript {
+            syntax: command.syntax,
+            script: command.script,
+            variables,
+            working_directory: command.working_directory,
+            packages: command.packages,
+            target: None,
+        },
+        sealed,
+    ))
 }
 
 /// `GET /api/tasks/{id}/commands`: what each agent did for the task.

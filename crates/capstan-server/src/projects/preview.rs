@@ -1,5 +1,10 @@
 //! Evaluating a template as a deployment would, so users can check their scoping
 //! before they deploy.
+//!
+//! A preview never reveals a sensitive value: substitutions are masked in the result,
+//! every error message is masked (it can hold evaluated text), and conditions and
+//! indexes that read a sensitive value are refused, since the branch taken or the name
+//! completed would answer a guess (`#{if Password == "guess"}`).
 
 use std::collections::HashSet;
 
@@ -44,10 +49,16 @@ pub async fn preview(
     for (name, value) in system_variables(&row.name, &context, request) {
         values.insert(name, value);
     }
-    let rendered = template
-        .render(&values)
-        .map_err(|e| ApiError::unprocessable(format!("template: {e}")))?;
     let masker = Masker::new(winners.iter().filter(|v| v.sensitive).map(|v| &v.value));
+    let sensitive: HashSet<String> = winners
+        .iter()
+        .filter(|v| v.sensitive)
+        .map(|v| v.name.to_lowercase())
+        .collect();
+    let is_sensitive = |name: &str| sensitive.contains(&name.to_lowercase());
+    let rendered = template
+        .render_guarded(&values, &is_sensitive)
+        .map_err(|e| ApiError::unprocessable(format!("template: {}", e.masked(&masker))))?;
     let referenced: HashSet<String> = template
         .references()
         .into_iter()

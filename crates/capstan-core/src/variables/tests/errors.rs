@@ -346,3 +346,62 @@ fn templates_over_the_size_limit_are_rejected() {
         )
     );
 }
+
+#[test]
+fn a_guarded_render_refuses_to_read_a_sensitive_value_in_a_condition_or_an_index() {
+    let vars = super::vars(&[
+        ("Secret", "hunter2"),
+        ("Wrapper", "#{Secret}"),
+        ("Plain", "x"),
+    ]);
+    let sensitive = |name: &str| name.eq_ignore_ascii_case("secret");
+    let guarded = |text: &str| {
+        Template::parse(text)
+            .unwrap()
+            .render_guarded(&vars, &sensitive)
+    };
+    for template in [
+        "#{if Secret == \"hunter2\"}yes#{/if}",
+        "#{unless Secret}no#{/unless}",
+        "#{if \"guess\" != Wrapper}x#{/if}",
+        "#{Nope[#{Secret}]}",
+        "#{Nope[#{Wrapper}]}",
+    ] {
+        let e = guarded(template).unwrap_err();
+        assert_eq!(
+            e.kind,
+            Kind::SensitiveRead {
+                name: "Secret".to_owned()
+            },
+            "{template}"
+        );
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+    }
+    assert_eq!(
+        guarded("#{Wrapper} #{if Plain}y#{/if}").unwrap(),
+        "hunter2 y"
+    );
+    // Unguarded, as a deployment renders, conditions read sensitive values as any other.
+    assert_eq!(
+        render(
+            "#{if Secret == \"hunter2\"}yes#{/if}",
+            &[("Secret", "hunter2")]
+        )
+        .unwrap(),
+        "yes"
+    );
+}
+
+#[test]
+fn a_masked_error_message_hides_sensitive_values_evaluated_into_it() {
+    let vars = super::vars(&[("Secret", "hunter2-value")]);
+    let e = Template::parse("#{Nope[#{Secret}]}")
+        .unwrap()
+        .render(&vars)
+        .unwrap_err();
+    let masker = super::super::Masker::new(["hunter2-value"]);
+    assert_eq!(
+        e.masked(&masker),
+        "line 1, column 1: the variable \"Nope[********]\" is not defined"
+    );
+}

@@ -4,11 +4,13 @@
 
 use std::time::Duration;
 
-use capstan_api::{CommandBody, ScriptCommand};
+use capstan_api::ScriptCommand;
 use capstan_core::NodeLostPolicy;
 use capstan_db::{agents::Target, mailbox::NewCommand};
 use futures::{FutureExt, future::BoxFuture};
 use serde::{Deserialize, Serialize};
+
+use crate::agents::hand_over::{StoredCommand, StoredScript, TargetFacts};
 
 use super::{
     Prepared, TaskKind, TaskRun,
@@ -26,12 +28,13 @@ const MAX_VALUE: usize = 64 * 1024;
 const MAX_SCRIPT: usize = 512 * 1024;
 const MAX_TIMEOUT_MS: u64 = 24 * 3600 * 1000;
 
-/// A script task's arguments, as stored.
+/// A script task's arguments, as stored: sensitive values sealed, templates not yet
+/// rendered (see [`crate::agents::hand_over`]).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScriptArgs {
     pub targets: Vec<ScriptTarget>,
-    pub command: ScriptCommand,
+    pub command: StoredScript,
     pub max_parallel: u32,
     pub timeout_ms: u64,
 }
@@ -41,26 +44,81 @@ pub struct ScriptArgs {
 pub struct ScriptTarget {
     pub id: i64,
     pub name: String,
+    #[serde(default)]
+    pub environment: String,
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+impl ScriptTarget {
+    pub fn facts(&self) -> TargetFacts {
+        TargetFacts {
+            machine: self.name.clone(),
+            environment: self.environment.clone(),
+            tags: self.tags.clone(),
+        }
+    }
 }
 
 pub struct Script;
 
 /// Checks what an agent will be given: variable names it can export, sizes.
 pub fn check_command(command: &ScriptCommand) -> Result<(), String> {
-    if command.script.trim().is_empty() {
-        return Err("`script` is empty".to_owned());
-    }
-    if command.script.len() > MAX_SCRIPT {
+    check_script(&command.script)?;
+    check_variables(command.variables.iter().map(|v| (&v.name, Some(&v.value))))
+}
+
+/// Checks a command as stored: as [`check_command`], and no sensitive value in clear.
+fn check_stored(command: &StoredScript) -> Result<(), String> {
+    check_script(&command.script)?;
+    if let Some(v) = command
+        .variables
+        .iter()
+        .find(|v| v.sensitive && v.value.is_some())
+    {
         return Err(format!(
-            "`script` is {} bytes; at most {MAX_SCRIPT}",
-            command.script.len()
+            "variable `{}` is sensitive: its value is sealed, never stored in clear; run the script with POST /api/scripts",
+            v.name
         ));
     }
-    if command.variables.len() > MAX_VARIABLES {
+    if let Some(v) = command
+        .variables
+        .iter()
+        .find(|v| v.value.is_some() == v.secret.is_some())
+    {
+        return Err(format!(
+            "variable `{}` needs either a `value` or, if sensitive, a `secret`",
+            v.name
+        ));
+    }
+    check_variables(
+        command
+            .variables
+            .iter()
+            .map(|v| (&v.name, v.value.as_ref())),
+    )
+}
+
+fn check_script(script: &str) -> Result<(), String> {
+    if script.trim().is_empty() {
+        return Err("`script` is empty".to_owned());
+    }
+    if script.len() > MAX_SCRIPT {
+        return Err(format!(
+            "`script` is {} bytes; at most {MAX_SCRIPT}",
+            script.len()
+        ));
+    }
+    Ok(())
+}
+
+fn check_variables<'a>(
+    variables: impl ExactSizeIterator<Item = (&'a String, Option<&'a String>)>,
+) -> Result<(), String> {
+    if variables.len() > MAX_VARIABLES {
         return Err(format!("at most {MAX_VARIABLES} variables may be given"));
     }
-    for variable in &command.variables {
-        let name = &variable.name;
+    for (name, value) in variables {
         let valid = name
             .chars()
             .next()
@@ -72,38 +130,46 @@ pub fn check_command(command: &ScriptCommand) -> Result<(), String> {
                 "variable `{name}` cannot be an environment variable: use letters, digits and `_`, not starting with a digit"
             ));
         }
-        if variable.value.len() > MAX_VALUE {
+        let Some(value) = value else { continue };
+        if value.len() > MAX_VALUE {
             return Err(format!(
                 "variable `{name}` is longer than {MAX_VALUE} bytes"
             ));
         }
-        if variable.value.contains('\0') {
+        if value.contains('\0') {
             return Err(format!("variable `{name}` holds a NUL byte"));
         }
     }
     Ok(())
 }
 
-/// What every target agent is sent.
-fn command_body(command: ScriptCommand) -> Result<serde_json::Value, serde_json::Error> {
-    serde_json::to_value(CommandBody::Script(command))
+/// What `target` is sent, as stored: the script with the facts its system variables
+/// read.
+fn command_body(
+    command: &StoredScript,
+    target: &ScriptTarget,
+) -> Result<serde_json::Value, serde_json::Error> {
+    serde_json::to_value(StoredCommand::Script(StoredScript {
+        target: Some(target.facts()),
+        ..command.clone()
+    }))
 }
 
 /// The commands a run sends as it starts (the first `max_parallel` targets), for a
 /// claim that sends them itself.
 pub fn first_commands(args: &ScriptArgs) -> Result<Vec<NewCommand>, serde_json::Error> {
-    let body = command_body(args.command.clone())?;
     let timeout_ms = i64::try_from(args.timeout_ms).unwrap_or(i64::MAX);
-    Ok(args
-        .targets
+    args.targets
         .iter()
         .take(args.max_parallel as usize)
-        .map(|t| NewCommand {
-            agent_id: t.id,
-            body: body.clone(),
-            timeout_ms,
+        .map(|t| {
+            Ok(NewCommand {
+                agent_id: t.id,
+                body: command_body(&args.command, t)?,
+                timeout_ms,
+            })
         })
-        .collect())
+        .collect()
 }
 
 impl TaskKind for Script {
@@ -113,7 +179,7 @@ impl TaskKind for Script {
 
     fn prepare(&self, args: &serde_json::Value) -> Result<Prepared, String> {
         let parsed: ScriptArgs = parse_args(args)?;
-        check_command(&parsed.command)?;
+        check_stored(&parsed.command)?;
         if parsed.targets.is_empty() {
             return Err("`targets` is empty".to_owned());
         }
@@ -144,18 +210,21 @@ impl TaskKind for Script {
                 args.max_parallel,
                 humantime::format_duration(Duration::from_millis(args.timeout_ms))
             ));
-            let body = command_body(args.command).map_err(|e| e.to_string())?;
             let jobs = args
                 .targets
-                .into_iter()
-                .map(|t| AgentJob {
-                    target: Target {
-                        id: t.id,
-                        name: t.name,
-                    },
-                    body: body.clone(),
+                .iter()
+                .map(|t| {
+                    Ok(AgentJob {
+                        body: command_body(&args.command, t).map_err(|e| e.to_string())?,
+                        target: Target {
+                            id: t.id,
+                            name: t.name.clone(),
+                            environment: t.environment.clone(),
+                            tags: t.tags.clone(),
+                        },
+                    })
                 })
-                .collect();
+                .collect::<Result<_, String>>()?;
             let outcomes = run_on_agents(
                 &mut run,
                 jobs,

@@ -4,7 +4,7 @@
 mod crud;
 mod process;
 mod releases;
-mod variables;
+pub(crate) mod variables;
 
 use serde_json::{Value, json};
 

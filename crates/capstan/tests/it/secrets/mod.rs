@@ -2,6 +2,7 @@
 //! and rotating to a new key while the cluster serves.
 
 mod rotation;
+mod scripts;
 mod seal;
 mod startup;
 
