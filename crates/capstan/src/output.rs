@@ -35,6 +35,12 @@ pub fn write_all_and_flush(bytes: &[u8]) -> anyhow::Result<()> {
         .map_err(stdout_error)
 }
 
+/// Writes to stdout when nobody may be reading any more, as `capstan dev` does while
+/// its cluster runs on regardless: a failed write is dropped, not an error.
+pub fn write_best_effort(text: &str) {
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+}
+
 fn stdout_error(error: std::io::Error) -> anyhow::Error {
     if error.kind() == std::io::ErrorKind::BrokenPipe {
         ReaderGone.into()
