@@ -5,7 +5,12 @@
 # Prometheus and promtool, openssl, the rotel OTLP collector, schemathesis, the s3s-fs S3 server, and the
 # offline checkers of the deployment files), checks the shipped deployment files (Helm
 # chart, compose file, Dockerfile, alert rules), starts a private PostgreSQL when none
-# answers at CAPSTAN_TEST_DATABASE_URL, then runs every test.
+# answers at CAPSTAN_TEST_DATABASE_URL, then runs every test. Arguments, if any, go to
+# the test runner instead of `--workspace --no-fail-fast`, to run a part:
+# `./scripts/test.sh -p capstan dev::`.
+#
+# On exit it stops the private PostgreSQL and drops the template databases its tests
+# made, unless another run of this script still uses them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,9 +31,12 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@" >/dev/null
 }
 
-pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1; }
+pg_bin() {
+  local bin
+  for bin in /usr/lib/postgresql/*/bin; do [ -d "$bin" ] && echo "$bin"; done | sort -V | tail -1
+}
 
-[ -n "$(pg_bin)" ] && [ -x "$(pg_bin)/initdb" ] || apt_install postgresql
+if [ -z "$(pg_bin)" ] || [ ! -x "$(pg_bin)/initdb" ]; then apt_install postgresql; fi
 command -v haproxy >/dev/null || apt_install haproxy
 command -v promtool >/dev/null || apt_install prometheus
 command -v su >/dev/null || apt_install util-linux
@@ -74,6 +82,53 @@ log "checking the container files (Dockerfile, docker-compose.yml, HAProxy, Prom
 log "checking the alert rules (promtool check and test rules)"
 ./scripts/check-alerts.sh
 
+# What a run leaves behind goes when it exits, however it exits. Runs may overlap (several
+# work trees, one PostgreSQL), so each holds a shared lock while it runs and only the last
+# to finish cleans up: fd 8 on the private PostgreSQL's directory, fd 9 on a file for all
+# runs on this machine. Commands that may outlive this script get neither descriptor, or
+# the locks would never be free.
+private_pg=""
+templates_before=""
+runs_lock="${TMPDIR:-/tmp}/capstan-test-runs.lock"
+exec 9>>"$runs_lock"
+flock -s 9
+cleanup() {
+  local status=$?
+  trap - EXIT INT TERM
+  set +e
+  if [ -n "$templates_before" ] && flock -x -n 9; then
+    drop_new_templates
+  fi
+  if [ -n "$private_pg" ] && flock -x -n 8; then
+    log "stopping the private PostgreSQL (data kept in $private_pg)"
+    run_pg "$(pg_bin)/pg_ctl -D $private_pg/data -m fast -w stop >/dev/null" 8>&- 9>&-
+  fi
+  exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+psql_tests() { "$(pg_bin)/psql" -X -q -At -d "$CAPSTAN_TEST_DATABASE_URL" "$@"; }
+list_templates() {
+  psql_tests -c "SELECT datname FROM pg_database WHERE datname LIKE 'capstan\_tmpl\_%' ORDER BY 1"
+}
+# The test kit's templates (crates/capstan-testkit/src/database.rs) that were not there
+# when this run started. Each is dropped holding the kit's templates-in-use lock
+# (TEMPLATES_IN_USE_LOCK) exclusively, so no test elsewhere is between finding a
+# template and copying it; a test that comes later builds it again.
+drop_new_templates() {
+  local template
+  for template in $(list_templates); do
+    if ! grep -qxF "$template" <<<"$templates_before"; then
+      log "dropping the template database $template this run made"
+      psql_tests -v ON_ERROR_STOP=1 \
+        -c "SELECT pg_advisory_lock(727275)" \
+        -c "DROP DATABASE IF EXISTS \"$template\"" >/dev/null
+    fi
+  done
+}
+
 # PostgreSQL for the tests: the one at CAPSTAN_TEST_DATABASE_URL, or a private one.
 export CAPSTAN_TEST_DATABASE_URL="${CAPSTAN_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 if ! "$(pg_bin)/pg_isready" -q -d "$CAPSTAN_TEST_DATABASE_URL" 2>/dev/null \
@@ -82,6 +137,9 @@ if ! "$(pg_bin)/pg_isready" -q -d "$CAPSTAN_TEST_DATABASE_URL" 2>/dev/null \
   dir="$PWD/target/test-postgres"
   log "no PostgreSQL answers at $CAPSTAN_TEST_DATABASE_URL; starting a private one on port $port"
   mkdir -p "$dir"
+  exec 8>>"$dir/in-use.lock"
+  flock -s 8
+  private_pg="$dir"
   run_pg() {
     if [ "$(id -u)" = 0 ]; then
       id postgres >/dev/null 2>&1 || useradd --system --no-create-home postgres
@@ -93,19 +151,24 @@ if ! "$(pg_bin)/pg_isready" -q -d "$CAPSTAN_TEST_DATABASE_URL" 2>/dev/null \
     fi
   }
   if [ ! -f "$dir/data/PG_VERSION" ]; then
-    run_pg "$(pg_bin)/initdb -D $dir/data -U postgres --auth=trust --no-sync >$dir/initdb.log"
+    run_pg "$(pg_bin)/initdb -D $dir/data -U postgres --auth=trust --no-sync >$dir/initdb.log" 8>&- 9>&-
   fi
-  run_pg "$(pg_bin)/pg_ctl -D $dir/data status >/dev/null 2>&1 || $(pg_bin)/pg_ctl -D $dir/data -l $dir/pg.log -w -o '-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=off -c max_connections=300' start >/dev/null"
+  run_pg "$(pg_bin)/pg_ctl -D $dir/data status >/dev/null 2>&1 || $(pg_bin)/pg_ctl -D $dir/data -l $dir/pg.log -w -o '-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=off -c max_connections=300' start >/dev/null" 8>&- 9>&-
   export CAPSTAN_TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$port/postgres"
 fi
 log "tests use PostgreSQL at $CAPSTAN_TEST_DATABASE_URL"
+# A newline keeps it non-empty, which marks the cleanup's list as taken.
+templates_before="$(list_templates)
+"
 
 # The server's tests start real `capstan-agent` processes; a test run builds only the
 # binaries of the package under test, so build the agent's first.
-cargo build -p capstan-agent --bin capstan-agent
+cargo build -p capstan-agent --bin capstan-agent 8>&- 9>&-
 
+scope=(--workspace --no-fail-fast)
+[ "$#" -gt 0 ] && scope=("$@")
 if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --workspace --no-fail-fast
+  cargo nextest run "${scope[@]}" 8>&- 9>&-
 else
-  cargo test --workspace --no-fail-fast
+  cargo test "${scope[@]}" 8>&- 9>&-
 fi

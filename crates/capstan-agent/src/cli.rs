@@ -122,8 +122,7 @@ pub fn main() -> ExitCode {
                     force: args.force,
                 })
                 .await?;
-                println!("{line}");
-                Ok(())
+                print_line(&line)
             }
             Command::Run(args) => run(home, args).await,
         }
@@ -145,6 +144,18 @@ async fn run(home: Home, args: RunArgs) -> anyhow::Result<()> {
     agent.run(settings, shutdown).await;
     tracing::info!("agent stopped");
     Ok(())
+}
+
+/// Prints a line on stdout. A reader that already went away (`| head -0`) is not a
+/// failure: the registration is saved, and `println!` would panic.
+fn print_line(line: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    match writeln!(std::io::stdout().lock(), "{line}") {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(anyhow::Error::new(e).context("cannot write to stdout"))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// A token cancelled on the first SIGTERM or SIGINT; a second one exits at once.

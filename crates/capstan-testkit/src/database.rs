@@ -8,6 +8,10 @@ pub fn admin_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
 }
 
+/// The advisory lock a test run's cleanup (`scripts/test.sh`) holds exclusively while
+/// it drops the templates it made. Its value is written out in that script.
+pub const TEMPLATES_IN_USE_LOCK: i64 = 727_275;
+
 /// A fresh, migrated database, dropped when the value is.
 pub struct TestDatabase {
     pub url: String,
@@ -25,12 +29,24 @@ impl TestDatabase {
         let mut conn = PgConnection::connect(admin_url).await.unwrap_or_else(|e| {
             panic!("cannot reach the test PostgreSQL at {admin_url}: {e}; start one or set CAPSTAN_TEST_DATABASE_URL")
         });
+        // From finding the template to copying it, a cleanup must not drop it; a
+        // template dropped between two tests is simply built again.
+        sqlx::query("SELECT pg_advisory_lock_shared($1)")
+            .bind(TEMPLATES_IN_USE_LOCK)
+            .execute(&mut conn)
+            .await
+            .expect("taking the templates-in-use lock");
         let template = ensure_template(&mut conn, admin_url).await;
         let name = format!("capstan_t_{}", uuid::Uuid::new_v4().simple());
         sqlx::query(&format!("CREATE DATABASE {name} TEMPLATE {template}"))
             .execute(&mut conn)
             .await
             .expect("creating a test database");
+        sqlx::query("SELECT pg_advisory_unlock_shared($1)")
+            .bind(TEMPLATES_IN_USE_LOCK)
+            .execute(&mut conn)
+            .await
+            .expect("releasing the templates-in-use lock");
         Self {
             url: with_database(admin_url, &name),
             name,
@@ -131,5 +147,41 @@ pub async fn empty_database() -> TestDatabase {
         url: with_database(&admin, &name),
         name,
         admin_url: admin,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use sqlx::{Connection, PgConnection};
+
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn no_database_is_copied_from_a_template_while_templates_are_being_dropped() {
+        let mut cleanup = PgConnection::connect(&admin_url()).await.unwrap();
+        sqlx::query("SELECT pg_advisory_lock($1)")
+            .bind(TEMPLATES_IN_USE_LOCK)
+            .execute(&mut cleanup)
+            .await
+            .unwrap();
+        let creating = tokio::spawn(TestDatabase::new());
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let copied_meanwhile = creating.is_finished();
+        sqlx::query("SELECT pg_advisory_unlock($1)")
+            .bind(TEMPLATES_IN_USE_LOCK)
+            .execute(&mut cleanup)
+            .await
+            .unwrap();
+        let database = tokio::time::timeout(Duration::from_secs(30), creating)
+            .await
+            .expect("created once the templates are no longer being dropped")
+            .unwrap();
+        drop(database);
+        assert!(
+            !copied_meanwhile,
+            "a test database was copied while the templates could be dropped"
+        );
     }
 }

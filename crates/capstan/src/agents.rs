@@ -9,6 +9,7 @@ use capstan_api::{
 use capstan_core::TaskState;
 use clap::{Args, Subcommand, ValueEnum};
 
+use crate::output::outln;
 use crate::{nodes::ClientArgs, tasks};
 
 #[derive(Debug, Args)]
@@ -144,9 +145,9 @@ pub async fn run(args: AgentsArgs) -> anyhow::Result<()> {
                 }
             }
             if json {
-                println!("{}", serde_json::to_string_pretty(&agents)?);
+                outln!("{}", serde_json::to_string_pretty(&agents)?)?;
             } else {
-                print_agents(&agents);
+                print_agents(&agents)?;
             }
         }
         AgentsCommand::Token {
@@ -161,7 +162,7 @@ pub async fn run(args: AgentsArgs) -> anyhow::Result<()> {
                     note,
                 })
                 .await?;
-            println!("{}", token.token.unwrap_or_default());
+            outln!("{}", token.token.unwrap_or_default())?;
             eprintln!(
                 "valid for {} registration(s) until {}; it is shown only now",
                 token.uses_left,
@@ -173,7 +174,7 @@ pub async fn run(args: AgentsArgs) -> anyhow::Result<()> {
         AgentsCommand::Delete { agent } => {
             let found = client.find_agent(&agent).await?;
             client.delete_agent(found.id).await?;
-            println!("deleted agent {}", found.name);
+            outln!("deleted agent {}", found.name)?;
         }
         AgentsCommand::Check { agents } => {
             let task = client
@@ -183,7 +184,7 @@ pub async fn run(args: AgentsArgs) -> anyhow::Result<()> {
                 ))
                 .await?;
             let done = tasks::wait_for(&client, task.id).await?;
-            print_commands(&client.task_commands(task.id).await?);
+            print_commands(&client.task_commands(task.id).await?)?;
             if done.state != TaskState::Succeeded {
                 anyhow::bail!(
                     "health check {} {}: {}",
@@ -208,7 +209,7 @@ async fn set_disabled(client: &ApiClient, agent: &str, disabled: bool) -> anyhow
             },
         )
         .await?;
-    println!(
+    outln!(
         "agent {} is {}",
         changed.name,
         if changed.disabled {
@@ -216,7 +217,7 @@ async fn set_disabled(client: &ApiClient, agent: &str, disabled: bool) -> anyhow
         } else {
             "enabled"
         }
-    );
+    )?;
     Ok(())
 }
 
@@ -225,14 +226,14 @@ pub async fn environments(args: EnvironmentsArgs) -> anyhow::Result<()> {
     match args.command {
         EnvironmentsCommand::List => {
             for env in client.list_environments().await?.items {
-                println!("{:<6} {:<30} {}", env.id, env.name, env.description);
+                outln!("{:<6} {:<30} {}", env.id, env.name, env.description)?;
             }
         }
         EnvironmentsCommand::Create { name, description } => {
             let env = client
                 .create_environment(&EnvironmentRequest { name, description })
                 .await?;
-            println!("created environment {} (id {})", env.name, env.id);
+            outln!("created environment {} (id {})", env.name, env.id)?;
         }
     }
     Ok(())
@@ -275,22 +276,28 @@ pub async fn run_script(args: RunScriptArgs) -> anyhow::Result<()> {
     };
     let task = client.run_script(&request).await?;
     if !args.follow {
-        println!("{}", task.id);
+        outln!("{}", task.id)?;
         return Ok(());
     }
     eprintln!("task {}", task.id);
     let followed = tasks::follow_log(&client, task.id).await;
-    print_commands(&client.task_commands(task.id).await?);
+    print_commands(&client.task_commands(task.id).await?)?;
     followed
 }
 
-fn print_agents(agents: &[AgentResponse]) {
-    println!(
+fn print_agents(agents: &[AgentResponse]) -> anyhow::Result<()> {
+    outln!(
         "{:<6} {:<24} {:<16} {:<10} {:<9} {:<28} {:<12} TAGS",
-        "ID", "NAME", "ENVIRONMENT", "HEALTH", "STATUS", "LAST SEEN", "NODE"
-    );
+        "ID",
+        "NAME",
+        "ENVIRONMENT",
+        "HEALTH",
+        "STATUS",
+        "LAST SEEN",
+        "NODE"
+    )?;
     for agent in agents {
-        println!(
+        outln!(
             "{:<6} {:<24} {:<16} {:<10} {:<9} {:<28} {:<12} {}",
             agent.id,
             agent.name,
@@ -307,18 +314,19 @@ fn print_agents(agents: &[AgentResponse]) {
                 .unwrap_or_else(|| "never".into()),
             agent.last_node.as_deref().unwrap_or("-"),
             agent.tags.join(",")
-        );
+        )?;
     }
+    Ok(())
 }
 
-fn print_commands(commands: &CommandList) {
-    println!("{:<24} {:<10} {:<5} DETAIL", "AGENT", "STATE", "EXIT");
+fn print_commands(commands: &CommandList) -> anyhow::Result<()> {
+    outln!("{:<24} {:<10} {:<5} DETAIL", "AGENT", "STATE", "EXIT")?;
     for command in &commands.items {
         let mut detail = command.error.clone().unwrap_or_default();
         for (name, value) in &command.outputs {
             detail.push_str(&format!(" {name}={value}"));
         }
-        println!(
+        outln!(
             "{:<24} {:<10} {:<5} {}",
             command.agent_name,
             command.state,
@@ -327,6 +335,7 @@ fn print_commands(commands: &CommandList) {
                 .map(|c| c.to_string())
                 .unwrap_or_else(|| "-".into()),
             detail.trim()
-        );
+        )?;
     }
+    Ok(())
 }

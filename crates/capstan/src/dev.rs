@@ -4,6 +4,7 @@
 //! the data directory between runs.
 
 use std::{
+    fmt::Write as _,
     io::Write as _,
     net::{Ipv4Addr, SocketAddr},
     path::{Path, PathBuf},
@@ -41,10 +42,77 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("cannot create {}", args.data_dir.display()))?;
     let data_dir = std::fs::canonicalize(&args.data_dir)?;
+    // Held until we return: everything below may assume no other `capstan dev` uses this
+    // data directory, including stopping a PostgreSQL left running on it.
+    let _instance = InstanceLock::take(&data_dir, args.port)?;
+    let node_ports = (0..args.nodes).map(|i| args.port + i);
+    ensure_free(node_ports, "a node")?;
     let postgres = PrivatePostgres::start(&data_dir, args.pg_port)?;
     let result = run_cluster(&args, &data_dir, &postgres).await;
     postgres.stop();
     result
+}
+
+/// An exclusive lock on `<data dir>/lock` for the life of the process, naming its
+/// holder. The kernel releases it however the process ends, so a killed run never
+/// leaves a stale lock behind.
+struct InstanceLock {
+    _file: nix::fcntl::Flock<std::fs::File>,
+}
+
+impl InstanceLock {
+    fn take(data_dir: &Path, port: u16) -> anyhow::Result<Self> {
+        use std::io::{Read as _, Seek as _};
+        let path = data_dir.join("lock");
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+            Ok(mut file) => {
+                file.set_len(0)?;
+                file.rewind()?;
+                write!(file, "{} http://127.0.0.1:{port}", std::process::id())?;
+                file.flush()?;
+                Ok(Self { _file: file })
+            }
+            Err((mut file, nix::errno::Errno::EWOULDBLOCK)) => {
+                let mut holder = String::new();
+                let _ = file.read_to_string(&mut holder);
+                match holder.split_once(' ') {
+                    Some((pid, url)) => bail!(
+                        "capstan dev is already running here (pid {pid}, {url}); stop it \
+                         first, or give this one another --data-dir and ports"
+                    ),
+                    // It has the lock but has not written its name yet.
+                    None => bail!(
+                        "capstan dev is already running here (it holds {}); stop it first, \
+                         or give this one another --data-dir and ports",
+                        path.display()
+                    ),
+                }
+            }
+            Err((_, errno)) => Err(anyhow::Error::new(errno))
+                .with_context(|| format!("cannot lock {}", path.display())),
+        }
+    }
+}
+
+/// Fails, naming the first of `ports` on 127.0.0.1 that something else listens on.
+fn ensure_free(ports: impl IntoIterator<Item = u16>, what: &str) -> anyhow::Result<()> {
+    for port in ports {
+        if let Err(e) = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, port)) {
+            bail!(
+                "port {port} is taken ({e}), so {what} cannot listen on it: is another \
+                 capstan dev or server running with another --data-dir? Stop it, or pick \
+                 free ports with --port and --pg-port"
+            );
+        }
+    }
+    Ok(())
 }
 
 async fn run_cluster(
@@ -103,28 +171,38 @@ async fn run_cluster(
         nodes.push(node);
     }
 
-    println!();
-    println!("Capstan dev cluster is up ({} nodes):", nodes.len());
+    let mut banner = String::new();
+    writeln!(banner)?;
+    writeln!(banner, "Capstan dev cluster is up ({} nodes):", nodes.len())?;
     for node in &nodes {
-        println!("  {:<8} http://{}", node.state().name, node.local_addr());
+        writeln!(
+            banner,
+            "  {:<8} http://{}",
+            node.state().name,
+            node.local_addr()
+        )?;
     }
-    println!("  admin API key  {admin_key}");
-    println!("  database       {database_url}");
-    println!(
+    writeln!(banner, "  admin API key  {admin_key}")?;
+    writeln!(banner, "  database       {database_url}")?;
+    writeln!(
+        banner,
         "  master key     {} (encrypts sensitive values; keep it with the data)",
         data_dir.join("master-key").display()
-    );
-    println!("  blob store     {}", blob_dir.display());
-    println!(
+    )?;
+    writeln!(banner, "  blob store     {}", blob_dir.display())?;
+    writeln!(
+        banner,
         "  data           {} (kept between runs)",
         data_dir.display()
-    );
-    println!();
-    println!(
+    )?;
+    writeln!(banner)?;
+    writeln!(
+        banner,
         "Try: CAPSTAN_SERVER=http://{} CAPSTAN_API_KEY={admin_key} capstan nodes list",
         nodes[0].local_addr()
-    );
-    println!("Press Ctrl-C to stop.");
+    )?;
+    writeln!(banner, "Press Ctrl-C to stop.")?;
+    crate::output::write_best_effort(&banner);
 
     let shutdown = crate::signals::shutdown_on_signal();
     let mut running = tokio::task::JoinSet::new();
@@ -179,8 +257,24 @@ impl PrivatePostgres {
         std::fs::create_dir_all(&data)?;
         std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700))?;
 
+        if data.join("PG_VERSION").exists() {
+            // A previous run that was killed may have left its server running: ours to
+            // stop, as the instance lock says no running `capstan dev` uses it.
+            let _ = as_user(Command::new(bin_dir.join("pg_ctl")), run_as)
+                .arg("-D")
+                .arg(&data)
+                .args(["-m", "fast", "-w", "stop"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+        ensure_free([port], "PostgreSQL")?;
+
         if !data.join("PG_VERSION").exists() {
-            println!("creating a PostgreSQL cluster in {}", data.display());
+            crate::output::write_best_effort(&format!(
+                "creating a PostgreSQL cluster in {}\n",
+                data.display()
+            ));
             let status = as_user(Command::new(bin_dir.join("initdb")), run_as)
                 .args(["-D"])
                 .arg(&data)
@@ -199,14 +293,6 @@ impl PrivatePostgres {
                 bail!("initdb failed ({status}) for {}", data.display());
             }
         }
-        // A previous run that was killed may have left its server running.
-        let _ = as_user(Command::new(bin_dir.join("pg_ctl")), run_as)
-            .arg("-D")
-            .arg(&data)
-            .args(["-m", "fast", "-w", "stop"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
 
         let log = std::fs::File::create(data_dir.join("postgres.log"))?;
         let child = as_user(Command::new(bin_dir.join("postgres")), run_as)
@@ -278,13 +364,10 @@ impl PrivatePostgres {
             .stdout(Stdio::null())
             .status();
         let _ = self.child.wait();
-        // stdout may be gone by now (a closed pipe); that must not turn a clean stop
-        // into a panic.
-        let _ = writeln!(
-            std::io::stdout(),
-            "PostgreSQL stopped; data kept in {}",
+        crate::output::write_best_effort(&format!(
+            "PostgreSQL stopped; data kept in {}\n",
             self.data.display()
-        );
+        ));
     }
 }
 

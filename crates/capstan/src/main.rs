@@ -5,6 +5,7 @@ mod agents;
 mod dev;
 mod master_key;
 mod nodes;
+mod output;
 mod packages;
 mod projects;
 mod signals;
@@ -74,6 +75,8 @@ fn run_client(command: impl Future<Output = anyhow::Result<()>>) -> ExitCode {
     };
     match runtime.block_on(command) {
         Ok(()) => ExitCode::SUCCESS,
+        // What was printed was read as far as the reader wanted; nothing failed.
+        Err(e) if output::reader_gone(&e) => ExitCode::SUCCESS,
         Err(e) => fail(&format!("{e:#}")),
     }
 }

@@ -10,6 +10,7 @@ use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::nodes::ClientArgs;
+use crate::output::outln;
 
 #[derive(Debug, Args)]
 pub struct MasterKeyArgs {
@@ -42,35 +43,37 @@ enum MasterKeyCommand {
 pub async fn run(args: MasterKeyArgs) -> anyhow::Result<()> {
     let client = || ApiClient::new(&args.client.server, args.client.api_key.clone());
     match args.command {
-        MasterKeyCommand::Generate => println!("{}", MasterKey::generate().to_base64()),
+        MasterKeyCommand::Generate => outln!("{}", MasterKey::generate().to_base64())?,
         MasterKeyCommand::Status { json } => {
             let status = client().get_master_key().await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&status)?);
+                outln!("{}", serde_json::to_string_pretty(&status)?)?;
             } else {
-                print_status(&status);
+                print_status(&status)?;
             }
         }
         MasterKeyCommand::Rotate { no_wait } => {
             let client = client();
             let rotation = client.rotate_master_key().await?;
-            println!(
+            outln!(
                 "rotating to master key version {}: task {}, {} value(s) to re-encrypt",
-                rotation.version, rotation.task_id, rotation.secrets_to_rotate
-            );
+                rotation.version,
+                rotation.task_id,
+                rotation.secrets_to_rotate
+            )?;
             if no_wait {
-                println!(
+                outln!(
                     "follow it with `capstan tasks logs --follow {}`",
                     rotation.task_id
-                );
+                )?;
                 return Ok(());
             }
             wait_for_rotation(&client, rotation.task_id, rotation.version).await?;
-            println!(
+            outln!(
                 "done: every value is encrypted under master key version {}; remove \
                  CAPSTAN_MASTER_KEY_PREVIOUS from the nodes in your next rollout",
                 rotation.version
-            );
+            )?;
         }
     }
     Ok(())
@@ -110,13 +113,16 @@ async fn wait_for_rotation(client: &ApiClient, task_id: i64, version: i32) -> an
     }
 }
 
-fn print_status(status: &MasterKeyStatus) {
-    println!(
+fn print_status(status: &MasterKeyStatus) -> anyhow::Result<()> {
+    outln!(
         "{:<8} {:<7} {:<28} {:<28} SECRETS",
-        "VERSION", "ACTIVE", "CREATED", "ACTIVATED"
-    );
+        "VERSION",
+        "ACTIVE",
+        "CREATED",
+        "ACTIVATED"
+    )?;
     for v in &status.versions {
-        println!(
+        outln!(
             "{:<8} {:<7} {:<28} {:<28} {}",
             v.version,
             if v.active { "yes" } else { "" },
@@ -125,12 +131,12 @@ fn print_status(status: &MasterKeyStatus) {
                 .map(timestamp::format)
                 .unwrap_or_else(|| "-".into()),
             v.secrets
-        );
+        )?;
     }
     if status.versions.is_empty() {
-        println!("(no key registered: no node has started with CAPSTAN_MASTER_KEY)");
+        outln!("(no key registered: no node has started with CAPSTAN_MASTER_KEY)")?;
     }
-    println!("\n{:<24} KEY VERSIONS HELD", "LIVE NODE");
+    outln!("\n{:<24} KEY VERSIONS HELD", "LIVE NODE")?;
     for n in &status.nodes {
         let held = if n.key_versions.is_empty() {
             "none (no CAPSTAN_MASTER_KEY)".to_owned()
@@ -141,6 +147,7 @@ fn print_status(status: &MasterKeyStatus) {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
-        println!("{:<24} {held}", n.name);
+        outln!("{:<24} {held}", n.name)?;
     }
+    Ok(())
 }

@@ -2,6 +2,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::output::outln;
 use anyhow::Context as _;
 use capstan_api::{ApiClient, NodeResponse, UpdateNodeRequest};
 use capstan_core::{TaskCap, parse_duration};
@@ -68,9 +69,9 @@ pub async fn run(args: NodesArgs) -> anyhow::Result<()> {
         NodesCommand::List { json } => {
             let nodes = client.list_nodes().await?;
             if json {
-                println!("{}", serde_json_pretty(&nodes));
+                outln!("{}", serde_json_pretty(&nodes))?;
             } else {
-                print_table(&nodes);
+                print_table(&nodes)?;
             }
         }
         NodesCommand::Drain {
@@ -84,7 +85,7 @@ pub async fn run(args: NodesArgs) -> anyhow::Result<()> {
                 ..Default::default()
             };
             let node = client.update_node(node.id, &update).await?;
-            println!("node `{}` is draining", node.name);
+            outln!("node `{}` is draining", node.name)?;
             if wait {
                 wait_until_idle(&client, node, timeout).await?;
             }
@@ -96,7 +97,7 @@ pub async fn run(args: NodesArgs) -> anyhow::Result<()> {
                 ..Default::default()
             };
             let node = client.update_node(node.id, &update).await?;
-            println!("node `{}` is no longer draining", node.name);
+            outln!("node `{}` is no longer draining", node.name)?;
         }
         NodesCommand::SetTaskCap { name, task_cap } => {
             let node = client.find_node(&name).await?;
@@ -105,15 +106,16 @@ pub async fn run(args: NodesArgs) -> anyhow::Result<()> {
                 ..Default::default()
             };
             let node = client.update_node(node.id, &update).await?;
-            println!(
+            outln!(
                 "node `{}` now runs at most {} task(s) at once",
-                node.name, node.task_cap
-            );
+                node.name,
+                node.task_cap
+            )?;
         }
         NodesCommand::Delete { name } => {
             let node = client.find_node(&name).await?;
             client.delete_node(node.id).await?;
-            println!("node `{name}` deleted");
+            outln!("node `{name}` deleted")?;
         }
     }
     Ok(())
@@ -134,11 +136,11 @@ async fn wait_until_idle(
     loop {
         if node.running_tasks == 0 {
             spinner.finish_and_clear();
-            println!(
+            outln!(
                 "node `{}` has no running tasks (waited {}s)",
                 node.name,
                 started.elapsed().as_secs()
-            );
+            )?;
             return Ok(());
         }
         if !node.online {
@@ -170,17 +172,23 @@ async fn wait_until_idle(
     }
 }
 
-fn print_table(nodes: &[NodeResponse]) {
-    println!(
+fn print_table(nodes: &[NodeResponse]) -> anyhow::Result<()> {
+    outln!(
         "{:<24} {:<7} {:<8} {:>4} {:>7}  {:<20} {:<8} URL",
-        "NAME", "ONLINE", "DRAINING", "CAP", "RUNNING", "LAST SEEN", "VERSION"
-    );
+        "NAME",
+        "ONLINE",
+        "DRAINING",
+        "CAP",
+        "RUNNING",
+        "LAST SEEN",
+        "VERSION"
+    )?;
     for node in nodes {
         let last_seen = node
             .last_seen
             .format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_default();
-        println!(
+        outln!(
             "{:<24} {:<7} {:<8} {:>4} {:>7}  {:<20} {:<8} {}",
             node.name,
             yes_no(node.online),
@@ -190,8 +198,9 @@ fn print_table(nodes: &[NodeResponse]) {
             &last_seen[..last_seen.len().min(19)],
             node.version,
             node.url
-        );
+        )?;
     }
+    Ok(())
 }
 
 fn yes_no(value: bool) -> &'static str {

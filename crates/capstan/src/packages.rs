@@ -11,6 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use tokio::io::AsyncReadExt;
 
 use crate::nodes::ClientArgs;
+use crate::output::outln;
 
 /// Bytes read from the file per chunk sent.
 const CHUNK: usize = 256 * 1024;
@@ -80,9 +81,9 @@ pub async fn run(args: PackagesArgs) -> anyhow::Result<()> {
                 )
                 .await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&page)?);
+                outln!("{}", serde_json::to_string_pretty(&page)?)?;
             } else {
-                print_versions(&page.items);
+                print_versions(&page.items)?;
             }
             Ok(())
         }
@@ -100,22 +101,25 @@ pub async fn run(args: PackagesArgs) -> anyhow::Result<()> {
                 })
                 .await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&page)?);
+                outln!("{}", serde_json::to_string_pretty(&page)?)?;
                 return Ok(());
             }
-            println!(
+            outln!(
                 "{:<40} {:<20} {:>8} {:>12} LAST UPLOAD",
-                "ID", "LATEST", "VERSIONS", "SIZE"
-            );
+                "ID",
+                "LATEST",
+                "VERSIONS",
+                "SIZE"
+            )?;
             for p in page.items {
-                println!(
+                outln!(
                     "{:<40} {:<20} {:>8} {:>12} {}",
                     p.id,
                     p.latest_version,
                     p.versions,
                     format_size(p.total_size),
                     timestamp::format(p.last_uploaded_at)
-                );
+                )?;
             }
             Ok(())
         }
@@ -124,7 +128,7 @@ pub async fn run(args: PackagesArgs) -> anyhow::Result<()> {
             package_version,
         } => {
             client.delete_package(&id, &package_version).await?;
-            println!("deleted {id} {package_version}");
+            outln!("deleted {id} {package_version}")?;
             Ok(())
         }
     }
@@ -196,32 +200,36 @@ async fn push(client: &ApiClient, path: &PathBuf, replace: bool, json: bool) -> 
     bar.finish_and_clear();
     let stored = stored?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&stored)?);
+        outln!("{}", serde_json::to_string_pretty(&stored)?)?;
     } else {
-        println!(
+        outln!(
             "pushed {} {} ({}, sha256 {})",
             stored.id,
             stored.version,
             format_size(stored.size),
             stored.sha256
-        );
+        )?;
     }
     Ok(())
 }
 
-fn print_versions(versions: &[PackageResponse]) {
-    println!(
+fn print_versions(versions: &[PackageResponse]) -> anyhow::Result<()> {
+    outln!(
         "{:<24} {:<8} {:>12} {:<28} SHA256",
-        "VERSION", "FORMAT", "SIZE", "UPLOADED"
-    );
+        "VERSION",
+        "FORMAT",
+        "SIZE",
+        "UPLOADED"
+    )?;
     for v in versions {
-        println!(
+        outln!(
             "{:<24} {:<8} {:>12} {:<28} {}",
             v.version,
             v.extension,
             format_size(v.size),
             timestamp::format(v.uploaded_at),
             v.sha256
-        );
+        )?;
     }
+    Ok(())
 }

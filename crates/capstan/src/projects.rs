@@ -10,6 +10,7 @@ use capstan_api::{
 use clap::{Args, Subcommand};
 
 use crate::nodes::ClientArgs;
+use crate::output::outln;
 
 #[derive(Debug, Args)]
 pub struct ProjectsArgs {
@@ -90,17 +91,23 @@ pub async fn projects(args: ProjectsArgs) -> anyhow::Result<()> {
                 limit: Some(500),
                 ..Default::default()
             };
-            println!(
+            outln!(
                 "{:>6}  {:<32}  {:>7}  {:>9}",
-                "ID", "NAME", "PROCESS", "VARIABLES"
-            );
+                "ID",
+                "NAME",
+                "PROCESS",
+                "VARIABLES"
+            )?;
             loop {
                 let page = client.list_projects(&query).await?;
                 for p in &page.items {
-                    println!(
+                    outln!(
                         "{:>6}  {:<32}  {:>7}  {:>9}",
-                        p.id, p.name, p.process_version, p.variables_version
-                    );
+                        p.id,
+                        p.name,
+                        p.process_version,
+                        p.variables_version
+                    )?;
                 }
                 match page.next {
                     Some(next) => query.cursor = Some(next),
@@ -112,12 +119,12 @@ pub async fn projects(args: ProjectsArgs) -> anyhow::Result<()> {
             let project = client
                 .create_project(&ProjectRequest { name, description })
                 .await?;
-            println!("created project {} ({})", project.id, project.name);
+            outln!("created project {} ({})", project.id, project.name)?;
         }
         ProjectsCommand::Delete { project } => {
             let project = client.find_project(&project).await?;
             client.delete_project(project.id).await?;
-            println!("deleted project {} ({})", project.id, project.name);
+            outln!("deleted project {} ({})", project.id, project.name)?;
         }
         ProjectsCommand::Process { project } => {
             let project = client.find_project(&project).await?;
@@ -125,7 +132,7 @@ pub async fn projects(args: ProjectsArgs) -> anyhow::Result<()> {
             for warning in &process.warnings {
                 eprintln!("warning: {}: {}", warning.field, warning.detail);
             }
-            println!("{}", serde_json::to_string_pretty(&process)?);
+            outln!("{}", serde_json::to_string_pretty(&process)?)?;
         }
         ProjectsCommand::ProcessPut { project, file } => {
             let project = client.find_project(&project).await?;
@@ -134,28 +141,28 @@ pub async fn projects(args: ProjectsArgs) -> anyhow::Result<()> {
             for warning in &saved.warnings {
                 eprintln!("warning: {}: {}", warning.field, warning.detail);
             }
-            println!(
+            outln!(
                 "saved the process of {}: version {}, {} steps",
                 project.name,
                 saved.version,
                 saved.steps.len()
-            );
+            )?;
         }
         ProjectsCommand::Variables { project } => {
             let project = client.find_project(&project).await?;
             let variables = client.get_variables(project.id).await?;
-            println!("{}", serde_json::to_string_pretty(&variables)?);
+            outln!("{}", serde_json::to_string_pretty(&variables)?)?;
         }
         ProjectsCommand::VariablesPut { project, file } => {
             let project = client.find_project(&project).await?;
             let request: VariablesRequest = read_document(&file, &["project_id"])?;
             let saved = client.put_variables(project.id, &request).await?;
-            println!(
+            outln!(
                 "saved the variables of {}: version {}, {} variables",
                 project.name,
                 saved.version,
                 saved.variables.len()
-            );
+            )?;
         }
     }
     Ok(())
@@ -222,19 +229,22 @@ pub async fn releases(args: ReleasesArgs) -> anyhow::Result<()> {
                     packages,
                 })
                 .await?;
-            println!(
+            outln!(
                 "created release {} of {} (id {}): {} steps, {} variables",
                 release.summary.version,
                 project.name,
                 release.summary.id,
                 release.steps.len(),
                 release.variables.len()
-            );
+            )?;
             for package in &release.packages {
-                println!(
+                outln!(
                     "  {} / {}: {} {}",
-                    package.step, package.action, package.package_id, package.version
-                );
+                    package.step,
+                    package.action,
+                    package.package_id,
+                    package.version
+                )?;
             }
         }
         ReleasesCommand::List { project } => {
@@ -244,17 +254,17 @@ pub async fn releases(args: ReleasesArgs) -> anyhow::Result<()> {
                 limit: Some(500),
                 ..Default::default()
             };
-            println!("{:>6}  {:<20}  {:<27}  NOTES", "ID", "VERSION", "CREATED");
+            outln!("{:>6}  {:<20}  {:<27}  NOTES", "ID", "VERSION", "CREATED")?;
             loop {
                 let page = client.list_releases(&query).await?;
                 for r in &page.items {
-                    println!(
+                    outln!(
                         "{:>6}  {:<20}  {:<27}  {}",
                         r.id,
                         r.version,
                         timestamp::format(r.created_at),
                         r.notes.lines().next().unwrap_or_default()
-                    );
+                    )?;
                 }
                 match page.next {
                     Some(next) => query.cursor = Some(next),
@@ -264,7 +274,7 @@ pub async fn releases(args: ReleasesArgs) -> anyhow::Result<()> {
         }
         ReleasesCommand::Show { id } => {
             let release = client.get_release(id).await?;
-            println!("{}", serde_json::to_string_pretty(&release)?);
+            outln!("{}", serde_json::to_string_pretty(&release)?)?;
         }
     }
     Ok(())

@@ -1,6 +1,6 @@
 //! `capstan tasks ...`: list, show, queue and cancel tasks, and read their logs.
 
-use std::{io::Write as _, time::Duration};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use capstan_api::{ApiClient, CreateTaskRequest, LogEvent, TaskQuery, TaskResponse, timestamp};
@@ -9,6 +9,7 @@ use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::nodes::ClientArgs;
+use crate::output::{self, outln};
 
 #[derive(Debug, Args)]
 pub struct TasksArgs {
@@ -88,11 +89,11 @@ pub async fn run(args: TasksArgs) -> anyhow::Result<()> {
             };
             let page = client.list_tasks(&query).await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&page)?);
+                outln!("{}", serde_json::to_string_pretty(&page)?)?;
             } else {
-                print_table(&page.items);
+                print_table(&page.items)?;
                 if page.next.is_some() {
-                    println!("(more: raise --limit or narrow the filters)");
+                    outln!("(more: raise --limit or narrow the filters)")?;
                 }
             }
         }
@@ -101,16 +102,19 @@ pub async fn run(args: TasksArgs) -> anyhow::Result<()> {
             let attempts = client.task_attempts(id).await?;
             if json {
                 let both = serde_json::json!({ "task": task, "attempts": attempts.items });
-                println!("{}", serde_json::to_string_pretty(&both)?);
+                outln!("{}", serde_json::to_string_pretty(&both)?)?;
             } else {
-                print_task(&task);
+                print_task(&task)?;
                 if !attempts.items.is_empty() {
-                    println!(
+                    outln!(
                         "\n{:<8} {:<20} {:<28} {:<28} OUTCOME",
-                        "ATTEMPT", "NODE", "STARTED", "FINISHED"
-                    );
+                        "ATTEMPT",
+                        "NODE",
+                        "STARTED",
+                        "FINISHED"
+                    )?;
                     for a in &attempts.items {
-                        println!(
+                        outln!(
                             "{:<8} {:<20} {:<28} {:<28} {}",
                             a.attempt,
                             a.node_name,
@@ -119,7 +123,7 @@ pub async fn run(args: TasksArgs) -> anyhow::Result<()> {
                                 .map(timestamp::format)
                                 .unwrap_or_else(|| "-".into()),
                             a.outcome.as_deref().unwrap_or("running")
-                        );
+                        )?;
                     }
                 }
             }
@@ -138,10 +142,10 @@ pub async fn run(args: TasksArgs) -> anyhow::Result<()> {
                 .transpose()
                 .map_err(anyhow::Error::msg)?;
             let task = client.create_task(&request).await?;
-            println!("queued task {} ({})", task.id, task.kind);
+            outln!("queued task {} ({})", task.id, task.kind)?;
             if wait {
                 let task = wait_for(&client, task.id).await?;
-                print_task(&task);
+                print_task(&task)?;
                 if task.state != TaskState::Succeeded {
                     anyhow::bail!("task {} {}", task.id, task.state);
                 }
@@ -157,12 +161,12 @@ pub async fn run(args: TasksArgs) -> anyhow::Result<()> {
         TasksCommand::Cancel { id } => {
             let task = client.cancel_task(id).await?;
             if task.state == TaskState::Cancelled {
-                println!("task {id} cancelled");
+                outln!("task {id} cancelled")?;
             } else {
-                println!(
+                outln!(
                     "task {id} is running on {}; its node is stopping it",
                     task.node_name.as_deref().unwrap_or("a node")
-                );
+                )?;
             }
         }
     }
@@ -173,9 +177,7 @@ pub async fn run(args: TasksArgs) -> anyhow::Result<()> {
 async fn print_log(client: &ApiClient, id: i64) -> anyhow::Result<()> {
     let mut chunks = client.task_log(id).await?;
     while let Some(chunk) = chunks.next().await? {
-        let mut out = std::io::stdout().lock();
-        out.write_all(&chunk)?;
-        out.flush()?;
+        output::write_all_and_flush(&chunk)?;
     }
     Ok(())
 }
@@ -187,9 +189,7 @@ pub(crate) async fn follow_log(client: &ApiClient, id: i64) -> anyhow::Result<()
     while let Some(event) = follower.next().await? {
         match event {
             LogEvent::Line { text, .. } => {
-                let mut out = std::io::stdout().lock();
-                writeln!(out, "{text}")?;
-                out.flush()?;
+                output::write_all_and_flush(format!("{text}\n").as_bytes())?;
             }
             LogEvent::End(end) => {
                 if end.state != TaskState::Succeeded {
@@ -228,13 +228,13 @@ pub(crate) async fn wait_for(client: &ApiClient, id: i64) -> anyhow::Result<Task
     }
 }
 
-fn print_task(task: &TaskResponse) {
+fn print_task(task: &TaskResponse) -> anyhow::Result<()> {
     let when =
         |at: Option<time::OffsetDateTime>| at.map(timestamp::format).unwrap_or_else(|| "-".into());
-    println!("task      {}", task.id);
-    println!("kind      {}", task.kind);
-    println!("args      {}", task.args);
-    println!(
+    outln!("task      {}", task.id)?;
+    outln!("kind      {}", task.kind)?;
+    outln!("args      {}", task.args)?;
+    outln!(
         "state     {}{}",
         task.state,
         if task.cancel_requested {
@@ -242,28 +242,34 @@ fn print_task(task: &TaskResponse) {
         } else {
             ""
         }
-    );
-    println!("node      {}", task.node_name.as_deref().unwrap_or("-"));
-    println!("attempt   {}", task.attempt);
-    println!("on lost   {}", task.on_node_lost);
+    )?;
+    outln!("node      {}", task.node_name.as_deref().unwrap_or("-"))?;
+    outln!("attempt   {}", task.attempt)?;
+    outln!("on lost   {}", task.on_node_lost)?;
     if let Some(key) = &task.concurrency_key {
-        println!("key       {}", key.as_str());
+        outln!("key       {}", key.as_str())?;
     }
-    println!("queued    {}", timestamp::format(task.queued_at));
-    println!("started   {}", when(task.started_at));
-    println!("finished  {}", when(task.finished_at));
+    outln!("queued    {}", timestamp::format(task.queued_at))?;
+    outln!("started   {}", when(task.started_at))?;
+    outln!("finished  {}", when(task.finished_at))?;
     if let Some(error) = &task.error {
-        println!("error     {error}");
+        outln!("error     {error}")?;
     }
+    Ok(())
 }
 
-fn print_table(tasks: &[TaskResponse]) {
-    println!(
+fn print_table(tasks: &[TaskResponse]) -> anyhow::Result<()> {
+    outln!(
         "{:<10} {:<24} {:<10} {:<16} {:<8} {:<28} ERROR",
-        "ID", "KIND", "STATE", "NODE", "ATTEMPT", "QUEUED"
-    );
+        "ID",
+        "KIND",
+        "STATE",
+        "NODE",
+        "ATTEMPT",
+        "QUEUED"
+    )?;
     for t in tasks {
-        println!(
+        outln!(
             "{:<10} {:<24} {:<10} {:<16} {:<8} {:<28} {}",
             t.id,
             t.kind,
@@ -272,6 +278,7 @@ fn print_table(tasks: &[TaskResponse]) {
             t.attempt,
             timestamp::format(t.queued_at),
             t.error.as_deref().unwrap_or("")
-        );
+        )?;
     }
+    Ok(())
 }

@@ -251,3 +251,102 @@ async fn operators_push_list_and_delete_packages() {
     assert!(!ok);
     assert!(out.contains("there is no package Acme.Api 2.1.0"), "{out}");
 }
+
+/// Runs `capstan` with its stdout a pipe whose reading end is already closed, as in
+/// `capstan tasks list | head -0`: success, and what it wrote to stderr.
+fn capstan_into_closed_pipe(bin: &std::path::Path, args: &[&str], server: &str) -> (bool, String) {
+    let mut child = Command::new(bin)
+        .args(args)
+        .env("CAPSTAN_SERVER", server)
+        .env("CAPSTAN_API_KEY", ADMIN_KEY)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let output = child.wait_with_output().unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn commands_whose_reader_goes_away_exit_quietly() {
+    let cluster = TestCluster::start(1).await;
+    let server = cluster.node(0).url();
+    let client = cluster.node(0).client();
+    let task = client
+        .create_task(&capstan_api::CreateTaskRequest::new(
+            "sleep",
+            serde_json::json!({ "ms": 10 }),
+        ))
+        .await
+        .unwrap();
+    capstan_testkit::tasks::wait_task(
+        &client,
+        task.id,
+        std::time::Duration::from_secs(10),
+        "finished",
+        |t| t.state.is_finished(),
+    )
+    .await;
+    let id = task.id.to_string();
+
+    let commands: &[&[&str]] = &[
+        &["nodes", "list"],
+        &["tasks", "list"],
+        &["tasks", "list", "--json"],
+        &["tasks", "show", &id],
+        &["tasks", "logs", &id],
+        &["agents", "list"],
+        &["environments", "list"],
+        &["projects", "list"],
+        &["packages", "list"],
+        &["master-key", "status"],
+        &["master-key", "generate"],
+        &["--help"],
+    ];
+    for args in commands {
+        let (ok, err) = tokio::task::spawn_blocking({
+            let server = server.clone();
+            let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+            move || {
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                capstan_into_closed_pipe(&capstan_bin(), &args, &server)
+            }
+        })
+        .await
+        .unwrap();
+        assert!(ok && err.is_empty(), "capstan {args:?}: {err}");
+    }
+
+    let agent = crate::agents::agent_bin();
+    let token = capstan_testkit::agents::registration_token(&client, 1).await;
+    capstan_testkit::agents::ensure_environment(&client, "Test").await;
+    let home = capstan_testkit::TempDir::new("agent-closed-stdout");
+    let home_arg = home.0.display().to_string();
+    let (ok, err) = tokio::task::spawn_blocking(move || {
+        capstan_into_closed_pipe(
+            &agent,
+            &[
+                "register",
+                "--token",
+                &token,
+                "--name",
+                "web01",
+                "--environment",
+                "Test",
+                "--home",
+                &home_arg,
+            ],
+            &server,
+        )
+    })
+    .await
+    .unwrap();
+    assert!(
+        ok && !err.contains("panicked"),
+        "capstan-agent register: {err}"
+    );
+}

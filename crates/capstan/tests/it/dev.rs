@@ -1,6 +1,6 @@
 use std::{
     io::{BufRead, BufReader},
-    process::{Command, Stdio},
+    process::{Child, Command, Stdio},
     time::Duration,
 };
 
@@ -9,9 +9,9 @@ use capstan_testkit::{TempDir, free_port};
 
 use crate::capstan_bin;
 
-/// Runs `capstan dev` until it prints its URLs, pings every node, stops it with SIGINT
-/// (Ctrl-C) and returns the admin key it printed.
-async fn run_dev_once(data_dir: &std::path::Path, port: u16, pg_port: u16) -> String {
+/// Starts `capstan dev` and waits until it prints its URLs: the process and what it
+/// printed.
+async fn start_dev(data_dir: &std::path::Path, port: u16, pg_port: u16) -> (Child, String) {
     let mut child = Command::new(capstan_bin())
         .args(["dev", "--data-dir"])
         .arg(data_dir)
@@ -45,7 +45,38 @@ async fn run_dev_once(data_dir: &std::path::Path, port: u16, pg_port: u16) -> St
         .await
         .expect("capstan dev came up within 60s")
         .unwrap();
-    let text = lines.join("\n");
+    (child, lines.join("\n"))
+}
+
+/// Stops `capstan dev` with SIGINT (Ctrl-C) and checks that it exits cleanly.
+async fn stop_dev(child: Child) {
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let mut child = child;
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(status.success(), "capstan dev exited with {status}");
+}
+
+/// Every node of a dev cluster answers its ping with 200.
+async fn assert_nodes_up(port: u16) {
+    for offset in 0..3 {
+        let url = format!("http://127.0.0.1:{}", port + offset);
+        assert_eq!(
+            ApiClient::new(&url, None).ping().await.unwrap().0,
+            200,
+            "{url}"
+        );
+    }
+}
+
+/// Runs `capstan dev` until it prints its URLs, pings every node, stops it with SIGINT
+/// (Ctrl-C) and returns the admin key it printed.
+async fn run_dev_once(data_dir: &std::path::Path, port: u16, pg_port: u16) -> String {
+    let (child, text) = start_dev(data_dir, port, pg_port).await;
     for offset in 0..3 {
         let url = format!("http://127.0.0.1:{}", port + offset);
         assert!(text.contains(&url), "{url} not printed:\n{text}");
@@ -74,14 +105,7 @@ async fn run_dev_once(data_dir: &std::path::Path, port: u16, pg_port: u16) -> St
         status.nodes.iter().all(|n| n.key_versions == [1]),
         "{status:?}"
     );
-    Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
-        .await
-        .unwrap();
-    assert!(status.success(), "capstan dev exited with {status}");
+    stop_dev(child).await;
     key
 }
 
@@ -103,6 +127,73 @@ async fn capstan_dev_starts_three_nodes_stops_on_ctrl_c_and_restarts_on_the_same
         .permissions()
         .mode();
     assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_capstan_dev_says_one_is_running_and_leaves_it_alone() {
+    let dir = TempDir::new("capstan-dev-twice");
+    let data = dir.0.join("data");
+    let (port, pg_port) = (free_port_run(3), free_port());
+    let (first, _) = start_dev(&data, port, pg_port).await;
+    // Stopped with Ctrl-C even when an assertion fails, so its PostgreSQL goes too.
+    let first = StopOnDrop(Some(first));
+    let first_pid = first.0.as_ref().unwrap().id();
+
+    // The same data directory: the running instance is named, nothing is touched.
+    let second = run_to_end(&data, port, pg_port).await;
+    assert!(!second.status.success(), "{second:?}");
+    let said = String::from_utf8_lossy(&second.stderr);
+    let expected =
+        format!("capstan dev is already running here (pid {first_pid}, http://127.0.0.1:{port})");
+    assert!(said.contains(&expected), "{said}");
+
+    // Another data directory on the same ports: the taken port is named, and that
+    // directory gets no PostgreSQL cluster of its own.
+    let other = dir.0.join("other");
+    let third = run_to_end(&other, port, pg_port).await;
+    assert!(!third.status.success(), "{third:?}");
+    let said = String::from_utf8_lossy(&third.stderr);
+    assert!(said.contains(&format!("port {port} is taken")), "{said}");
+    assert!(!other.join("postgres").join("PG_VERSION").exists());
+
+    // Give a PostgreSQL stopped by mistake time to show in the pings.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_nodes_up(port).await;
+    let mut first = first;
+    stop_dev(first.0.take().unwrap()).await;
+}
+
+struct StopOnDrop(Option<Child>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = Command::new("kill")
+                .args(["-INT", &child.id().to_string()])
+                .status();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Runs `capstan dev` that is expected to fail at once, and returns how it ended.
+async fn run_to_end(data_dir: &std::path::Path, port: u16, pg_port: u16) -> std::process::Output {
+    let mut command = Command::new(capstan_bin());
+    command
+        .args(["dev", "--data-dir"])
+        .arg(data_dir)
+        .args([
+            "--port",
+            &port.to_string(),
+            "--pg-port",
+            &pg_port.to_string(),
+        ])
+        .stdin(Stdio::null());
+    let run = tokio::task::spawn_blocking(move || command.output().unwrap());
+    tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("capstan dev gave up within 60s")
+        .unwrap()
 }
 
 /// The first of `n` consecutive free ports.
