@@ -37,6 +37,7 @@ use tower_http::{
 };
 
 pub use error::ApiError;
+pub(crate) use observe::REQUEST_SPAN;
 
 use crate::node::NodeContext;
 
