@@ -3,13 +3,13 @@
 
 mod heartbeat;
 mod notifications;
+mod serve;
 mod shutdown;
 mod state;
 
 use std::{net::SocketAddr, sync::Arc};
 
 use anyhow::Context as _;
-use axum::serve::ListenerExt as _;
 use capstan_blob::BlobStore;
 use capstan_core::TaskCap;
 use capstan_db::{
@@ -265,18 +265,12 @@ impl Node {
 
         let http_stop = ctx.http_stop.clone();
         let app = crate::http::router(ctx.clone());
-        // Answers are small and latency matters more than packet count.
-        let listener = self.listener.tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!("cannot set TCP_NODELAY: {e}");
-            }
-        });
-        let server = axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(http_stop.clone().cancelled_owned());
-        let mut server = tokio::spawn(async move { server.await });
+        let limits = serve::ConnectionLimits {
+            header_read: ctx.settings.header_read_timeout,
+            idle: ctx.settings.idle_timeout,
+        };
+        let server = serve::serve(self.listener, app, limits, http_stop.clone());
+        let mut server = tokio::spawn(server);
 
         tokio::select! {
             () = shutdown.cancelled() => {}
