@@ -169,6 +169,36 @@ pub struct NewAgent<'a> {
     pub credential_digest: &'a [u8],
 }
 
+/// Whether a registration token may register an agent now, checked before the request's
+/// body is read; [`register`] checks again under a lock as it spends a use.
+pub async fn check_registration_token(
+    db: impl PgExecutor<'_>,
+    token_digest: &[u8],
+) -> Result<(), RegisterError> {
+    token_standing(db, token_digest, "").await
+}
+
+async fn token_standing(
+    db: impl PgExecutor<'_>,
+    token_digest: &[u8],
+    lock: &str,
+) -> Result<(), RegisterError> {
+    let token: Option<(i32, OffsetDateTime, bool)> = sqlx::query_as(&format!(
+        "SELECT uses_left, expires_at, expires_at > now() FROM registration_tokens
+         WHERE digest = $1 {lock}"
+    ))
+    .bind(token_digest)
+    .fetch_optional(db)
+    .await
+    .map_err(DbError::from)?;
+    match token {
+        None => Err(RegisterError::UnknownToken),
+        Some((_, expires_at, false)) => Err(RegisterError::Expired(expires_at)),
+        Some((0, _, _)) => Err(RegisterError::UsedUp),
+        Some(_) => Ok(()),
+    }
+}
+
 /// Spends one use of a registration token and adds the agent, in one transaction.
 pub async fn register(
     db: &PgPool,
@@ -176,20 +206,7 @@ pub async fn register(
     agent: &NewAgent<'_>,
 ) -> Result<AgentRow, RegisterError> {
     let mut tx = db.begin().await.map_err(DbError::from)?;
-    let token: Option<(i32, OffsetDateTime, bool)> = sqlx::query_as(
-        "SELECT uses_left, expires_at, expires_at > now() FROM registration_tokens
-         WHERE digest = $1 FOR UPDATE",
-    )
-    .bind(token_digest)
-    .fetch_optional(&mut *tx)
-    .await
-    .map_err(DbError::from)?;
-    match token {
-        None => return Err(RegisterError::UnknownToken),
-        Some((_, expires_at, false)) => return Err(RegisterError::Expired(expires_at)),
-        Some((0, _, _)) => return Err(RegisterError::UsedUp),
-        Some(_) => {}
-    }
+    token_standing(&mut *tx, token_digest, "FOR UPDATE").await?;
     let environment = find_environment(&mut *tx, agent.environment)
         .await?
         .ok_or_else(|| RegisterError::NoEnvironment(agent.environment.to_owned()))?;

@@ -54,14 +54,14 @@ impl From<tokio_postgres::Error> for DbError {
             }
             return Self::Other(describe_chain(&error).into());
         }
-        // Without a server error, either the connection failed (closed, refused, reset,
-        // timed out) or this side could not encode or decode a value: a bug, not an
-        // outage, and it must not be reported as one.
+        // Without a server error there is no SQLSTATE: either the connection failed
+        // (closed, or an I/O error underneath, which is how refused, reset and timed-out
+        // connections arrive) or this side could not encode or decode a value, which is
+        // a bug and must not be reported as an outage. The message text is no guide: it
+        // can quote a column's name.
         let connection_failed = error.is_closed()
             || std::error::Error::source(&error)
-                .is_some_and(<dyn std::error::Error>::is::<std::io::Error>)
-            || error.to_string().starts_with("error connecting")
-            || error.to_string().contains("timeout");
+                .is_some_and(<dyn std::error::Error>::is::<std::io::Error>);
         if connection_failed {
             Self::Unavailable(describe_chain(&error))
         } else {
@@ -92,10 +92,25 @@ impl From<deadpool_postgres::PoolError> for DbError {
     }
 }
 
-/// Class 08 (connection exception), 57P01-03 (shutdown, crash, cannot connect now) and
-/// 53300 (too many connections) mean "try later", not "your query is wrong".
+/// Class 08 (connection exception), class 57P (the server shut down, crashed, cannot
+/// take connections yet, dropped the database, or ended an idle session) and 53300 (too
+/// many connections) mean "try later", not "your query is wrong". One list of SQLSTATEs
+/// serves sqlx and tokio-postgres alike.
 fn is_unavailable_code(code: Option<&str>) -> bool {
-    code.is_some_and(|c| c.starts_with("08") || c.starts_with("57P") || c == "53300")
+    use tokio_postgres::error::SqlState;
+    const TRY_LATER: &[SqlState] = &[
+        SqlState::ADMIN_SHUTDOWN,
+        SqlState::CRASH_SHUTDOWN,
+        SqlState::CANNOT_CONNECT_NOW,
+        SqlState::DATABASE_DROPPED,
+        SqlState::IDLE_SESSION_TIMEOUT,
+        SqlState::TOO_MANY_CONNECTIONS,
+    ];
+    code.is_some_and(|code| {
+        // Class 08 is matched by its class: a server may send a code of the class that
+        // this list does not name.
+        code.starts_with("08") || TRY_LATER.contains(&SqlState::from_code(code))
+    })
 }
 
 #[cfg(test)]
@@ -122,5 +137,78 @@ mod tests {
             reason(TimeoutType::Recycle),
             "timed out checking a pooled connection"
         );
+    }
+
+    async fn connect() -> tokio_postgres::Client {
+        let url = std::env::var("CAPSTAN_TEST_DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap_or_else(|e| panic!("cannot reach the test PostgreSQL at {url}: {e}"));
+        tokio::spawn(connection);
+        client
+    }
+
+    /// A mistake in our own code stays a bug (500) even when the words of its message
+    /// sound like an outage; only the server's SQLSTATE or a failed connection is one.
+    #[tokio::test]
+    async fn tokio_postgres_errors_are_classified_by_sqlstate_not_by_text() {
+        let client = connect().await;
+        let row = client
+            .query_one("SELECT 1::int4 AS lease_timeout_ms", &[])
+            .await
+            .unwrap();
+        let missing = row
+            .try_get::<_, i32>("error_connecting_timeout")
+            .unwrap_err();
+        assert!(
+            matches!(DbError::from(missing), DbError::Other(_)),
+            "a missing column is a bug, not an outage"
+        );
+        let wrong_type = row.try_get::<_, String>("lease_timeout_ms").unwrap_err();
+        assert!(matches!(DbError::from(wrong_type), DbError::Other(_)));
+
+        // The server's own words: 57014 (a statement timeout) is the query's fault.
+        client
+            .batch_execute("SET statement_timeout = '10ms'")
+            .await
+            .unwrap();
+        let cancelled = client.query("SELECT pg_sleep(1)", &[]).await.unwrap_err();
+        assert!(matches!(DbError::from(cancelled), DbError::Other(_)));
+        // 57P01 (admin shutdown) means "try later": terminate our own backend.
+        client
+            .batch_execute("RESET statement_timeout")
+            .await
+            .unwrap();
+        let terminated = client
+            .query("SELECT pg_terminate_backend(pg_backend_pid())", &[])
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(DbError::from(terminated), DbError::Unavailable(_)),
+            "a terminated connection is an outage"
+        );
+        // Once the connection is gone, later calls fail as closed.
+        let closed = client.query("SELECT 1", &[]).await.unwrap_err();
+        assert!(matches!(DbError::from(closed), DbError::Unavailable(_)));
+    }
+
+    #[tokio::test]
+    async fn a_unique_violation_names_its_constraint() {
+        let client = connect().await;
+        client
+            .batch_execute(
+                "CREATE TEMP TABLE t (n int CONSTRAINT t_n_key UNIQUE); INSERT INTO t VALUES (1)",
+            )
+            .await
+            .unwrap();
+        let err = client
+            .execute("INSERT INTO t VALUES (1)", &[])
+            .await
+            .unwrap_err();
+        match DbError::from(err) {
+            DbError::Conflict { constraint } => assert_eq!(constraint, "t_n_key"),
+            other => panic!("expected a conflict, got {other:?}"),
+        }
     }
 }

@@ -9,7 +9,8 @@ use uuid::Uuid;
 
 use crate::{DbError, NODES_CHANNEL};
 
-/// A row of `nodes`, with `online` computed from the node's own heartbeat interval.
+/// A row of `nodes`, with `online` computed from the node's own heartbeat interval and
+/// `running_tasks` counted from the tasks the node holds now.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct NodeRow {
     pub id: Uuid,
@@ -18,6 +19,8 @@ pub struct NodeRow {
     pub url: String,
     pub task_cap: i32,
     pub draining: bool,
+    /// Tasks in state running whose owner is this node: what an operator waiting for a
+    /// drain must wait on. The count a heartbeat writes lags a claim by up to an interval.
     pub running_tasks: i32,
     pub last_seen: OffsetDateTime,
     pub online: bool,
@@ -26,8 +29,10 @@ pub struct NodeRow {
 /// The most nodes a list returns; a cluster of more is not one we plan for.
 pub const LIST_LIMIT: i64 = 1000;
 
-const SELECT_NODE: &str =
-    "SELECT id, name, version, url, task_cap, draining, running_tasks, last_seen,
+const SELECT_NODE: &str = "SELECT id, name, version, url, task_cap, draining,
+        (SELECT count(*)::int4 FROM tasks
+         WHERE tasks.state = 'running' AND tasks.node_id = nodes.id) AS running_tasks,
+        last_seen,
         (stopped_at IS NULL
          AND last_seen > now() - 3 * heartbeat_interval_ms * interval '1 millisecond') AS online
     FROM nodes";

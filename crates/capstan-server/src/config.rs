@@ -121,6 +121,27 @@ pub struct ServerArgs {
     #[arg(long, env = "CAPSTAN_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration_arg)]
     pub request_timeout: Duration,
 
+    /// How long a client may take to send a request's headers, from its first byte;
+    /// slower connections are closed.
+    #[arg(long, env = "CAPSTAN_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration_arg)]
+    pub header_read_timeout: Duration,
+
+    /// How long a connection may stay open without a request under way (after it
+    /// opens and between keep-alive requests). Keep it above the load balancer's own
+    /// keep-alive timeout, so the balancer closes first.
+    #[arg(long, env = "CAPSTAN_IDLE_TIMEOUT", default_value = "75s", value_parser = parse_duration_arg)]
+    pub idle_timeout: Duration,
+
+    /// How long an agent may take to send a request body (registration, results,
+    /// output); those routes are exempt from the request timeout because a poll waits.
+    #[arg(long, env = "CAPSTAN_BODY_TIMEOUT", default_value = "30s", value_parser = parse_duration_arg)]
+    pub body_timeout: Duration,
+
+    /// How long an upload (package, artifact) may pause between two chunks. An upload
+    /// has no total limit: it runs as long as its bytes keep coming.
+    #[arg(long, env = "CAPSTAN_UPLOAD_STALL_TIMEOUT", default_value = "60s", value_parser = parse_duration_arg)]
+    pub upload_stall_timeout: Duration,
+
     /// Connections in the API pool (the liveness pool is separate and small).
     #[arg(long, env = "CAPSTAN_DB_POOL_SIZE", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=500))]
     pub db_pool_size: u32,
@@ -198,6 +219,10 @@ pub struct Settings {
     pub max_log_followers: u32,
     pub shutdown_grace: Duration,
     pub request_timeout: Duration,
+    pub header_read_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub body_timeout: Duration,
+    pub upload_stall_timeout: Duration,
     pub db_pool_size: u32,
     pub master_key: Option<MasterKey>,
     /// Keys of earlier versions, for reading values not yet rotated.
@@ -231,6 +256,16 @@ impl ServerArgs {
                 humantime::format_duration(self.lease_ttl),
                 humantime::format_duration(self.heartbeat_interval * 3)
             ));
+        }
+        for (flag, value) in [
+            ("--header-read-timeout", self.header_read_timeout),
+            ("--idle-timeout", self.idle_timeout),
+            ("--body-timeout", self.body_timeout),
+            ("--upload-stall-timeout", self.upload_stall_timeout),
+        ] {
+            if value < Duration::from_millis(100) {
+                return Err(format!("{flag} must be at least 100ms"));
+            }
         }
         if self.task_history_retention_every < Duration::from_secs(1) {
             return Err("--task-history-retention-every must be at least 1s".to_owned());
@@ -321,6 +356,10 @@ impl ServerArgs {
             max_log_followers: self.max_log_followers,
             shutdown_grace: self.shutdown_grace,
             request_timeout: self.request_timeout,
+            header_read_timeout: self.header_read_timeout,
+            idle_timeout: self.idle_timeout,
+            body_timeout: self.body_timeout,
+            upload_stall_timeout: self.upload_stall_timeout,
             db_pool_size: self.db_pool_size,
             master_key,
             master_key_previous,

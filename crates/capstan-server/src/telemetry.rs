@@ -1,10 +1,15 @@
 //! Logs and traces: structured logs to stdout (text or JSON), and OTLP trace export when
 //! `OTEL_EXPORTER_OTLP_ENDPOINT` is set.
 
+use std::io::IsTerminal as _;
+
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::{Resource, trace::SdkTracerProvider};
 use tracing_subscriber::{
-    EnvFilter, Layer, filter::FilterFn, layer::SubscriberExt, util::SubscriberInitExt,
+    EnvFilter, Layer,
+    filter::{FilterFn, filter_fn},
+    layer::SubscriberExt,
+    util::SubscriberInitExt,
 };
 
 use crate::LogFormat;
@@ -32,8 +37,18 @@ pub fn never_secret(metadata: &tracing::Metadata<'_>) -> bool {
 pub fn init(format: LogFormat) -> anyhow::Result<Telemetry> {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
+    // A request's span carries its facts for traces; its log line names them already,
+    // and a span printed as the context of every line inside the request would repeat
+    // them on each (the JSON format leaves span context out for the same reason).
+    let without_request_spans =
+        filter_fn(|meta| !(meta.is_span() && meta.name() == crate::http::REQUEST_SPAN));
     let fmt_layer = match format {
-        LogFormat::Text => tracing_subscriber::fmt::layer().with_target(false).boxed(),
+        // Colours only for a person at a terminal: in a file or a log shipper the escape
+        // codes are noise.
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_target(false)
+            .with_ansi(std::io::stdout().is_terminal())
+            .boxed(),
         LogFormat::Json => tracing_subscriber::fmt::layer()
             .json()
             .flatten_event(true)
@@ -72,7 +87,7 @@ pub fn init(format: LogFormat) -> anyhow::Result<Telemetry> {
     tracing_subscriber::registry()
         .with(FilterFn::new(never_secret))
         .with(filter)
-        .with(fmt_layer)
+        .with(fmt_layer.with_filter(without_request_spans))
         .with(otel_layer)
         .try_init()
         .map_err(|e| anyhow::anyhow!("cannot install the log subscriber: {e}"))?;

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use axum::{
     Json,
-    extract::State,
-    http::{HeaderMap, StatusCode},
+    extract::{FromRequestParts, State},
+    http::{StatusCode, request::Parts},
 };
 use capstan_api::{
     AgentHealth, AgentPage, AgentQuery, AgentResponse, CreateRegistrationTokenRequest,
@@ -143,17 +143,10 @@ pub(crate) async fn delete_token(
 ))]
 pub(crate) async fn register(
     State(ctx): State<Arc<NodeContext>>,
-    headers: HeaderMap,
+    RegistrationToken(token): RegistrationToken,
     ApiJson(request): ApiJson<RegisterAgentRequest>,
 ) -> Result<(StatusCode, Json<RegisterAgentResponse>), ApiError> {
-    let token = bearer(&headers).ok_or_else(|| {
-        ApiError::unauthorized("send a registration token as `Authorization: Bearer capreg_…`")
-    })?;
-    if !token.starts_with(TokenKind::Registration.prefix()) {
-        return Err(ApiError::unauthorized(
-            "this is not a registration token (those start with `capreg_`); an administrator creates one with POST /api/agents/registration-tokens",
-        ));
-    }
+    let token = token.as_str();
     let mut problems = Problems::new();
     let name = problems.check("name", check_agent_name(&request.name));
     let tags = problems.check("tags", normalize_tags(&request.tags));
@@ -171,18 +164,7 @@ pub(crate) async fn register(
     };
     let row = agents::register(&ctx.pools.api, &credentials::digest(token), &new)
         .await
-        .map_err(|e| match e {
-            RegisterError::Db(e) => ApiError::from_db(e, String::new),
-            e @ (RegisterError::UnknownToken
-            | RegisterError::Expired(_)
-            | RegisterError::UsedUp) => ApiError::unauthorized(e.to_string()),
-            e @ RegisterError::NoEnvironment(_) => {
-                ApiError::unprocessable(format!("{e}; create it first (POST /api/environments)"))
-            }
-            e @ RegisterError::NameTaken(_) => ApiError::conflict(format!(
-                "{e}; pick another name, or delete the old agent first"
-            )),
-        })?;
+        .map_err(register_refused)?;
     tracing::info!(agent.id = row.id, agent.name = %row.name, "agent registered");
     Ok((
         StatusCode::CREATED,
@@ -462,4 +444,47 @@ pub(crate) async fn delete_environment(
         .await
         .map_err(|e| environment_error(e, "", Some(id)))?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Why a registration was refused, in HTTP terms.
+fn register_refused(e: RegisterError) -> ApiError {
+    match e {
+        RegisterError::Db(e) => ApiError::from_db(e, String::new),
+        e @ (RegisterError::UnknownToken | RegisterError::Expired(_) | RegisterError::UsedUp) => {
+            ApiError::unauthorized(e.to_string())
+        }
+        e @ RegisterError::NoEnvironment(_) => {
+            ApiError::unprocessable(format!("{e}; create it first (POST /api/environments)"))
+        }
+        e @ RegisterError::NameTaken(_) => ApiError::conflict(format!(
+            "{e}; pick another name, or delete the old agent first"
+        )),
+    }
+}
+
+/// A registration token that may register an agent now, read from `Authorization`
+/// and checked before the body is: a caller without one is refused at once instead
+/// of being waited for.
+pub(crate) struct RegistrationToken(String);
+
+impl FromRequestParts<Arc<NodeContext>> for RegistrationToken {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        ctx: &Arc<NodeContext>,
+    ) -> Result<Self, ApiError> {
+        let token = bearer(&parts.headers).ok_or_else(|| {
+            ApiError::unauthorized("send a registration token as `Authorization: Bearer capreg_…`")
+        })?;
+        if !token.starts_with(TokenKind::Registration.prefix()) {
+            return Err(ApiError::unauthorized(
+                "this is not a registration token (those start with `capreg_`); an administrator creates one with POST /api/agents/registration-tokens",
+            ));
+        }
+        agents::check_registration_token(&ctx.pools.api, &credentials::digest(token))
+            .await
+            .map_err(register_refused)?;
+        Ok(Self(token.to_owned()))
+    }
 }

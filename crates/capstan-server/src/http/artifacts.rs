@@ -131,6 +131,7 @@ pub(crate) async fn download_artifact(
             sha256: &row.sha256,
             file_name: row.name.clone(),
             content_type: "application/octet-stream",
+            modified: row.created_at,
         },
     )
     .await

@@ -38,6 +38,7 @@ use tower_http::{
 };
 
 pub use error::ApiError;
+pub(crate) use observe::REQUEST_SPAN;
 
 use crate::node::NodeContext;
 
@@ -173,9 +174,14 @@ pub fn router(ctx: Arc<NodeContext>) -> Router {
             ctx.clone(),
             auth::require_api_key,
         ))
-        .layer(DefaultBodyLimit::disable());
-    // Agents authenticate with their own credentials, per handler; a poll waits up to
-    // a minute, so the API's request time limit does not apply.
+        .layer(DefaultBodyLimit::disable())
+        .layer(middleware::from_fn_with_state(
+            ctx.clone(),
+            timeout::limit_upload_stalls,
+        ));
+    // Agents authenticate with their own credentials, per handler and before the body
+    // is read; a poll waits up to a minute, so the API's request time limit does not
+    // apply, but bodies are still read within their own limit.
     let agent_protocol = Router::new()
         .route("/api/agents/register", post(agents::register))
         .route("/api/agent/commands", get(agent_protocol::poll))
@@ -192,7 +198,11 @@ pub fn router(ctx: Arc<NodeContext>) -> Router {
             "/api/agent/commands/{id}/packages/{index}",
             get(agent_protocol::package),
         )
-        .layer(DefaultBodyLimit::max(agent_protocol::MAX_BODY_BYTES));
+        .layer(DefaultBodyLimit::max(agent_protocol::MAX_BODY_BYTES))
+        .layer(middleware::from_fn_with_state(
+            ctx.clone(),
+            timeout::limit_body_time,
+        ));
     let public = Router::new()
         .route("/api/nodes/ping", get(nodes::ping))
         .route("/healthz", get(health::healthz))

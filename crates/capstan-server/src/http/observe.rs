@@ -14,13 +14,16 @@ use super::client_addr::client_addr;
 use crate::node::NodeContext;
 
 /// Routes an orchestrator or a load balancer calls every few seconds: logged at debug
-/// level when they succeed, so they do not drown the log.
+/// level unless they fail (5xx), so they do not drown the log.
 const PROBE_ROUTES: &[&str] = &["/api/nodes/ping", "/healthz", "/metrics"];
 
 /// A response extension: the request succeeded and brought nothing new (say, an
 /// agent's poll that found no work), so its line is logged at debug level.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Routine;
+
+/// The name of every request's span.
+pub(crate) const REQUEST_SPAN: &str = "http.request";
 
 /// Carries the matched route template out to [`observe`], which runs before routing.
 pub(crate) async fn stash_matched_path(request: Request, next: Next) -> Response {
@@ -66,7 +69,7 @@ pub(crate) async fn observe(
         tracing::Span::none()
     } else {
         tracing::info_span!(
-            "http.request",
+            REQUEST_SPAN,
             otel.name = %format!("{method} {path}"),
             otel.kind = "server",
             http.request.method = %method,
@@ -93,23 +96,26 @@ pub(crate) async fn observe(
     ctx.metrics
         .record_request(&route, method_label(&method), status, elapsed.as_secs_f64());
 
-    let latency_ms = elapsed.as_secs_f64() * 1000.0;
-    let quiet = (PROBE_ROUTES.contains(&route.as_str())
-        || response.extensions().get::<Routine>().is_some())
-        && status < 400;
+    // Tenths of a millisecond are enough to read and keep the line short.
+    let latency_ms = (elapsed.as_secs_f64() * 10_000.0).round() / 10.0;
+    // A draining node's ping answers 418 on purpose; only a failing probe (5xx) is news.
+    let quiet = (PROBE_ROUTES.contains(&route.as_str()) && status < 500)
+        || (response.extensions().get::<Routine>().is_some() && status < 400);
+    // One line per request naming each field once: the span carries the same facts
+    // for traces, and the text log leaves it out (see `telemetry`).
     macro_rules! request_log {
         ($level:expr) => {
             tracing::event!(
                 parent: &span,
                 $level,
                 http.request.method = %method,
-                http.route = %route,
                 url.path = %path,
                 http.response.status_code = status,
                 latency_ms,
                 client.address = %client_text,
                 request.id = %request_id,
-                "{method} {path} {status} in {latency_ms:.1}ms"
+                node.name = %ctx.state.name,
+                "request"
             )
         };
     }

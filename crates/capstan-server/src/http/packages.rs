@@ -314,6 +314,7 @@ pub(crate) async fn send_package(
             sha256: &row.sha256,
             file_name: format!("{}.{}.{}", row.package_id, row.version, row.extension),
             content_type: download::content_type(&row.extension),
+            modified: row.uploaded_at,
         },
     )
     .await

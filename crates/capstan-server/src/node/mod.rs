@@ -3,13 +3,13 @@
 
 mod heartbeat;
 mod notifications;
+mod serve;
 mod shutdown;
 mod state;
 
 use std::{net::SocketAddr, sync::Arc};
 
 use anyhow::Context as _;
-use axum::serve::ListenerExt as _;
 use capstan_blob::BlobStore;
 use capstan_core::TaskCap;
 use capstan_db::{
@@ -56,7 +56,14 @@ const WANTED_OPEN_FILES: u64 = 65_536;
 
 /// Raises the soft limit on open files as far as the hard limit allows, since the
 /// common default of 1024 would refuse agents' polls long before memory runs short.
+/// The limit belongs to the process, so it is raised (and any warning given) once, however
+/// many nodes the process runs (`capstan dev` runs three).
 fn raise_open_files_limit() {
+    static RAISED: std::sync::Once = std::sync::Once::new();
+    RAISED.call_once(raise_open_files_limit_now);
+}
+
+fn raise_open_files_limit_now() {
     match rlimit::increase_nofile_limit(WANTED_OPEN_FILES) {
         Ok(limit) if limit < WANTED_OPEN_FILES => tracing::warn!(
             "open files are limited to {limit}: each polling agent holds a connection, so this \
@@ -258,18 +265,12 @@ impl Node {
 
         let http_stop = ctx.http_stop.clone();
         let app = crate::http::router(ctx.clone());
-        // Answers are small and latency matters more than packet count.
-        let listener = self.listener.tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!("cannot set TCP_NODELAY: {e}");
-            }
-        });
-        let server = axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(http_stop.clone().cancelled_owned());
-        let mut server = tokio::spawn(async move { server.await });
+        let limits = serve::ConnectionLimits {
+            header_read: ctx.settings.header_read_timeout,
+            idle: ctx.settings.idle_timeout,
+        };
+        let server = serve::serve(self.listener, app, limits, http_stop.clone());
+        let mut server = tokio::spawn(server);
 
         tokio::select! {
             () = shutdown.cancelled() => {}
@@ -298,5 +299,47 @@ fn default_public_url(local_addr: SocketAddr) -> String {
         )
     } else {
         format!("http://{local_addr}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::raise_open_files_limit;
+
+    /// Log output kept in memory.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// `capstan dev` builds several nodes in one process: the limit is the process's,
+    /// so its warning is too.
+    #[test]
+    fn the_open_files_warning_appears_once_per_process() {
+        let (soft, hard) = rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap();
+        rlimit::setrlimit(rlimit::Resource::NOFILE, soft.min(4096), hard.min(4096)).unwrap();
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            for _ in 0..3 {
+                raise_open_files_limit();
+            }
+        });
+        let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(log.matches("open files are limited to").count(), 1, "{log}");
     }
 }

@@ -350,3 +350,53 @@ async fn commands_whose_reader_goes_away_exit_quietly() {
         "capstan-agent register: {err}"
     );
 }
+
+/// `drain --wait` waits for the tasks a node holds now, not for the count its last
+/// heartbeat wrote: with heartbeats far apart, a task claimed since the last one must
+/// still be waited for.
+#[tokio::test(flavor = "multi_thread")]
+async fn drain_wait_waits_for_a_task_claimed_since_the_last_heartbeat() {
+    let cluster = TestCluster::start_with(&[None], |settings| {
+        settings.heartbeat_interval = std::time::Duration::from_secs(30);
+        settings.lease_ttl = std::time::Duration::from_secs(90);
+    })
+    .await;
+    let node = cluster.node(0);
+    let client = node.client();
+    capstan_testkit::tasks::wait_idle(&client).await;
+    let ids =
+        capstan_testkit::tasks::queue_sleeps(&client, 1, serde_json::json!({"ms": 2000})).await;
+    capstan_testkit::tasks::wait_task(
+        &client,
+        ids[0],
+        std::time::Duration::from_secs(5),
+        "the task to run",
+        |task| task.state == capstan_core::TaskState::Running,
+    )
+    .await;
+    // Periodic housekeeping tasks may run beside it.
+    let running = client.get_node(node.state.id).await.unwrap().running_tasks;
+    assert!(
+        running >= 1,
+        "the node's API answer counts the task it holds, got {running}"
+    );
+
+    let server = node.url();
+    let (ok, out) = tokio::task::spawn_blocking(move || {
+        capstan(
+            &server,
+            &["nodes", "drain", "node-1", "--wait", "--timeout", "20s"],
+        )
+    })
+    .await
+    .unwrap();
+    assert!(ok, "{out}");
+    assert!(out.contains("has no running tasks"), "{out}");
+    let task = client.get_task(ids[0]).await.unwrap();
+    assert!(
+        task.state.is_finished(),
+        "drain --wait returned while task {} was {:?}: {out}",
+        ids[0],
+        task.state
+    );
+}

@@ -230,3 +230,85 @@ async fn x_forwarded_for_is_believed_only_from_trusted_proxies() {
         "203.0.113.7"
     );
 }
+
+/// The text log a node writes is for people: probes stay out of it at the default
+/// level (also while the node drains and ping answers 418), and a request line is
+/// short and names each field once.
+#[tokio::test]
+async fn the_text_log_is_quiet_about_probes_and_terse_about_requests() {
+    let dir = TempDir::new("capstan-quiet-log");
+    let db = TestDatabase::new().await;
+    let node = ServerProcess::start(
+        &capstan_bin(),
+        "quiet",
+        &db.url,
+        &dir.0,
+        &dir.0,
+        ProcessOptions::default(),
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let get = |path: &str| {
+        client
+            .get(format!("{}{path}", node.url()))
+            .bearer_auth(ADMIN_KEY)
+    };
+    for path in ["/api/nodes/ping", "/healthz", "/metrics"] {
+        get(path).send().await.unwrap();
+    }
+    let nodes: serde_json::Value = get("/api/nodes")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = nodes[0]["id"].as_str().unwrap().to_owned();
+    client
+        .patch(format!("{}/api/nodes/{id}", node.url()))
+        .bearer_auth(ADMIN_KEY)
+        .json(&serde_json::json!({"draining": true}))
+        .send()
+        .await
+        .unwrap();
+    let draining = eventually(Duration::from_secs(5), "ping to answer 418", || async {
+        let status = get("/api/nodes/ping").send().await.ok()?.status();
+        (status == reqwest::StatusCode::IM_A_TEAPOT).then_some(())
+    });
+    draining.await;
+    let log = eventually(
+        Duration::from_secs(5),
+        "the request line for /api/nodes",
+        || async {
+            let log = node.log();
+            log.lines()
+                .any(|l| l.contains("/api/nodes") && !l.contains("/api/nodes/"))
+                .then_some(log)
+        },
+    )
+    .await;
+
+    for probe in ["/api/nodes/ping", "/healthz", "/metrics"] {
+        assert!(
+            !log.lines().any(|l| l.contains(probe)),
+            "{probe} is logged at the default level:\n{log}"
+        );
+    }
+    let line = log
+        .lines()
+        .find(|l| l.contains("/api/nodes") && !l.contains("/api/nodes/"))
+        .unwrap();
+    assert!(line.len() < 250, "{} characters: {line}", line.len());
+    let mut keys: Vec<&str> = line
+        .split_whitespace()
+        .filter_map(|word| word.split_once('=').map(|(key, _)| key))
+        .collect();
+    let all = keys.len();
+    keys.sort_unstable();
+    keys.dedup();
+    assert_eq!(keys.len(), all, "a field is named twice: {line}");
+    assert!(
+        line.contains("200") && line.contains("request.id="),
+        "{line}"
+    );
+}

@@ -239,9 +239,8 @@ async fn bad_uploads_and_downloads_get_a_4xx_that_says_what_is_wrong() {
             "bytes=1000-",
             "the range starts at byte 1000, past the end; the content is 1000 bytes",
         ),
-        ("bytes=0-1,5-9", "only one range per request is supported"),
         ("bytes=9-2", "ends before it starts"),
-        ("pages=1-2", "must start with `bytes=`"),
+        ("bytes=x-2", "is not a number"),
     ] {
         let response = auth(http().get(&raw))
             .header(header::RANGE, range)

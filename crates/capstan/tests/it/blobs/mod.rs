@@ -3,6 +3,7 @@
 //! `memory://`, and a real S3-compatible server (s3s-fs) started by the tests.
 
 mod artifacts;
+mod conditional;
 mod failures;
 mod haproxy;
 mod packages;
