@@ -96,7 +96,7 @@ pub(crate) async fn receive<S, E>(
 ) -> Result<Received, ApiError>
 where
     S: Stream<Item = Result<Bytes, E>>,
-    E: std::fmt::Display,
+    E: std::error::Error + 'static,
 {
     let writer = ctx.blob.writer(&key).await.map_err(|e| store_error(&e))?;
     let upload_id = writer.upload_id().map(str::to_owned);
@@ -118,10 +118,12 @@ where
     let mut body = std::pin::pin!(body);
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(|e| {
-            ApiError::bad_request(format!(
-                "the upload was cut off after {} bytes: {e}",
-                writer.size()
-            ))
+            crate::http::too_slow(&e).unwrap_or_else(|| {
+                ApiError::bad_request(format!(
+                    "the upload was cut off after {} bytes: {e}",
+                    writer.size()
+                ))
+            })
         })?;
         if writer.size() + chunk.len() as u64 > max {
             return Err(too_large(max));

@@ -157,6 +157,9 @@ impl IntoResponse for ApiError {
 
 impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {
+        if let Some(slow) = super::timeout::too_slow(&rejection) {
+            return slow;
+        }
         let detail = match &rejection {
             JsonRejection::MissingJsonContentType(_) => {
                 "send the body as JSON with `Content-Type: application/json`".to_owned()

@@ -16,7 +16,7 @@ mod observe;
 pub mod openapi;
 mod packages;
 mod paging;
-mod problems;
+pub(crate) mod problems;
 mod projects;
 mod releases;
 mod scripts;
@@ -39,6 +39,8 @@ use tower_http::{
 
 pub use error::ApiError;
 pub(crate) use observe::REQUEST_SPAN;
+pub(crate) use problems::Problems;
+pub(crate) use timeout::too_slow;
 
 use crate::node::NodeContext;
 

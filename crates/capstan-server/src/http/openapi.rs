@@ -101,7 +101,7 @@ impl Modify for BearerAuth {
 struct GenericResponses;
 
 /// `(status, component name, description)`.
-const GENERIC: [(&str, &str, &str); 6] = [
+const GENERIC: [(&str, &str, &str); 7] = [
     (
         "400",
         "BadRequest",
@@ -111,6 +111,11 @@ const GENERIC: [(&str, &str, &str); 6] = [
         "401",
         "Unauthorized",
         "No credentials, or credentials that are not valid here",
+    ),
+    (
+        "408",
+        "RequestTimeout",
+        "The body did not arrive in time: an agent's within CAPSTAN_BODY_TIMEOUT, an upload's next chunk within CAPSTAN_UPLOAD_STALL_TIMEOUT",
     ),
     (
         "413",
@@ -149,10 +154,10 @@ impl Modify for GenericResponses {
                 ),
             );
         }
-        for item in openapi.paths.paths.values_mut() {
+        for (path, item) in openapi.paths.paths.iter_mut() {
             for operation in operations(item) {
                 for (status, name, _) in GENERIC {
-                    if applies(status, operation) {
+                    if applies(status, path, operation) {
                         operation
                             .responses
                             .responses
@@ -178,7 +183,7 @@ fn operations(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
 }
 
 /// Whether an operation can answer `status` without its handler saying so.
-fn applies(status: &str, operation: &Operation) -> bool {
+fn applies(status: &str, path: &str, operation: &Operation) -> bool {
     let parameters = operation.parameters.as_deref().unwrap_or_default();
     let has = |location: ParameterIn| parameters.iter().any(|p| p.parameter_in == location);
     let json_body = operation
@@ -193,6 +198,11 @@ fn applies(status: &str, operation: &Operation) -> bool {
     match status {
         "400" => json_body || has(ParameterIn::Path) || has(ParameterIn::Query),
         "401" => !public,
+        // Bodies outside the request time limit have one of their own (`timeout`).
+        "408" => {
+            operation.request_body.is_some()
+                && (!json_body || path.starts_with("/api/agent/") || path == "/api/agents/register")
+        }
         "413" | "415" => json_body,
         "422" => json_body || has(ParameterIn::Path) || has(ParameterIn::Query),
         _ => true,

@@ -134,7 +134,7 @@ async fn store<S, E>(
 ) -> Result<Response, ApiError>
 where
     S: Stream<Item = Result<Bytes, E>>,
-    E: std::fmt::Display,
+    E: std::error::Error + 'static,
 {
     let db = |e| ApiError::from_db(e, String::new);
     if !replace

@@ -104,6 +104,18 @@ impl TimedBody {
 #[error("the request body did not arrive in time ({0})")]
 pub(crate) struct BodyTooSlow(String);
 
+/// The 408 for a body that fell behind its limit, when that is what `error` comes from.
+pub(crate) fn too_slow(error: &(dyn std::error::Error + 'static)) -> Option<ApiError> {
+    let mut next = Some(error);
+    while let Some(error) = next {
+        if let Some(slow) = error.downcast_ref::<BodyTooSlow>() {
+            return Some(ApiError::new(StatusCode::REQUEST_TIMEOUT, slow.to_string()));
+        }
+        next = error.source();
+    }
+    None
+}
+
 impl http_body::Body for TimedBody {
     type Data = Bytes;
     type Error = axum::Error;

@@ -11,42 +11,50 @@ use capstan_db::releases::{self, NewRelease, ReleaseRow};
 use capstan_db::{DbError, packages};
 use sqlx::PgConnection;
 
-use crate::http::ApiError;
+use crate::http::{ApiError, Problems};
 use crate::node::NodeContext;
 
 pub async fn create(
     ctx: &NodeContext,
     request: &CreateReleaseRequest,
 ) -> Result<(ReleaseRow, Vec<VariableRow>), ApiError> {
+    let mut problems = Problems::new();
     if request.notes.len() > 64 * 1024 {
-        return Err(ApiError::unprocessable("notes: at most 64 KiB"));
+        problems.add("notes", "at most 64 KiB");
     }
+    let wanted_version = match &request.version {
+        Some(text) => problems.check("version", PackageVersion::parse(text)),
+        None => None,
+    };
     let project = request.project_id;
     let mut tx = ctx.pools.api.begin().await.map_err(db_error)?;
     // Holding the variables' lock keeps a concurrent save out of the snapshot.
-    let variables_version =
-        projects::lock_variables(&mut tx, project)
-            .await
-            .map_err(|e| match e {
-                DbError::NotFound => {
-                    ApiError::unprocessable(format!("project_id: there is no project {project}"))
-                }
-                other => db_error(other),
-            })?;
+    let variables_version = match projects::lock_variables(&mut tx, project).await {
+        Ok(version) => version,
+        // Without the project nothing else can be checked: say so with what was found.
+        Err(DbError::NotFound) => {
+            problems.add("project_id", format!("there is no project {project}"));
+            return Err(problems.into());
+        }
+        Err(other) => return Err(db_error(other)),
+    };
     let (process_version, process) = projects::process(&mut *tx, project)
         .await
         .map_err(db_error)?;
     let steps: Vec<Step> = serde_json::from_value(process.clone())
         .map_err(|e| ApiError::internal(&std::io::Error::other(format!("stored process: {e}"))))?;
     if steps.is_empty() {
-        return Err(ApiError::unprocessable(format!(
-            "project {project} has no steps: save its process first (PUT /api/projects/{project}/process)"
-        )));
+        problems.add(
+            "project_id",
+            format!(
+                "project {project} has no steps: save its process first (PUT /api/projects/{project}/process)"
+            ),
+        );
     }
-    let chosen = resolve_packages(&mut tx, &steps, request).await?;
-    let version = match &request.version {
-        Some(text) => PackageVersion::parse(text)
-            .map_err(|e| ApiError::unprocessable(format!("version: {e}")))?,
+    let chosen = resolve_packages(&mut tx, &steps, request, &mut problems).await?;
+    problems.finish()?;
+    let version = match wanted_version {
+        Some(version) => version,
         None => next_version(
             releases::newest_version(&mut *tx, project)
                 .await
@@ -104,11 +112,13 @@ fn next_version(newest: Option<String>) -> PackageVersion {
 }
 
 /// The version each package action deploys: a selection in the request, else the
-/// action's version, else the newest the rule (or no rule) allows.
+/// action's version, else the newest the rule (or no rule) allows. Every selection or
+/// action that cannot be resolved is added to `problems`.
 async fn resolve_packages(
     conn: &mut PgConnection,
     steps: &[Step],
     request: &CreateReleaseRequest,
+    problems: &mut Problems,
 ) -> Result<Vec<ReleasePackage>, ApiError> {
     let ids: BTreeSet<String> = steps
         .iter()
@@ -121,14 +131,16 @@ async fn resolve_packages(
     let mut selected = BTreeMap::new();
     for (i, selection) in request.packages.iter().enumerate() {
         if !ids.contains(&selection.package_id) {
-            return Err(ApiError::unprocessable(format!(
-                "packages[{i}]: the process deploys no package `{}`",
-                selection.package_id
-            )));
+            problems.add(
+                format!("packages[{i}]"),
+                format!("the process deploys no package `{}`", selection.package_id),
+            );
+            continue;
         }
-        let version = PackageVersion::parse(&selection.version)
-            .map_err(|e| ApiError::unprocessable(format!("packages[{i}].version: {e}")))?;
-        selected.insert(selection.package_id.clone(), version);
+        let field = format!("packages[{i}].version");
+        if let Some(version) = problems.check(&field, PackageVersion::parse(&selection.version)) {
+            selected.insert(selection.package_id.clone(), version);
+        }
     }
     let ids: Vec<String> = ids.into_iter().collect();
     let mut feed: BTreeMap<String, Vec<PackageVersion>> = BTreeMap::new();
@@ -152,12 +164,6 @@ async fn resolve_packages(
             else {
                 continue;
             };
-            let at = |detail: String| {
-                ApiError::unprocessable(format!(
-                    "steps[{s}].actions[{a}] (step \"{}\"): {detail}",
-                    step.name
-                ))
-            };
             let available = feed.get(package_id).map(Vec::as_slice).unwrap_or_default();
             let exact = selected.get(package_id).cloned().or_else(|| {
                 version
@@ -170,28 +176,35 @@ async fn resolve_packages(
                     .find(|v| v.cmp_precedence(&wanted).is_eq() && v.as_str() == wanted.as_str())
                     .or_else(|| available.iter().find(|v| v.cmp_precedence(&wanted).is_eq()))
                     .ok_or_else(|| {
-                        at(format!(
-                            "package `{package_id}` {wanted} is not in the feed; push it first"
-                        ))
-                    })?,
-                (None, Some(rule)) => {
-                    let rule = VersionRule::parse(rule).map_err(|e| at(e.to_string()))?;
-                    rule.newest(available).ok_or_else(|| {
-                        at(format!(
-                            "no version of package `{package_id}` in the feed matches `{}`",
-                            version_rule.as_deref().unwrap_or_default()
-                        ))
-                    })?
-                }
+                        format!("package `{package_id}` {wanted} is not in the feed; push it first")
+                    }),
+                (None, Some(rule)) => VersionRule::parse(rule)
+                    .map_err(|e| e.to_string())
+                    .and_then(|rule| {
+                        rule.newest(available).ok_or_else(|| {
+                            format!(
+                                "no version of package `{package_id}` in the feed matches `{}`",
+                                version_rule.as_deref().unwrap_or_default()
+                            )
+                        })
+                    }),
                 // The newest release; a pre-release only when there is nothing else.
                 (None, None) => available
                     .iter()
                     .filter(|v| !v.is_prerelease())
                     .max()
                     .or_else(|| available.iter().max())
-                    .ok_or_else(|| {
-                        at(format!("the feed has no version of package `{package_id}`"))
-                    })?,
+                    .ok_or_else(|| format!("the feed has no version of package `{package_id}`")),
+            };
+            let found = match found {
+                Ok(found) => found,
+                Err(detail) => {
+                    problems.add(
+                        format!("steps[{s}].actions[{a}]"),
+                        format!("step \"{}\": {detail}", step.name),
+                    );
+                    continue;
+                }
             };
             chosen.push(ReleasePackage {
                 step: step.name.clone(),
