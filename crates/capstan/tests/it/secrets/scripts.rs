@@ -196,3 +196,42 @@ async fn a_script_is_rendered_for_each_agent_with_the_system_variables() {
         assert!(!refused.contains("s3cr3t-token"), "{refused}");
     }
 }
+
+/// Whatever `RUST_LOG` asks for, no statement's bind parameters reach the node's log:
+/// tokio-postgres would print them at debug level, and a queued task's arguments
+/// (sent on the tokio-postgres enqueue pool) are such parameters.
+#[tokio::test]
+async fn bind_parameters_stay_out_of_the_log_at_every_level() {
+    let db = TestDatabase::new().await;
+    let dir = TempDir::new("capstan-bind-parameters");
+    let node = ServerProcess::start(
+        &capstan_bin(),
+        "verbose",
+        &db.url,
+        &dir.0,
+        &dir.0,
+        ProcessOptions {
+            env: vec![(
+                "RUST_LOG".into(),
+                "trace,tokio_postgres=trace,sqlx=trace".into(),
+            )],
+        },
+    )
+    .await;
+    let client = ApiClient::new(&node.url(), Some(ADMIN_KEY.to_owned()));
+    let marker = "bind-parameter-marker-7f3a9c";
+    let mut request =
+        capstan_api::CreateTaskRequest::new("sleep", serde_json::json!({ "ms": 1 }));
+    request.concurrency_key = Some(capstan_core::ConcurrencyKey::parse(marker).unwrap());
+    let task = client.create_task(&request).await.unwrap();
+    wait_finished(&client, &[task.id], Duration::from_secs(20)).await;
+    let node_log = node.log();
+    assert!(
+        node_log.contains("TRACE"),
+        "the node logs at trace level:\n{node_log}"
+    );
+    assert!(
+        !node_log.contains(marker),
+        "a bind parameter reached the log:\n{node_log}"
+    );
+}
