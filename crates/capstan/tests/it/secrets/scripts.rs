@@ -220,8 +220,7 @@ async fn bind_parameters_stay_out_of_the_log_at_every_level() {
     .await;
     let client = ApiClient::new(&node.url(), Some(ADMIN_KEY.to_owned()));
     let marker = "bind-parameter-marker-7f3a9c";
-    let mut request =
-        capstan_api::CreateTaskRequest::new("sleep", serde_json::json!({ "ms": 1 }));
+    let mut request = capstan_api::CreateTaskRequest::new("sleep", serde_json::json!({ "ms": 1 }));
     request.concurrency_key = Some(capstan_core::ConcurrencyKey::parse(marker).unwrap());
     let task = client.create_task(&request).await.unwrap();
     wait_finished(&client, &[task.id], Duration::from_secs(20)).await;
