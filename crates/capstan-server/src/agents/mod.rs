@@ -8,6 +8,7 @@ pub mod hand_over;
 mod identities;
 mod mailboxes;
 mod seen;
+pub mod targets;
 mod task_wakers;
 
 pub use identities::{Identities, Identity};

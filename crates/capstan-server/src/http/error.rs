@@ -120,6 +120,81 @@ impl From<crate::secrets::SecretError> for ApiError {
     }
 }
 
+/// Every problem of the input as one 422 whose `errors` lists them by field.
+impl From<Vec<crate::invalid::FieldProblem>> for ApiError {
+    fn from(found: Vec<crate::invalid::FieldProblem>) -> Self {
+        let mut problems = super::Problems::new();
+        for problem in found {
+            problems.add(problem.field, problem.detail);
+        }
+        problems.into()
+    }
+}
+
+impl From<crate::projects::variables::VariablesError> for ApiError {
+    fn from(error: crate::projects::variables::VariablesError) -> Self {
+        use crate::projects::variables::VariablesError;
+        match error {
+            VariablesError::Invalid(detail) => Self::unprocessable(detail),
+            VariablesError::NoProject(_) => Self::not_found(error.to_string()),
+            VariablesError::Outdated(detail) => Self::conflict(detail),
+            VariablesError::Secrets(e) => e.into(),
+            VariablesError::Db(e) => Self::from_db(e, String::new),
+        }
+    }
+}
+
+impl From<crate::projects::preview::PreviewError> for ApiError {
+    fn from(error: crate::projects::preview::PreviewError) -> Self {
+        use crate::projects::preview::PreviewError;
+        match error {
+            PreviewError::Invalid(detail) => Self::unprocessable(detail),
+            PreviewError::NoProject(_) => Self::not_found(error.to_string()),
+            PreviewError::Secrets(e) => e.into(),
+            PreviewError::Db(e) => Self::from_db(e, String::new),
+        }
+    }
+}
+
+impl From<crate::projects::releases::ReleaseError> for ApiError {
+    fn from(error: crate::projects::releases::ReleaseError) -> Self {
+        use crate::projects::releases::ReleaseError;
+        match error {
+            ReleaseError::Invalid(problems) => problems.into(),
+            ReleaseError::Conflict(detail) => Self::conflict(detail),
+            ReleaseError::StoredProcess { .. } => Self::internal(&error),
+            ReleaseError::Secrets(e) => e.into(),
+            ReleaseError::Db(e) => Self::from_db(e, String::new),
+        }
+    }
+}
+
+impl From<crate::agents::targets::TargetError> for ApiError {
+    /// A selection that picks no usable agents is the request's to fix.
+    fn from(error: crate::agents::targets::TargetError) -> Self {
+        use crate::agents::targets::TargetError;
+        match error {
+            TargetError::Db(e) => Self::from_db(e, String::new),
+            TargetError::NoEnvironment(_)
+            | TargetError::Unmatched(_)
+            | TargetError::NoMatch
+            | TargetError::TooMany => Self::unprocessable(error.to_string()),
+        }
+    }
+}
+
+impl From<crate::packages::PackageError> for ApiError {
+    /// A package named in a path: unparsable is a bad path, absent is a 404.
+    fn from(error: crate::packages::PackageError) -> Self {
+        use crate::packages::PackageError;
+        match error {
+            PackageError::Invalid(detail) => Self::bad_request(detail),
+            PackageError::NotInFeed { .. } => Self::not_found(error.to_string()),
+            PackageError::Db(e) => Self::from_db(e, String::new),
+        }
+    }
+}
+
 /// A problem+json response.
 pub fn problem_response(status: StatusCode, problem: &Problem) -> Response {
     let body = serde_json::to_vec(problem).unwrap_or_default();

@@ -9,11 +9,11 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use capstan_api::{
-    CommandList, CommandResponse, CreateTaskRequest, PackageRef, Problem, RunScriptRequest,
-    ScriptCommand, TaskResponse,
+    CommandList, CommandResponse, CreateTaskRequest, Problem, RunScriptRequest, ScriptCommand,
+    TaskResponse,
 };
 
-use capstan_core::{agent::normalize_tags, names};
+use capstan_core::agent::normalize_tags;
 use capstan_db::DbError;
 
 use super::{
@@ -24,13 +24,15 @@ use super::{
 use uuid::Uuid;
 
 use crate::{
-    agents::hand_over::{StoredScript, StoredVariable, render_script, system_variables},
+    agents::{
+        hand_over::{StoredScript, StoredVariable, render_script, system_variables},
+        targets::{self, TargetQuery},
+    },
     node::NodeContext,
+    packages::PackageError,
     runner::{
         self,
-        kinds::script::{
-            MAX_TARGETS, SCRIPT, ScriptArgs, ScriptTarget, check_command, first_commands,
-        },
+        kinds::script::{MAX_TARGETS, SCRIPT, ScriptArgs, check_command, first_commands},
     },
 };
 
@@ -69,21 +71,9 @@ pub(crate) async fn run_script(
     let tags = problems.check("tags", normalize_tags(&request.tags));
     problems.finish()?;
     let (timeout, tags) = (timeout.unwrap_or_default(), tags.unwrap_or_default());
-    let agents: Vec<String> = request.agents.iter().map(|a| names::nfc(a)).collect();
-    let mut packages = Vec::with_capacity(request.packages.len());
-    for wanted in &request.packages {
-        let row = super::packages::find(&ctx, &wanted.id, &wanted.version)
-            .await
-            .map_err(|e| ApiError::unprocessable(format!("`packages`: {}", e.detail)))?;
-        packages.push(PackageRef {
-            id: row.package_id,
-            version: row.version,
-            sha256: row.sha256,
-            size: u64::try_from(row.size).unwrap_or(0),
-            // Filled in per command when it is handed over.
-            download: String::new(),
-        });
-    }
+    let packages = crate::packages::pin(&ctx, &request.packages)
+        .await
+        .map_err(package_error)?;
     let command = ScriptCommand {
         syntax: request.syntax,
         script: request.script,
@@ -92,52 +82,12 @@ pub(crate) async fn run_script(
         packages,
     };
     check_command(&command).map_err(ApiError::unprocessable)?;
-    let environment_id = match request.environment.as_deref() {
-        None => None,
-        Some(name) => Some(super::agents::environment_id(&ctx, &names::nfc(name)).await?),
+    let query = TargetQuery {
+        agents: request.agents,
+        tags,
+        environment: request.environment,
     };
-    let targets = capstan_db::agents::targets(
-        &ctx.pools.api,
-        &agents,
-        &tags,
-        environment_id,
-        MAX_TARGETS as i64 + 1,
-    )
-    .await
-    .map_err(|e| ApiError::from_db(e, String::new))?;
-    let missing: Vec<&String> = agents
-        .iter()
-        .filter(|name| !targets.iter().any(|t| t.name.eq_ignore_ascii_case(name)))
-        .collect();
-    if !missing.is_empty() {
-        return Err(ApiError::unprocessable(format!(
-            "these agents do not exist, are disabled or do not match the tags and environment: {}",
-            missing
-                .iter()
-                .map(|s| s.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )));
-    }
-    if targets.is_empty() {
-        return Err(ApiError::unprocessable(
-            "no enabled agent matches the names, tags and environment given",
-        ));
-    }
-    if targets.len() > MAX_TARGETS {
-        return Err(ApiError::unprocessable(format!(
-            "more than {MAX_TARGETS} agents match; narrow the selection"
-        )));
-    }
-    let targets: Vec<ScriptTarget> = targets
-        .into_iter()
-        .map(|t| ScriptTarget {
-            id: t.id,
-            name: t.name,
-            environment: t.environment,
-            tags: t.tags,
-        })
-        .collect();
+    let targets = targets::select(&ctx, &query).await?;
     // Rendered at hand-over, for each agent; checked here with the same inputs (task
     // id aside, which renders the same for any id), so what is accepted runs.
     for target in &targets {
@@ -181,6 +131,17 @@ pub(crate) async fn run_script(
         response.headers_mut().insert(header::LOCATION, location);
     }
     Ok(response)
+}
+
+/// A package of the body that is not in the feed is the body's problem, a 422, where
+/// the same package in a download's path is a 400 or 404.
+fn package_error(error: PackageError) -> ApiError {
+    match error {
+        PackageError::Db(e) => ApiError::from_db(e, String::new),
+        e @ (PackageError::Invalid(_) | PackageError::NotInFeed { .. }) => {
+            ApiError::unprocessable(format!("`packages`: {e}"))
+        }
+    }
 }
 
 /// The command as stored: each sensitive value sealed under the master key. Returns the
