@@ -321,6 +321,129 @@ pub(crate) fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::agents::targets::TargetError;
+    use crate::invalid::FieldProblem;
+    use crate::packages::PackageError;
+    use crate::projects::{
+        preview::PreviewError, releases::ReleaseError, variables::VariablesError,
+    };
+
+    fn errors_of(error: &ApiError) -> serde_json::Value {
+        error
+            .problem
+            .as_ref()
+            .and_then(|p| p.extensions.get("errors").cloned())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn a_releases_problems_are_one_422_listing_each_by_field() {
+        let error = ApiError::from(ReleaseError::Invalid(vec![
+            FieldProblem::new("version", "not a version"),
+            FieldProblem::new("packages[0]", "the process deploys no package `web`"),
+        ]));
+        assert_eq!(error.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(
+            error.detail,
+            "2 problems: version: not a version; packages[0]: the process deploys no package `web`"
+        );
+        assert_eq!(
+            errors_of(&error),
+            serde_json::json!([
+                {"field": "version", "detail": "not a version"},
+                {"field": "packages[0]", "detail": "the process deploys no package `web`"},
+            ])
+        );
+    }
+
+    #[test]
+    fn a_single_sentence_refusal_is_a_422_without_a_list() {
+        let error = ApiError::from(VariablesError::Invalid("variables[0].name: empty".into()));
+        assert_eq!(error.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(error.detail, "variables[0].name: empty");
+        assert!(error.problem.is_none());
+        let error = ApiError::from(PreviewError::Invalid("template: unclosed".into()));
+        assert_eq!(error.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(error.problem.is_none());
+    }
+
+    #[test]
+    fn a_missing_project_is_a_404_and_an_outdated_save_a_409() {
+        let error = ApiError::from(VariablesError::NoProject(7));
+        assert_eq!(
+            (error.status, error.detail.as_str()),
+            (StatusCode::NOT_FOUND, "there is no project 7")
+        );
+        let error = ApiError::from(PreviewError::NoProject(7));
+        assert_eq!(error.status, StatusCode::NOT_FOUND);
+        let error = ApiError::from(VariablesError::Outdated(crate::projects::outdated(
+            "variables",
+            1,
+            2,
+        )));
+        assert_eq!(error.status, StatusCode::CONFLICT);
+        assert!(
+            error.detail.contains("save with version 2"),
+            "{}",
+            error.detail
+        );
+        let error = ApiError::from(ReleaseError::Conflict("taken".into()));
+        assert_eq!(error.status, StatusCode::CONFLICT);
+    }
+
+    #[test]
+    fn a_services_database_outage_is_a_503_whichever_service_met_it() {
+        let down = || DbError::Unavailable("connection refused".into());
+        for error in [
+            ApiError::from(ReleaseError::Db(down())),
+            ApiError::from(VariablesError::Db(down())),
+            ApiError::from(PreviewError::Db(down())),
+            ApiError::from(TargetError::Db(down())),
+            ApiError::from(PackageError::Db(down())),
+        ] {
+            assert_eq!(
+                error.status,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "{}",
+                error.detail
+            );
+        }
+    }
+
+    #[test]
+    fn a_selection_without_usable_agents_is_a_422_naming_them() {
+        let error = ApiError::from(TargetError::Unmatched(vec!["web-1".into(), "web-2".into()]));
+        assert_eq!(error.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(
+            error.detail,
+            "these agents do not exist, are disabled or do not match the tags and environment: \
+             web-1, web-2"
+        );
+        let error = ApiError::from(TargetError::NoEnvironment("Prod".into()));
+        assert_eq!(error.detail, "there is no environment `Prod`");
+        let error = ApiError::from(TargetError::TooMany);
+        assert_eq!(
+            error.detail,
+            "more than 10000 agents match; narrow the selection"
+        );
+    }
+
+    #[test]
+    fn a_package_in_a_path_is_a_400_when_malformed_and_a_404_when_absent() {
+        let error = ApiError::from(PackageError::Invalid("bad id".into()));
+        assert_eq!(error.status, StatusCode::BAD_REQUEST);
+        let error = ApiError::from(PackageError::NotInFeed {
+            id: capstan_core::PackageId::parse("web").unwrap(),
+            version: capstan_core::PackageVersion::parse("1.0.0").unwrap(),
+        });
+        assert_eq!(
+            (error.status, error.detail.as_str()),
+            (
+                StatusCode::NOT_FOUND,
+                "there is no package web 1.0.0 in the feed"
+            )
+        );
+    }
 
     /// Text with NUL that reaches PostgreSQL is the client's mistake, not the node's.
     #[tokio::test]

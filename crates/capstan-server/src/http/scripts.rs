@@ -240,3 +240,21 @@ pub(crate) async fn task_commands(
             .collect(),
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_package_of_the_body_missing_from_the_feed_is_a_422() {
+        let error = package_error(PackageError::NotInFeed {
+            id: capstan_core::PackageId::parse("web").unwrap(),
+            version: capstan_core::PackageVersion::parse("1.0.0").unwrap(),
+        });
+        assert_eq!(error.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(
+            error.detail,
+            "`packages`: there is no package web 1.0.0 in the feed"
+        );
+    }
+}
