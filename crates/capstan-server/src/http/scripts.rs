@@ -21,11 +21,10 @@ use super::{
     extract::{ApiJson, ApiPath},
     problems::Problems,
 };
-use uuid::Uuid;
 
 use crate::{
     agents::{
-        hand_over::{StoredScript, StoredVariable, render_script, system_variables},
+        hand_over::{self, render_script, system_variables},
         targets::{self, TargetQuery},
     },
     node::NodeContext,
@@ -94,7 +93,7 @@ pub(crate) async fn run_script(
         let system = system_variables(0, Some(&target.facts()));
         render_script(command.clone(), &system).map_err(ApiError::unprocessable)?;
     }
-    let (command, sealed) = seal(&ctx, command).await?;
+    let (command, sealed) = hand_over::seal(&ctx, command).await?;
     let args = ScriptArgs {
         targets,
         command,
@@ -142,58 +141,6 @@ fn package_error(error: PackageError) -> ApiError {
             ApiError::unprocessable(format!("`packages`: {e}"))
         }
     }
-}
-
-/// The command as stored: each sensitive value sealed under the master key. Returns the
-/// ids of the sealed values.
-async fn seal(
-    ctx: &NodeContext,
-    command: ScriptCommand,
-) -> Result<(StoredScript, Vec<Uuid>), ApiError> {
-    let mut sealed = Vec::new();
-    let mut variables = Vec::with_capacity(command.variables.len());
-    let mut conn = None;
-    for variable in command.variables {
-        let stored = if variable.sensitive {
-            let conn = match &mut conn {
-                Some(conn) => conn,
-                None => conn.insert(
-                    ctx.pools
-                        .api
-                        .acquire()
-                        .await
-                        .map_err(|e| ApiError::from_db(e.into(), String::new))?,
-                ),
-            };
-            let id = ctx.secrets.seal(conn, &variable.value).await?;
-            sealed.push(id);
-            StoredVariable {
-                name: variable.name,
-                value: None,
-                secret: Some(id),
-                sensitive: true,
-            }
-        } else {
-            StoredVariable {
-                name: variable.name,
-                value: Some(variable.value),
-                secret: None,
-                sensitive: false,
-            }
-        };
-        variables.push(stored);
-    }
-    Ok((
-        StoredScript {
-            syntax: command.syntax,
-            script: command.script,
-            variables,
-            working_directory: command.working_directory,
-            packages: command.packages,
-            target: None,
-        },
-        sealed,
-    ))
 }
 
 /// `GET /api/tasks/{id}/commands`: what each agent did for the task.
