@@ -137,7 +137,7 @@ impl From<crate::projects::variables::VariablesError> for ApiError {
         match error {
             VariablesError::Invalid(detail) => Self::unprocessable(detail),
             VariablesError::NoProject(_) => Self::not_found(error.to_string()),
-            VariablesError::Outdated(detail) => Self::conflict(detail),
+            VariablesError::Outdated { .. } => Self::conflict(error.to_string()),
             VariablesError::Secrets(e) => e.into(),
             VariablesError::Db(e) => Self::from_db(e, String::new),
         }
@@ -376,14 +376,16 @@ mod tests {
         );
         let error = ApiError::from(PreviewError::NoProject(7));
         assert_eq!(error.status, StatusCode::NOT_FOUND);
-        let error = ApiError::from(VariablesError::Outdated(crate::projects::outdated(
-            "variables",
-            1,
-            2,
-        )));
+        let error = ApiError::from(VariablesError::Outdated {
+            sent: 1,
+            current: 2,
+        });
         assert_eq!(error.status, StatusCode::CONFLICT);
         assert!(
-            error.detail.contains("save with version 2"),
+            error
+                .detail
+                .starts_with("the variables changed since you read them")
+                && error.detail.ends_with("save with version 2"),
             "{}",
             error.detail
         );

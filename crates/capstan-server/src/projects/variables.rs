@@ -24,8 +24,8 @@ pub enum VariablesError {
     #[error("there is no project {0}")]
     NoProject(i64),
     /// Someone saved since the version the editor read.
-    #[error("{0}")]
-    Outdated(String),
+    #[error("{}", super::outdated("variables", *.sent, *.current))]
+    Outdated { sent: i64, current: i64 },
     #[error(transparent)]
     Secrets(#[from] SecretError),
     #[error(transparent)]
@@ -52,11 +52,10 @@ pub async fn save(
             other => other.into(),
         })?;
     if current != request.version {
-        return Err(VariablesError::Outdated(super::outdated(
-            "variables",
-            request.version,
+        return Err(VariablesError::Outdated {
+            sent: request.version,
             current,
-        )));
+        });
     }
     let existing: HashMap<Uuid, VariableRow> = projects::variables(&mut *tx, project)
         .await
