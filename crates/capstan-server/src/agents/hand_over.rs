@@ -15,7 +15,7 @@ use capstan_db::mailbox::Delivery;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::{http::ApiError, node::NodeContext, secrets::SecretError};
+use crate::{node::NodeContext, secrets::SecretError};
 
 /// A command as stored: what its agent gets once opened and rendered.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -133,6 +133,52 @@ pub fn render_script(
     })
 }
 
+/// The command as stored: each sensitive value sealed under the master key. Returns the
+/// ids of the sealed values.
+pub async fn seal(
+    ctx: &NodeContext,
+    command: ScriptCommand,
+) -> Result<(StoredScript, Vec<Uuid>), SecretError> {
+    let mut sealed = Vec::new();
+    let mut variables = Vec::with_capacity(command.variables.len());
+    let mut conn = None;
+    for variable in command.variables {
+        let stored = if variable.sensitive {
+            let conn = match &mut conn {
+                Some(conn) => conn,
+                None => conn.insert(ctx.pools.api.acquire().await.map_err(SecretError::from)?),
+            };
+            let id = ctx.secrets.seal(conn, &variable.value).await?;
+            sealed.push(id);
+            StoredVariable {
+                name: variable.name,
+                value: None,
+                secret: Some(id),
+                sensitive: true,
+            }
+        } else {
+            StoredVariable {
+                name: variable.name,
+                value: Some(variable.value),
+                secret: None,
+                sensitive: false,
+            }
+        };
+        variables.push(stored);
+    }
+    Ok((
+        StoredScript {
+            syntax: command.syntax,
+            script: command.script,
+            variables,
+            working_directory: command.working_directory,
+            packages: command.packages,
+            target: None,
+        },
+        sealed,
+    ))
+}
+
 /// The answer to a poll: each command opened and rendered for its agent.
 ///
 /// A body this code cannot read is a bug: it is logged and left out, and the command's
@@ -141,7 +187,7 @@ pub fn render_script(
 pub async fn poll_response(
     ctx: &NodeContext,
     deliveries: Vec<Delivery>,
-) -> Result<PollResponse, ApiError> {
+) -> Result<PollResponse, SecretError> {
     let mut response = PollResponse::default();
     let mut stored = Vec::with_capacity(deliveries.len());
     for delivery in deliveries {
@@ -190,12 +236,12 @@ pub async fn poll_response(
     Ok(response)
 }
 
-async fn open(ctx: &NodeContext, ids: &[Uuid]) -> Result<HashMap<Uuid, String>, ApiError> {
+async fn open(ctx: &NodeContext, ids: &[Uuid]) -> Result<HashMap<Uuid, String>, SecretError> {
     if ids.is_empty() {
         return Ok(HashMap::new());
     }
-    let mut conn = ctx.pools.api.acquire().await.map_err(SecretError::from)?;
-    Ok(ctx.secrets.open_many(&mut conn, ids).await?)
+    let mut conn = ctx.pools.api.acquire().await?;
+    ctx.secrets.open_many(&mut conn, ids).await
 }
 
 fn script_for_agent(

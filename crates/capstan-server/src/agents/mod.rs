@@ -1,13 +1,15 @@
 //! The agent gateway: what a node keeps in memory so that agents can long-poll it
 //! cheaply. Mailboxes live in PostgreSQL; this side only remembers which mailboxes it
 //! knows to be empty, which credentials it has checked, and which agents polled since
-//! the last heartbeat, and drops what a notification says has changed.
+//! the last heartbeat, and drops what a notification says has changed. Which agents a
+//! piece of work runs on is chosen in [`targets`].
 
 pub mod credentials;
 pub mod hand_over;
 mod identities;
 mod mailboxes;
 mod seen;
+pub mod targets;
 mod task_wakers;
 
 pub use identities::{Identities, Identity};

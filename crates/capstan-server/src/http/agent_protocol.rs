@@ -475,7 +475,7 @@ pub(crate) async fn package(
         _ => None,
     }
     .ok_or_else(|| ApiError::not_found(format!("command {id} has no package {index}")))?;
-    let row = super::packages::find(&ctx, &wanted.id, &wanted.version).await?;
+    let row = crate::packages::find(&ctx, &wanted.id, &wanted.version).await?;
     if row.sha256 != wanted.sha256 {
         return Err(ApiError::conflict(format!(
             "package {} {} was replaced after the command was sent (sha256 now {})",

@@ -120,6 +120,81 @@ impl From<crate::secrets::SecretError> for ApiError {
     }
 }
 
+/// Every problem of the input as one 422 whose `errors` lists them by field.
+impl From<Vec<crate::invalid::FieldProblem>> for ApiError {
+    fn from(found: Vec<crate::invalid::FieldProblem>) -> Self {
+        let mut problems = super::Problems::new();
+        for problem in found {
+            problems.add(problem.field, problem.detail);
+        }
+        problems.into()
+    }
+}
+
+impl From<crate::projects::variables::VariablesError> for ApiError {
+    fn from(error: crate::projects::variables::VariablesError) -> Self {
+        use crate::projects::variables::VariablesError;
+        match error {
+            VariablesError::Invalid(detail) => Self::unprocessable(detail),
+            VariablesError::NoProject(_) => Self::not_found(error.to_string()),
+            VariablesError::Outdated { .. } => Self::conflict(error.to_string()),
+            VariablesError::Secrets(e) => e.into(),
+            VariablesError::Db(e) => Self::from_db(e, String::new),
+        }
+    }
+}
+
+impl From<crate::projects::preview::PreviewError> for ApiError {
+    fn from(error: crate::projects::preview::PreviewError) -> Self {
+        use crate::projects::preview::PreviewError;
+        match error {
+            PreviewError::Invalid(detail) => Self::unprocessable(detail),
+            PreviewError::NoProject(_) => Self::not_found(error.to_string()),
+            PreviewError::Secrets(e) => e.into(),
+            PreviewError::Db(e) => Self::from_db(e, String::new),
+        }
+    }
+}
+
+impl From<crate::projects::releases::ReleaseError> for ApiError {
+    fn from(error: crate::projects::releases::ReleaseError) -> Self {
+        use crate::projects::releases::ReleaseError;
+        match error {
+            ReleaseError::Invalid(problems) => problems.into(),
+            ReleaseError::Conflict(detail) => Self::conflict(detail),
+            ReleaseError::StoredProcess { .. } => Self::internal(&error),
+            ReleaseError::Secrets(e) => e.into(),
+            ReleaseError::Db(e) => Self::from_db(e, String::new),
+        }
+    }
+}
+
+impl From<crate::agents::targets::TargetError> for ApiError {
+    /// A selection that picks no usable agents is the request's to fix.
+    fn from(error: crate::agents::targets::TargetError) -> Self {
+        use crate::agents::targets::TargetError;
+        match error {
+            TargetError::Db(e) => Self::from_db(e, String::new),
+            TargetError::NoEnvironment(_)
+            | TargetError::Unmatched(_)
+            | TargetError::NoMatch
+            | TargetError::TooMany => Self::unprocessable(error.to_string()),
+        }
+    }
+}
+
+impl From<crate::packages::PackageError> for ApiError {
+    /// A package named in a path: unparsable is a bad path, absent is a 404.
+    fn from(error: crate::packages::PackageError) -> Self {
+        use crate::packages::PackageError;
+        match error {
+            PackageError::Invalid(detail) => Self::bad_request(detail),
+            PackageError::NotInFeed { .. } => Self::not_found(error.to_string()),
+            PackageError::Db(e) => Self::from_db(e, String::new),
+        }
+    }
+}
+
 /// A problem+json response.
 pub fn problem_response(status: StatusCode, problem: &Problem) -> Response {
     let body = serde_json::to_vec(problem).unwrap_or_default();
@@ -246,6 +321,131 @@ pub(crate) fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::agents::targets::TargetError;
+    use crate::invalid::FieldProblem;
+    use crate::packages::PackageError;
+    use crate::projects::{
+        preview::PreviewError, releases::ReleaseError, variables::VariablesError,
+    };
+
+    fn errors_of(error: &ApiError) -> serde_json::Value {
+        error
+            .problem
+            .as_ref()
+            .and_then(|p| p.extensions.get("errors").cloned())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn a_releases_problems_are_one_422_listing_each_by_field() {
+        let error = ApiError::from(ReleaseError::Invalid(vec![
+            FieldProblem::new("version", "not a version"),
+            FieldProblem::new("packages[0]", "the process deploys no package `web`"),
+        ]));
+        assert_eq!(error.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(
+            error.detail,
+            "2 problems: version: not a version; packages[0]: the process deploys no package `web`"
+        );
+        assert_eq!(
+            errors_of(&error),
+            serde_json::json!([
+                {"field": "version", "detail": "not a version"},
+                {"field": "packages[0]", "detail": "the process deploys no package `web`"},
+            ])
+        );
+    }
+
+    #[test]
+    fn a_single_sentence_refusal_is_a_422_without_a_list() {
+        let error = ApiError::from(VariablesError::Invalid("variables[0].name: empty".into()));
+        assert_eq!(error.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(error.detail, "variables[0].name: empty");
+        assert!(error.problem.is_none());
+        let error = ApiError::from(PreviewError::Invalid("template: unclosed".into()));
+        assert_eq!(error.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(error.problem.is_none());
+    }
+
+    #[test]
+    fn a_missing_project_is_a_404_and_an_outdated_save_a_409() {
+        let error = ApiError::from(VariablesError::NoProject(7));
+        assert_eq!(
+            (error.status, error.detail.as_str()),
+            (StatusCode::NOT_FOUND, "there is no project 7")
+        );
+        let error = ApiError::from(PreviewError::NoProject(7));
+        assert_eq!(error.status, StatusCode::NOT_FOUND);
+        let error = ApiError::from(VariablesError::Outdated {
+            sent: 1,
+            current: 2,
+        });
+        assert_eq!(error.status, StatusCode::CONFLICT);
+        assert!(
+            error
+                .detail
+                .starts_with("the variables changed since you read them")
+                && error.detail.ends_with("save with version 2"),
+            "{}",
+            error.detail
+        );
+        let error = ApiError::from(ReleaseError::Conflict("taken".into()));
+        assert_eq!(error.status, StatusCode::CONFLICT);
+    }
+
+    #[test]
+    fn a_services_database_outage_is_a_503_whichever_service_met_it() {
+        let down = || DbError::Unavailable("connection refused".into());
+        for error in [
+            ApiError::from(ReleaseError::Db(down())),
+            ApiError::from(VariablesError::Db(down())),
+            ApiError::from(PreviewError::Db(down())),
+            ApiError::from(TargetError::Db(down())),
+            ApiError::from(PackageError::Db(down())),
+        ] {
+            assert_eq!(
+                error.status,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "{}",
+                error.detail
+            );
+        }
+    }
+
+    #[test]
+    fn a_selection_without_usable_agents_is_a_422_naming_them() {
+        let error = ApiError::from(TargetError::Unmatched(vec!["web-1".into(), "web-2".into()]));
+        assert_eq!(error.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(
+            error.detail,
+            "these agents do not exist, are disabled or do not match the tags and environment: \
+             web-1, web-2"
+        );
+        let error = ApiError::from(TargetError::NoEnvironment("Prod".into()));
+        assert_eq!(error.detail, "there is no environment `Prod`");
+        let error = ApiError::from(TargetError::TooMany);
+        assert_eq!(
+            error.detail,
+            "more than 10000 agents match; narrow the selection"
+        );
+    }
+
+    #[test]
+    fn a_package_in_a_path_is_a_400_when_malformed_and_a_404_when_absent() {
+        let error = ApiError::from(PackageError::Invalid("bad id".into()));
+        assert_eq!(error.status, StatusCode::BAD_REQUEST);
+        let error = ApiError::from(PackageError::NotInFeed {
+            id: capstan_core::PackageId::parse("web").unwrap(),
+            version: capstan_core::PackageVersion::parse("1.0.0").unwrap(),
+        });
+        assert_eq!(
+            (error.status, error.detail.as_str()),
+            (
+                StatusCode::NOT_FOUND,
+                "there is no package web 1.0.0 in the feed"
+            )
+        );
+    }
 
     /// Text with NUL that reaches PostgreSQL is the client's mistake, not the node's.
     #[tokio::test]

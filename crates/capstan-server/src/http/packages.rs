@@ -279,7 +279,9 @@ pub(crate) async fn get_package(
     State(ctx): State<Arc<NodeContext>>,
     ApiPath((id, version)): ApiPath<(String, String)>,
 ) -> Result<Json<PackageResponse>, ApiError> {
-    Ok(Json(to_response(find(&ctx, &id, &version).await?)))
+    Ok(Json(to_response(
+        crate::packages::find(&ctx, &id, &version).await?,
+    )))
 }
 
 /// `GET /api/packages/{id}/{version}/raw`: the content, streamed, with `Range`.
@@ -295,7 +297,7 @@ pub(crate) async fn download_package(
     ApiPath((id, version)): ApiPath<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let row = find(&ctx, &id, &version).await?;
+    let row = crate::packages::find(&ctx, &id, &version).await?;
     send_package(&ctx, &headers, &row).await
 }
 
@@ -336,17 +338,6 @@ pub(crate) async fn delete_package(
         .map_err(|e| ApiError::from_db(e, || no_such(&id, &version)))?;
     ctx.blob_sweep.notify_one();
     Ok(StatusCode::NO_CONTENT)
-}
-
-pub(crate) async fn find(
-    ctx: &NodeContext,
-    id: &str,
-    version: &str,
-) -> Result<PackageRow, ApiError> {
-    let (id, version) = parse_id_version(id, version)?;
-    packages::get(&ctx.pools.api, id.as_str(), version.as_str())
-        .await
-        .map_err(|e| ApiError::from_db(e, || no_such(&id, &version)))
 }
 
 fn parse_id_version(id: &str, version: &str) -> Result<(PackageId, PackageVersion), ApiError> {

@@ -246,7 +246,11 @@ pub(crate) async fn put_process(
     {
         SaveOutcome::Saved(version) => version,
         SaveOutcome::Outdated(current) => {
-            return Err(variables::outdated("process", request.version, current));
+            return Err(ApiError::conflict(crate::projects::outdated(
+                "process",
+                request.version,
+                current,
+            )));
         }
     };
     let warnings = tag_warnings(&ctx, &request.steps).await?;
@@ -391,5 +395,5 @@ pub(crate) async fn preview_variables(
     ApiPath(id): ApiPath<i64>,
     ApiJson(request): ApiJson<PreviewRequest>,
 ) -> Result<Json<PreviewResponse>, ApiError> {
-    preview::preview(&ctx, id, &request).await.map(Json)
+    Ok(Json(preview::preview(&ctx, id, &request).await?))
 }

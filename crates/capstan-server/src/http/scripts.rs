@@ -9,11 +9,11 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use capstan_api::{
-    CommandList, CommandResponse, CreateTaskRequest, PackageRef, Problem, RunScriptRequest,
-    ScriptCommand, TaskResponse,
+    CommandList, CommandResponse, CreateTaskRequest, Problem, RunScriptRequest, ScriptCommand,
+    TaskResponse,
 };
 
-use capstan_core::{agent::normalize_tags, names};
+use capstan_core::agent::normalize_tags;
 use capstan_db::DbError;
 
 use super::{
@@ -21,16 +21,17 @@ use super::{
     extract::{ApiJson, ApiPath},
     problems::Problems,
 };
-use uuid::Uuid;
 
 use crate::{
-    agents::hand_over::{StoredScript, StoredVariable, render_script, system_variables},
+    agents::{
+        hand_over::{self, render_script, system_variables},
+        targets::{self, TargetQuery},
+    },
     node::NodeContext,
+    packages::PackageError,
     runner::{
         self,
-        kinds::script::{
-            MAX_TARGETS, SCRIPT, ScriptArgs, ScriptTarget, check_command, first_commands,
-        },
+        kinds::script::{MAX_TARGETS, SCRIPT, ScriptArgs, check_command, first_commands},
     },
 };
 
@@ -69,21 +70,9 @@ pub(crate) async fn run_script(
     let tags = problems.check("tags", normalize_tags(&request.tags));
     problems.finish()?;
     let (timeout, tags) = (timeout.unwrap_or_default(), tags.unwrap_or_default());
-    let agents: Vec<String> = request.agents.iter().map(|a| names::nfc(a)).collect();
-    let mut packages = Vec::with_capacity(request.packages.len());
-    for wanted in &request.packages {
-        let row = super::packages::find(&ctx, &wanted.id, &wanted.version)
-            .await
-            .map_err(|e| ApiError::unprocessable(format!("`packages`: {}", e.detail)))?;
-        packages.push(PackageRef {
-            id: row.package_id,
-            version: row.version,
-            sha256: row.sha256,
-            size: u64::try_from(row.size).unwrap_or(0),
-            // Filled in per command when it is handed over.
-            download: String::new(),
-        });
-    }
+    let packages = crate::packages::pin(&ctx, &request.packages)
+        .await
+        .map_err(package_error)?;
     let command = ScriptCommand {
         syntax: request.syntax,
         script: request.script,
@@ -92,59 +81,19 @@ pub(crate) async fn run_script(
         packages,
     };
     check_command(&command).map_err(ApiError::unprocessable)?;
-    let environment_id = match request.environment.as_deref() {
-        None => None,
-        Some(name) => Some(super::agents::environment_id(&ctx, &names::nfc(name)).await?),
+    let query = TargetQuery {
+        agents: request.agents,
+        tags,
+        environment: request.environment,
     };
-    let targets = capstan_db::agents::targets(
-        &ctx.pools.api,
-        &agents,
-        &tags,
-        environment_id,
-        MAX_TARGETS as i64 + 1,
-    )
-    .await
-    .map_err(|e| ApiError::from_db(e, String::new))?;
-    let missing: Vec<&String> = agents
-        .iter()
-        .filter(|name| !targets.iter().any(|t| t.name.eq_ignore_ascii_case(name)))
-        .collect();
-    if !missing.is_empty() {
-        return Err(ApiError::unprocessable(format!(
-            "these agents do not exist, are disabled or do not match the tags and environment: {}",
-            missing
-                .iter()
-                .map(|s| s.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )));
-    }
-    if targets.is_empty() {
-        return Err(ApiError::unprocessable(
-            "no enabled agent matches the names, tags and environment given",
-        ));
-    }
-    if targets.len() > MAX_TARGETS {
-        return Err(ApiError::unprocessable(format!(
-            "more than {MAX_TARGETS} agents match; narrow the selection"
-        )));
-    }
-    let targets: Vec<ScriptTarget> = targets
-        .into_iter()
-        .map(|t| ScriptTarget {
-            id: t.id,
-            name: t.name,
-            environment: t.environment,
-            tags: t.tags,
-        })
-        .collect();
+    let targets = targets::select(&ctx, &query).await?;
     // Rendered at hand-over, for each agent; checked here with the same inputs (task
     // id aside, which renders the same for any id), so what is accepted runs.
     for target in &targets {
         let system = system_variables(0, Some(&target.facts()));
         render_script(command.clone(), &system).map_err(ApiError::unprocessable)?;
     }
-    let (command, sealed) = seal(&ctx, command).await?;
+    let (command, sealed) = hand_over::seal(&ctx, command).await?;
     let args = ScriptArgs {
         targets,
         command,
@@ -183,56 +132,15 @@ pub(crate) async fn run_script(
     Ok(response)
 }
 
-/// The command as stored: each sensitive value sealed under the master key. Returns the
-/// ids of the sealed values.
-async fn seal(
-    ctx: &NodeContext,
-    command: ScriptCommand,
-) -> Result<(StoredScript, Vec<Uuid>), ApiError> {
-    let mut sealed = Vec::new();
-    let mut variables = Vec::with_capacity(command.variables.len());
-    let mut conn = None;
-    for variable in command.variables {
-        let stored = if variable.sensitive {
-            let conn = match &mut conn {
-                Some(conn) => conn,
-                None => conn.insert(
-                    ctx.pools
-                        .api
-                        .acquire()
-                        .await
-                        .map_err(|e| ApiError::from_db(e.into(), String::new))?,
-                ),
-            };
-            let id = ctx.secrets.seal(conn, &variable.value).await?;
-            sealed.push(id);
-            StoredVariable {
-                name: variable.name,
-                value: None,
-                secret: Some(id),
-                sensitive: true,
-            }
-        } else {
-            StoredVariable {
-                name: variable.name,
-                value: Some(variable.value),
-                secret: None,
-                sensitive: false,
-            }
-        };
-        variables.push(stored);
+/// A package of the body that is not in the feed is the body's problem, a 422, where
+/// the same package in a download's path is a 400 or 404.
+fn package_error(error: PackageError) -> ApiError {
+    match error {
+        PackageError::Db(e) => ApiError::from_db(e, String::new),
+        e @ (PackageError::Invalid(_) | PackageError::NotInFeed { .. }) => {
+            ApiError::unprocessable(format!("`packages`: {e}"))
+        }
     }
-    Ok((
-        StoredScript {
-            syntax: command.syntax,
-            script: command.script,
-            variables,
-            working_directory: command.working_directory,
-            packages: command.packages,
-            target: None,
-        },
-        sealed,
-    ))
 }
 
 /// `GET /api/tasks/{id}/commands`: what each agent did for the task.
@@ -278,4 +186,22 @@ pub(crate) async fn task_commands(
             })
             .collect(),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_package_of_the_body_missing_from_the_feed_is_a_422() {
+        let error = package_error(PackageError::NotInFeed {
+            id: capstan_core::PackageId::parse("web").unwrap(),
+            version: capstan_core::PackageVersion::parse("1.0.0").unwrap(),
+        });
+        assert_eq!(error.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(
+            error.detail,
+            "`packages`: there is no package web 1.0.0 in the feed"
+        );
+    }
 }

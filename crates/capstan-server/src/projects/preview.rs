@@ -10,11 +10,26 @@ use std::collections::HashSet;
 
 use capstan_api::{PreviewRequest, PreviewResponse, VariableResponse};
 use capstan_core::variables::{Masker, ScopeContext, Template, resolve};
-use capstan_db::{agents, projects};
+use capstan_db::{DbError, agents, projects};
 
 use super::variables::open;
-use crate::http::ApiError;
 use crate::node::NodeContext;
+use crate::secrets::SecretError;
+
+/// Why a template could not be previewed.
+#[derive(Debug, thiserror::Error)]
+pub enum PreviewError {
+    /// The template or the scope asked for cannot be evaluated; the text says why
+    /// without revealing a sensitive value.
+    #[error("{0}")]
+    Invalid(String),
+    #[error("there is no project {0}")]
+    NoProject(i64),
+    #[error(transparent)]
+    Secrets(#[from] SecretError),
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
 
 /// Largest template a preview evaluates.
 const MAX_TEMPLATE_BYTES: usize = 256 * 1024;
@@ -23,23 +38,22 @@ pub async fn preview(
     ctx: &NodeContext,
     project: i64,
     request: &PreviewRequest,
-) -> Result<PreviewResponse, ApiError> {
+) -> Result<PreviewResponse, PreviewError> {
     if request.template.len() > MAX_TEMPLATE_BYTES {
-        return Err(ApiError::unprocessable(format!(
+        return Err(PreviewError::Invalid(format!(
             "template: at most {} KiB",
             MAX_TEMPLATE_BYTES / 1024
         )));
     }
     let template = Template::parse(&request.template)
-        .map_err(|e| ApiError::unprocessable(format!("template: {e}")))?;
+        .map_err(|e| PreviewError::Invalid(format!("template: {e}")))?;
     let db = &ctx.pools.api;
-    let row = projects::get(db, project)
-        .await
-        .map_err(|e| ApiError::from_db(e, || format!("there is no project {project}")))?;
+    let row = projects::get(db, project).await.map_err(|e| match e {
+        DbError::NotFound => PreviewError::NoProject(project),
+        other => other.into(),
+    })?;
     let context = context(ctx, request).await?;
-    let rows = projects::variables(db, project)
-        .await
-        .map_err(|e| ApiError::from_db(e, String::new))?;
+    let rows = projects::variables(db, project).await?;
     let variables = open(ctx, &rows).await?;
     let winners = resolve(&variables, &context);
     let mut values: capstan_core::variables::VariableMap = winners
@@ -58,7 +72,7 @@ pub async fn preview(
     let is_sensitive = |name: &str| sensitive.contains(&name.to_lowercase());
     let rendered = template
         .render_guarded(&values, &is_sensitive)
-        .map_err(|e| ApiError::unprocessable(format!("template: {}", e.masked(&masker))))?;
+        .map_err(|e| PreviewError::Invalid(format!("template: {}", e.masked(&masker))))?;
     let referenced: HashSet<String> = template
         .references()
         .into_iter()
@@ -89,23 +103,21 @@ pub async fn preview(
 
 /// The scope a deployment to this machine would have: the machine's own environment
 /// and tags unless the request names others.
-async fn context(ctx: &NodeContext, request: &PreviewRequest) -> Result<ScopeContext, ApiError> {
+async fn context(
+    ctx: &NodeContext,
+    request: &PreviewRequest,
+) -> Result<ScopeContext, PreviewError> {
     let db = &ctx.pools.api;
     let agent = match request.machine.as_deref() {
-        Some(name) => agents::find_agent(db, name)
-            .await
-            .map_err(|e| ApiError::from_db(e, String::new))?,
+        Some(name) => agents::find_agent(db, name).await?,
         None => None,
     };
     let environment = match (&request.environment, &agent) {
         (Some(name), _) => Some(
             agents::find_environment(db, name)
-                .await
-                .map_err(|e| ApiError::from_db(e, String::new))?
+                .await?
                 .ok_or_else(|| {
-                    ApiError::unprocessable(format!(
-                        "environment: there is no environment `{name}`"
-                    ))
+                    PreviewError::Invalid(format!("environment: there is no environment `{name}`"))
                 })?
                 .name,
         ),

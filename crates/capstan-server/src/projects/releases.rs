@@ -11,14 +11,43 @@ use capstan_db::releases::{self, NewRelease, ReleaseRow};
 use capstan_db::{DbError, packages};
 use sqlx::PgConnection;
 
-use crate::http::{ApiError, Problems};
+use crate::invalid::{FieldProblem, FieldProblems};
 use crate::node::NodeContext;
+use crate::secrets::SecretError;
+
+/// Why a release was not created.
+#[derive(Debug, thiserror::Error)]
+pub enum ReleaseError {
+    /// Every problem found in the request and the project's process and packages.
+    #[error("{} problem(s) with the release", .0.len())]
+    Invalid(Vec<FieldProblem>),
+    /// The version is taken, or the project changed underneath.
+    #[error("{0}")]
+    Conflict(String),
+    /// The project's stored process does not read as steps: the node's data is at
+    /// fault, not the request.
+    #[error("stored process of project {project}: {source}")]
+    StoredProcess {
+        project: i64,
+        source: serde_json::Error,
+    },
+    #[error(transparent)]
+    Secrets(#[from] SecretError),
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl From<Vec<FieldProblem>> for ReleaseError {
+    fn from(problems: Vec<FieldProblem>) -> Self {
+        Self::Invalid(problems)
+    }
+}
 
 pub async fn create(
     ctx: &NodeContext,
     request: &CreateReleaseRequest,
-) -> Result<(ReleaseRow, Vec<VariableRow>), ApiError> {
-    let mut problems = Problems::new();
+) -> Result<(ReleaseRow, Vec<VariableRow>), ReleaseError> {
+    let mut problems = FieldProblems::new();
     if request.notes.len() > 64 * 1024 {
         problems.add("notes", "at most 64 KiB");
     }
@@ -34,7 +63,7 @@ pub async fn create(
         // Without the project nothing else can be checked: say so with what was found.
         Err(DbError::NotFound) => {
             problems.add("project_id", format!("there is no project {project}"));
-            return Err(problems.into());
+            return Err(ReleaseError::Invalid(problems.into_vec()));
         }
         Err(other) => return Err(db_error(other)),
     };
@@ -42,7 +71,7 @@ pub async fn create(
         .await
         .map_err(db_error)?;
     let steps: Vec<Step> = serde_json::from_value(process.clone())
-        .map_err(|e| ApiError::internal(&std::io::Error::other(format!("stored process: {e}"))))?;
+        .map_err(|source| ReleaseError::StoredProcess { project, source })?;
     if steps.is_empty() {
         problems.add(
             "project_id",
@@ -79,7 +108,7 @@ pub async fn create(
     )
     .await
     .map_err(|e| match e {
-        DbError::Conflict { .. } => ApiError::conflict(format!(
+        DbError::Conflict { .. } => ReleaseError::Conflict(format!(
             "project {project} already has release {version}; pick another version"
         )),
         other => db_error(other),
@@ -88,8 +117,8 @@ pub async fn create(
     Ok((row, variables))
 }
 
-fn db_error(e: impl Into<DbError>) -> ApiError {
-    ApiError::from_db(e.into(), String::new)
+fn db_error(e: impl Into<DbError>) -> ReleaseError {
+    ReleaseError::Db(e.into())
 }
 
 /// The newest release's version with its last number raised (`1.4.2` → `1.4.3`),
@@ -118,8 +147,8 @@ async fn resolve_packages(
     conn: &mut PgConnection,
     steps: &[Step],
     request: &CreateReleaseRequest,
-    problems: &mut Problems,
-) -> Result<Vec<ReleasePackage>, ApiError> {
+    problems: &mut FieldProblems,
+) -> Result<Vec<ReleasePackage>, ReleaseError> {
     let ids: BTreeSet<String> = steps
         .iter()
         .flat_map(|step| &step.actions)
@@ -223,7 +252,7 @@ async fn snapshot_variables(
     ctx: &NodeContext,
     conn: &mut PgConnection,
     project: i64,
-) -> Result<Vec<VariableRow>, ApiError> {
+) -> Result<Vec<VariableRow>, ReleaseError> {
     let mut rows = projects::variables(&mut *conn, project)
         .await
         .map_err(db_error)?;

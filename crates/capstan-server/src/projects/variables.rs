@@ -8,11 +8,29 @@ use capstan_api::projects::{MAX_VALUE_BYTES, MAX_VARIABLES};
 use capstan_api::{VariableInput, VariableResponse, VariableScope, VariablesRequest};
 use capstan_core::agent::normalize_tags;
 use capstan_core::variables::{Scope, ScopedVariable, validate_name};
+use capstan_db::DbError;
 use capstan_db::projects::{self, VariableRow};
 use uuid::Uuid;
 
-use crate::http::ApiError;
 use crate::node::NodeContext;
+use crate::secrets::SecretError;
+
+/// Why a set of variables was not saved.
+#[derive(Debug, thiserror::Error)]
+pub enum VariablesError {
+    /// The set breaks a rule; the text names the variable and the field.
+    #[error("{0}")]
+    Invalid(String),
+    #[error("there is no project {0}")]
+    NoProject(i64),
+    /// Someone saved since the version the editor read.
+    #[error("{}", super::outdated("variables", *.sent, *.current))]
+    Outdated { sent: i64, current: i64 },
+    #[error(transparent)]
+    Secrets(#[from] SecretError),
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
 
 /// Most values in one scope list.
 const MAX_SCOPE_VALUES: usize = 200;
@@ -23,15 +41,21 @@ pub async fn save(
     ctx: &NodeContext,
     project: i64,
     request: &VariablesRequest,
-) -> Result<i64, ApiError> {
+) -> Result<i64, VariablesError> {
     let inputs = check(&request.variables)?;
     check_environments(ctx, &inputs).await?;
     let mut tx = ctx.pools.api.begin().await.map_err(db_error)?;
     let current = projects::lock_variables(&mut tx, project)
         .await
-        .map_err(|e| ApiError::from_db(e, || format!("there is no project {project}")))?;
+        .map_err(|e| match e {
+            DbError::NotFound => VariablesError::NoProject(project),
+            other => other.into(),
+        })?;
     if current != request.version {
-        return Err(outdated("variables", request.version, current));
+        return Err(VariablesError::Outdated {
+            sent: request.version,
+            current,
+        });
     }
     let existing: HashMap<Uuid, VariableRow> = projects::variables(&mut *tx, project)
         .await
@@ -43,7 +67,7 @@ pub async fn save(
     let mut kept_secrets = HashSet::new();
     for (i, (input, scope)) in request.variables.iter().zip(&inputs).enumerate() {
         let at = |detail: &str| {
-            ApiError::unprocessable(format!("variables[{i}] (`{}`): {detail}", input.name))
+            VariablesError::Invalid(format!("variables[{i}] (`{}`): {detail}", input.name))
         };
         let old = match input.id {
             Some(id) => Some(existing.get(&id).ok_or_else(|| {
@@ -96,22 +120,14 @@ pub async fn save(
     Ok(version)
 }
 
-/// The 409 of a save based on an outdated version.
-pub fn outdated(what: &str, sent: i64, current: i64) -> ApiError {
-    ApiError::conflict(format!(
-        "the {what} changed since you read them: you sent version {sent}, it is at version \
-         {current} now; read them again, reapply your change and save with version {current}"
-    ))
-}
-
-fn db_error(e: impl Into<capstan_db::DbError>) -> ApiError {
-    ApiError::from_db(e.into(), String::new)
+fn db_error(e: impl Into<DbError>) -> VariablesError {
+    VariablesError::Db(e.into())
 }
 
 /// Checks every input and returns its normalized scope.
-fn check(inputs: &[VariableInput]) -> Result<Vec<VariableScope>, ApiError> {
+fn check(inputs: &[VariableInput]) -> Result<Vec<VariableScope>, VariablesError> {
     if inputs.len() > MAX_VARIABLES {
-        return Err(ApiError::unprocessable(format!(
+        return Err(VariablesError::Invalid(format!(
             "a project has at most {MAX_VARIABLES} variables, {} were sent",
             inputs.len()
         )));
@@ -121,7 +137,7 @@ fn check(inputs: &[VariableInput]) -> Result<Vec<VariableScope>, ApiError> {
     let mut ids = HashSet::new();
     for (i, input) in inputs.iter().enumerate() {
         let at = |field: &str, detail: String| {
-            ApiError::unprocessable(format!("variables[{i}].{field}: {detail}"))
+            VariablesError::Invalid(format!("variables[{i}].{field}: {detail}"))
         };
         validate_name(&input.name).map_err(|e| at("name", e.to_string()))?;
         if input
@@ -182,7 +198,10 @@ fn normalize_scope(scope: &VariableScope) -> Result<VariableScope, (&'static str
 }
 
 /// Scopes may name only environments that exist: a typo would silently never match.
-async fn check_environments(ctx: &NodeContext, scopes: &[VariableScope]) -> Result<(), ApiError> {
+async fn check_environments(
+    ctx: &NodeContext,
+    scopes: &[VariableScope],
+) -> Result<(), VariablesError> {
     let known: HashSet<String> = capstan_db::agents::list_environments(&ctx.pools.api)
         .await
         .map_err(db_error)?
@@ -195,7 +214,7 @@ async fn check_environments(ctx: &NodeContext, scopes: &[VariableScope]) -> Resu
             .iter()
             .find(|e| !known.contains(&e.to_lowercase()))
         {
-            return Err(ApiError::unprocessable(format!(
+            return Err(VariablesError::Invalid(format!(
                 "variables[{i}].scope.environments: there is no environment `{unknown}`; \
                  create it first (POST /api/environments)"
             )));
@@ -225,12 +244,12 @@ pub fn scope_of(stored: &serde_json::Value) -> VariableScope {
 pub async fn open(
     ctx: &NodeContext,
     rows: &[VariableRow],
-) -> Result<Vec<ScopedVariable>, ApiError> {
+) -> Result<Vec<ScopedVariable>, SecretError> {
     let secret_ids: Vec<Uuid> = rows.iter().filter_map(|row| row.secret_id).collect();
     let mut opened = if secret_ids.is_empty() {
         HashMap::new()
     } else {
-        let mut conn = ctx.pools.api.acquire().await.map_err(db_error)?;
+        let mut conn = ctx.pools.api.acquire().await?;
         ctx.secrets.open_many(&mut conn, &secret_ids).await?
     };
     Ok(rows
