@@ -28,6 +28,44 @@ pub mod tasks;
 pub use error::DbError;
 pub use pools::{ConnectError, DatabaseUrl, Pools, SchemaStatus};
 
+/// A state column as a row reads it: decoded through the enum's `FromStr`, so a value
+/// the enum lacks fails the read as [`DbError::Corrupt`] (naming the column) instead of
+/// becoming some other state. Rows name it in `#[sqlx(try_from = "StateColumn<..>")]`.
+#[doc(hidden)]
+pub struct StateColumn<T>(T);
+
+impl<T> sqlx::Type<sqlx::Postgres> for StateColumn<T> {
+    fn type_info() -> sqlx::postgres::PgTypeInfo {
+        <String as sqlx::Type<sqlx::Postgres>>::type_info()
+    }
+    fn compatible(ty: &sqlx::postgres::PgTypeInfo) -> bool {
+        <String as sqlx::Type<sqlx::Postgres>>::compatible(ty)
+    }
+}
+
+impl<'r, T> sqlx::Decode<'r, sqlx::Postgres> for StateColumn<T>
+where
+    T: std::str::FromStr,
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    fn decode(value: sqlx::postgres::PgValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+        let text = <&str as sqlx::Decode<sqlx::Postgres>>::decode(value)?;
+        Ok(Self(text.parse()?))
+    }
+}
+
+impl From<StateColumn<capstan_core::TaskState>> for capstan_core::TaskState {
+    fn from(column: StateColumn<capstan_core::TaskState>) -> Self {
+        column.0
+    }
+}
+
+impl From<StateColumn<capstan_core::CommandState>> for capstan_core::CommandState {
+    fn from(column: StateColumn<capstan_core::CommandState>) -> Self {
+        column.0
+    }
+}
+
 /// An `ILIKE` pattern matching names that contain `part`, its wildcards taken literally.
 pub(crate) fn contains_pattern(part: &str) -> String {
     let escaped = part

@@ -5,3 +5,4 @@ mod bad_input;
 mod logs;
 mod lost_nodes;
 mod queue;
+mod unknown_states;
