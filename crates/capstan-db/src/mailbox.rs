@@ -5,7 +5,7 @@ use capstan_core::CommandState;
 use sqlx::{PgExecutor, PgPool};
 use time::OffsetDateTime;
 
-use crate::{DbError, agents::AGENTS_CHANNEL};
+use crate::{DbError, agents::AGENTS_CHANNEL, notify::AgentNotice};
 
 /// A command to put in an agent's mailbox.
 #[derive(Debug, Clone)]
@@ -293,9 +293,9 @@ pub async fn store_output(
             .bind(newest)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("SELECT pg_notify($1, 'out:' || $2::text)")
+        sqlx::query("SELECT pg_notify($1, $2)")
             .bind(AGENTS_CHANNEL)
-            .bind(task_id)
+            .bind(AgentNotice::Output(task_id).encode())
             .execute(&mut *tx)
             .await?;
     }

@@ -13,6 +13,7 @@ use crate::{
     DbError, TASKS_CHANNEL,
     agents::AGENTS_CHANNEL,
     mailbox::{Columns, NewCommand},
+    notify::TaskNotice,
 };
 
 /// A row of `tasks`, with the name of the node that holds or held it.
@@ -381,7 +382,7 @@ pub async fn cancel(db: &sqlx::PgPool, id: i64) -> Result<Cancelled, DbError> {
     {
         sqlx::query("SELECT pg_notify($1, $2)")
             .bind(TASKS_CHANNEL)
-            .bind(format!("cancel:{id}"))
+            .bind(TaskNotice::Cancel(id).encode())
             .execute(&mut *tx)
             .await?;
     }
