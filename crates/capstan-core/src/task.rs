@@ -62,6 +62,13 @@ impl FromStr for TaskState {
     }
 }
 
+impl TryFrom<String> for TaskState {
+    type Error = UnknownTaskState;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        value.parse()
+    }
+}
+
 /// What rescue does with a running task whose node stopped renewing its lease.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

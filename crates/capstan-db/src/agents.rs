@@ -3,12 +3,9 @@
 use sqlx::{PgExecutor, PgPool};
 use time::OffsetDateTime;
 
-use crate::DbError;
+use crate::{DbError, notify::AgentNotice};
 
-/// The NOTIFY channel of agents: `mail:<agent id>` when an agent's mailbox changed,
-/// `revoked:<agent id>` when it was deleted, disabled or changed, `out:<task id>` and
-/// `done:<task id>` when a command of that task sent output or finished.
-pub const AGENTS_CHANNEL: &str = "capstan_agents";
+pub use crate::notify::AGENTS_CHANNEL;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct EnvironmentRow {
@@ -365,9 +362,9 @@ pub async fn delete_agent(db: &PgPool, id: i64) -> Result<(), DbError> {
 }
 
 async fn announce_revoked(db: impl PgExecutor<'_>, id: i64) -> Result<(), DbError> {
-    sqlx::query("SELECT pg_notify($1, 'revoked:' || $2::text)")
+    sqlx::query("SELECT pg_notify($1, $2)")
         .bind(AGENTS_CHANNEL)
-        .bind(id)
+        .bind(AgentNotice::Revoked(id).encode())
         .execute(db)
         .await?;
     Ok(())

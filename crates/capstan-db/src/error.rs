@@ -1,6 +1,6 @@
 //! `DbError`: what a query can fail with, in terms the API layer maps to HTTP.
 
-use capstan_core::error_chain as describe_chain;
+use capstan_core::{UnknownCommandState, UnknownTaskState, error_chain as describe_chain};
 
 /// A failed database call.
 #[derive(Debug, thiserror::Error)]
@@ -14,13 +14,47 @@ pub enum DbError {
     /// The database could not be reached or did not answer in time.
     #[error("database unreachable: {0}")]
     Unavailable(String),
+    /// A row holds a value this code cannot read, such as a state it does not know (a
+    /// newer release wrote it, or a constraint was changed by hand). Reading it as
+    /// something else would act on a guess; like `Other`, never shown to clients.
+    #[error("the database holds a value this node cannot read: {what}")]
+    Corrupt { what: String },
     /// Anything else: a bug or a schema mismatch, never shown to clients.
     #[error(transparent)]
     Other(Box<dyn std::error::Error + Send + Sync>),
 }
 
+impl From<UnknownTaskState> for DbError {
+    fn from(error: UnknownTaskState) -> Self {
+        Self::Corrupt {
+            what: error.to_string(),
+        }
+    }
+}
+
+impl From<UnknownCommandState> for DbError {
+    fn from(error: UnknownCommandState) -> Self {
+        Self::Corrupt {
+            what: error.to_string(),
+        }
+    }
+}
+
+/// A state column naming a state the enum lacks (see [`crate::StateColumn`]).
+fn unknown_state(index: &str, source: &(dyn std::error::Error + 'static)) -> Option<DbError> {
+    let known = source.is::<UnknownTaskState>() || source.is::<UnknownCommandState>();
+    known.then(|| DbError::Corrupt {
+        what: format!("column `{index}`: {source}"),
+    })
+}
+
 impl From<sqlx::Error> for DbError {
     fn from(error: sqlx::Error) -> Self {
+        if let sqlx::Error::ColumnDecode { index, source } = &error
+            && let Some(corrupt) = unknown_state(index, source.as_ref())
+        {
+            return corrupt;
+        }
         match error {
             sqlx::Error::RowNotFound => Self::NotFound,
             sqlx::Error::Database(db) if db.constraint().is_some() => Self::Conflict {
@@ -124,6 +158,33 @@ mod tests {
             DbError::Unavailable(reason) => reason,
             other => panic!("a pool timeout is not `Unavailable`: {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_state_column_naming_no_state_is_corrupt() {
+        use capstan_core::{CommandState, TaskState};
+
+        let task = "paused".parse::<TaskState>().unwrap_err();
+        let decode = sqlx::Error::ColumnDecode {
+            index: "\"state\"".to_owned(),
+            source: Box::new(task),
+        };
+        match DbError::from(decode) {
+            DbError::Corrupt { what } => assert_eq!(
+                what,
+                "column `\"state\"`: `paused` is not a task state; use queued, running, \
+                 succeeded, failed or cancelled"
+            ),
+            other => panic!("an unknown state is not `Corrupt`: {other:?}"),
+        }
+        let command = "exploded".parse::<CommandState>().unwrap_err();
+        assert!(matches!(DbError::from(command), DbError::Corrupt { .. }));
+        // Other decoding failures stay bugs of their own kind.
+        let other = sqlx::Error::ColumnDecode {
+            index: "n".to_owned(),
+            source: "not a number".into(),
+        };
+        assert!(matches!(DbError::from(other), DbError::Other(_)));
     }
 
     #[test]

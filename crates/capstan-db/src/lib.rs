@@ -4,8 +4,9 @@
 //! liveness pool (deadpool-postgres) carries heartbeats, pings, claims, completions,
 //! lease renewals and rescue, so API load can never starve a node into looking dead;
 //! the enqueue pool (deadpool-postgres) queues single tasks for API requests. LISTEN
-//! gets a connection of its own ([`listen`]). Modules are named after aggregates and
-//! hold one verb-named function per statement. This crate must never import axum, hyper
+//! gets a connection of its own ([`listen`]), and what each channel carries is typed in
+//! [`notify`]. Modules are named after aggregates and hold one verb-named function per
+//! statement. This crate must never import axum, hyper
 //! or object_store: it knows tables, not HTTP.
 
 pub mod agents;
@@ -16,6 +17,7 @@ pub mod listen;
 pub mod liveness;
 pub mod mailbox;
 pub mod nodes;
+pub mod notify;
 pub mod packages;
 pub mod pools;
 pub mod projects;
@@ -26,7 +28,46 @@ pub mod task_logs;
 pub mod tasks;
 
 pub use error::DbError;
+pub use notify::{NODES_CHANNEL, TASKS_CHANNEL};
 pub use pools::{ConnectError, DatabaseUrl, Pools, SchemaStatus};
+
+/// A state column as a row reads it: decoded through the enum's `FromStr`, so a value
+/// the enum lacks fails the read as [`DbError::Corrupt`] (naming the column) instead of
+/// becoming some other state. Rows name it in `#[sqlx(try_from = "StateColumn<..>")]`.
+#[doc(hidden)]
+pub struct StateColumn<T>(T);
+
+impl<T> sqlx::Type<sqlx::Postgres> for StateColumn<T> {
+    fn type_info() -> sqlx::postgres::PgTypeInfo {
+        <String as sqlx::Type<sqlx::Postgres>>::type_info()
+    }
+    fn compatible(ty: &sqlx::postgres::PgTypeInfo) -> bool {
+        <String as sqlx::Type<sqlx::Postgres>>::compatible(ty)
+    }
+}
+
+impl<'r, T> sqlx::Decode<'r, sqlx::Postgres> for StateColumn<T>
+where
+    T: std::str::FromStr,
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    fn decode(value: sqlx::postgres::PgValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+        let text = <&str as sqlx::Decode<sqlx::Postgres>>::decode(value)?;
+        Ok(Self(text.parse()?))
+    }
+}
+
+impl From<StateColumn<capstan_core::TaskState>> for capstan_core::TaskState {
+    fn from(column: StateColumn<capstan_core::TaskState>) -> Self {
+        column.0
+    }
+}
+
+impl From<StateColumn<capstan_core::CommandState>> for capstan_core::CommandState {
+    fn from(column: StateColumn<capstan_core::CommandState>) -> Self {
+        column.0
+    }
+}
 
 /// An `ILIKE` pattern matching names that contain `part`, its wildcards taken literally.
 pub(crate) fn contains_pattern(part: &str) -> String {
@@ -39,11 +80,3 @@ pub(crate) fn contains_pattern(part: &str) -> String {
 
 /// The schema migrations, embedded from `/migrations`.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
-
-/// The NOTIFY channel on which node changes are announced; the payload is the node id.
-pub const NODES_CHANNEL: &str = "capstan_nodes";
-
-/// The NOTIFY channel that wakes claimers: `queued` when tasks may be claimable
-/// (`queued:<node id>` when that node queued them through its API), `cancel:<id>` when
-/// the node running that task must stop it.
-pub const TASKS_CHANNEL: &str = "capstan_tasks";

@@ -2,7 +2,9 @@
 //!
 //! Notifications are hints, never the source of truth: a connection that drops loses
 //! whatever was sent meanwhile, so every (re)connect is reported as
-//! [`ListenEvent::Connected`] and the consumer re-reads what it cares about.
+//! [`ListenEvent::Connected`] and the consumer re-reads what it cares about. For the
+//! same reason a payload that does not parse as its channel's [`Notice`] is logged and
+//! dropped: the consumer loses a hint, not a change.
 
 use std::time::Duration;
 
@@ -12,13 +14,15 @@ use tokio_postgres::AsyncMessage;
 
 use capstan_core::error_chain as describe_chain;
 
+use crate::notify::Notice;
+
 /// What the listener saw.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ListenEvent {
     /// LISTEN is in place (at start or after a reconnect): anything may have changed.
     Connected,
     /// A NOTIFY arrived.
-    Notification { channel: String, payload: String },
+    Notice(Notice),
 }
 
 /// Listens on `channels` until `events` is closed. Runs forever otherwise: connection
@@ -84,12 +88,17 @@ async fn listen_once(
         tokio::select! {
             message = messages.next() => match message {
                 Some(Ok(AsyncMessage::Notification(n))) => {
-                    let event = ListenEvent::Notification {
-                        channel: n.channel().to_owned(),
-                        payload: n.payload().to_owned(),
-                    };
-                    if events.send(event).await.is_err() {
-                        return Ok(());
+                    match Notice::parse(n.channel(), n.payload()) {
+                        Ok(notice) => {
+                            if events.send(ListenEvent::Notice(notice)).await.is_err() {
+                                return Ok(());
+                            }
+                        }
+                        Err(unknown) => tracing::warn!(
+                            channel = n.channel(),
+                            payload = n.payload(),
+                            "ignoring a notification: {unknown}"
+                        ),
                     }
                 }
                 Some(Ok(_)) => {}

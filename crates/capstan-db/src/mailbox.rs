@@ -1,10 +1,11 @@
 //! Agents' mailboxes: commands a task sends, what a poll hands over, acknowledgements,
 //! output on its way to the task log, and results.
 
+use capstan_core::CommandState;
 use sqlx::{PgExecutor, PgPool};
 use time::OffsetDateTime;
 
-use crate::{DbError, agents::AGENTS_CHANNEL};
+use crate::{DbError, agents::AGENTS_CHANNEL, notify::AgentNotice};
 
 /// A command to put in an agent's mailbox.
 #[derive(Debug, Clone)]
@@ -145,8 +146,11 @@ pub enum Standing {
     Open,
     /// Not this agent's, or gone.
     Unknown,
-    /// Finished or cancelled: its state.
-    Closed(String),
+    /// Finished, or cancelled (a requested cancel counts as done): its state.
+    Closed(CommandState),
+    /// Not finished, but its task attempt no longer runs: as good as cancelled, and
+    /// closed as such shortly.
+    TaskEnded,
 }
 
 /// Marks a command running: the agent acknowledged it. Acknowledging again is fine.
@@ -173,7 +177,7 @@ pub async fn ack(
 }
 
 async fn standing(db: impl PgExecutor<'_>, agent_id: i64, id: i64) -> Result<Standing, DbError> {
-    let state: Option<(String, bool, bool)> = sqlx::query_as(
+    let row: Option<(String, bool, bool)> = sqlx::query_as(
         "SELECT c.state, c.cancel_requested,
                 coalesce(t.state = 'running' AND t.attempt = c.task_attempt, false)
          FROM agent_commands c LEFT JOIN tasks t ON t.id = c.task_id
@@ -183,14 +187,16 @@ async fn standing(db: impl PgExecutor<'_>, agent_id: i64, id: i64) -> Result<Sta
     .bind(agent_id)
     .fetch_optional(db)
     .await?;
-    let open = |state: &str| matches!(state, "pending" | "delivered" | "running");
-    Ok(match state {
-        None => Standing::Unknown,
-        Some((_, true, _)) => Standing::Closed("cancelled".to_owned()),
-        Some((state, false, false)) if open(&state) => {
-            Standing::Closed("cancelled (its task is no longer running)".to_owned())
-        }
-        Some((state, ..)) => Standing::Closed(state),
+    let Some((state, cancel_requested, task_runs)) = row else {
+        return Ok(Standing::Unknown);
+    };
+    let state: CommandState = state.parse()?;
+    Ok(if cancel_requested {
+        Standing::Closed(CommandState::Cancelled)
+    } else if state.is_open() && !task_runs {
+        Standing::TaskEnded
+    } else {
+        Standing::Closed(state)
     })
 }
 
@@ -257,7 +263,8 @@ pub async fn store_output(
     let Some((task_id, state, last_seq)) = command else {
         return Ok(Stored::Report(Standing::Unknown.into()));
     };
-    if !matches!(state.as_str(), "pending" | "delivered" | "running") {
+    let state: CommandState = state.parse()?;
+    if !state.is_open() {
         return Ok(Stored::Report(Standing::Closed(state).into()));
     }
     let newest = seqs.iter().copied().max().unwrap_or(0);
@@ -286,9 +293,9 @@ pub async fn store_output(
             .bind(newest)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("SELECT pg_notify($1, 'out:' || $2::text)")
+        sqlx::query("SELECT pg_notify($1, $2)")
             .bind(AGENTS_CHANNEL)
-            .bind(task_id)
+            .bind(AgentNotice::Output(task_id).encode())
             .execute(&mut *tx)
             .await?;
     }
@@ -302,8 +309,8 @@ pub async fn store_output(
 /// How a command ended.
 #[derive(Debug, Clone)]
 pub struct Finish<'a> {
-    /// succeeded, failed, timed_out or cancelled.
-    pub state: &'a str,
+    /// Succeeded, failed, timed out or cancelled.
+    pub state: CommandState,
     pub exit_code: Option<i32>,
     pub error: Option<&'a str>,
     pub outputs: serde_json::Value,
@@ -328,7 +335,7 @@ pub async fn finish(
     )
     .bind(id)
     .bind(agent_id)
-    .bind(finish.state)
+    .bind(finish.state.as_str())
     .bind(finish.exit_code)
     .bind(finish.error)
     .bind(&finish.outputs)
@@ -343,7 +350,7 @@ pub async fn finish(
     }
     Ok(match standing(db, agent_id, id).await? {
         // Reported before: the same report again is an answer that got lost.
-        Standing::Closed(_) => Standing::Open,
+        Standing::Closed(_) | Standing::TaskEnded => Standing::Open,
         other => other,
     }
     .into())
@@ -406,7 +413,8 @@ pub async fn take_output(db: impl PgExecutor<'_>, task_id: i64) -> Result<Vec<Ou
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Outcome {
     pub id: i64,
-    pub state: String,
+    #[sqlx(try_from = "crate::StateColumn<CommandState>")]
+    pub state: CommandState,
     pub exit_code: Option<i32>,
     pub error: Option<String>,
     pub outputs: serde_json::Value,
@@ -429,7 +437,8 @@ pub struct CommandRow {
     pub id: i64,
     pub agent_id: i64,
     pub agent_name: String,
-    pub state: String,
+    #[sqlx(try_from = "crate::StateColumn<CommandState>")]
+    pub state: CommandState,
     pub deliveries: i32,
     pub exit_code: Option<i32>,
     pub error: Option<String>,
@@ -466,8 +475,8 @@ const CANCEL_CONFIRM_WITHIN_SECS: f64 = 60.0;
 /// gone). Returns how many were closed or asked.
 pub async fn close_orphans(db: &PgPool) -> Result<u64, DbError> {
     let mut tx = db.begin().await?;
-    let orphans: Vec<(i64, i64, String, bool)> = sqlx::query_as(
-        "SELECT c.id, c.agent_id, c.state, c.cancel_requested
+    let orphans: Vec<(i64, i64, bool, bool)> = sqlx::query_as(
+        "SELECT c.id, c.agent_id, c.state = 'running', c.cancel_requested
          FROM agent_commands c LEFT JOIN tasks t ON t.id = c.task_id
          WHERE c.state IN ('pending', 'delivered', 'running')
            AND (t.state IS DISTINCT FROM 'running' OR t.attempt <> c.task_attempt)
@@ -482,9 +491,9 @@ pub async fn close_orphans(db: &PgPool) -> Result<u64, DbError> {
     if orphans.is_empty() {
         return Ok(0);
     }
-    let (ask, close): (Vec<_>, Vec<_>) = orphans
+    let (ask, close): (Vec<&(i64, i64, bool, bool)>, Vec<_>) = orphans
         .iter()
-        .partition(|(_, _, state, asked)| state == "running" && !asked);
+        .partition(|(_, _, running, asked)| *running && !asked);
     let close: Vec<i64> = close.iter().map(|(id, ..)| *id).collect();
     sqlx::query(
         "UPDATE agent_commands SET state = 'cancelled', finished_at = now(),
@@ -515,12 +524,13 @@ pub async fn body(
     db: impl PgExecutor<'_>,
     agent_id: i64,
     id: i64,
-) -> Result<Option<(String, serde_json::Value)>, DbError> {
-    Ok(
+) -> Result<Option<(CommandState, serde_json::Value)>, DbError> {
+    let row: Option<(String, serde_json::Value)> =
         sqlx::query_as("SELECT state, body FROM agent_commands WHERE id = $1 AND agent_id = $2")
             .bind(id)
             .bind(agent_id)
             .fetch_optional(db)
-            .await?,
-    )
+            .await?;
+    row.map(|(state, body)| Ok((state.parse()?, body)))
+        .transpose()
 }

@@ -7,7 +7,7 @@ use sqlx::PgExecutor;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::{DbError, NODES_CHANNEL};
+use crate::{DbError, NODES_CHANNEL, notify::NodeNotice};
 
 /// A row of `nodes`, with `online` computed from the node's own heartbeat interval and
 /// `running_tasks` counted from the tasks the node holds now.
@@ -97,7 +97,7 @@ pub async fn delete(db: impl PgExecutor<'_>, id: Uuid) -> Result<(), DbError> {
 async fn notify_changed(db: impl PgExecutor<'_>, id: Uuid) -> Result<(), DbError> {
     sqlx::query("SELECT pg_notify($1, $2)")
         .bind(NODES_CHANNEL)
-        .bind(id.to_string())
+        .bind(NodeNotice::Changed(id).encode())
         .execute(db)
         .await?;
     Ok(())

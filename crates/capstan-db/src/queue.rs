@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use capstan_core::TaskState;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -28,8 +29,8 @@ pub struct ClaimedTask {
 pub struct Outcome {
     pub id: i64,
     pub attempt: i32,
-    /// `succeeded`, `failed` or `cancelled`.
-    pub state: &'static str,
+    /// Succeeded, failed or cancelled.
+    pub state: TaskState,
     pub error: Option<String>,
 }
 
@@ -113,7 +114,7 @@ pub async fn complete_and_claim(
         .await?;
     let ids: Vec<i64> = outcomes.iter().map(|o| o.id).collect();
     let attempts: Vec<i32> = outcomes.iter().map(|o| o.attempt).collect();
-    let states: Vec<&str> = outcomes.iter().map(|o| o.state).collect();
+    let states: Vec<&str> = outcomes.iter().map(|o| o.state.as_str()).collect();
     let errors: Vec<Option<&str>> = outcomes.iter().map(|o| o.error.as_deref()).collect();
     let rows = client
         .query(
@@ -217,8 +218,8 @@ pub const RESCUE_BATCH: i64 = 500;
 #[derive(Debug, Clone)]
 pub struct Rescued {
     pub id: i64,
-    /// The state rescue left it in: `queued`, `failed` or `cancelled`.
-    pub state: String,
+    /// The state rescue left it in: queued, failed or cancelled.
+    pub state: TaskState,
     pub lost_node: String,
 }
 
@@ -310,15 +311,17 @@ async fn rescue_batch(
         )
         .await?;
     let rows = tx.query(&statement, &[&restarted, &RESCUE_BATCH]).await?;
-    let rescued: Vec<Rescued> = rows
+    let rescued = rows
         .into_iter()
-        .map(|row| Rescued {
-            id: row.get(0),
-            state: row.get(1),
-            lost_node: row.get(2),
+        .map(|row| {
+            Ok(Rescued {
+                id: row.try_get(0)?,
+                state: row.try_get::<_, String>(1)?.parse()?,
+                lost_node: row.try_get(2)?,
+            })
         })
-        .collect();
-    if rescued.iter().any(|r| r.state == "queued") {
+        .collect::<Result<Vec<_>, DbError>>()?;
+    if rescued.iter().any(|r| r.state == TaskState::Queued) {
         tx.execute("SELECT pg_notify($1, 'queued')", &[&TASKS_CHANNEL])
             .await?;
     }

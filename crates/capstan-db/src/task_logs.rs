@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use capstan_core::TaskState;
 use sqlx::{PgExecutor, PgPool};
 use uuid::Uuid;
 
@@ -127,7 +128,7 @@ impl SegmentRow {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogView {
     /// The task's state; once finished, the log is complete.
-    pub state: String,
+    pub state: TaskState,
     pub error: Option<String>,
     /// The log's length so far (0 if the task never logged).
     pub bytes: i64,
@@ -173,7 +174,7 @@ pub async fn view(db: impl PgExecutor<'_>, task_id: i64, from: i64) -> Result<Lo
         return Err(DbError::NotFound);
     };
     let mut view = LogView {
-        state: first.0.clone(),
+        state: first.0.parse()?,
         error: first.1.clone(),
         bytes: first.2,
         compacted_key: first.3.clone(),

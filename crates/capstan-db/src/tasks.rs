@@ -3,6 +3,7 @@
 //! Claims, completions, lease renewals and rescue run on the liveness pool and live in
 //! [`crate::queue`]; [`create_one`], which may claim too, runs on the enqueue pool.
 
+use capstan_core::TaskState;
 use sqlx::PgExecutor;
 use time::OffsetDateTime;
 use tokio_postgres::types::ToSql;
@@ -12,6 +13,7 @@ use crate::{
     DbError, TASKS_CHANNEL,
     agents::AGENTS_CHANNEL,
     mailbox::{Columns, NewCommand},
+    notify::TaskNotice,
 };
 
 /// A row of `tasks`, with the name of the node that holds or held it.
@@ -20,7 +22,8 @@ pub struct TaskRow {
     pub id: i64,
     pub kind: String,
     pub args: serde_json::Value,
-    pub state: String,
+    #[sqlx(try_from = "crate::StateColumn<TaskState>")]
+    pub state: TaskState,
     pub on_node_lost: String,
     pub concurrency_key: Option<String>,
     pub node_id: Option<Uuid>,
@@ -56,7 +59,7 @@ pub struct NewTask {
 /// Filters of a task list; `before` is the keyset cursor (an id).
 #[derive(Debug, Clone, Default)]
 pub struct TaskFilter {
-    pub state: Option<String>,
+    pub state: Option<TaskState>,
     pub kind: Option<String>,
     pub node_id: Option<Uuid>,
     pub before: Option<i64>,
@@ -257,7 +260,7 @@ pub async fn create_one(
             id: row.try_get(0)?,
             kind: row.try_get(1)?,
             args: row.try_get(2)?,
-            state: row.try_get(3)?,
+            state: row.try_get::<_, String>(3)?.parse()?,
             on_node_lost: row.try_get(4)?,
             concurrency_key: row.try_get(5)?,
             node_id: row.try_get(6)?,
@@ -292,7 +295,7 @@ pub async fn list(db: impl PgExecutor<'_>, filter: &TaskFilter) -> Result<Vec<Ta
            AND ($4::bigint IS NULL OR t.id < $4)
          ORDER BY t.id DESC LIMIT $5"
     ))
-    .bind(&filter.state)
+    .bind(filter.state.map(TaskState::as_str))
     .bind(&filter.kind)
     .bind(filter.node_id)
     .bind(filter.before)
@@ -373,16 +376,19 @@ pub async fn cancel(db: &sqlx::PgPool, id: i64) -> Result<Cancelled, DbError> {
     .bind(id)
     .fetch_optional(&mut *tx)
     .await?;
-    if changed.as_ref().is_some_and(|row| row.state == "running") {
+    if changed
+        .as_ref()
+        .is_some_and(|row| row.state == TaskState::Running)
+    {
         sqlx::query("SELECT pg_notify($1, $2)")
             .bind(TASKS_CHANNEL)
-            .bind(format!("cancel:{id}"))
+            .bind(TaskNotice::Cancel(id).encode())
             .execute(&mut *tx)
             .await?;
     }
     tx.commit().await?;
     Ok(match changed {
-        Some(row) if row.state == "running" => Cancelled::Requested(row),
+        Some(row) if row.state == TaskState::Running => Cancelled::Requested(row),
         Some(row) => Cancelled::Now(row),
         None => Cancelled::AlreadyFinished(get(db, id).await?),
     })

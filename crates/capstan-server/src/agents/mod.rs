@@ -12,6 +12,8 @@ mod seen;
 pub mod targets;
 mod task_wakers;
 
+use capstan_db::notify::AgentNotice;
+
 pub use identities::{Identities, Identity};
 pub use mailboxes::{Contents, Mailboxes, Sending, Ticket};
 pub use seen::SeenAgents;
@@ -29,21 +31,14 @@ pub struct AgentGateway {
 
 impl AgentGateway {
     /// A notification on the agents channel.
-    pub fn notified(&self, payload: &str) {
-        let Some((what, id)) = payload.split_once(':') else {
-            return;
-        };
-        let Ok(id) = id.parse::<i64>() else {
-            return;
-        };
-        match what {
-            "mail" => self.mailboxes.notified(id),
-            "revoked" => {
-                self.identities.forget(id);
-                self.mailboxes.changed(id);
+    pub fn notified(&self, notice: AgentNotice) {
+        match notice {
+            AgentNotice::Mail(agent) => self.mailboxes.notified(agent),
+            AgentNotice::Revoked(agent) => {
+                self.identities.forget(agent);
+                self.mailboxes.changed(agent);
             }
-            "out" | "done" => self.tasks.wake(id),
-            _ => {}
+            AgentNotice::Output(task) | AgentNotice::Done(task) => self.tasks.wake(task),
         }
     }
 

@@ -16,6 +16,7 @@ use capstan_api::{
         MAX_POLL_WAIT_MS,
     },
 };
+use capstan_core::CommandState;
 use capstan_db::mailbox::{self, Finish, Standing, Stored};
 
 use super::{
@@ -246,6 +247,10 @@ fn refuse(id: i64, standing: Standing) -> Result<(), ApiError> {
         Standing::Closed(state) => Err(ApiError::conflict(format!(
             "command {id} is {state}: do not run it or report on it"
         ))),
+        Standing::TaskEnded => Err(ApiError::conflict(format!(
+            "command {id} is cancelled (its task is no longer running): do not run it or \
+             report on it"
+        ))),
     }
 }
 
@@ -424,10 +429,10 @@ pub(crate) async fn result(
     // Names were checked above and hold no control character: only values need it.
     readable_json(&mut outputs);
     let state = match result.outcome {
-        CommandOutcome::Succeeded => "succeeded",
-        CommandOutcome::Failed => "failed",
-        CommandOutcome::TimedOut => "timed_out",
-        CommandOutcome::Cancelled => "cancelled",
+        CommandOutcome::Succeeded => CommandState::Succeeded,
+        CommandOutcome::Failed => CommandState::Failed,
+        CommandOutcome::TimedOut => CommandState::TimedOut,
+        CommandOutcome::Cancelled => CommandState::Cancelled,
     };
     let finish = Finish {
         state,
@@ -467,7 +472,7 @@ pub(crate) async fn package(
         .await
         .map_err(|e| ApiError::from_db(e, String::new))?
         .ok_or_else(|| ApiError::not_found(format!("this agent has no command {id}")))?;
-    if !matches!(state.as_str(), "delivered" | "running") {
+    if !matches!(state, CommandState::Delivered | CommandState::Running) {
         return Err(ApiError::conflict(format!("command {id} is {state}")));
     }
     let wanted = match serde_json::from_value::<StoredCommand>(body) {

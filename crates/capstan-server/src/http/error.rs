@@ -76,7 +76,7 @@ impl ApiError {
                 "the request holds text the database cannot store (a NUL character, U+0000); \
                  remove it",
             ),
-            other @ DbError::Other(_) => Self::internal(&other),
+            other @ (DbError::Other(_) | DbError::Corrupt { .. }) => Self::internal(&other),
         }
     }
 }

@@ -21,7 +21,6 @@ use capstan_api::{
     Problem, TaskLogEnd, TaskLogQuery,
     task_logs::{END_EVENT, EVENT_STREAM},
 };
-use capstan_core::TaskState;
 use capstan_db::{
     DbError,
     task_logs::{self, LogView},
@@ -193,11 +192,9 @@ async fn follow_log(
                 return;
             }
         }
-        if let Ok(state) = view.state.parse::<TaskState>()
-            && state.is_finished()
-        {
+        if view.state.is_finished() {
             let end = TaskLogEnd {
-                state,
+                state: view.state,
                 error: view.error.clone(),
             };
             if let Ok(event) = Event::default().event(END_EVENT).json_data(&end) {

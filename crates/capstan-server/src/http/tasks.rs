@@ -107,7 +107,7 @@ pub(crate) async fn list_tasks(
         Some(node) => Some(resolve_node(&ctx, node).await?),
     };
     let filter = TaskFilter {
-        state: query.state.map(|s| s.as_str().to_owned()),
+        state: query.state,
         kind: query.kind,
         node_id,
         before: keyset.cursor,
@@ -242,7 +242,7 @@ pub(crate) fn to_response(row: TaskRow) -> TaskResponse {
         args: runner::redact(&row.kind, row.args),
         kind: row.kind,
         // The table's CHECK constraints allow only these values.
-        state: row.state.parse().unwrap_or(TaskState::Failed),
+        state: row.state,
         on_node_lost: row.on_node_lost.parse().unwrap_or(NodeLostPolicy::Fail),
         concurrency_key: row
             .concurrency_key
@@ -251,7 +251,7 @@ pub(crate) fn to_response(row: TaskRow) -> TaskResponse {
         node_name: row.node_name,
         attempt: row.attempt.max(0) as u32,
         // Only meaningful while the task runs; a run that finished first keeps its outcome.
-        cancel_requested: row.cancel_requested && row.state == "running",
+        cancel_requested: row.cancel_requested && row.state == TaskState::Running,
         queued_at: row.queued_at,
         started_at: row.started_at,
         finished_at: row.finished_at,

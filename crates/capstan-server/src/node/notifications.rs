@@ -5,9 +5,8 @@
 use std::sync::Arc;
 
 use capstan_db::{
-    NODES_CHANNEL, TASKS_CHANNEL,
-    agents::AGENTS_CHANNEL,
     listen::{ListenEvent, listen},
+    notify::{NodeNotice, Notice, TaskNotice},
 };
 use tokio::sync::mpsc;
 
@@ -17,10 +16,10 @@ pub(crate) async fn run(ctx: Arc<NodeContext>) {
     let (events_tx, mut events_rx) = mpsc::channel(1024);
     let listener = tokio::spawn(listen(
         ctx.pools.listen_config.clone(),
-        vec![NODES_CHANNEL, TASKS_CHANNEL, AGENTS_CHANNEL],
+        Notice::CHANNELS.to_vec(),
         events_tx,
     ));
-    let own_id = ctx.state.id.to_string();
+    let own_id = ctx.state.id;
     while let Some(event) = events_rx.recv().await {
         match event {
             // Anything may have changed while LISTEN was not in place.
@@ -29,27 +28,23 @@ pub(crate) async fn run(ctx: Arc<NodeContext>) {
                 refresh_settings(&ctx).await;
                 ctx.runner.wake();
             }
-            ListenEvent::Notification { channel, payload } if channel == NODES_CHANNEL => {
-                if payload == own_id {
+            ListenEvent::Notice(Notice::Node(NodeNotice::Changed(id))) => {
+                if id == own_id {
                     refresh_settings(&ctx).await;
                     // A raised cap or an undrain may free slots.
                     ctx.runner.wake();
                 }
             }
-            ListenEvent::Notification { channel, payload } if channel == AGENTS_CHANNEL => {
-                ctx.agents.notified(&payload);
-            }
-            ListenEvent::Notification { payload, .. } => {
-                if let Some(id) = payload.strip_prefix("cancel:") {
-                    if let Ok(id) = id.parse::<i64>() {
-                        if ctx.runner.cancel(id) {
-                            tracing::info!(node.name = %ctx.state.name, task.id = id, "cancelling task {id} as requested");
-                        }
-                    }
-                } else if payload.strip_prefix("queued:") != Some(own_id.as_str()) {
-                    // Tasks this node queued woke its claimer already.
-                    ctx.runner.wake_for_others();
+            ListenEvent::Notice(Notice::Agent(notice)) => ctx.agents.notified(notice),
+            ListenEvent::Notice(Notice::Task(TaskNotice::Cancel(id))) => {
+                if ctx.runner.cancel(id) {
+                    tracing::info!(node.name = %ctx.state.name, task.id = id, "cancelling task {id} as requested");
                 }
+            }
+            // Tasks this node queued woke its claimer already.
+            ListenEvent::Notice(Notice::Task(TaskNotice::QueuedBy(node))) if node == own_id => {}
+            ListenEvent::Notice(Notice::Task(TaskNotice::Queued | TaskNotice::QueuedBy(_))) => {
+                ctx.runner.wake_for_others();
             }
         }
     }

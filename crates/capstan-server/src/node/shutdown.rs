@@ -1,6 +1,7 @@
 //! The ordered shutdown: drain, wait for running tasks, stop HTTP, stop the loops, mark
 //! the node stopped. Each step says what it waited for and how long.
 
+use capstan_core::TaskState;
 use std::time::{Duration, Instant};
 
 use tokio::task::JoinHandle;
@@ -93,7 +94,10 @@ pub(crate) async fn drain_and_stop(
         .await
         {
             Ok(Ok(handed)) => {
-                let requeued = handed.iter().filter(|t| t.state == "queued").count();
+                let requeued = handed
+                    .iter()
+                    .filter(|t| t.state == TaskState::Queued)
+                    .count();
                 tracing::info!(
                     node.name = %name,
                     "handed back {} task(s): {requeued} queued again, {} failed or cancelled",

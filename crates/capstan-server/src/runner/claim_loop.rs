@@ -118,7 +118,7 @@ pub(crate) async fn run(ctx: Arc<NodeContext>) {
                 for (outcome, (kind, logged)) in pending.drain(..).zip(pending_kinds.drain(..)) {
                     runner.release(outcome.id);
                     if cycle.completed.contains(&outcome.id) {
-                        ctx.metrics.record_finished(&kind, outcome.state);
+                        ctx.metrics.record_finished(&kind, outcome.state.as_str());
                         if logged {
                             log_compaction::spawn(&ctx, outcome.id);
                         }

@@ -133,7 +133,7 @@ async fn rescue_expired(ctx: &NodeContext) {
     match queue::rescue(&ctx.pools.liveness, RescueScope::Expired).await {
         Ok(rescued) => {
             for task in &rescued {
-                ctx.metrics.record_rescued(&task.state);
+                ctx.metrics.record_rescued(task.state.as_str());
                 tracing::warn!(
                     task.id = task.id,
                     lost_node = %task.lost_node,

@@ -14,6 +14,7 @@ mod log_writer;
 mod queueing;
 mod supervise;
 
+use capstan_core::TaskState;
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
@@ -58,7 +59,7 @@ struct Finished {
     attempt: i32,
     kind: String,
     /// `None` when the run was fenced off: there is nothing it may write.
-    outcome: Option<(&'static str, Option<String>)>,
+    outcome: Option<(TaskState, Option<String>)>,
     /// The run stored some of the task's log, to be compacted once the outcome is in.
     logged: bool,
 }

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use capstan_core::TaskState;
 use capstan_db::{
     DbError,
     mailbox::NewCommand,
@@ -68,7 +69,7 @@ async fn queue_and_maybe_start(
     let created = tasks::create_one(&ctx.pools.enqueue, &task, ctx.state.id, claim).await;
     if let Ok(created) = &created {
         let row = &created.task;
-        if row.state == "running" {
+        if row.state == TaskState::Running {
             let sent = sending.map(|sending| SentWithClaim {
                 sending,
                 commands: commands

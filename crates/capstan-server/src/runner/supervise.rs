@@ -5,6 +5,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use capstan_core::TaskState;
 use capstan_db::queue::ClaimedTask;
 use tokio_util::sync::CancellationToken;
 
@@ -39,7 +40,7 @@ pub(crate) fn start(ctx: &Arc<NodeContext>, task: ClaimedTask, sent: Option<Sent
             attempt: task.attempt,
             kind: task.kind.clone(),
             outcome: Some((
-                "failed",
+                TaskState::Failed,
                 Some(format!(
                     "node {} does not know task kind `{}`",
                     ctx.state.name, task.kind
@@ -77,20 +78,21 @@ pub(crate) fn start(ctx: &Arc<NodeContext>, task: ClaimedTask, sent: Option<Sent
                 tracing::warn!(node.name = %node_name, task.id = task.id, task.attempt = task.attempt, "abandoned task {}: {why}", task.id);
                 None
             }
-            (Some(Ok(Ok(()))), _) => Some(("succeeded", None)),
-            (Some(Ok(Err(reason))), _) => Some(("failed", Some(reason))),
+            (Some(Ok(Ok(()))), _) => Some((TaskState::Succeeded, None)),
+            (Some(Ok(Err(reason))), _) => Some((TaskState::Failed, Some(reason))),
             (Some(Err(join)), _) if join.is_panic() => {
                 tracing::error!(task.id = task.id, "task {} panicked: {join}", task.id);
                 Some((
-                    "failed",
+                    TaskState::Failed,
                     Some(format!(
                         "the task panicked on node {node_name}; the cause is in that node's log"
                     )),
                 ))
             }
-            (_, Some(StopReason::Cancelled)) | (None, None) | (Some(Err(_)), None) => {
-                Some(("cancelled", Some("cancelled by request".to_owned())))
-            }
+            (_, Some(StopReason::Cancelled)) | (None, None) | (Some(Err(_)), None) => Some((
+                TaskState::Cancelled,
+                Some("cancelled by request".to_owned()),
+            )),
         };
         // The log is complete before the outcome says the task is finished, so a reader
         // that sees the outcome sees every line; a fenced run may add nothing.

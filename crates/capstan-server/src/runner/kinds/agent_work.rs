@@ -9,6 +9,7 @@ use std::{
     time::Duration,
 };
 
+use capstan_core::CommandState;
 use capstan_db::{
     agents::Target,
     mailbox::{self, Delivery, NewCommand, Outcome},
@@ -34,8 +35,8 @@ pub struct AgentJob {
 #[derive(Debug, Clone)]
 pub struct JobOutcome {
     pub target: Target,
-    /// succeeded, failed, timed_out or cancelled.
-    pub state: String,
+    /// Succeeded, failed, timed out or cancelled.
+    pub state: CommandState,
     pub error: Option<String>,
     pub outputs: serde_json::Value,
 }
@@ -44,8 +45,8 @@ impl JobOutcome {
     /// "succeeded", "failed: the script exited with code 3", ...
     pub fn describe(&self) -> String {
         match &self.error {
-            Some(error) => format!("{}: {error}", self.state.replace('_', " ")),
-            None => self.state.replace('_', " "),
+            Some(error) => format!("{}: {error}", self.state.in_words()),
+            None => self.state.in_words().to_owned(),
         }
     }
 }
@@ -195,7 +196,7 @@ pub async fn run_on_agents(
                         target,
                         Outcome {
                             id,
-                            state: "timed_out".to_owned(),
+                            state: CommandState::TimedOut,
                             exit_code: None,
                             error: Some(why.clone()),
                             outputs: serde_json::json!({}),
@@ -265,7 +266,7 @@ fn report(run: &TaskRun, target: Target, done: Outcome) -> JobOutcome {
         outputs: done.outputs,
     };
     let line = format!("{}: {}", outcome.target.name, outcome.describe());
-    if outcome.state == "succeeded" {
+    if outcome.state == CommandState::Succeeded {
         run.log.info(line);
     } else {
         run.log.error(line);

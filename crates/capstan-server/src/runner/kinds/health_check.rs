@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use capstan_api::{AgentFacts, CommandBody};
+use capstan_core::CommandState;
 use capstan_core::{NodeLostPolicy, format_size};
 use futures::{FutureExt, future::BoxFuture};
 use serde::{Deserialize, Serialize};
@@ -109,7 +110,7 @@ impl TaskKind for HealthCheck {
             .await?;
             let mut unhealthy = Vec::new();
             for outcome in &outcomes {
-                let (health, reason) = if outcome.state == "succeeded" {
+                let (health, reason) = if outcome.state == CommandState::Succeeded {
                     ("healthy", describe_facts(&outcome.outputs["_facts"]))
                 } else {
                     unhealthy.push(format!("{} ({})", outcome.target.name, outcome.describe()));

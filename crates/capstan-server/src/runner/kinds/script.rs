@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use capstan_api::ScriptCommand;
+use capstan_core::CommandState;
 use capstan_core::NodeLostPolicy;
 use capstan_db::{agents::Target, mailbox::NewCommand};
 use futures::{FutureExt, future::BoxFuture};
@@ -234,7 +235,7 @@ impl TaskKind for Script {
             .await?;
             let failed: Vec<String> = outcomes
                 .iter()
-                .filter(|o| o.state != "succeeded")
+                .filter(|o| o.state != CommandState::Succeeded)
                 .map(|o| format!("{} ({})", o.target.name, o.describe()))
                 .collect();
             if failed.is_empty() {

@@ -235,7 +235,7 @@ async fn writes_under_a_stale_attempt_are_refused() {
         .await
         .unwrap();
     assert_eq!(rescued.len(), 1);
-    assert_eq!(rescued[0].state, "queued");
+    assert_eq!(rescued[0].state, TaskState::Queued);
 
     let b = claimer(node_b, Duration::from_secs(60));
     let claimed = queue::complete_and_claim(&pools.liveness, b, &[], 5)
@@ -247,7 +247,7 @@ async fn writes_under_a_stale_attempt_are_refused() {
     let stale = Outcome {
         id,
         attempt: 1,
-        state: "succeeded",
+        state: TaskState::Succeeded,
         error: None,
     };
     let cycle = queue::complete_and_claim(&pools.liveness, a, &[stale], 0)
@@ -265,7 +265,7 @@ async fn writes_under_a_stale_attempt_are_refused() {
     let forged = Outcome {
         id,
         attempt: 2,
-        state: "failed",
+        state: TaskState::Failed,
         error: None,
     };
     let cycle = queue::complete_and_claim(&pools.liveness, a, &[forged], 0)
@@ -276,7 +276,7 @@ async fn writes_under_a_stale_attempt_are_refused() {
     let current = Outcome {
         id,
         attempt: 2,
-        state: "succeeded",
+        state: TaskState::Succeeded,
         error: None,
     };
     let cycle = queue::complete_and_claim(&pools.liveness, b, &[current], 0)

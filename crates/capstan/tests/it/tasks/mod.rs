@@ -4,4 +4,6 @@
 mod bad_input;
 mod logs;
 mod lost_nodes;
+mod notifications;
 mod queue;
+mod unknown_states;

@@ -1,0 +1,163 @@
+//! Every notification the statements of `capstan-db` send, as a node's LISTEN
+//! connection receives them from a real PostgreSQL, parses as its channel's notice:
+//! several payloads are built in SQL, so only the real text can hold the parser to them.
+
+use std::time::Duration;
+
+use capstan_core::CommandState;
+use capstan_db::{
+    Pools,
+    listen::{ListenEvent, listen},
+    mailbox::{self, Finish, NewCommand},
+    notify::{AgentNotice, NodeNotice, Notice, TaskNotice},
+    tasks::{self, NewTask},
+};
+use capstan_testkit::TestDatabase;
+use serde_json::json;
+use sqlx::PgPool;
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+async fn next(events: &mut mpsc::Receiver<ListenEvent>) -> ListenEvent {
+    tokio::time::timeout(Duration::from_secs(5), events.recv())
+        .await
+        .expect("a notification within 5s")
+        .expect("the listener is running")
+}
+
+async fn expect(events: &mut mpsc::Receiver<ListenEvent>, notice: Notice) {
+    assert_eq!(next(events).await, ListenEvent::Notice(notice));
+}
+
+fn sleep_task() -> NewTask {
+    NewTask {
+        kind: "sleep".to_owned(),
+        args: json!({}),
+        on_node_lost: "fail",
+        concurrency_key: None,
+    }
+}
+
+/// A task running its first attempt on `node`, as a claim leaves it.
+async fn running_task(db: &PgPool, node: Uuid) -> i64 {
+    sqlx::query_scalar(
+        "INSERT INTO tasks (kind, on_node_lost, state, attempt, node_id, started_at,
+                            lease_expires_at)
+         VALUES ('sleep', 'fail', 'running', 1, $1, now(), now() + interval '1 minute')
+         RETURNING id",
+    )
+    .bind(node)
+    .fetch_one(db)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn every_payload_the_statements_send_parses_as_its_notice() {
+    let test_db = TestDatabase::new().await;
+    let url = capstan_db::DatabaseUrl::parse(&test_db.url).unwrap();
+    let pools = Pools::connect(&url, 2, "capstan test").await.unwrap();
+    let db = &pools.api;
+    let (events_tx, mut events) = mpsc::channel(64);
+    let listener = tokio::spawn(listen(
+        pools.listen_config.clone(),
+        Notice::CHANNELS.to_vec(),
+        events_tx,
+    ));
+    assert_eq!(next(&mut events).await, ListenEvent::Connected);
+
+    let node: Uuid = sqlx::query_scalar(
+        "INSERT INTO nodes (id, name, version, url, task_cap, heartbeat_interval_ms)
+         VALUES (gen_random_uuid(), 'node-1', '0.0.0', 'http://127.0.0.1:1', 5, 1000)
+         RETURNING id",
+    )
+    .fetch_one(db)
+    .await
+    .unwrap();
+
+    // A payload no channel defines is dropped by the listener, which goes on.
+    sqlx::query("SELECT pg_notify($1, 'claimed:1')")
+        .bind(capstan_db::TASKS_CHANNEL)
+        .execute(db)
+        .await
+        .unwrap();
+
+    capstan_db::nodes::update(db, node, Some(3), None)
+        .await
+        .unwrap();
+    expect(&mut events, Notice::Node(NodeNotice::Changed(node))).await;
+    capstan_db::liveness::set_draining(&pools.liveness, node)
+        .await
+        .unwrap();
+    expect(&mut events, Notice::Node(NodeNotice::Changed(node))).await;
+
+    tasks::create(db, &[sleep_task()], node).await.unwrap();
+    expect(&mut events, Notice::Task(TaskNotice::QueuedBy(node))).await;
+    tasks::create_one(&pools.enqueue, &sleep_task(), node, None)
+        .await
+        .unwrap();
+    expect(&mut events, Notice::Task(TaskNotice::QueuedBy(node))).await;
+
+    let cancelled = running_task(db, node).await;
+    tasks::cancel(db, cancelled).await.unwrap();
+    expect(&mut events, Notice::Task(TaskNotice::Cancel(cancelled))).await;
+
+    let agent: i64 = sqlx::query_scalar(
+        "WITH env AS (INSERT INTO environments (name) VALUES ('prod') RETURNING id)
+         INSERT INTO agents (name, environment_id, version, credential_digest)
+         SELECT 'web-1', id, '0.0.0', '\\x00'::bytea FROM env RETURNING id",
+    )
+    .fetch_one(db)
+    .await
+    .unwrap();
+    let task = running_task(db, node).await;
+    let command = NewCommand {
+        agent_id: agent,
+        body: json!({}),
+        timeout_ms: 60_000,
+    };
+    let ids = mailbox::send(db, task, 1, &[command]).await.unwrap();
+    expect(&mut events, Notice::Agent(AgentNotice::Mail(agent))).await;
+    mailbox::store_output(
+        db,
+        agent,
+        ids[0],
+        &[1],
+        &["stdout".to_owned()],
+        &["hello".to_owned()],
+        1000,
+    )
+    .await
+    .unwrap();
+    expect(&mut events, Notice::Agent(AgentNotice::Output(task))).await;
+    let finish = Finish {
+        state: CommandState::Succeeded,
+        exit_code: Some(0),
+        error: None,
+        outputs: json!({}),
+    };
+    mailbox::finish(db, agent, ids[0], &finish).await.unwrap();
+    expect(&mut events, Notice::Agent(AgentNotice::Done(task))).await;
+    capstan_db::agents::delete_agent(db, agent).await.unwrap();
+    expect(&mut events, Notice::Agent(AgentNotice::Revoked(agent))).await;
+
+    // Rescue puts a lost node's task back in line and wakes every claimer.
+    let requeue = sqlx::query_scalar::<_, i64>(
+        "INSERT INTO tasks (kind, on_node_lost, state, attempt, node_id, started_at,
+                            lease_expires_at)
+         VALUES ('sleep', 'requeue', 'running', 1, $1, now(), now() - interval '1 minute')
+         RETURNING id",
+    )
+    .bind(node)
+    .fetch_one(db)
+    .await
+    .unwrap();
+    let rescued =
+        capstan_db::queue::rescue(&pools.liveness, capstan_db::queue::RescueScope::Expired)
+            .await
+            .unwrap();
+    assert!(rescued.iter().any(|r| r.id == requeue), "{rescued:?}");
+    expect(&mut events, Notice::Task(TaskNotice::Queued)).await;
+
+    listener.abort();
+}
