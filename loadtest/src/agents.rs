@@ -1427,7 +1427,10 @@ async fn one_fanout(
         commands.len()
     );
     let redelivered = commands.iter().filter(|c| c.deliveries != 1).count();
-    let not_succeeded = commands.iter().filter(|c| c.state != "succeeded").count();
+    let not_succeeded = commands
+        .iter()
+        .filter(|c| c.state != capstan_core::CommandState::Succeeded)
+        .count();
     ensure!(
         redelivered == 0 && not_succeeded == 0,
         "task {}: {redelivered} commands delivered other than once, {not_succeeded} not succeeded",

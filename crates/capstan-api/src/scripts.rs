@@ -53,8 +53,7 @@ pub struct CommandResponse {
     pub id: i64,
     pub agent_id: i64,
     pub agent_name: String,
-    /// pending, delivered, running, succeeded, failed, timed_out, cancelled.
-    pub state: String,
+    pub state: capstan_core::CommandState,
     /// How many times a node handed it to the agent.
     pub deliveries: u32,
     pub exit_code: Option<i32>,

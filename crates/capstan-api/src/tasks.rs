@@ -57,7 +57,6 @@ pub struct TaskResponse {
     pub kind: String,
     #[schema(value_type = Object)]
     pub args: serde_json::Value,
-    #[schema(value_type = String, example = "running")]
     pub state: TaskState,
     /// What happens if the node running it is lost: `fail` or `requeue`.
     #[schema(value_type = String, example = "fail")]
@@ -122,7 +121,7 @@ pub struct AttemptList {
 pub struct TaskQuery {
     /// Only tasks in this state.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[param(value_type = Option<String>)]
+    #[param(inline)]
     pub state: Option<TaskState>,
     /// Only tasks of this kind.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 /// The life of one command in an agent's mailbox. `pending`, `delivered` and `running`
 /// can still change; the others are final.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum CommandState {
     Pending,

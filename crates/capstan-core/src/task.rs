@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 /// Where a task is in its life. Only `queued` and `running` can still change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum TaskState {
     Queued,

@@ -174,7 +174,7 @@ pub(crate) async fn task_commands(
                     id: row.id,
                     agent_id: row.agent_id,
                     agent_name: row.agent_name,
-                    state: row.state.to_string(),
+                    state: row.state,
                     deliveries: u32::try_from(row.deliveries).unwrap_or(0),
                     exit_code: row.exit_code,
                     error: row.error,

@@ -148,7 +148,7 @@ exit 0
             (
                 c.agent_name.clone(),
                 (
-                    c.state.clone(),
+                    c.state.as_str().to_owned(),
                     c.exit_code,
                     c.outputs.get("Ready").cloned(),
                 ),
@@ -240,7 +240,7 @@ async fn timeouts_and_cancels_stop_the_scripts_whole_process_group() {
         "the agent to report the cancel",
         || async {
             let commands = client.task_commands(cancelled.id).await.ok()?.items;
-            (commands[0].state == "cancelled").then_some(())
+            (commands[0].state.as_str() == "cancelled").then_some(())
         },
     )
     .await;
@@ -783,7 +783,8 @@ async fn agents_stopping_a_cancelled_script_that_ignores_sigterm_poll_as_idle_on
         "every agent to run the script",
         || async {
             let commands = client.task_commands(task.id).await.ok()?.items;
-            (commands.len() == 20 && commands.iter().all(|c| c.state == "running")).then_some(())
+            (commands.len() == 20 && commands.iter().all(|c| c.state.as_str() == "running"))
+                .then_some(())
         },
     )
     .await;
@@ -801,7 +802,7 @@ async fn agents_stopping_a_cancelled_script_that_ignores_sigterm_poll_as_idle_on
             let commands = client.task_commands(task.id).await.ok()?.items;
             commands
                 .iter()
-                .all(|c| c.state == "cancelled" && c.error.as_deref() == Some("cancelled"))
+                .all(|c| c.state.as_str() == "cancelled" && c.error.as_deref() == Some("cancelled"))
                 .then_some(())
         },
     )
@@ -854,7 +855,7 @@ async fn a_script_printing_nul_bytes_into_its_log_and_an_output_variable_succeed
     assert_eq!(done.state, TaskState::Succeeded, "{done:?}\n{log}");
     assert!(log.contains("nul01: before\u{fffd}after"), "{log}");
     let commands = client.task_commands(task.id).await.unwrap().items;
-    assert_eq!(commands[0].state, "succeeded");
+    assert_eq!(commands[0].state.as_str(), "succeeded");
     assert_eq!(commands[0].exit_code, Some(0));
     assert_eq!(
         commands[0].outputs.get("Ready").map(String::as_str),

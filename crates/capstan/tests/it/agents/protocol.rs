@@ -77,7 +77,7 @@ async fn a_command_comes_again_through_any_node_until_acknowledged_and_its_outpu
     assert!(log.contains("web01: succeeded"), "{log}");
     let commands = client.task_commands(task.id).await.unwrap().items;
     assert_eq!(commands.len(), 1);
-    assert_eq!(commands[0].state, "succeeded");
+    assert_eq!(commands[0].state.as_str(), "succeeded");
     assert_eq!(commands[0].deliveries, 2);
     assert_eq!(commands[0].exit_code, Some(0));
     assert_eq!(commands[0].outputs["Ready"], "True");
@@ -365,7 +365,7 @@ async fn cancelling_stops_running_commands_and_withdraws_those_not_yet_acknowled
         .unwrap()
         .items
         .into_iter()
-        .map(|c| c.state)
+        .map(|c| c.state.as_str().to_owned())
         .collect();
     assert_eq!(states, ["cancelled", "cancelled"]);
 }

@@ -376,7 +376,7 @@ async fn bad_agent_input_gets_a_clear_4xx_and_changes_nothing() {
 
     // None of that was stored: the command still runs and takes a good result.
     let commands = client.task_commands(task.id).await.unwrap().items;
-    assert_eq!(commands[0].state, "running");
+    assert_eq!(commands[0].state.as_str(), "running");
     agent.output(id, &[(1, "the only line")]).await.unwrap();
     agent
         .result(
