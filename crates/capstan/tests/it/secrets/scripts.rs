@@ -8,13 +8,12 @@ use capstan_api::{ApiClient, CommandVariable, RunScriptRequest};
 use capstan_core::TaskState;
 use capstan_testkit::{
     ADMIN_KEY, TempDir, TestCluster, TestDatabase,
-    agents::{AgentProcess, ensure_environment, registration_token},
-    eventually,
+    agents::AgentProcess,
     process::{ProcessOptions, ServerProcess},
     tasks::{wait_finished, whole_log},
 };
 
-use crate::{agents::agent_bin, capstan_bin, projects::variables::tables_holding};
+use crate::{agents::fleet::start_agents, capstan_bin, projects::variables::tables_holding};
 
 /// A private key, as a sensitive value of several lines would be.
 const KEY: &str = "-----BEGIN TEST PRIVATE KEY-----
@@ -25,27 +24,9 @@ MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7q8Zr2x9Lw0Jc
 /// Registers and starts a real agent `name` (tag `web`, environment Production)
 /// polling `server`.
 async fn start_agent(client: &ApiClient, server: &str, name: &str, dir: &Path) -> AgentProcess {
-    ensure_environment(client, "Production").await;
-    let token = registration_token(client, 1).await;
-    let agent = AgentProcess::register_and_run(
-        &agent_bin(),
-        server,
-        &token,
-        name,
-        "Production",
-        &["web"],
-        dir,
-    )
-    .await;
-    eventually(Duration::from_secs(10), "the agent to poll", || async {
-        let page = client.list_agents(&Default::default()).await.ok()?;
-        page.items
-            .iter()
-            .all(|a| a.last_seen.is_some())
-            .then_some(())
-    })
-    .await;
-    agent
+    start_agents(client, server, &[(name, &["web"])], dir)
+        .await
+        .remove(0)
 }
 
 fn variable(name: &str, value: &str, sensitive: bool) -> CommandVariable {
