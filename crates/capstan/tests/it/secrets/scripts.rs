@@ -178,6 +178,38 @@ async fn a_script_is_rendered_for_each_agent_with_the_system_variables() {
     }
 }
 
+/// The task API takes a script task's stored arguments as they are: a sensitive value
+/// in clear there would be stored unsealed, so it is refused and nothing is queued.
+#[tokio::test]
+async fn a_script_task_with_a_sensitive_value_in_clear_is_refused_by_the_task_api() {
+    let cluster = TestCluster::start(1).await;
+    let client = cluster.node(0).client();
+    let args = serde_json::json!({
+        "targets": [{ "id": 1, "name": "web01" }],
+        "command": {
+            "syntax": "bash",
+            "script": "echo \"$TOKEN\"",
+            "variables": [{ "name": "TOKEN", "value": "s3cr3t-token", "sensitive": true }],
+        },
+        "max_parallel": 1,
+        "timeout_ms": 1000,
+    });
+    let refused = client
+        .create_task(&capstan_api::CreateTaskRequest::new("script", args))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused
+            .contains("variable `TOKEN` is sensitive: its value is sealed, never stored in clear"),
+        "{refused}"
+    );
+    assert!(!refused.contains("s3cr3t-token"), "{refused}");
+    let page = client.list_tasks(&Default::default()).await.unwrap();
+    let queued: Vec<_> = page.items.iter().filter(|t| t.kind == "script").collect();
+    assert!(queued.is_empty(), "{queued:?}");
+}
+
 /// Whatever `RUST_LOG` asks for, no statement's bind parameters reach the node's log:
 /// tokio-postgres would print them at debug level, and a queued task's arguments
 /// (sent on the tokio-postgres enqueue pool) are such parameters.
