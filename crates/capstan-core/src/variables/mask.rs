@@ -178,6 +178,21 @@ mod tests {
     }
 
     #[test]
+    fn a_line_of_exactly_the_least_characters_is_masked_on_its_own() {
+        let at_least = "x".repeat(MIN_LINE_CHARS);
+        let too_short = "y".repeat(MIN_LINE_CHARS - 1);
+        // Whitespace inside a line does not count towards its length.
+        let spread = format!(" {} ", "z ".repeat(MIN_LINE_CHARS - 1));
+        let masker = Masker::new([format!("{at_least}\n{too_short}\n{spread}")]);
+        assert_eq!(
+            masker.mask(&format!("a {at_least} b")),
+            format!("a {MASK} b")
+        );
+        assert_eq!(masker.mask(&too_short), too_short);
+        assert_eq!(masker.mask(spread.trim()), spread.trim());
+    }
+
+    #[test]
     fn multibyte_secrets_and_text_are_handled() {
         let masker = Masker::new(["pässwörd", "ö"]);
         assert_eq!(masker.mask("é pässwörd ö"), "é ******** ********");

@@ -14,7 +14,7 @@ use capstan_api::{
 };
 
 use capstan_core::agent::normalize_tags;
-use capstan_db::DbError;
+use capstan_db::{DbError, tasks::TaskRow};
 
 use super::{
     ApiError,
@@ -24,14 +24,16 @@ use super::{
 
 use crate::{
     agents::{
-        hand_over::{self, render_script, system_variables},
+        hand_over::{self, StoredScript, render_script, system_variables},
         targets::{self, TargetQuery},
     },
     node::NodeContext,
     packages::PackageError,
     runner::{
         self,
-        kinds::script::{MAX_TARGETS, SCRIPT, ScriptArgs, check_command, first_commands},
+        kinds::script::{
+            MAX_TARGETS, SCRIPT, ScriptArgs, ScriptTarget, check_command, first_commands,
+        },
     },
 };
 
@@ -94,31 +96,20 @@ pub(crate) async fn run_script(
         render_script(command.clone(), &system).map_err(ApiError::unprocessable)?;
     }
     let (command, sealed) = hand_over::seal(&ctx, command).await?;
-    let args = ScriptArgs {
-        targets,
-        command,
-        max_parallel,
-        timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
-    };
-    let commands = first_commands(&args).map_err(|e| ApiError::internal(&e))?;
-    let task = super::tasks::prepare(
-        &ctx,
-        CreateTaskRequest::new(
-            SCRIPT,
-            serde_json::to_value(args).map_err(|e| ApiError::internal(&e))?,
-        ),
-    )
-    .map_err(ApiError::unprocessable)?;
-    let row = runner::queue_one_sending(ctx.clone(), task, commands)
-        .await
-        .map_err(|e| match e {
-            DbError::Conflict { constraint } if constraint == "agent_commands_agent_id_fkey" => {
-                ApiError::conflict(
-                    "an agent picked for this script was deleted meanwhile; nothing was run, send it again",
-                )
+    let queued = queue(&ctx, targets, command, max_parallel, timeout).await;
+    let row = match queued {
+        Ok(row) => row,
+        Err(e) => {
+            // Nothing was queued: the sealed values belong to no task and would never
+            // be deleted.
+            if !sealed.is_empty()
+                && let Err(cleanup) = capstan_db::secrets::delete(&ctx.pools.api, &sealed).await
+            {
+                tracing::warn!("cannot delete the sealed values of a script not queued: {cleanup}");
             }
-            e => ApiError::from_db(e, String::new),
-        })?;
+            return Err(e);
+        }
+    };
     let id = row.id;
     if !sealed.is_empty() {
         capstan_db::secrets::belong_to_task(&ctx.pools.api, id, &sealed)
@@ -130,6 +121,41 @@ pub(crate) async fn run_script(
         response.headers_mut().insert(header::LOCATION, location);
     }
     Ok(response)
+}
+
+/// Queues the script task for `targets`.
+async fn queue(
+    ctx: &Arc<NodeContext>,
+    targets: Vec<ScriptTarget>,
+    command: StoredScript,
+    max_parallel: u32,
+    timeout: Duration,
+) -> Result<TaskRow, ApiError> {
+    let args = ScriptArgs {
+        targets,
+        command,
+        max_parallel,
+        timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+    };
+    let commands = first_commands(&args).map_err(|e| ApiError::internal(&e))?;
+    let task = super::tasks::prepare(
+        ctx,
+        CreateTaskRequest::new(
+            SCRIPT,
+            serde_json::to_value(args).map_err(|e| ApiError::internal(&e))?,
+        ),
+    )
+    .map_err(ApiError::unprocessable)?;
+    runner::queue_one_sending(ctx.clone(), task, commands)
+        .await
+        .map_err(|e| match e {
+            DbError::Conflict { constraint } if constraint == "agent_commands_agent_id_fkey" => {
+                ApiError::conflict(
+                    "an agent picked for this script was deleted meanwhile; nothing was run, send it again",
+                )
+            }
+            e => ApiError::from_db(e, String::new),
+        })
 }
 
 /// A package of the body that is not in the feed is the body's problem, a 422, where

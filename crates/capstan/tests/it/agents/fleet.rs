@@ -28,7 +28,7 @@ use super::agent_bin;
 use crate::capstan_bin;
 
 /// Starts real agents `(name, tags)` registered through `server`, polling it.
-async fn start_agents(
+pub(crate) async fn start_agents(
     client: &ApiClient,
     server: &str,
     agents: &[(&str, &[&str])],

@@ -2,7 +2,7 @@
 //! agents over real HTTP), and real `capstan-agent` processes running scripts, health
 //! checks and surviving a killed node behind HAProxy.
 
-mod fleet;
+pub(crate) mod fleet;
 mod protocol;
 mod security;
 

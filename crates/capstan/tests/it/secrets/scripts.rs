@@ -8,13 +8,12 @@ use capstan_api::{ApiClient, CommandVariable, RunScriptRequest};
 use capstan_core::TaskState;
 use capstan_testkit::{
     ADMIN_KEY, TempDir, TestCluster, TestDatabase,
-    agents::{AgentProcess, ensure_environment, registration_token},
-    eventually,
+    agents::AgentProcess,
     process::{ProcessOptions, ServerProcess},
     tasks::{wait_finished, whole_log},
 };
 
-use crate::{agents::agent_bin, capstan_bin, projects::variables::tables_holding};
+use crate::{agents::fleet::start_agents, capstan_bin, projects::variables::tables_holding};
 
 /// A private key, as a sensitive value of several lines would be.
 const KEY: &str = "-----BEGIN TEST PRIVATE KEY-----
@@ -25,27 +24,9 @@ MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7q8Zr2x9Lw0Jc
 /// Registers and starts a real agent `name` (tag `web`, environment Production)
 /// polling `server`.
 async fn start_agent(client: &ApiClient, server: &str, name: &str, dir: &Path) -> AgentProcess {
-    ensure_environment(client, "Production").await;
-    let token = registration_token(client, 1).await;
-    let agent = AgentProcess::register_and_run(
-        &agent_bin(),
-        server,
-        &token,
-        name,
-        "Production",
-        &["web"],
-        dir,
-    )
-    .await;
-    eventually(Duration::from_secs(10), "the agent to poll", || async {
-        let page = client.list_agents(&Default::default()).await.ok()?;
-        page.items
-            .iter()
-            .all(|a| a.last_seen.is_some())
-            .then_some(())
-    })
-    .await;
-    agent
+    start_agents(client, server, &[(name, &["web"])], dir)
+        .await
+        .remove(0)
 }
 
 fn variable(name: &str, value: &str, sensitive: bool) -> CommandVariable {
@@ -195,6 +176,38 @@ async fn a_script_is_rendered_for_each_agent_with_the_system_variables() {
         assert!(refused.contains(why), "{script}: {refused}");
         assert!(!refused.contains("s3cr3t-token"), "{refused}");
     }
+}
+
+/// The task API takes a script task's stored arguments as they are: a sensitive value
+/// in clear there would be stored unsealed, so it is refused and nothing is queued.
+#[tokio::test]
+async fn a_script_task_with_a_sensitive_value_in_clear_is_refused_by_the_task_api() {
+    let cluster = TestCluster::start(1).await;
+    let client = cluster.node(0).client();
+    let args = serde_json::json!({
+        "targets": [{ "id": 1, "name": "web01" }],
+        "command": {
+            "syntax": "bash",
+            "script": "echo \"$TOKEN\"",
+            "variables": [{ "name": "TOKEN", "value": "s3cr3t-token", "sensitive": true }],
+        },
+        "max_parallel": 1,
+        "timeout_ms": 1000,
+    });
+    let refused = client
+        .create_task(&capstan_api::CreateTaskRequest::new("script", args))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused
+            .contains("variable `TOKEN` is sensitive: its value is sealed, never stored in clear"),
+        "{refused}"
+    );
+    assert!(!refused.contains("s3cr3t-token"), "{refused}");
+    let page = client.list_tasks(&Default::default()).await.unwrap();
+    let queued: Vec<_> = page.items.iter().filter(|t| t.kind == "script").collect();
+    assert!(queued.is_empty(), "{queued:?}");
 }
 
 /// Whatever `RUST_LOG` asks for, no statement's bind parameters reach the node's log:
