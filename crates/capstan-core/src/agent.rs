@@ -44,9 +44,6 @@ pub fn check_environment_name(name: &str) -> Result<String, String> {
             "an environment's name has at most {MAX_NAME} characters"
         ));
     }
-    if name.chars().any(char::is_control) {
-        return Err("an environment's name cannot hold control characters".to_owned());
-    }
     Ok(name.clone())
 }
 

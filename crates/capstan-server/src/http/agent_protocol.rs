@@ -21,7 +21,7 @@ use capstan_db::mailbox::{self, Finish, Standing, Stored};
 
 use super::{
     ApiError,
-    extract::{ApiJson, ApiPath, ApiQuery},
+    extract::{AgentJson, ApiPath, ApiQuery},
     observe::Routine,
 };
 use crate::{
@@ -291,7 +291,7 @@ pub(crate) async fn output(
     State(ctx): State<Arc<NodeContext>>,
     auth: AgentAuth,
     ApiPath(id): ApiPath<i64>,
-    ApiJson(batch): ApiJson<OutputBatch>,
+    AgentJson(batch): AgentJson<OutputBatch>,
 ) -> Result<StatusCode, ApiError> {
     if batch.lines.len() > MAX_OUTPUT_LINES {
         return Err(ApiError::new(
@@ -392,7 +392,7 @@ pub(crate) async fn result(
     State(ctx): State<Arc<NodeContext>>,
     auth: AgentAuth,
     ApiPath(id): ApiPath<i64>,
-    ApiJson(result): ApiJson<CommandResult>,
+    AgentJson(result): AgentJson<CommandResult>,
 ) -> Result<StatusCode, ApiError> {
     if result.outputs.len() > MAX_OUTPUTS {
         return Err(ApiError::new(

@@ -33,22 +33,24 @@ where
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
-        // What an agent reports is what its scripts printed, NUL included: the agent
-        // protocol's handlers decide what to keep of it.
-        let operator_text = !request.uri().path().starts_with("/api/agent/");
         let (parts, body) = request.into_parts();
         let bytes = Bytes::from_request(Request::from_parts(parts.clone(), body), state)
             .await
             .map_err(JsonRejection::from)?;
-        if operator_text {
-            nul_in_json(&bytes)?;
-        }
+        nul_in_json(&bytes)?;
         let axum::Json(value) =
             axum::Json::<T>::from_request(Request::from_parts(parts, Body::from(bytes)), state)
                 .await?;
         Ok(Self(value))
     }
 }
+
+/// A JSON body an agent sends, read as [`ApiJson`] reads one but with NUL kept: what an
+/// agent reports is what its scripts printed, and the agent protocol's handlers decide
+/// what to keep of it.
+#[derive(Debug, FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub struct AgentJson<T>(pub T);
 
 /// Path parameters; a malformed id becomes a 400 that says so, NUL a 422.
 #[derive(Debug)]

@@ -9,6 +9,8 @@ use capstan_testkit::{
     process::{ProcessOptions, ServerProcess},
 };
 
+use capstan_api::{ApiClient, UpdateNodeRequest};
+
 use crate::capstan_bin;
 
 #[tokio::test]
@@ -256,21 +258,13 @@ async fn the_text_log_is_quiet_about_probes_and_terse_about_requests() {
     for path in ["/api/nodes/ping", "/healthz", "/metrics"] {
         get(path).send().await.unwrap();
     }
-    let nodes: serde_json::Value = get("/api/nodes")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = nodes[0]["id"].as_str().unwrap().to_owned();
-    client
-        .patch(format!("{}/api/nodes/{id}", node.url()))
-        .bearer_auth(ADMIN_KEY)
-        .json(&serde_json::json!({"draining": true}))
-        .send()
-        .await
-        .unwrap();
+    let api = ApiClient::new(&node.url(), Some(ADMIN_KEY.to_owned()));
+    let id = api.list_nodes().await.unwrap()[0].id;
+    let drain = UpdateNodeRequest {
+        draining: Some(true),
+        ..UpdateNodeRequest::default()
+    };
+    api.update_node(id, &drain).await.unwrap();
     let draining = eventually(Duration::from_secs(5), "ping to answer 418", || async {
         let status = get("/api/nodes/ping").send().await.ok()?.status();
         (status == reqwest::StatusCode::IM_A_TEAPOT).then_some(())

@@ -76,6 +76,25 @@ async fn the_openapi_document_describes_every_node_and_task_endpoint() {
             "{status}: {create_project}"
         );
     }
+    // 408 only where a body is read within its own limit (uploads and agents' bodies);
+    // the other JSON bodies are under the request time limit, a 503.
+    assert!(
+        create_project["408"].is_null(),
+        "JSON bodies under the request time limit: {create_project}"
+    );
+    for (path, method) in [
+        ("/api/packages/raw", "post"),
+        ("/api/agents/register", "post"),
+        ("/api/agent/commands/{id}/output", "post"),
+    ] {
+        let responses = &paths[path][method]["responses"];
+        assert_eq!(
+            responses["408"]["$ref"], "#/components/responses/RequestTimeout",
+            "{method} {path}: {responses}"
+        );
+    }
+    let poll = &paths["/api/agent/commands"]["get"]["responses"];
+    assert!(poll["408"].is_null(), "a poll has no body: {poll}");
     let ping = &paths["/api/nodes/ping"]["get"]["responses"];
     assert!(ping["401"].is_null(), "ping is public: {ping}");
     let limit = &paths["/api/tasks"]["get"]["parameters"]
