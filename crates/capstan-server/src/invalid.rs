@@ -1,6 +1,11 @@
-//! Problems with a request's input, found by a service and kept by field, so that the
-//! HTTP layer can answer every one of them at once and a service stays callable
-//! without HTTP.
+//! Problems with a request's input, gathered by field so that every one of them can be
+//! answered at once (an operator fixing a body should not have to send it once per
+//! mistake). Services and handlers both collect into it; it knows nothing of HTTP, and
+//! the HTTP layer turns it into one 422 (`http/problems.rs`).
+
+/// The most problems one answer lists; a batch of thousands of bad tasks is told how
+/// many more there are.
+const MAX_LISTED: usize = 50;
 
 /// One problem: `field` is a path into the input such as `packages[2].version`, empty
 /// when the problem is the input's as a whole.
@@ -19,17 +24,32 @@ impl FieldProblem {
     }
 }
 
-/// The problems found so far, in the order they were found.
+/// The problems found so far, in the order they were found: the first
+/// [`MAX_LISTED`] of them, and how many more.
 #[derive(Debug, Default)]
-pub struct FieldProblems(Vec<FieldProblem>);
+pub struct FieldProblems {
+    listed: Vec<FieldProblem>,
+    unlisted: usize,
+}
 
 impl FieldProblems {
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// Just this problem.
+    pub fn one(field: impl Into<String>, detail: impl Into<String>) -> Self {
+        let mut problems = Self::new();
+        problems.add(field, detail);
+        problems
+    }
+
     pub fn add(&mut self, field: impl Into<String>, detail: impl Into<String>) {
-        self.0.push(FieldProblem::new(field, detail));
+        if self.listed.len() == MAX_LISTED {
+            self.unlisted += 1;
+            return;
+        }
+        self.listed.push(FieldProblem::new(field, detail));
     }
 
     /// The value of `result`, or `None` with its error kept as a problem of `field`.
@@ -41,16 +61,17 @@ impl FieldProblems {
         result.map_err(|e| self.add(field, e.to_string())).ok()
     }
 
-    /// `Ok` when nothing was found, else everything that was.
-    pub fn finish(self) -> Result<(), Vec<FieldProblem>> {
-        if self.0.is_empty() {
-            Ok(())
-        } else {
-            Err(self.0)
-        }
+    pub fn is_empty(&self) -> bool {
+        self.listed.is_empty()
     }
 
-    pub fn into_vec(self) -> Vec<FieldProblem> {
-        self.0
+    /// `Ok` when nothing was found, else everything that was.
+    pub fn finish(self) -> Result<(), Self> {
+        if self.is_empty() { Ok(()) } else { Err(self) }
+    }
+
+    /// The problems listed, and how many more were found beyond them.
+    pub fn listed(&self) -> (&[FieldProblem], usize) {
+        (&self.listed, self.unlisted)
     }
 }

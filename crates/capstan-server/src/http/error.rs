@@ -120,17 +120,6 @@ impl From<crate::secrets::SecretError> for ApiError {
     }
 }
 
-/// Every problem of the input as one 422 whose `errors` lists them by field.
-impl From<Vec<crate::invalid::FieldProblem>> for ApiError {
-    fn from(found: Vec<crate::invalid::FieldProblem>) -> Self {
-        let mut problems = super::Problems::new();
-        for problem in found {
-            problems.add(problem.field, problem.detail);
-        }
-        problems.into()
-    }
-}
-
 impl From<crate::projects::variables::VariablesError> for ApiError {
     fn from(error: crate::projects::variables::VariablesError) -> Self {
         use crate::projects::variables::VariablesError;
@@ -322,7 +311,7 @@ pub(crate) fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
 mod tests {
     use super::*;
     use crate::agents::targets::TargetError;
-    use crate::invalid::FieldProblem;
+    use crate::invalid::FieldProblems;
     use crate::packages::PackageError;
     use crate::projects::{
         preview::PreviewError, releases::ReleaseError, variables::VariablesError,
@@ -338,10 +327,10 @@ mod tests {
 
     #[test]
     fn a_releases_problems_are_one_422_listing_each_by_field() {
-        let error = ApiError::from(ReleaseError::Invalid(vec![
-            FieldProblem::new("version", "not a version"),
-            FieldProblem::new("packages[0]", "the process deploys no package `web`"),
-        ]));
+        let mut problems = FieldProblems::new();
+        problems.add("version", "not a version");
+        problems.add("packages[0]", "the process deploys no package `web`");
+        let error = ApiError::from(ReleaseError::Invalid(problems));
         assert_eq!(error.status, StatusCode::UNPROCESSABLE_ENTITY);
         assert_eq!(
             error.detail,

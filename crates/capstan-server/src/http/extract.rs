@@ -104,7 +104,7 @@ fn refuse_nul<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> Result<(),
             problems.add(shown(name), NUL_DETAIL);
         }
     }
-    problems.finish()
+    Ok(problems.finish()?)
 }
 
 /// JSON can carry NUL only as the escape `\u0000`, so bodies without one (nearly all)
@@ -123,7 +123,7 @@ fn nul_in_json(bytes: &[u8]) -> Result<(), ApiError> {
     for field in found {
         problems.add(field, NUL_DETAIL);
     }
-    problems.finish()
+    Ok(problems.finish()?)
 }
 
 /// The path of every string holding NUL, in the `variables[2].value` form; a member

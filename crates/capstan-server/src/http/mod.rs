@@ -39,7 +39,6 @@ use tower_http::{
 
 pub use error::ApiError;
 pub(crate) use observe::REQUEST_SPAN;
-pub(crate) use problems::Problems;
 pub(crate) use timeout::too_slow;
 
 use crate::node::NodeContext;

@@ -11,7 +11,7 @@ use capstan_db::releases::{self, NewRelease, ReleaseRow};
 use capstan_db::{DbError, packages};
 use sqlx::PgConnection;
 
-use crate::invalid::{FieldProblem, FieldProblems};
+use crate::invalid::FieldProblems;
 use crate::node::NodeContext;
 use crate::secrets::SecretError;
 
@@ -19,8 +19,8 @@ use crate::secrets::SecretError;
 #[derive(Debug, thiserror::Error)]
 pub enum ReleaseError {
     /// Every problem found in the request and the project's process and packages.
-    #[error("{} problem(s) with the release", .0.len())]
-    Invalid(Vec<FieldProblem>),
+    #[error("{} problem(s) with the release", .0.listed().0.len() + .0.listed().1)]
+    Invalid(FieldProblems),
     /// The version is taken, or the project changed underneath.
     #[error("{0}")]
     Conflict(String),
@@ -37,8 +37,8 @@ pub enum ReleaseError {
     Db(#[from] DbError),
 }
 
-impl From<Vec<FieldProblem>> for ReleaseError {
-    fn from(problems: Vec<FieldProblem>) -> Self {
+impl From<FieldProblems> for ReleaseError {
+    fn from(problems: FieldProblems) -> Self {
         Self::Invalid(problems)
     }
 }
@@ -63,7 +63,7 @@ pub async fn create(
         // Without the project nothing else can be checked: say so with what was found.
         Err(DbError::NotFound) => {
             problems.add("project_id", format!("there is no project {project}"));
-            return Err(ReleaseError::Invalid(problems.into_vec()));
+            return Err(ReleaseError::Invalid(problems));
         }
         Err(other) => return Err(db_error(other)),
     };
