@@ -102,14 +102,7 @@ async fn every_payload_the_statements_send_parses_as_its_notice() {
     tasks::cancel(db, cancelled).await.unwrap();
     expect(&mut events, Notice::Task(TaskNotice::Cancel(cancelled))).await;
 
-    let agent: i64 = sqlx::query_scalar(
-        "WITH env AS (INSERT INTO environments (name) VALUES ('prod') RETURNING id)
-         INSERT INTO agents (name, environment_id, version, credential_digest)
-         SELECT 'web-1', id, '0.0.0', '\\x00'::bytea FROM env RETURNING id",
-    )
-    .fetch_one(db)
-    .await
-    .unwrap();
+    let agent = super::agent_row(db).await;
     let task = running_task(db, node).await;
     let command = NewCommand {
         agent_id: agent,
