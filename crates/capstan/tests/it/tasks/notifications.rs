@@ -123,6 +123,22 @@ async fn every_payload_the_statements_send_parses_as_its_notice() {
     .await
     .unwrap();
     expect(&mut events, Notice::Agent(AgentNotice::Output(task))).await;
+    // Asking the agent to stop its running commands mails it once, however many.
+    let second = NewCommand {
+        agent_id: agent,
+        body: json!({}),
+        timeout_ms: 60_000,
+    };
+    let more = mailbox::send(db, task, 1, &[second]).await.unwrap();
+    expect(&mut events, Notice::Agent(AgentNotice::Mail(agent))).await;
+    for id in [ids[0], more[0]] {
+        mailbox::ack(db, agent, id).await.unwrap();
+    }
+    let asked = mailbox::cancel_task_commands(db, task, "test")
+        .await
+        .unwrap();
+    assert_eq!(asked, 2);
+    expect(&mut events, Notice::Agent(AgentNotice::Mail(agent))).await;
     let finish = Finish {
         state: CommandState::Succeeded,
         exit_code: Some(0),
