@@ -858,11 +858,21 @@ mod tests {
 
     /// Polls from `server` for `within`, the agent's wait far longer; how many.
     async fn polls_within(server: &str, fake: &Shared, within: Duration) -> usize {
+        polls_within_waiting(server, fake, within, Duration::from_secs(30)).await
+    }
+
+    /// Polls from `server` for `within`, each asking to wait `poll_wait`; how many.
+    async fn polls_within_waiting(
+        server: &str,
+        fake: &Shared,
+        within: Duration,
+        poll_wait: Duration,
+    ) -> usize {
         let dir = TempDir::new();
         let agent = open_agent(server, dir.path()).await;
         let shutdown = CancellationToken::new();
         let settings = RunSettings {
-            poll_wait: Duration::from_secs(30),
+            poll_wait,
             shutdown_grace: Duration::from_secs(1),
         };
         let running = tokio::spawn(agent.run(settings, shutdown.clone()));
@@ -891,6 +901,21 @@ mod tests {
         fake.lock().unwrap().always = Some(PollResponse::default());
         let polled = polls_within(&server, &fake, Duration::from_secs(3)).await;
         assert!(polled <= 8, "{polled} polls in 3 s");
+    }
+
+    /// The pauses stop growing at the poll's own wait: an agent kept busy by a node
+    /// that answers at once polls no less often than an idle one.
+    #[tokio::test]
+    async fn the_pauses_after_early_answers_grow_no_longer_than_a_polls_wait() {
+        let (server, fake) = fake_server().await;
+        fake.lock().unwrap().always = Some(PollResponse::default());
+        // Every pause is exactly the base here: uncapped, they would reach 4 s.
+        let wait = BACKOFF_BASE;
+        let polled = polls_within_waiting(&server, &fake, Duration::from_secs(4), wait).await;
+        assert!(
+            polled >= 7,
+            "{polled} polls in 4 s, pausing at most {wait:?}"
+        );
     }
 
     #[tokio::test]

@@ -1,7 +1,5 @@
 //! Where a command sent to an agent stands, independent of where it is stored.
 
-use std::{fmt, str::FromStr};
-
 use serde::{Deserialize, Serialize};
 
 /// The life of one command in an agent's mailbox. `pending`, `delivered` and `running`
@@ -56,12 +54,6 @@ impl CommandState {
     }
 }
 
-impl fmt::Display for CommandState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 /// A string that names no command state.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error(
@@ -70,22 +62,7 @@ impl fmt::Display for CommandState {
 )]
 pub struct UnknownCommandState(pub String);
 
-impl FromStr for CommandState {
-    type Err = UnknownCommandState;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|state| state.as_str() == s)
-            .ok_or_else(|| UnknownCommandState(s.to_owned()))
-    }
-}
-
-impl TryFrom<String> for CommandState {
-    type Error = UnknownCommandState;
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        value.parse()
-    }
-}
+state_text!(CommandState, UnknownCommandState);
 
 #[cfg(test)]
 mod tests {

@@ -7,6 +7,36 @@
 //! character rule of every name an operator gives ([`names`]). It must never import a
 //! database, HTTP or async crate: everything here is deterministic and unit-testable.
 
+/// The text side of a state enum that has `ALL` and `as_str`: `Display` writes
+/// `as_str`, and `FromStr` and `TryFrom<String>` take back exactly those strings,
+/// anything else being `$unknown(text)`.
+macro_rules! state_text {
+    ($state:ty, $unknown:ident) => {
+        impl std::fmt::Display for $state {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl std::str::FromStr for $state {
+            type Err = $unknown;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                Self::ALL
+                    .into_iter()
+                    .find(|state| state.as_str() == s)
+                    .ok_or_else(|| $unknown(s.to_owned()))
+            }
+        }
+
+        impl TryFrom<String> for $state {
+            type Error = $unknown;
+            fn try_from(value: String) -> Result<Self, Self::Error> {
+                value.parse()
+            }
+        }
+    };
+}
+
 pub mod agent;
 pub mod command;
 pub mod duration;

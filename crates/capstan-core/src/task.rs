@@ -42,33 +42,12 @@ impl TaskState {
     }
 }
 
-impl fmt::Display for TaskState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 /// A string that names no task state.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("`{0}` is not a task state; use queued, running, succeeded, failed or cancelled")]
 pub struct UnknownTaskState(pub String);
 
-impl FromStr for TaskState {
-    type Err = UnknownTaskState;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|state| state.as_str() == s)
-            .ok_or_else(|| UnknownTaskState(s.to_owned()))
-    }
-}
-
-impl TryFrom<String> for TaskState {
-    type Error = UnknownTaskState;
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        value.parse()
-    }
-}
+state_text!(TaskState, UnknownTaskState);
 
 /// What rescue does with a running task whose node stopped renewing its lease.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]

@@ -72,14 +72,18 @@ pub async fn send(
     Ok(ids.into_iter().map(|(id,)| id).collect())
 }
 
+/// One `mail:<agent>` notification per agent, however many of its commands changed.
 async fn notify_mail(db: impl PgExecutor<'_>, agents: &[i64]) -> Result<(), DbError> {
-    sqlx::query(
-        "SELECT pg_notify($1, 'mail:' || a) FROM (SELECT DISTINCT unnest($2::bigint[]) AS a) d",
-    )
-    .bind(AGENTS_CHANNEL)
-    .bind(agents)
-    .execute(db)
-    .await?;
+    let agents: std::collections::BTreeSet<i64> = agents.iter().copied().collect();
+    let payloads: Vec<String> = agents
+        .into_iter()
+        .map(|agent| AgentNotice::Mail(agent).encode())
+        .collect();
+    sqlx::query("SELECT pg_notify($1, p) FROM unnest($2::text[]) p")
+        .bind(AGENTS_CHANNEL)
+        .bind(&payloads)
+        .execute(db)
+        .await?;
     Ok(())
 }
 

@@ -20,7 +20,8 @@ pub struct NodeRow {
     pub task_cap: i32,
     pub draining: bool,
     /// Tasks in state running whose owner is this node: what an operator waiting for a
-    /// drain must wait on. The count a heartbeat writes lags a claim by up to an interval.
+    /// drain must wait on. Counted by the query, not read from the column a heartbeat
+    /// writes, which lags a claim by up to an interval.
     pub running_tasks: i32,
     pub last_seen: OffsetDateTime,
     pub online: bool,

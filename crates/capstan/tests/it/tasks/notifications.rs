@@ -102,14 +102,7 @@ async fn every_payload_the_statements_send_parses_as_its_notice() {
     tasks::cancel(db, cancelled).await.unwrap();
     expect(&mut events, Notice::Task(TaskNotice::Cancel(cancelled))).await;
 
-    let agent: i64 = sqlx::query_scalar(
-        "WITH env AS (INSERT INTO environments (name) VALUES ('prod') RETURNING id)
-         INSERT INTO agents (name, environment_id, version, credential_digest)
-         SELECT 'web-1', id, '0.0.0', '\\x00'::bytea FROM env RETURNING id",
-    )
-    .fetch_one(db)
-    .await
-    .unwrap();
+    let agent = super::agent_row(db).await;
     let task = running_task(db, node).await;
     let command = NewCommand {
         agent_id: agent,
@@ -130,6 +123,22 @@ async fn every_payload_the_statements_send_parses_as_its_notice() {
     .await
     .unwrap();
     expect(&mut events, Notice::Agent(AgentNotice::Output(task))).await;
+    // Asking the agent to stop its running commands mails it once, however many.
+    let second = NewCommand {
+        agent_id: agent,
+        body: json!({}),
+        timeout_ms: 60_000,
+    };
+    let more = mailbox::send(db, task, 1, &[second]).await.unwrap();
+    expect(&mut events, Notice::Agent(AgentNotice::Mail(agent))).await;
+    for id in [ids[0], more[0]] {
+        mailbox::ack(db, agent, id).await.unwrap();
+    }
+    let asked = mailbox::cancel_task_commands(db, task, "test")
+        .await
+        .unwrap();
+    assert_eq!(asked, 2);
+    expect(&mut events, Notice::Agent(AgentNotice::Mail(agent))).await;
     let finish = Finish {
         state: CommandState::Succeeded,
         exit_code: Some(0),

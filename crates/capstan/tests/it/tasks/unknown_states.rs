@@ -18,6 +18,14 @@ async fn relax_state_checks(db: &PgPool) {
     .unwrap();
 }
 
+/// A fresh database whose tables let through states the code does not know.
+async fn relaxed_database() -> (TestDatabase, PgPool) {
+    let test_db = TestDatabase::new().await;
+    let db = PgPool::connect(&test_db.url).await.unwrap();
+    relax_state_checks(&db).await;
+    (test_db, db)
+}
+
 async fn task_in(db: &PgPool, state: &str) -> i64 {
     sqlx::query_scalar(
         "INSERT INTO tasks (kind, on_node_lost, state, finished_at)
@@ -32,14 +40,7 @@ async fn task_in(db: &PgPool, state: &str) -> i64 {
 /// A command of task `task_id` in `state`, with the agent it was sent to; returns
 /// (agent id, command id).
 async fn command_in(db: &PgPool, task_id: i64, state: &str) -> (i64, i64) {
-    let agent: i64 = sqlx::query_scalar(
-        "WITH env AS (INSERT INTO environments (name) VALUES ('prod') RETURNING id)
-         INSERT INTO agents (name, environment_id, version, credential_digest)
-         SELECT 'web-1', id, '0.0.0', '\\x00'::bytea FROM env RETURNING id",
-    )
-    .fetch_one(db)
-    .await
-    .unwrap();
+    let agent = super::agent_row(db).await;
     let command: i64 = sqlx::query_scalar(
         "INSERT INTO agent_commands (agent_id, task_id, task_attempt, body, timeout_ms, state)
          VALUES ($1, $2, 1, '{}', 1000, $3) RETURNING id",
@@ -64,9 +65,7 @@ fn assert_corrupt<T: std::fmt::Debug>(result: Result<T, DbError>, state: &str) {
 
 #[tokio::test]
 async fn an_unknown_task_state_is_an_error_not_failed() {
-    let test_db = TestDatabase::new().await;
-    let db = PgPool::connect(&test_db.url).await.unwrap();
-    relax_state_checks(&db).await;
+    let (_test_db, db) = relaxed_database().await;
     let id = task_in(&db, "paused").await;
 
     assert_corrupt(tasks::get(&db, id).await, "paused");
@@ -80,9 +79,7 @@ async fn an_unknown_task_state_is_an_error_not_failed() {
 
 #[tokio::test]
 async fn an_unknown_command_state_is_an_error_not_failed() {
-    let test_db = TestDatabase::new().await;
-    let db = PgPool::connect(&test_db.url).await.unwrap();
-    relax_state_checks(&db).await;
+    let (_test_db, db) = relaxed_database().await;
     let task = task_in(&db, "succeeded").await;
     let (agent, command) = command_in(&db, task, "exploded").await;
 
