@@ -306,6 +306,14 @@ async fn commands_whose_reader_goes_away_exit_quietly() {
         &["master-key", "status"],
         &["master-key", "generate"],
         &["--help"],
+        // Commands that change something print what they did; that line too.
+        &["projects", "create", "Shop"],
+        &["projects", "process", "Shop"],
+        &["projects", "variables", "Shop"],
+        &["releases", "list", "--project", "Shop"],
+        &["nodes", "set-task-cap", "node-1", "4"],
+        &["nodes", "drain", "node-1"],
+        &["nodes", "undrain", "node-1"],
     ];
     for args in commands {
         let (ok, err) = tokio::task::spawn_blocking({
