@@ -7,6 +7,7 @@
 
 pub mod agents;
 pub mod client;
+pub mod deployments;
 pub mod master_key;
 pub mod nodes;
 pub mod packages;

@@ -39,6 +39,7 @@ macro_rules! state_text {
 
 pub mod agent;
 pub mod command;
+pub mod deployment;
 pub mod duration;
 pub mod error_chain;
 pub mod names;

@@ -10,6 +10,7 @@ mod version_rule;
 
 use serde::{Deserialize, Serialize};
 
+use crate::deployment::FailureBudget;
 use crate::script::ScriptSyntax;
 
 pub use validate::{ProcessIssue, validate};
@@ -98,8 +99,58 @@ pub enum FailurePolicy {
     Fail,
     /// The deployment pauses and asks an operator: retry, skip the target, or fail.
     Guided,
-    /// Carry on with the other targets while at most `max_failed_targets` fail.
-    Continue { max_failed_targets: u32 },
+    /// Carry on with the other targets while the failures stay within
+    /// `max_failed_targets`: a count (`3`) or a share of the step's targets (`"5%"`).
+    /// Failed targets are left out of later steps.
+    Continue {
+        /// A count such as `3`, or a percentage such as `"5%"`.
+        #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+        max_failed_targets: MaxFailedTargets,
+    },
+}
+
+/// A failure budget as written: a count, or a percentage as a string (`"5%"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "BudgetText", into = "BudgetText")]
+pub struct MaxFailedTargets(pub FailureBudget);
+
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum BudgetText {
+    Count(u32),
+    Text(String),
+}
+
+impl TryFrom<BudgetText> for MaxFailedTargets {
+    type Error = String;
+    fn try_from(text: BudgetText) -> Result<Self, Self::Error> {
+        match text {
+            BudgetText::Count(n) => Ok(Self(FailureBudget::Count(n))),
+            BudgetText::Text(text) => {
+                let percent = text
+                    .trim()
+                    .strip_suffix('%')
+                    .and_then(|n| n.trim().parse::<u8>().ok())
+                    .filter(|n| (1..=100).contains(n));
+                match (percent, text.trim().parse::<u32>()) {
+                    (Some(p), _) => Ok(Self(FailureBudget::Percent(p))),
+                    (None, Ok(n)) => Ok(Self(FailureBudget::Count(n))),
+                    (None, Err(_)) => Err(format!(
+                        "`{text}` is not a failure budget: give a count such as 3 or a percentage from 1% to 100%"
+                    )),
+                }
+            }
+        }
+    }
+}
+
+impl From<MaxFailedTargets> for BudgetText {
+    fn from(budget: MaxFailedTargets) -> Self {
+        match budget.0 {
+            FailureBudget::Count(n) => Self::Count(n),
+            FailureBudget::Percent(p) => Self::Text(format!("{p}%")),
+        }
+    }
 }
 
 /// A named lock a step holds on each target while it runs there.
@@ -158,12 +209,24 @@ pub enum Action {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         acquisition_parallelism: Option<u32>,
     },
+    /// Pause the deployment until an operator proceeds or aborts, with a note.
+    ManualIntervention {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+        /// What the operator is asked to do or check.
+        instructions: String,
+        /// The role expected to answer (informative until roles exist).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        responsible_role: Option<String>,
+    },
 }
 
 impl Action {
     pub fn name(&self) -> Option<&str> {
         match self {
-            Self::Script { name, .. } | Self::Package { name, .. } => name.as_deref(),
+            Self::Script { name, .. }
+            | Self::Package { name, .. }
+            | Self::ManualIntervention { name, .. } => name.as_deref(),
         }
     }
 
@@ -174,6 +237,9 @@ impl Action {
             None => match self {
                 Self::Script { .. } => format!("script {}", index + 1),
                 Self::Package { .. } => format!("package {}", index + 1),
+                Self::ManualIntervention { .. } => {
+                    format!("manual intervention {}", index + 1)
+                }
             },
         }
     }

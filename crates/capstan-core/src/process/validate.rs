@@ -4,10 +4,11 @@
 use std::collections::HashMap;
 
 use super::{
-    Action, FailurePolicy, MAX_ACTIONS, MAX_SCRIPT_BYTES, MAX_STEPS, RunCondition, StartTrigger,
-    Step, VersionRule,
+    Action, FailurePolicy, MAX_ACTIONS, MAX_SCRIPT_BYTES, MAX_STEPS, MaxFailedTargets,
+    RunCondition, StartTrigger, Step, VersionRule,
 };
 use crate::agent::normalize_tags;
+use crate::deployment::FailureBudget;
 use crate::package::{PackageId, PackageVersion};
 use crate::variables::Template;
 
@@ -72,7 +73,7 @@ pub fn validate(steps: &[Step]) -> Vec<ProcessIssue> {
             }
         }
         if let FailurePolicy::Continue {
-            max_failed_targets: 0,
+            max_failed_targets: MaxFailedTargets(FailureBudget::Count(0)),
         } = step.failure_policy
         {
             check.issue(
@@ -253,6 +254,24 @@ impl StepCheck<'_> {
                 }
             }
             match action {
+                Action::ManualIntervention {
+                    instructions,
+                    responsible_role,
+                    ..
+                } => {
+                    if instructions.trim().is_empty() {
+                        self.issue(
+                            &at("instructions"),
+                            "say what the operator should do".to_owned(),
+                        );
+                    }
+                    if instructions.len() > 16 * 1024 {
+                        self.issue(&at("instructions"), "at most 16 KiB".to_owned());
+                    }
+                    if let Some(Err(why)) = responsible_role.as_deref().map(check_name) {
+                        self.issue(&at("responsible_role"), why);
+                    }
+                }
                 Action::Script { body, .. } => {
                     if body.trim().is_empty() {
                         self.issue(&at("body"), "the script is empty".to_owned());
@@ -411,7 +430,7 @@ mod tests {
         s.window_size = Some(0);
         s.max_parallelism = Some(0);
         s.failure_policy = FailurePolicy::Continue {
-            max_failed_targets: 0,
+            max_failed_targets: MaxFailedTargets(FailureBudget::Count(0)),
         };
         s.lock = Some(NamedLock {
             name: " ".to_owned(),

@@ -154,7 +154,7 @@ async fn resolve_packages(
         .flat_map(|step| &step.actions)
         .filter_map(|action| match action {
             Action::Package { package_id, .. } => Some(package_id.clone()),
-            Action::Script { .. } => None,
+            Action::Script { .. } | Action::ManualIntervention { .. } => None,
         })
         .collect();
     let mut selected = BTreeMap::new();
