@@ -13,6 +13,10 @@ use time::OffsetDateTime;
 #[serde(deny_unknown_fields)]
 pub struct CreateDeploymentRequest {
     pub release_id: i64,
+    /// The project the release must belong to, when the caller knows it: a release of
+    /// another project is then refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project_id: Option<i64>,
     /// The environment's name.
     pub environment: String,
     /// Only these agents (by name); every one must be a target of the environment.

@@ -19,6 +19,10 @@ pub enum DbError {
     /// something else would act on a guess; like `Other`, never shown to clients.
     #[error("the database holds a value this node cannot read: {what}")]
     Corrupt { what: String },
+    /// A write made under a task attempt that no longer runs: rescue gave the task to
+    /// another node, or it ended. The writer must stop.
+    #[error("the task's attempt no longer runs here (fenced off)")]
+    Fenced,
     /// Anything else: a bug or a schema mismatch, never shown to clients.
     #[error(transparent)]
     Other(Box<dyn std::error::Error + Send + Sync>),

@@ -10,6 +10,7 @@ pub mod agents;
 pub mod background;
 pub mod blobs;
 pub mod config;
+pub mod deployments;
 pub mod http;
 pub mod invalid;
 pub mod metrics;

@@ -76,7 +76,9 @@ impl ApiError {
                 "the request holds text the database cannot store (a NUL character, U+0000); \
                  remove it",
             ),
-            other @ (DbError::Other(_) | DbError::Corrupt { .. }) => Self::internal(&other),
+            other @ (DbError::Other(_) | DbError::Corrupt { .. } | DbError::Fenced) => {
+                Self::internal(&other)
+            }
         }
     }
 }
@@ -141,6 +143,19 @@ impl From<crate::projects::preview::PreviewError> for ApiError {
             PreviewError::NoProject(_) => Self::not_found(error.to_string()),
             PreviewError::Secrets(e) => e.into(),
             PreviewError::Db(e) => Self::from_db(e, String::new),
+        }
+    }
+}
+
+impl From<crate::deployments::DeploymentError> for ApiError {
+    fn from(error: crate::deployments::DeploymentError) -> Self {
+        use crate::deployments::DeploymentError;
+        match error {
+            DeploymentError::Invalid(problems) => problems.into(),
+            DeploymentError::NotFound(detail) => Self::not_found(detail),
+            DeploymentError::Conflict(detail) => Self::conflict(detail),
+            e @ DeploymentError::Stored(_) => Self::internal(&e),
+            DeploymentError::Db(e) => Self::from_db(e, String::new),
         }
     }
 }

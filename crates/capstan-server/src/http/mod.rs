@@ -5,6 +5,7 @@ mod agents;
 mod artifacts;
 mod auth;
 pub mod client_addr;
+mod deployments;
 mod download;
 mod error;
 mod extract;
@@ -153,6 +154,23 @@ pub fn router(ctx: Arc<NodeContext>) -> Router {
         .route(
             "/api/releases/{id}",
             get(releases::get_release).delete(releases::delete_release),
+        )
+        .route(
+            "/api/deployments",
+            get(deployments::list_deployments).post(deployments::create_deployment),
+        )
+        .route("/api/deployments/{id}", get(deployments::get_deployment))
+        .route(
+            "/api/deployments/{id}/cancel",
+            post(deployments::cancel_deployment),
+        )
+        .route(
+            "/api/deployments/{id}/abandon",
+            post(deployments::abandon_deployment),
+        )
+        .route(
+            "/api/deployments/{id}/interventions/{iid}",
+            post(deployments::answer_intervention),
         )
         .route_layer(middleware::from_fn_with_state(
             ctx.clone(),

@@ -29,9 +29,18 @@ use utoipa::{
     },
 };
 
+use capstan_api::deployments::{
+    Actor, AnswerRequest, Answered, Blocked, BlockedBy, Cell, CreateDeploymentRequest,
+    DeploymentOptions, DeploymentPage, DeploymentResponse, DeploymentSummary, GridStep, GridTarget,
+    Intervention, NodeLoad, StopRequest,
+};
+use capstan_core::deployment::{
+    CellState, DeploymentState, InterventionAnswer, InterventionKind, OfflineTargets,
+};
+
 use super::{
-    agent_protocol, agents, artifacts, master_key, nodes, packages, projects, releases, scripts,
-    task_logs, tasks,
+    agent_protocol, agents, artifacts, deployments, master_key, nodes, packages, projects,
+    releases, scripts, task_logs, tasks,
 };
 
 #[derive(OpenApi)]
@@ -58,6 +67,9 @@ use super::{
         projects::preview_variables,
         releases::create_release, releases::list_releases, releases::get_release,
         releases::delete_release,
+        deployments::create_deployment, deployments::list_deployments,
+        deployments::get_deployment, deployments::cancel_deployment,
+        deployments::abandon_deployment, deployments::answer_intervention,
     ),
     components(schemas(
         NodeResponse, UpdateNodeRequest, Problem, CreateTaskRequest, CreateTasksRequest,
@@ -75,7 +87,10 @@ use super::{
         FailurePolicy, NamedLock, LockScope, Action, VariableScope, VariableInput,
         VariableResponse, VariablesRequest, VariablesResponse, PreviewRequest, PreviewResponse,
         CreateReleaseRequest, PackageSelection, ReleasePackage, ReleaseSummary, ReleaseResponse,
-        ReleasePage,
+        ReleasePage, CreateDeploymentRequest, DeploymentSummary, DeploymentResponse,
+        DeploymentOptions, GridStep, GridTarget, Cell, Intervention, Answered, Actor,
+        AnswerRequest, StopRequest, DeploymentPage, Blocked, BlockedBy, NodeLoad,
+        DeploymentState, CellState, InterventionKind, InterventionAnswer, OfflineTargets,
     )),
     modifiers(&BearerAuth, &GenericResponses),
     security(("api_key" = []))

@@ -62,12 +62,19 @@ pub(crate) fn start(ctx: &Arc<NodeContext>, task: ClaimedTask, sent: Option<Sent
     };
     let finished_tx = runner.finished_tx.clone();
     let node_name = ctx.state.name.clone();
+    let grace = kind.cancel_grace();
     tokio::spawn(async move {
         tracing::debug!(task.id = task.id, task.kind = %task.kind, task.attempt = task.attempt, "task started");
         let mut work = tokio::spawn(kind.run(run));
         let ended = tokio::select! {
             joined = &mut work => Some(joined),
             () = stop.cancelled() => {
+                let cancelled = matches!(*reason.lock().expect("reason lock"), Some(StopReason::Cancelled));
+                // A cancelled run of a kind that cleans up gets its grace; a fenced one
+                // must write nothing more, so it is dropped at once.
+                if cancelled && !grace.is_zero() {
+                    let _ = tokio::time::timeout(grace, &mut work).await;
+                }
                 work.abort();
                 None
             }

@@ -7,6 +7,7 @@ mod api;
 mod blobs;
 mod cli;
 mod crash;
+mod deployments;
 mod dev;
 mod haproxy;
 mod observability;

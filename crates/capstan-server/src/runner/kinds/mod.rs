@@ -4,6 +4,7 @@
 
 mod agent_work;
 mod blob_retention;
+mod deploy;
 mod health_check;
 pub mod master_key_rotation;
 mod retention;
@@ -56,6 +57,12 @@ pub trait TaskKind: Send + Sync + 'static {
     /// Checks and normalises `args`; the error names the field at fault.
     fn prepare(&self, args: &serde_json::Value) -> Result<Prepared, String>;
 
+    /// How long a cancelled run may go on to clean up (it sees `stop` cancelled)
+    /// before it is dropped. Most kinds need none.
+    fn cancel_grace(&self) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
+
     /// Runs one attempt. `Err` fails the task with that reason.
     fn run(&self, run: TaskRun) -> BoxFuture<'static, Result<(), String>>;
 }
@@ -79,6 +86,7 @@ impl TaskKinds {
         kinds.register(script::Script);
         kinds.register(HealthCheck);
         kinds.register(MasterKeyRotation);
+        kinds.register(deploy::Deploy);
         kinds
     }
 
@@ -133,10 +141,10 @@ mod tests {
     #[test]
     fn unknown_kinds_and_bad_args_are_explained() {
         let kinds = TaskKinds::builtin();
-        let err = kinds.prepare("deploy", &serde_json::json!({})).unwrap_err();
+        let err = kinds.prepare("nap", &serde_json::json!({})).unwrap_err();
         assert_eq!(
             err,
-            "there is no task kind `deploy`; the kinds are: blob-retention, health-check, master-key-rotation, script, sleep, task-history-retention"
+            "there is no task kind `nap`; the kinds are: blob-retention, deploy, health-check, master-key-rotation, script, sleep, task-history-retention"
         );
         let err = kinds
             .prepare("sleep", &serde_json::json!({"ms": "long"}))

@@ -1,0 +1,112 @@
+//! Deployments with real agents: the grid, failure policies, interventions, mutexes
+//! and locks, and bad input.
+
+mod basics;
+mod policies;
+
+use std::{path::Path, time::Duration};
+
+use capstan_testkit::{TempDir, TestCluster, agents::AgentProcess, eventually};
+use serde_json::{Value, json};
+
+use crate::agents::fleet::start_agents;
+use crate::projects::Api;
+
+/// A cluster, real agents tagged `web` in environment Production, and the API.
+pub struct Fleet {
+    pub cluster: TestCluster,
+    pub api: Api,
+    /// Kept so the agents run as long as the fleet.
+    pub _agents: Vec<AgentProcess>,
+    pub dir: TempDir,
+}
+
+impl Fleet {
+    pub async fn start(nodes: usize, agents: usize) -> Self {
+        let cluster = TestCluster::start(nodes).await;
+        let dir = TempDir::new("capstan-deploy");
+        let names: Vec<String> = (1..=agents).map(|i| format!("web{i:02}")).collect();
+        let specs: Vec<(&str, &[&str])> =
+            names.iter().map(|n| (n.as_str(), &["web"][..])).collect();
+        let client = cluster.node(0).client();
+        let agents = start_agents(&client, &cluster.node(0).url(), &specs, &dir.0).await;
+        let api = Api::new(&cluster.node(0).url());
+        Self {
+            cluster,
+            api,
+            _agents: agents,
+            dir,
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir.0
+    }
+
+    /// A project with `steps` and `variables`, and a release of it: (project, release).
+    pub async fn release(&self, name: &str, steps: Value, variables: Value) -> (i64, i64) {
+        let project = self.api.project(name).await;
+        let (status, body) = self.api.save_process(project, 0, steps).await;
+        assert_eq!(status, 200, "{body}");
+        let (status, body) = self.api.save_variables(project, 0, variables).await;
+        assert_eq!(status, 200, "{body}");
+        let (status, body) = self
+            .api
+            .post("/api/releases", json!({ "project_id": project }))
+            .await;
+        assert_eq!(status, 201, "{body}");
+        (project, body["id"].as_i64().unwrap())
+    }
+
+    /// Queues a deployment and returns its id.
+    pub async fn deploy(&self, request: Value) -> i64 {
+        let (status, body) = self.api.post("/api/deployments", request).await;
+        assert_eq!(status, 201, "{body}");
+        body["id"].as_i64().unwrap()
+    }
+
+    /// Waits until the deployment reaches a state in `states`.
+    pub async fn wait_state(&self, id: i64, states: &[&str], within: Duration) -> Value {
+        let path = format!("/api/deployments/{id}");
+        eventually(
+            within,
+            &format!("deployment {id} to be {states:?}"),
+            || async {
+                let (_, body) = self.api.get(&path).await;
+                states
+                    .contains(&body["state"].as_str().unwrap_or_default())
+                    .then_some(body)
+            },
+        )
+        .await
+    }
+
+    pub async fn log(&self, deployment: &Value) -> String {
+        let client = self.cluster.node(0).client();
+        capstan_testkit::tasks::whole_log(&client, deployment["task_id"].as_i64().unwrap()).await
+    }
+}
+
+/// The cells of `deployment` in step `step`, by target name: their states in action
+/// order.
+pub fn states_in(deployment: &Value, step: u64) -> std::collections::BTreeMap<String, Vec<String>> {
+    let mut found: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for cell in deployment["grid"].as_array().unwrap() {
+        if cell["step"] == step {
+            found
+                .entry(cell["target"].as_str().unwrap().to_owned())
+                .or_default()
+                .push(cell["state"].as_str().unwrap().to_owned());
+        }
+    }
+    found
+}
+
+/// A script step on `web` targets.
+pub fn step(name: &str, body: &str) -> Value {
+    json!({
+        "name": name,
+        "target_tags": ["web"],
+        "actions": [{ "kind": "script", "syntax": "bash", "body": body }],
+    })
+}
