@@ -2,6 +2,7 @@
 //! through its API. Operator commands never touch the database directly.
 
 mod agents;
+mod deployments;
 mod dev;
 mod master_key;
 mod nodes;
@@ -48,6 +49,10 @@ enum Command {
     Projects(projects::ProjectsArgs),
     /// Create, list and show releases.
     Releases(projects::ReleasesArgs),
+    /// Deploy a project's release to an environment, optionally following it to the end.
+    Deploy(Box<deployments::DeployArgs>),
+    /// List and show deployments, cancel or abandon them, answer their questions.
+    Deployments(deployments::DeploymentsArgs),
 }
 
 fn main() -> ExitCode {
@@ -64,6 +69,8 @@ fn main() -> ExitCode {
         Command::MasterKey(args) => run_client(master_key::run(args)),
         Command::Projects(args) => run_client(projects::projects(args)),
         Command::Releases(args) => run_client(projects::releases(args)),
+        Command::Deploy(args) => run_client(deployments::deploy(*args)),
+        Command::Deployments(args) => run_client(deployments::run(args)),
     }
 }
 
