@@ -140,4 +140,44 @@ mod tests {
     fn the_command_line_is_well_formed() {
         super::Cli::command().debug_assert();
     }
+
+    #[test]
+    fn an_intervention_takes_exactly_one_answer() {
+        use clap::Parser as _;
+        let parse = |args: &[&str]| {
+            let mut argv = vec!["capstan", "deployments", "intervene", "12", "5"];
+            argv.extend_from_slice(args);
+            super::Cli::try_parse_from(argv)
+        };
+        assert!(parse(&["--retry", "--note", "disk freed"]).is_ok());
+        assert!(parse(&["--proceed"]).is_ok());
+        assert!(parse(&[]).is_err());
+        assert!(parse(&["--retry", "--abort"]).is_err());
+    }
+
+    #[test]
+    fn deploy_takes_repeated_targets_and_an_offline_policy() {
+        use clap::Parser as _;
+        let argv = [
+            "capstan",
+            "deploy",
+            "--project",
+            "Web shop",
+            "--release",
+            "2.4.0",
+            "--environment",
+            "Production",
+            "--target",
+            "web-01",
+            "--target",
+            "web-02",
+            "--offline-targets",
+            "skip",
+            "--follow",
+        ];
+        assert!(super::Cli::try_parse_from(argv).is_ok());
+        let mut bad = argv;
+        bad[13] = "sometimes";
+        assert!(super::Cli::try_parse_from(bad).is_err());
+    }
 }
