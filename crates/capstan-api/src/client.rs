@@ -11,6 +11,10 @@ use crate::{
     AttemptList, CreateTaskRequest, CreateTasksRequest, CreateTasksResponse, NodeResponse,
     PackagePage, PackageQuery, PackageResponse, PackageVersionPage, Problem, TaskPage, TaskQuery,
     TaskResponse, UpdateNodeRequest, UploadPackageQuery,
+    deployments::{
+        AnswerRequest, CreateDeploymentRequest, DeploymentPage, DeploymentQuery,
+        DeploymentResponse, StopRequest,
+    },
     task_logs::{LogEvent, SseParser},
 };
 
@@ -442,6 +446,107 @@ impl ApiClient {
     pub async fn get_release(&self, id: i64) -> Result<crate::ReleaseResponse, ClientError> {
         self.call(Method::GET, &format!("/api/releases/{id}"), None::<&()>)
             .await
+    }
+
+    /// A project's release by its version, looked up through the list.
+    pub async fn find_release(
+        &self,
+        project_id: i64,
+        version: &str,
+    ) -> Result<crate::ReleaseSummary, ClientError> {
+        let mut query = crate::ReleaseQuery {
+            project_id: Some(project_id),
+            limit: Some(500),
+            ..Default::default()
+        };
+        loop {
+            let page = self.list_releases(&query).await?;
+            if let Some(found) = page.items.into_iter().find(|r| r.version == version) {
+                return Ok(found);
+            }
+            match page.next {
+                Some(next) => query.cursor = Some(next),
+                None => {
+                    return Err(ClientError::Api(Problem::new(
+                        404,
+                        "Not Found",
+                        format!("project {project_id} has no release `{version}`"),
+                    )));
+                }
+            }
+        }
+    }
+
+    /// `POST /api/deployments`: queues a release's deployment to an environment.
+    pub async fn create_deployment(
+        &self,
+        request: &CreateDeploymentRequest,
+    ) -> Result<DeploymentResponse, ClientError> {
+        self.call(Method::POST, "/api/deployments", Some(request))
+            .await
+    }
+
+    /// `GET /api/deployments` with filters and a cursor.
+    pub async fn list_deployments(
+        &self,
+        query: &DeploymentQuery,
+    ) -> Result<DeploymentPage, ClientError> {
+        let mut url = url_with_query("/api/deployments", query);
+        if url.ends_with('?') {
+            url.pop();
+        }
+        self.call(Method::GET, &url, None::<&()>).await
+    }
+
+    /// `GET /api/deployments/{id}`: the deployment with its grid and interventions.
+    pub async fn deployment(&self, id: i64) -> Result<DeploymentResponse, ClientError> {
+        self.call(Method::GET, &format!("/api/deployments/{id}"), None::<&()>)
+            .await
+    }
+
+    /// `POST /api/deployments/{id}/cancel`: stops a queued deployment at once, or asks
+    /// the running one to stop.
+    pub async fn cancel_deployment(
+        &self,
+        id: i64,
+        request: &StopRequest,
+    ) -> Result<DeploymentResponse, ClientError> {
+        self.call(
+            Method::POST,
+            &format!("/api/deployments/{id}/cancel"),
+            Some(request),
+        )
+        .await
+    }
+
+    /// `POST /api/deployments/{id}/abandon`: closes a cancel that could not complete.
+    pub async fn abandon_deployment(
+        &self,
+        id: i64,
+        request: &StopRequest,
+    ) -> Result<DeploymentResponse, ClientError> {
+        self.call(
+            Method::POST,
+            &format!("/api/deployments/{id}/abandon"),
+            Some(request),
+        )
+        .await
+    }
+
+    /// `POST /api/deployments/{id}/interventions/{iid}`: answers a deployment's
+    /// question; a second answer is a 409.
+    pub async fn answer_intervention(
+        &self,
+        id: i64,
+        intervention_id: i64,
+        request: &AnswerRequest,
+    ) -> Result<DeploymentResponse, ClientError> {
+        self.call(
+            Method::POST,
+            &format!("/api/deployments/{id}/interventions/{intervention_id}"),
+            Some(request),
+        )
+        .await
     }
 
     /// `POST /api/packages/raw`: streams `body` (`length` bytes) as a package version.

@@ -2,6 +2,7 @@
 //! through its API. Operator commands never touch the database directly.
 
 mod agents;
+mod deployments;
 mod dev;
 mod master_key;
 mod nodes;
@@ -48,6 +49,10 @@ enum Command {
     Projects(projects::ProjectsArgs),
     /// Create, list and show releases.
     Releases(projects::ReleasesArgs),
+    /// Deploy a project's release to an environment, optionally following it to the end.
+    Deploy(Box<deployments::DeployArgs>),
+    /// List and show deployments, cancel or abandon them, answer their questions.
+    Deployments(deployments::DeploymentsArgs),
 }
 
 fn main() -> ExitCode {
@@ -64,6 +69,8 @@ fn main() -> ExitCode {
         Command::MasterKey(args) => run_client(master_key::run(args)),
         Command::Projects(args) => run_client(projects::projects(args)),
         Command::Releases(args) => run_client(projects::releases(args)),
+        Command::Deploy(args) => run_client(deployments::deploy(*args)),
+        Command::Deployments(args) => run_client(deployments::run(args)),
     }
 }
 
@@ -132,5 +139,45 @@ mod tests {
     #[test]
     fn the_command_line_is_well_formed() {
         super::Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn an_intervention_takes_exactly_one_answer() {
+        use clap::Parser as _;
+        let parse = |args: &[&str]| {
+            let mut argv = vec!["capstan", "deployments", "intervene", "12", "5"];
+            argv.extend_from_slice(args);
+            super::Cli::try_parse_from(argv)
+        };
+        assert!(parse(&["--retry", "--note", "disk freed"]).is_ok());
+        assert!(parse(&["--proceed"]).is_ok());
+        assert!(parse(&[]).is_err());
+        assert!(parse(&["--retry", "--abort"]).is_err());
+    }
+
+    #[test]
+    fn deploy_takes_repeated_targets_and_an_offline_policy() {
+        use clap::Parser as _;
+        let argv = [
+            "capstan",
+            "deploy",
+            "--project",
+            "Web shop",
+            "--release",
+            "2.4.0",
+            "--environment",
+            "Production",
+            "--target",
+            "web-01",
+            "--target",
+            "web-02",
+            "--offline-targets",
+            "skip",
+            "--follow",
+        ];
+        assert!(super::Cli::try_parse_from(argv).is_ok());
+        let mut bad = argv;
+        bad[13] = "sometimes";
+        assert!(super::Cli::try_parse_from(bad).is_err());
     }
 }
