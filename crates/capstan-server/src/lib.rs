@@ -18,6 +18,7 @@ pub mod packages;
 pub mod projects;
 pub mod runner;
 pub mod secrets;
+pub mod tasks;
 pub mod telemetry;
 
 pub use config::{LogFormat, ServerArgs, Settings};

@@ -3,7 +3,7 @@
 use axum::Json;
 use capstan_api::{
     AgentCommand, AgentFacts, AgentHealth, AgentPage, AgentResponse, ArtifactList,
-    ArtifactResponse, AttemptList, AttemptResponse, CommandBody, CommandList, CommandOutcome,
+    ArtifactResponse, AttemptList, AttemptResponse, Blocked, BlockedBy, NodeLoad, CommandBody, CommandList, CommandOutcome,
     CommandResponse, CommandResult, CommandVariable, CreateRegistrationTokenRequest,
     CreateTaskRequest, CreateTasksRequest, CreateTasksResponse, EnvironmentList,
     EnvironmentRequest, EnvironmentResponse, MasterKeyStatus, MasterKeyVersion, NodeKeyVersions,
@@ -61,7 +61,7 @@ use super::{
     ),
     components(schemas(
         NodeResponse, UpdateNodeRequest, Problem, CreateTaskRequest, CreateTasksRequest,
-        CreateTasksResponse, TaskResponse, TaskPage, AttemptResponse, AttemptList, TaskLogEnd,
+        CreateTasksResponse, TaskResponse, Blocked, BlockedBy, NodeLoad, TaskPage, AttemptResponse, AttemptList, TaskLogEnd,
         PackageResponse, PackageSummary, PackagePage, PackageVersionPage, ArtifactResponse,
         ArtifactList, CreateRegistrationTokenRequest, RegistrationTokenResponse,
         RegistrationTokenList, RegisterAgentRequest, RegisterAgentResponse, AgentResponse,
