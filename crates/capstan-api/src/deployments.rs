@@ -304,7 +304,10 @@ impl BlockedBy {
             }
             Self::NoNodeUp { draining } if draining.is_empty() => "no node is up".to_owned(),
             Self::NoNodeUp { draining } => {
-                format!("every node that is up is draining ({})", draining.join(", "))
+                format!(
+                    "every node that is up is draining ({})",
+                    draining.join(", ")
+                )
             }
             Self::ConcurrencyKey {
                 key,

@@ -3,15 +3,16 @@
 use axum::Json;
 use capstan_api::{
     AgentCommand, AgentFacts, AgentHealth, AgentPage, AgentResponse, ArtifactList,
-    ArtifactResponse, AttemptList, AttemptResponse, Blocked, BlockedBy, NodeLoad, CommandBody, CommandList, CommandOutcome,
-    CommandResponse, CommandResult, CommandVariable, CreateRegistrationTokenRequest,
-    CreateTaskRequest, CreateTasksRequest, CreateTasksResponse, EnvironmentList,
-    EnvironmentRequest, EnvironmentResponse, MasterKeyStatus, MasterKeyVersion, NodeKeyVersions,
-    NodeResponse, OutputBatch, OutputLine, OutputStream, PackagePage, PackageRef, PackageResponse,
-    PackageSummary, PackageVersionPage, PackageVersionRef, PollResponse, Problem,
-    RegisterAgentRequest, RegisterAgentResponse, RegistrationTokenList, RegistrationTokenResponse,
-    RotateMasterKeyResponse, RunScriptRequest, ScriptCommand, ScriptSyntax, SseEvent, TaskLogEnd,
-    TaskPage, TaskResponse, UpdateAgentRequest, UpdateNodeRequest,
+    ArtifactResponse, AttemptList, AttemptResponse, Blocked, BlockedBy, CommandBody, CommandList,
+    CommandOutcome, CommandResponse, CommandResult, CommandVariable,
+    CreateRegistrationTokenRequest, CreateTaskRequest, CreateTasksRequest, CreateTasksResponse,
+    EnvironmentList, EnvironmentRequest, EnvironmentResponse, MasterKeyStatus, MasterKeyVersion,
+    NodeKeyVersions, NodeLoad, NodeResponse, OutputBatch, OutputLine, OutputStream, PackagePage,
+    PackageRef, PackageResponse, PackageSummary, PackageVersionPage, PackageVersionRef,
+    PollResponse, Problem, RegisterAgentRequest, RegisterAgentResponse, RegistrationTokenList,
+    RegistrationTokenResponse, RotateMasterKeyResponse, RunScriptRequest, ScriptCommand,
+    ScriptSyntax, SseEvent, TaskLogEnd, TaskPage, TaskResponse, UpdateAgentRequest,
+    UpdateNodeRequest,
 };
 use capstan_api::{
     CreateReleaseRequest, PackageSelection, PreviewRequest, PreviewResponse, ProcessRequest,
