@@ -242,6 +242,9 @@ pub enum BlockedBy {
     TaskCap { nodes: Vec<NodeLoad> },
     /// No node that is up knows the task's kind.
     NoNodeForKind { kind: String },
+    /// No node is up that claims tasks: none is up at all, or every one that is up is
+    /// draining (named here).
+    NoNodeUp { draining: Vec<String> },
     /// A task with the same concurrency key runs, or was queued earlier.
     ConcurrencyKey {
         key: String,
@@ -302,6 +305,13 @@ impl BlockedBy {
             }
             Self::NoNodeForKind { kind } => {
                 format!("no node that is up can run tasks of kind `{kind}`")
+            }
+            Self::NoNodeUp { draining } if draining.is_empty() => "no node is up".to_owned(),
+            Self::NoNodeUp { draining } => {
+                format!(
+                    "every node that is up is draining ({})",
+                    draining.join(", ")
+                )
             }
             Self::ConcurrencyKey {
                 key,

@@ -28,6 +28,7 @@ pub use agents::{
     UpdateAgentRequest,
 };
 pub use client::{ApiClient, ClientError, LogChunks, LogFollower};
+pub use deployments::{Blocked, BlockedBy, NodeLoad};
 pub use master_key::{MasterKeyStatus, MasterKeyVersion, NodeKeyVersions, RotateMasterKeyResponse};
 pub use nodes::{NodeResponse, UpdateNodeRequest};
 pub use packages::{

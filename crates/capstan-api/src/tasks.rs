@@ -5,6 +5,8 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::Blocked;
+
 /// `POST /api/tasks`: queue one task.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -81,6 +83,9 @@ pub struct TaskResponse {
     pub finished_at: Option<OffsetDateTime>,
     /// Why it failed or was cancelled.
     pub error: Option<String>,
+    /// Set while queued: its place in line and every reason it has not started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blocked_by: Option<Blocked>,
 }
 
 /// One page of `GET /api/tasks`, newest first.

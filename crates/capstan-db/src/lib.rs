@@ -12,6 +12,7 @@
 pub mod agents;
 pub mod artifacts;
 pub mod blobs;
+pub mod blocked;
 pub mod deployments;
 pub mod error;
 pub mod listen;

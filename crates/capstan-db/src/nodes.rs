@@ -30,13 +30,24 @@ pub struct NodeRow {
 /// The most nodes a list returns; a cluster of more is not one we plan for.
 pub const LIST_LIMIT: i64 = 1000;
 
-const SELECT_NODE: &str = "SELECT id, name, version, url, task_cap, draining,
+/// When a row of `nodes` is online: not stopped, and seen within three of the node's
+/// own heartbeat intervals. A macro so statements can `concat!` it.
+macro_rules! online {
+    () => {
+        "(nodes.stopped_at IS NULL
+          AND nodes.last_seen > now() - 3 * nodes.heartbeat_interval_ms * interval '1 millisecond')"
+    };
+}
+pub(crate) use online;
+
+const SELECT_NODE: &str = concat!(
+    "SELECT id, name, version, url, task_cap, draining,
         (SELECT count(*)::int4 FROM tasks
          WHERE tasks.state = 'running' AND tasks.node_id = nodes.id) AS running_tasks,
-        last_seen,
-        (stopped_at IS NULL
-         AND last_seen > now() - 3 * heartbeat_interval_ms * interval '1 millisecond') AS online
-    FROM nodes";
+        last_seen, ",
+    online!(),
+    " AS online FROM nodes"
+);
 
 /// Every node, by name.
 pub async fn list(db: impl PgExecutor<'_>) -> Result<Vec<NodeRow>, DbError> {

@@ -19,6 +19,7 @@ pub mod packages;
 pub mod projects;
 pub mod runner;
 pub mod secrets;
+pub mod tasks;
 pub mod telemetry;
 
 pub use config::{LogFormat, ServerArgs, Settings};

@@ -190,6 +190,7 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
     let deployment = client
         .create_deployment(&CreateDeploymentRequest {
             release_id: release.id,
+            project_id: Some(project.id),
             environment: args.environment,
             targets: args.targets,
             exclude_targets: args.exclude_targets,

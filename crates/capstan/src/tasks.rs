@@ -1,4 +1,5 @@
-//! `capstan tasks ...`: list, show, queue and cancel tasks, and read their logs.
+//! `capstan tasks ...`: list, show, queue and cancel tasks, say why one has not
+//! started, and read their logs.
 
 use std::time::Duration;
 
@@ -60,6 +61,8 @@ enum TasksCommand {
     },
     /// Cancel a queued task at once, or ask the node running it to stop it.
     Cancel { id: i64 },
+    /// Say in one sentence why a task has not started, or where it stands if it has.
+    Why { id: i64 },
     /// Print a task's log: `<time> <LEVEL> <text>` per line.
     Logs {
         id: i64,
@@ -151,6 +154,10 @@ pub async fn run(args: TasksArgs) -> anyhow::Result<()> {
                 }
             }
         }
+        TasksCommand::Why { id } => {
+            let task = client.get_task(id).await?;
+            outln!("{}", why(&task))?;
+        }
         TasksCommand::Logs { id, follow } => {
             if follow {
                 follow_log(&client, id).await?;
@@ -228,6 +235,56 @@ pub(crate) async fn wait_for(client: &ApiClient, id: i64) -> anyhow::Result<Task
     }
 }
 
+/// One sentence: where the task stands and, while queued, why it has not started.
+fn why(task: &TaskResponse) -> String {
+    let id = task.id;
+    match (task.state, &task.blocked_by) {
+        (TaskState::Queued, Some(blocked)) => {
+            let mut sentence = format!("task {id} is {} in line", ordinal(blocked.position));
+            if !blocked.ahead.is_empty() {
+                let ids: Vec<String> = blocked.ahead.iter().map(i64::to_string).collect();
+                sentence.push_str(&format!(" behind {}", ids.join(", ")));
+                let more = (blocked.position as usize)
+                    .saturating_sub(1)
+                    .saturating_sub(blocked.ahead.len());
+                if more > 0 {
+                    sentence.push_str(&format!(" and {more} more"));
+                }
+            }
+            format!("{sentence}: {}", blocked.summary)
+        }
+        (TaskState::Queued, None) => format!("task {id} is queued and being claimed now"),
+        (TaskState::Running, _) => format!(
+            "task {id} is running on {} since {}{}",
+            task.node_name.as_deref().unwrap_or("a node"),
+            task.started_at
+                .map(timestamp::format)
+                .unwrap_or_else(|| "-".into()),
+            if task.cancel_requested {
+                " (cancel requested)"
+            } else {
+                ""
+            }
+        ),
+        (state, _) => match &task.error {
+            Some(error) => format!("task {id} finished: {state} ({error})"),
+            None => format!("task {id} finished: {state}"),
+        },
+    }
+}
+
+/// 1st, 2nd, 3rd, 4th, ..., 11th, 12th, 13th, ..., 21st.
+fn ordinal(n: u32) -> String {
+    let suffix = match (n % 10, n % 100) {
+        (_, 11..=13) => "th",
+        (1, _) => "st",
+        (2, _) => "nd",
+        (3, _) => "rd",
+        _ => "th",
+    };
+    format!("{n}{suffix}")
+}
+
 fn print_task(task: &TaskResponse) -> anyhow::Result<()> {
     let when =
         |at: Option<time::OffsetDateTime>| at.map(timestamp::format).unwrap_or_else(|| "-".into());
@@ -281,4 +338,24 @@ fn print_table(tasks: &[TaskResponse]) -> anyhow::Result<()> {
         )?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ordinal;
+
+    #[test]
+    fn ordinals_are_english() {
+        let words: Vec<String> = [1, 2, 3, 4, 11, 12, 13, 21, 22, 101, 111, 112]
+            .into_iter()
+            .map(ordinal)
+            .collect();
+        assert_eq!(
+            words,
+            [
+                "1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "22nd", "101st",
+                "111th", "112th"
+            ]
+        );
+    }
 }

@@ -3,15 +3,16 @@
 use axum::Json;
 use capstan_api::{
     AgentCommand, AgentFacts, AgentHealth, AgentPage, AgentResponse, ArtifactList,
-    ArtifactResponse, AttemptList, AttemptResponse, CommandBody, CommandList, CommandOutcome,
-    CommandResponse, CommandResult, CommandVariable, CreateRegistrationTokenRequest,
-    CreateTaskRequest, CreateTasksRequest, CreateTasksResponse, EnvironmentList,
-    EnvironmentRequest, EnvironmentResponse, MasterKeyStatus, MasterKeyVersion, NodeKeyVersions,
-    NodeResponse, OutputBatch, OutputLine, OutputStream, PackagePage, PackageRef, PackageResponse,
-    PackageSummary, PackageVersionPage, PackageVersionRef, PollResponse, Problem,
-    RegisterAgentRequest, RegisterAgentResponse, RegistrationTokenList, RegistrationTokenResponse,
-    RotateMasterKeyResponse, RunScriptRequest, ScriptCommand, ScriptSyntax, SseEvent, TaskLogEnd,
-    TaskPage, TaskResponse, UpdateAgentRequest, UpdateNodeRequest,
+    ArtifactResponse, AttemptList, AttemptResponse, Blocked, BlockedBy, CommandBody, CommandList,
+    CommandOutcome, CommandResponse, CommandResult, CommandVariable,
+    CreateRegistrationTokenRequest, CreateTaskRequest, CreateTasksRequest, CreateTasksResponse,
+    EnvironmentList, EnvironmentRequest, EnvironmentResponse, MasterKeyStatus, MasterKeyVersion,
+    NodeKeyVersions, NodeLoad, NodeResponse, OutputBatch, OutputLine, OutputStream, PackagePage,
+    PackageRef, PackageResponse, PackageSummary, PackageVersionPage, PackageVersionRef,
+    PollResponse, Problem, RegisterAgentRequest, RegisterAgentResponse, RegistrationTokenList,
+    RegistrationTokenResponse, RotateMasterKeyResponse, RunScriptRequest, ScriptCommand,
+    ScriptSyntax, SseEvent, TaskLogEnd, TaskPage, TaskResponse, UpdateAgentRequest,
+    UpdateNodeRequest,
 };
 use capstan_api::{
     CreateReleaseRequest, PackageSelection, PreviewRequest, PreviewResponse, ProcessRequest,
@@ -30,9 +31,9 @@ use utoipa::{
 };
 
 use capstan_api::deployments::{
-    Actor, AnswerRequest, Answered, Blocked, BlockedBy, Cell, CreateDeploymentRequest,
+    Actor, AnswerRequest, Answered, Cell, CreateDeploymentRequest,
     DeploymentOptions, DeploymentPage, DeploymentResponse, DeploymentSummary, GridStep, GridTarget,
-    Intervention, NodeLoad, StopRequest,
+    Intervention, StopRequest,
 };
 use capstan_core::deployment::{
     CellState, DeploymentState, InterventionAnswer, InterventionKind, OfflineTargets,
@@ -73,7 +74,7 @@ use super::{
     ),
     components(schemas(
         NodeResponse, UpdateNodeRequest, Problem, CreateTaskRequest, CreateTasksRequest,
-        CreateTasksResponse, TaskResponse, TaskPage, AttemptResponse, AttemptList, TaskLogEnd,
+        CreateTasksResponse, TaskResponse, Blocked, BlockedBy, NodeLoad, TaskPage, AttemptResponse, AttemptList, TaskLogEnd,
         PackageResponse, PackageSummary, PackagePage, PackageVersionPage, ArtifactResponse,
         ArtifactList, CreateRegistrationTokenRequest, RegistrationTokenResponse,
         RegistrationTokenList, RegisterAgentRequest, RegisterAgentResponse, AgentResponse,
@@ -89,7 +90,7 @@ use super::{
         CreateReleaseRequest, PackageSelection, ReleasePackage, ReleaseSummary, ReleaseResponse,
         ReleasePage, CreateDeploymentRequest, DeploymentSummary, DeploymentResponse,
         DeploymentOptions, GridStep, GridTarget, Cell, Intervention, Answered, Actor,
-        AnswerRequest, StopRequest, DeploymentPage, Blocked, BlockedBy, NodeLoad,
+        AnswerRequest, StopRequest, DeploymentPage,
         DeploymentState, CellState, InterventionKind, InterventionAnswer, OfflineTargets,
     )),
     modifiers(&BearerAuth, &GenericResponses),

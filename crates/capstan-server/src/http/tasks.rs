@@ -117,13 +117,30 @@ pub(crate) async fn list_tasks(
         .await
         .map_err(|e| ApiError::from_db(e, String::new))?;
     let (rows, next) = keyset.page(rows, |row| row.id);
-    Ok(Json(TaskPage {
-        items: rows.into_iter().map(to_response).collect(),
-        next,
-    }))
+    // One statement for the whole page, and none when nothing on it is queued.
+    let queued: Vec<i64> = rows
+        .iter()
+        .filter(|row| row.state == TaskState::Queued)
+        .map(|row| row.id)
+        .collect();
+    let mut blocked = crate::tasks::blocked::look_up(&ctx.pools.api, &queued)
+        .await
+        .map_err(|e| ApiError::from_db(e, String::new))?;
+    let items = rows
+        .into_iter()
+        .map(|row| {
+            let blocked_by = blocked.remove(&row.id);
+            TaskResponse {
+                blocked_by,
+                ..to_response(row)
+            }
+        })
+        .collect();
+    Ok(Json(TaskPage { items, next }))
 }
 
-/// `GET /api/tasks/{id}`.
+/// `GET /api/tasks/{id}`. A queued task carries `blocked_by`: its place in line and
+/// every reason it has not started.
 #[utoipa::path(get, path = "/api/tasks/{id}", tag = "tasks", params(("id" = i64, Path)), responses(
     (status = 200, body = TaskResponse),
     (status = 404, body = Problem, content_type = "application/problem+json"),
@@ -135,7 +152,19 @@ pub(crate) async fn get_task(
     let row = tasks::get(&ctx.pools.api, id)
         .await
         .map_err(|e| ApiError::from_db(e, || no_such_task(id)))?;
-    Ok(Json(to_response(row)))
+    if row.state != TaskState::Queued {
+        return Ok(Json(to_response(row)));
+    }
+    // A task claimed between the two reads has no `blocked_by`, though its state still
+    // reads queued: the next read shows it running.
+    let blocked_by = crate::tasks::blocked::look_up(&ctx.pools.api, &[id])
+        .await
+        .map_err(|e| ApiError::from_db(e, String::new))?
+        .remove(&id);
+    Ok(Json(TaskResponse {
+        blocked_by,
+        ..to_response(row)
+    }))
 }
 
 /// `GET /api/tasks/{id}/attempts`: every claim of the task, oldest first.
@@ -256,5 +285,6 @@ pub(crate) fn to_response(row: TaskRow) -> TaskResponse {
         started_at: row.started_at,
         finished_at: row.finished_at,
         error: row.error,
+        blocked_by: None,
     }
 }

@@ -2,6 +2,7 @@
 //! drain and cap changes (in-process nodes), lost nodes (real processes), and task logs.
 
 mod bad_input;
+mod blocked;
 mod logs;
 mod lost_nodes;
 mod notifications;
