@@ -144,6 +144,19 @@ pub async fn of_task(db: impl PgExecutor<'_>, task_id: i64) -> Result<Option<i64
     )
 }
 
+/// The deployments the tasks `task_ids` run: (task id, deployment id).
+pub async fn of_tasks(
+    db: impl PgExecutor<'_>,
+    task_ids: &[i64],
+) -> Result<Vec<(i64, i64)>, DbError> {
+    Ok(
+        sqlx::query_as("SELECT task_id, id FROM deployments WHERE task_id = ANY($1)")
+            .bind(task_ids)
+            .fetch_all(db)
+            .await?,
+    )
+}
+
 /// Filters of a list; `before` is the keyset cursor (an id). Newest first.
 #[derive(Debug, Clone, Default)]
 pub struct DeploymentFilter {

@@ -13,20 +13,51 @@ use capstan_db::{
     DbError,
     blocked::{self, QueuedTask, Waiting},
 };
-use sqlx::PgExecutor;
 
 /// Why each of the tasks `ids` that is still queued waits, by task id, read in one
 /// statement whatever the number of tasks. A task missing from the answer has started
 /// or finished (or does not exist).
 pub async fn look_up(
-    db: impl PgExecutor<'_>,
+    db: &mut sqlx::PgConnection,
     ids: &[i64],
 ) -> Result<HashMap<i64, Blocked>, DbError> {
     if ids.is_empty() {
         return Ok(HashMap::new());
     }
-    let waiting = blocked::look_up(db, ids).await?;
-    Ok(explain(&waiting))
+    let waiting = blocked::look_up(&mut *db, ids).await?;
+    let mut found = explain(&waiting);
+    // A key held by a deployment's task names the deployment too.
+    let holders: Vec<i64> = waiting.tasks.iter().filter_map(|t| t.key_holder).collect();
+    if !holders.is_empty() {
+        let deployments: HashMap<i64, i64> =
+            capstan_db::deployments::of_tasks(&mut *db, &holders).await?.into_iter().collect();
+        for blocked in found.values_mut() {
+            for reason in &mut blocked.reasons {
+                if let BlockedBy::ConcurrencyKey {
+                    task_id,
+                    deployment_id,
+                    ..
+                } = reason
+                {
+                    *deployment_id = deployments.get(task_id).copied();
+                }
+            }
+            blocked.summary = summary(&blocked.reasons);
+        }
+    }
+    Ok(found)
+}
+
+fn summary(reasons: &[BlockedBy]) -> String {
+    if reasons.is_empty() {
+        "nothing holds it back; a node with a free slot claims it shortly".to_owned()
+    } else {
+        reasons
+            .iter()
+            .map(BlockedBy::in_words)
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
 }
 
 /// Words what [`blocked::look_up`] read.
@@ -48,15 +79,7 @@ fn explain_one(task: &QueuedTask, waiting: &Waiting, cluster: Option<&BlockedBy>
             deployment_id: None,
         });
     }
-    let summary = if reasons.is_empty() {
-        "nothing holds it back; a node with a free slot claims it shortly".to_owned()
-    } else {
-        reasons
-            .iter()
-            .map(BlockedBy::in_words)
-            .collect::<Vec<_>>()
-            .join("; ")
-    };
+    let summary = summary(&reasons);
     Blocked {
         position: u32::try_from(task.position).unwrap_or(u32::MAX),
         ahead: waiting
