@@ -193,7 +193,7 @@ pub async fn run_on_agents(
         let finished = mailbox::finished(&ctx.pools.api, &ids)
             .await
             .map_err(|e| format!("cannot read the agents' results: {e}"))?;
-        relay_output(run, &in_flight).await?;
+        relay_output(run, |id| in_flight.get(&id).map(|(t, _)| t.name.as_str())).await?;
         for done in finished {
             if let Some((target, _)) = in_flight.remove(&done.id) {
                 outcomes.push(report(run, target, done));
@@ -254,7 +254,7 @@ async fn adopt(
     let mut by_agent: HashMap<i64, mailbox::Adopted> =
         found.into_iter().map(|c| (c.agent_id, c)).collect();
     let deadline = Instant::now() + allowed;
-    let (mut done, mut open) = (0, 0);
+    let (mut open, mut finished) = (0, Vec::new());
     let mut unsent = VecDeque::with_capacity(waiting.len());
     for job in waiting.drain(..) {
         match by_agent.remove(&job.target.id) {
@@ -262,19 +262,33 @@ async fn adopt(
                 open += 1;
                 in_flight.insert(command.outcome.id, (job.target, deadline));
             }
-            Some(command) => {
-                done += 1;
-                outcomes.push(report(run, job.target, command.outcome));
-            }
+            Some(command) => finished.push((job.target, command.outcome)),
             None => unsent.push_back(job),
         }
     }
     *waiting = unsent;
+    let done = finished.len();
     run.log.info(format!(
         "attempt {} resumes the commands sent before: {done} finished, {open} still running, {} not sent yet",
         run.attempt,
         waiting.len()
     ));
+    // Output of commands that finished while no attempt ran is still waiting; it goes
+    // into the log before their outcomes, as it would have.
+    let finished_names: HashMap<i64, &str> = finished
+        .iter()
+        .map(|(t, o)| (o.id, t.name.as_str()))
+        .collect();
+    relay_output(run, |id| {
+        in_flight
+            .get(&id)
+            .map(|(t, _)| t.name.as_str())
+            .or_else(|| finished_names.get(&id).copied())
+    })
+    .await?;
+    for (target, outcome) in finished {
+        outcomes.push(report(run, target, outcome));
+    }
     Ok(())
 }
 
@@ -305,18 +319,17 @@ fn in_hand(
     sending.handed_over(handed);
 }
 
-/// Copies output that arrived for the task into its log.
-async fn relay_output(
+/// Copies output that arrived for the task into its log, each line under the name of
+/// its command's agent.
+async fn relay_output<'a>(
     run: &TaskRun,
-    in_flight: &HashMap<i64, (Target, Instant)>,
+    agent_of: impl Fn(i64) -> Option<&'a str>,
 ) -> Result<(), String> {
     let lines = mailbox::take_output(&run.ctx.pools.api, run.id)
         .await
         .map_err(|e| format!("cannot read the agents' output: {e}"))?;
     for line in lines {
-        let agent = in_flight
-            .get(&line.command_id)
-            .map_or("agent", |(target, _)| target.name.as_str());
+        let agent = agent_of(line.command_id).unwrap_or("agent");
         let text = format!("{agent}: {}", line.text);
         match line.stream.as_str() {
             "stderr" => run.log.warn(text),
