@@ -20,7 +20,7 @@ use crate::{
     client::AgentClient,
     command::{Executor, StopSignal},
     home::{Home, Registration},
-    journal::Journal,
+    journal::{Ended, Journal, Seen},
     retry::{BACKOFF_BASE, Backoff, FailureStreak, GaveUp, humanise, until_accepted},
 };
 
@@ -36,6 +36,14 @@ const CANCELLED: &str = "cancelled";
 
 /// How many cancels of commands not running here the agent remembers.
 const REMEMBER_NOT_RUNNING: usize = 1000;
+
+/// What a command started by an earlier process of this agent, with no end recorded,
+/// is reported as when it comes back.
+pub const RESTARTED: &str = "the agent restarted while the command ran; it was not run again";
+
+/// What a command's end, answered again from the journal, says of the error it had.
+const FROM_JOURNAL: &str =
+    "reported again from the agent's journal, which keeps how a command ended but not its error";
 
 /// What the agent's own shutdown does to a command still running after the grace.
 const STOPPED_BY_SHUTDOWN: &str = "the agent was stopped before the command finished";
@@ -58,7 +66,8 @@ type Running = Arc<Mutex<HashMap<i64, StopSignal>>>;
 pub struct Agent {
     client: AgentClient,
     executor: Executor,
-    journal: Journal,
+    /// Shared with the commands' tasks, which record how each ended.
+    journal: Arc<tokio::sync::Mutex<Journal>>,
     running: Running,
     tasks: JoinSet<()>,
     /// Cancelled when the agent stops waiting for output and results to go out.
@@ -82,7 +91,7 @@ impl Agent {
         Ok(Self {
             executor: Executor::new(home, client.clone(), &registration.name),
             client,
-            journal,
+            journal: Arc::new(tokio::sync::Mutex::new(journal)),
             running: Arc::default(),
             tasks: JoinSet::new(),
             give_up: CancellationToken::new(),
@@ -100,7 +109,7 @@ impl Agent {
             self.client.agent_name(),
             self.agent_id,
             self.client.server(),
-            self.journal.len()
+            self.journal.lock().await.len()
         );
         let mut backoff = Backoff::default();
         // Pauses after answers that bring nothing new grow up to an idle poll's wait:
@@ -190,22 +199,12 @@ impl Agent {
     /// cannot be recorded as started.
     async fn start(&mut self, command: AgentCommand, shutdown: &CancellationToken) -> bool {
         let id = command.id;
-        if self.journal.contains(id) {
-            // Seen before: its acknowledgement was lost. Acknowledging is safe to
-            // repeat, running is not. If this ack fails too, the next poll retries it.
-            match self.client.ack(id).await {
-                Ok(()) => tracing::info!(
-                    command.id = id,
-                    "acknowledged command {id} again; it was started here before, so it is not run again"
-                ),
-                Err(error) => tracing::debug!(
-                    command.id = id,
-                    "acknowledging command {id} again failed: {error}"
-                ),
-            }
+        let seen = self.journal.lock().await.seen(id);
+        if let Some(seen) = seen {
+            self.seen_before(id, seen).await;
             return false;
         }
-        if let Err(error) = self.journal.record(id).await {
+        if let Err(error) = self.journal.lock().await.record(id).await {
             tracing::error!(
                 command.id = id,
                 "not starting command {id}: it cannot be recorded as started, so it could run twice: {error}"
@@ -258,6 +257,7 @@ impl Agent {
         );
         let executor = self.executor.clone();
         let give_up = self.give_up.clone();
+        let journal = self.journal.clone();
         self.tasks.spawn(async move {
             let _entry = entry;
             let started = Instant::now();
@@ -268,9 +268,81 @@ impl Agent {
                 );
                 return;
             };
+            let ended = Ended {
+                outcome: result.outcome,
+                exit_code: result.exit_code,
+            };
+            // Before the report, so a result lost with a restart can still be given.
+            if let Err(error) = journal.lock().await.record_end(id, ended).await {
+                tracing::warn!(
+                    command.id = id,
+                    "cannot record how command {id} ended: {error}; should it come back, it is reported failed"
+                );
+            }
             report(executor.client(), id, &result, &give_up, started).await;
         });
         true
+    }
+
+    /// Answers a command that comes back though the journal says it was started here:
+    /// never by running it again.
+    async fn seen_before(&mut self, id: i64, seen: Seen) {
+        let result = match seen {
+            // Running, or refused by the server: its acknowledgement was lost.
+            Seen::Started => None,
+            Seen::Interrupted => Some(CommandResult {
+                outcome: CommandOutcome::Failed,
+                exit_code: None,
+                error: Some(RESTARTED.to_owned()),
+                outputs: Default::default(),
+                facts: None,
+            }),
+            Seen::Ended(ended) => Some(CommandResult {
+                outcome: ended.outcome,
+                exit_code: ended.exit_code,
+                error: (ended.outcome != CommandOutcome::Succeeded)
+                    .then(|| FROM_JOURNAL.to_owned()),
+                outputs: Default::default(),
+                facts: None,
+            }),
+        };
+        let Some(result) = result else {
+            // Its acknowledgement was lost. Acknowledging is safe to repeat, running
+            // is not. If this ack fails too, the next poll retries it.
+            match self.client.ack(id).await {
+                Ok(()) => tracing::info!(
+                    command.id = id,
+                    "acknowledged command {id} again; it was started here before, so it is not run again"
+                ),
+                Err(error) => tracing::debug!(
+                    command.id = id,
+                    "acknowledging command {id} again failed: {error}"
+                ),
+            }
+            return;
+        };
+        // The server takes a result once and answers a repeat as accepted. If this one
+        // fails, the command comes back on a later poll and is answered again.
+        match self.client.post_result(id, &result).await {
+            Ok(()) => tracing::info!(
+                command.id = id,
+                outcome = result.outcome.as_str(),
+                "command {id} came back though it was started here before; reported it {} from the journal{}",
+                result.outcome.as_str().replace('_', " "),
+                if seen == Seen::Interrupted {
+                    format!(": {RESTARTED}")
+                } else {
+                    String::new()
+                }
+            ),
+            Err(error) if error.is_gone() => {
+                tracing::debug!(command.id = id, "command {id} is already settled: {error}")
+            }
+            Err(error) => tracing::warn!(
+                command.id = id,
+                "cannot report command {id} again from the journal: {error}; will answer when it comes back"
+            ),
+        }
     }
 
     /// Returns whether the cancel is new here.
@@ -617,7 +689,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_command_delivered_again_is_acknowledged_but_runs_once() {
+    async fn a_command_delivered_again_runs_once_and_is_answered_with_its_end() {
         let (server, fake) = fake_server().await;
         let dir = TempDir::new();
         let marker = dir.path().join("runs");
@@ -640,10 +712,42 @@ mod tests {
         agent.wait_idle().await;
 
         assert_eq!(std::fs::read_to_string(&marker).unwrap(), "ran\n");
-        assert_eq!(acks(&fake, 1), 3);
+        // Once it ended, the journal knows how, and the result is what is repeated.
+        assert_eq!(acks(&fake, 1), 2);
         let results = results(&fake);
-        assert_eq!(results.len(), 1);
-        assert_eq!(results[0].1.outcome, CommandOutcome::Succeeded);
+        assert_eq!(results.len(), 2);
+        for (_, result) in &results {
+            assert_eq!(result.outcome, CommandOutcome::Succeeded);
+            assert_eq!(result.exit_code, Some(0));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_command_cut_off_by_a_restart_is_reported_failed_not_run_again() {
+        let (server, fake) = fake_server().await;
+        let dir = TempDir::new();
+        let home = dir.path().join("home");
+        let marker = dir.path().join("runs");
+        std::fs::create_dir_all(&home).unwrap();
+        // An earlier process journaled the start, then died before the end.
+        std::fs::write(home.join("journal"), "1\n").unwrap();
+        let command = bash(1, &format!("echo ran >> {}", marker.display()));
+        let mut agent = open_agent(&server, &home).await;
+        let shutdown = CancellationToken::new();
+        agent
+            .handle(commands(vec![command.clone()]), &shutdown)
+            .await;
+        agent.handle(commands(vec![command]), &shutdown).await;
+        agent.wait_idle().await;
+
+        assert!(!marker.exists(), "the command ran again");
+        assert_eq!(acks(&fake, 1), 0);
+        let results = results(&fake);
+        assert_eq!(results.len(), 2, "each time it comes back it is answered");
+        for (_, result) in &results {
+            assert_eq!(result.outcome, CommandOutcome::Failed);
+            assert_eq!(result.error.as_deref(), Some(RESTARTED));
+        }
     }
 
     #[tokio::test]

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! <home>/agent.json     server, agent id and name, credential (mode 0600)
-//! <home>/journal        ids of commands started here, one per line
+//! <home>/journal        commands started here, one id per line, and how each ended
 //! <home>/packages/      verified packages, named by their sha256
 //! <home>/work/<id>/     a script's working directory while it runs
 //! <home>/scripts/       a script's file while it runs

@@ -60,7 +60,7 @@ pub struct TaskResponse {
     #[schema(value_type = Object)]
     pub args: serde_json::Value,
     pub state: TaskState,
-    /// What happens if the node running it is lost: `fail` or `requeue`.
+    /// What happens if the node running it is lost: `fail`, `requeue` or `resume`.
     #[schema(value_type = String, example = "fail")]
     pub on_node_lost: NodeLostPolicy,
     #[schema(value_type = Option<String>)]

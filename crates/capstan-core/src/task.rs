@@ -58,6 +58,10 @@ pub enum NodeLostPolicy {
     Fail,
     /// Queue it again at its place in line: for idempotent work.
     Requeue,
+    /// Queue it again like `requeue`, but the commands it sent to agents go on: the
+    /// next attempt adopts them (their outcomes, their output) and sends only what was
+    /// never sent. For work on agents that must not run twice on one machine.
+    Resume,
 }
 
 impl NodeLostPolicy {
@@ -65,6 +69,7 @@ impl NodeLostPolicy {
         match self {
             Self::Fail => "fail",
             Self::Requeue => "requeue",
+            Self::Resume => "resume",
         }
     }
 }
@@ -81,8 +86,9 @@ impl FromStr for NodeLostPolicy {
         match s {
             "fail" => Ok(Self::Fail),
             "requeue" => Ok(Self::Requeue),
+            "resume" => Ok(Self::Resume),
             other => Err(format!(
-                "`{other}` is not a node-lost policy; use fail or requeue"
+                "`{other}` is not a node-lost policy; use fail, requeue or resume"
             )),
         }
     }
@@ -204,6 +210,25 @@ mod tests {
         );
         assert!(TaskState::Cancelled.is_finished());
         assert!(!TaskState::Running.is_finished());
+    }
+
+    #[test]
+    fn node_lost_policies_agree_in_text_and_json() {
+        for policy in [
+            NodeLostPolicy::Fail,
+            NodeLostPolicy::Requeue,
+            NodeLostPolicy::Resume,
+        ] {
+            assert_eq!(policy.as_str().parse::<NodeLostPolicy>(), Ok(policy));
+            assert_eq!(
+                serde_json::to_value(policy).unwrap(),
+                serde_json::json!(policy.as_str())
+            );
+        }
+        assert_eq!(
+            "retry".parse::<NodeLostPolicy>().unwrap_err(),
+            "`retry` is not a node-lost policy; use fail, requeue or resume"
+        );
     }
 
     #[test]

@@ -1,5 +1,10 @@
 //! Agents' mailboxes: commands a task sends, what a poll hands over, acknowledgements,
 //! output on its way to the task log, and results.
+//!
+//! Whether an unfinished command still works for its task is one SQL function,
+//! `agent_command_live` (migration `20261206000002_task_resume.sql`), that every
+//! statement here applies: a command belongs to the attempt that sent it, or, when its
+//! task's node-lost policy is `resume`, to the task while it is queued or running.
 
 use capstan_core::CommandState;
 use sqlx::{PgExecutor, PgPool};
@@ -32,7 +37,9 @@ impl<'a> Columns<'a> {
     }
 }
 
-/// Puts commands in their agents' mailboxes and wakes whichever node each agent polls.
+/// Puts commands in their agents' mailboxes and wakes whichever node each agent polls,
+/// if attempt `attempt` of the task still runs; otherwise sends nothing and returns no
+/// ids.
 pub async fn send(
     db: &PgPool,
     task_id: i64,
@@ -47,17 +54,24 @@ pub async fn send(
     // One statement, so one round trip and one commit: the agent's wait is this long.
     // Ids are drawn in the order rows are inserted, and the insert reads the ordered
     // input, so sorted ids line up with `commands`.
+    //
+    // The share lock on the task row fences the send: a claim of a later attempt waits
+    // for it or makes it insert nothing. A resumed attempt reads what was sent after its
+    // claim, so it sees every command a fenced node sent and never sends one again.
     let ids: Vec<(i64,)> = sqlx::query_as(
-        "WITH inserted AS (
+        "WITH held AS (
+            SELECT id FROM tasks WHERE id = $1 AND attempt = $2 AND state = 'running'
+            FOR SHARE
+         ), inserted AS (
             INSERT INTO agent_commands (agent_id, task_id, task_attempt, body, timeout_ms)
             SELECT c.agent_id, $1, $2, c.body, c.timeout_ms
-            FROM unnest($3::bigint[], $4::jsonb[], $5::bigint[]) WITH ORDINALITY
+            FROM held, unnest($3::bigint[], $4::jsonb[], $5::bigint[]) WITH ORDINALITY
                  AS c(agent_id, body, timeout_ms, n)
             ORDER BY c.n
             RETURNING id
          ), woken AS (
             SELECT count(pg_notify($6, 'mail:' || a)) AS n
-            FROM (SELECT DISTINCT unnest($3::bigint[]) AS a) d
+            FROM (SELECT DISTINCT unnest($3::bigint[]) AS a) d, held
          )
          SELECT id FROM inserted, woken ORDER BY id",
     )
@@ -112,8 +126,9 @@ pub async fn poll(db: impl PgExecutor<'_>, agent_id: i64) -> Result<Vec<Delivery
          handed AS (
             UPDATE agent_commands SET state = 'delivered', deliveries = deliveries + 1
             WHERE agent_id = $1 AND state IN ('pending', 'delivered')
-              AND EXISTS (SELECT 1 FROM tasks t WHERE t.id = task_id AND t.state = 'running'
-                          AND t.attempt = task_attempt)
+              AND EXISTS (SELECT 1 FROM tasks t WHERE t.id = task_id
+                          AND agent_command_live(t.state, t.attempt, t.on_node_lost,
+                                                 task_attempt))
             RETURNING id, task_id, body, timeout_ms
          )
          SELECT id, task_id, body, timeout_ms, false AS cancel FROM relaxed, handed
@@ -152,8 +167,8 @@ pub enum Standing {
     Unknown,
     /// Finished, or cancelled (a requested cancel counts as done): its state.
     Closed(CommandState),
-    /// Not finished, but its task attempt no longer runs: as good as cancelled, and
-    /// closed as such shortly.
+    /// Not finished, but its task no longer needs it (the attempt that sent it is over
+    /// and the task does not resume): as good as cancelled, and closed as such shortly.
     TaskEnded,
 }
 
@@ -167,8 +182,9 @@ pub async fn ack(
         "UPDATE agent_commands c SET state = 'running', started_at = coalesce(started_at, now())
          WHERE id = $1 AND agent_id = $2 AND state IN ('pending', 'delivered', 'running')
            AND NOT cancel_requested
-           AND EXISTS (SELECT 1 FROM tasks t WHERE t.id = c.task_id AND t.state = 'running'
-                       AND t.attempt = c.task_attempt)",
+           AND EXISTS (SELECT 1 FROM tasks t WHERE t.id = c.task_id
+                       AND agent_command_live(t.state, t.attempt, t.on_node_lost,
+                                              c.task_attempt))",
     )
     .bind(id)
     .bind(agent_id)
@@ -183,7 +199,8 @@ pub async fn ack(
 async fn standing(db: impl PgExecutor<'_>, agent_id: i64, id: i64) -> Result<Standing, DbError> {
     let row: Option<(String, bool, bool)> = sqlx::query_as(
         "SELECT c.state, c.cancel_requested,
-                coalesce(t.state = 'running' AND t.attempt = c.task_attempt, false)
+                coalesce(agent_command_live(t.state, t.attempt, t.on_node_lost,
+                                            c.task_attempt), false)
          FROM agent_commands c LEFT JOIN tasks t ON t.id = c.task_id
          WHERE c.id = $1 AND c.agent_id = $2",
     )
@@ -360,11 +377,31 @@ pub async fn finish(
     .into())
 }
 
-/// Ends commands of a task that have not finished: those not yet acknowledged at once
-/// (the agent will be refused when it tries), running ones by asking their agents to
-/// stop them. Returns how many were running.
-pub async fn cancel_task_commands(db: &PgPool, task_id: i64, reason: &str) -> Result<u64, DbError> {
+/// Ends commands of a task that have not finished, as attempt `attempt` stops: those
+/// not yet acknowledged at once (the agent will be refused when it tries), running
+/// ones by asking their agents to stop them. Returns how many were running.
+///
+/// A task that resumes keeps its commands once rescue moved it past `attempt` (queued
+/// again, or claimed by a later attempt): they belong to the next attempt, not to a
+/// run that merely learnt late that it was fenced.
+pub async fn cancel_task_commands(
+    db: &PgPool,
+    task_id: i64,
+    attempt: i32,
+    reason: &str,
+) -> Result<u64, DbError> {
     let mut tx = db.begin().await?;
+    let owned: Option<(bool,)> = sqlx::query_as(
+        "SELECT on_node_lost <> 'resume' OR (attempt = $2 AND state <> 'queued')
+         FROM tasks WHERE id = $1 FOR SHARE",
+    )
+    .bind(task_id)
+    .bind(attempt)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if matches!(owned, Some((false,))) {
+        return Ok(0);
+    }
     sqlx::query(
         "UPDATE agent_commands SET state = 'cancelled', error = $2, finished_at = now()
          WHERE task_id = $1 AND state IN ('pending', 'delivered')",
@@ -435,6 +472,33 @@ pub async fn finished(db: impl PgExecutor<'_>, ids: &[i64]) -> Result<Vec<Outcom
     .await?)
 }
 
+/// A command a resumed attempt finds: sent by an earlier attempt of its task.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Adopted {
+    pub agent_id: i64,
+    /// Its state and, once finished, how it ended.
+    #[sqlx(flatten)]
+    pub outcome: Outcome,
+}
+
+/// Every command of a task whose node-lost policy is `resume`, whatever attempt sent
+/// it, oldest first; none for a task that does not resume, whose earlier attempts'
+/// commands were cancelled with them.
+pub async fn of_task_for_resume(
+    db: impl PgExecutor<'_>,
+    task_id: i64,
+) -> Result<Vec<Adopted>, DbError> {
+    Ok(sqlx::query_as(
+        "SELECT c.id, c.agent_id, c.state, c.exit_code, c.error, c.outputs
+         FROM agent_commands c JOIN tasks t ON t.id = c.task_id
+         WHERE c.task_id = $1 AND t.on_node_lost = 'resume'
+         ORDER BY c.id",
+    )
+    .bind(task_id)
+    .fetch_all(db)
+    .await?)
+}
+
 /// A command as `GET /api/tasks/{id}/commands` shows it.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct CommandRow {
@@ -473,8 +537,9 @@ pub async fn of_task(
 /// How long an agent has to confirm it stopped a command before it is closed anyway.
 const CANCEL_CONFIRM_WITHIN_SECS: f64 = 60.0;
 
-/// Closes commands whose task attempt no longer runs (its node died, it was cancelled
-/// or it finished without them): those not yet acknowledged at once, running ones by
+/// Closes commands their task no longer needs (the attempt that sent them is over and
+/// the task does not resume: its node died, it was cancelled or it finished without
+/// them): those not yet acknowledged at once, running ones by
 /// asking their agents to stop, and those asked long ago for good (their agent is
 /// gone). Returns how many were closed or asked.
 pub async fn close_orphans(db: &PgPool) -> Result<u64, DbError> {
@@ -483,7 +548,8 @@ pub async fn close_orphans(db: &PgPool) -> Result<u64, DbError> {
         "SELECT c.id, c.agent_id, c.state = 'running', c.cancel_requested
          FROM agent_commands c LEFT JOIN tasks t ON t.id = c.task_id
          WHERE c.state IN ('pending', 'delivered', 'running')
-           AND (t.state IS DISTINCT FROM 'running' OR t.attempt <> c.task_attempt)
+           AND agent_command_live(t.state, t.attempt, t.on_node_lost, c.task_attempt)
+               IS NOT TRUE
            AND (c.state <> 'running' OR NOT c.cancel_requested
                 OR c.cancel_requested_at < now() - make_interval(secs => $1))
          ORDER BY c.id LIMIT 1000

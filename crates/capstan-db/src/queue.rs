@@ -223,8 +223,9 @@ pub struct Rescued {
     pub lost_node: String,
 }
 
-/// Applies each rescued task's node-lost policy: `requeue` puts it back at its place in
-/// line, `fail` fails it with a reason naming the lost node; a task whose cancellation
+/// Applies each rescued task's node-lost policy: `requeue` and `resume` put it back at
+/// its place in line (`resume` leaving its agent commands running for the next attempt
+/// to adopt), `fail` fails it with a reason naming the lost node; a task whose cancellation
 /// was pending is cancelled. The lost attempt is recorded as `lost`.
 ///
 /// Works in transactions of [`RESCUE_BATCH`] tasks until none is left. If a later batch
@@ -277,7 +278,7 @@ async fn rescue_batch(
              ), decided AS (
                 SELECT l.*, coalesce(n.name, l.node_id::text) AS node_name,
                     CASE WHEN l.cancel_requested THEN 'cancelled'
-                         WHEN l.on_node_lost = 'requeue' THEN 'queued'
+                         WHEN l.on_node_lost IN ('requeue', 'resume') THEN 'queued'
                          ELSE 'failed' END AS next_state
                 FROM lost l LEFT JOIN nodes n ON n.id = l.node_id
              ), rescued AS (

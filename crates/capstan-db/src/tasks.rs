@@ -192,6 +192,9 @@ const CREATE_ONE_SENDING: &str = concat!(
         FROM inserted i,
              unnest($11::bigint[], $12::jsonb[], $13::bigint[]) WITH ORDINALITY
                  AS c(agent_id, body, timeout_ms, n)
+        -- Only a claimed task sends (not `agent_command_live`, which also keeps a
+        -- resumable task's commands while it is queued): the run that starts now
+        -- takes these commands as its own.
         WHERE i.state = 'running'
         ORDER BY c.n
         RETURNING id, agent_id

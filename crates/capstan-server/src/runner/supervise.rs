@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     Finished, Running, StopReason, TaskLog,
-    kinds::{SentWithClaim, TaskRun},
+    kinds::{SentWithClaim, StopCause, TaskRun},
 };
 use crate::node::NodeContext;
 
@@ -59,6 +59,7 @@ pub(crate) fn start(ctx: &Arc<NodeContext>, task: ClaimedTask, sent: Option<Sent
         stop: stop.clone(),
         log: log.clone(),
         sent,
+        cause: StopCause::new(reason.clone()),
     };
     let finished_tx = runner.finished_tx.clone();
     let node_name = ctx.state.name.clone();

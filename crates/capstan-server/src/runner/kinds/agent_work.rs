@@ -2,6 +2,11 @@
 //! output copied into the task's log as it arrives (prefixed by the agent's name), each
 //! agent's outcome collected. The agents may poll any node; output and results reach
 //! this node through the database, woken by NOTIFY and checked every second anyway.
+//!
+//! A task whose node-lost policy is `resume` keeps its commands when its node is lost:
+//! the next attempt adopts them. Finished ones count as done, open ones are waited for
+//! (their output relayed, their deadline counted from the adoption), and only targets
+//! that never got a command are sent one. What was sent is never sent again.
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -16,7 +21,7 @@ use capstan_db::{
 };
 use tokio::time::Instant;
 
-use super::TaskRun;
+use super::{StopCause, TaskRun};
 use crate::{agents::Sending, node::NodeContext};
 
 /// Time on top of a command's timeout for the agent to hear of it and report: as
@@ -61,23 +66,30 @@ pub struct SentWithClaim {
 }
 
 /// Ends the task's open commands if the run stops before they finish (cancelled,
-/// fenced, dropped), so no agent goes on working for a task that is over.
+/// failed, dropped), so no agent goes on working for a task that is over.
+///
+/// Not when the run was fenced: the task is no longer this run's. Rescue decides, and
+/// either housekeeping closes the commands (the task does not resume) or the next
+/// attempt adopts them (it does).
 struct CloseOnDrop {
     ctx: Arc<NodeContext>,
     task_id: i64,
+    attempt: i32,
+    cause: StopCause,
     armed: bool,
 }
 
 impl Drop for CloseOnDrop {
     fn drop(&mut self) {
-        if !self.armed {
+        if !self.armed || self.cause.fenced() {
             return;
         }
         let ctx = self.ctx.clone();
-        let task_id = self.task_id;
+        let (task_id, attempt) = (self.task_id, self.attempt);
         tokio::spawn(async move {
+            let why = "the task was stopped";
             if let Err(e) =
-                mailbox::cancel_task_commands(&ctx.pools.api, task_id, "the task was stopped").await
+                mailbox::cancel_task_commands(&ctx.pools.api, task_id, attempt, why).await
             {
                 // Housekeeping closes them within a heartbeat anyway.
                 tracing::warn!(
@@ -90,7 +102,8 @@ impl Drop for CloseOnDrop {
 }
 
 /// Runs `jobs`, at most `max_parallel` at once, each allowed `timeout` on its agent.
-/// Jobs that the claim already sent (`run.sent`) are taken as sent.
+/// Jobs that the claim already sent (`run.sent`) are taken as sent, and so are those an
+/// earlier attempt of a resumable task sent.
 pub async fn run_on_agents(
     run: &mut TaskRun,
     jobs: Vec<AgentJob>,
@@ -103,6 +116,8 @@ pub async fn run_on_agents(
     let mut guard = CloseOnDrop {
         ctx: ctx.clone(),
         task_id: run.id,
+        attempt: run.attempt,
+        cause: run.cause.clone(),
         armed: true,
     };
     let mut waker = ctx.agents.tasks.subscribe(run.id);
@@ -111,6 +126,9 @@ pub async fn run_on_agents(
     let mut outcomes = Vec::new();
     let timeout_ms = i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX);
     let allowed = timeout + timeout.min(MAX_REPORT_GRACE);
+    if run.attempt > 1 {
+        adopt(run, &mut waiting, allowed, &mut in_flight, &mut outcomes).await?;
+    }
     if let Some(sent) = sent {
         let mut taken = Vec::with_capacity(sent.commands.len());
         for (agent_id, id) in sent.commands {
@@ -151,6 +169,12 @@ pub async fn run_on_agents(
             let ids = mailbox::send(&ctx.pools.api, run.id, run.attempt, &commands)
                 .await
                 .map_err(|e| format!("cannot send commands to agents: {e}"))?;
+            if ids.len() != commands.len() {
+                return Err(format!(
+                    "attempt {} no longer holds the task (its lease was lost); no command was sent",
+                    run.attempt
+                ));
+            }
             let deadline = Instant::now() + allowed;
             let taken = ids.into_iter().zip(batch).collect();
             in_hand(run.id, sending, taken, timeout_ms, deadline, &mut in_flight);
@@ -169,7 +193,7 @@ pub async fn run_on_agents(
         let finished = mailbox::finished(&ctx.pools.api, &ids)
             .await
             .map_err(|e| format!("cannot read the agents' results: {e}"))?;
-        relay_output(run, &in_flight).await?;
+        relay_output(run, |id| in_flight.get(&id).map(|(t, _)| t.name.as_str())).await?;
         for done in finished {
             if let Some((target, _)) = in_flight.remove(&done.id) {
                 outcomes.push(report(run, target, done));
@@ -210,6 +234,64 @@ pub async fn run_on_agents(
     Ok(outcomes)
 }
 
+/// Takes over the commands earlier attempts sent, if the task resumes: a finished one
+/// is its job's outcome, an open one is in flight from now, and either way its job is
+/// not sent again.
+async fn adopt(
+    run: &TaskRun,
+    waiting: &mut VecDeque<AgentJob>,
+    allowed: Duration,
+    in_flight: &mut HashMap<i64, (Target, Instant)>,
+    outcomes: &mut Vec<JobOutcome>,
+) -> Result<(), String> {
+    let found = mailbox::of_task_for_resume(&run.ctx.pools.api, run.id)
+        .await
+        .map_err(|e| format!("cannot read the commands earlier attempts sent: {e}"))?;
+    if found.is_empty() {
+        return Ok(());
+    }
+    // Oldest first, so an agent's latest command is the one kept.
+    let mut by_agent: HashMap<i64, mailbox::Adopted> =
+        found.into_iter().map(|c| (c.agent_id, c)).collect();
+    let deadline = Instant::now() + allowed;
+    let (mut open, mut finished) = (0, Vec::new());
+    let mut unsent = VecDeque::with_capacity(waiting.len());
+    for job in waiting.drain(..) {
+        match by_agent.remove(&job.target.id) {
+            Some(command) if command.outcome.state.is_open() => {
+                open += 1;
+                in_flight.insert(command.outcome.id, (job.target, deadline));
+            }
+            Some(command) => finished.push((job.target, command.outcome)),
+            None => unsent.push_back(job),
+        }
+    }
+    *waiting = unsent;
+    let done = finished.len();
+    run.log.info(format!(
+        "attempt {} resumes the commands sent before: {done} finished, {open} still running, {} not sent yet",
+        run.attempt,
+        waiting.len()
+    ));
+    // Output of commands that finished while no attempt ran is still waiting; it goes
+    // into the log before their outcomes, as it would have.
+    let finished_names: HashMap<i64, &str> = finished
+        .iter()
+        .map(|(t, o)| (o.id, t.name.as_str()))
+        .collect();
+    relay_output(run, |id| {
+        in_flight
+            .get(&id)
+            .map(|(t, _)| t.name.as_str())
+            .or_else(|| finished_names.get(&id).copied())
+    })
+    .await?;
+    for (target, outcome) in finished {
+        outcomes.push(report(run, target, outcome));
+    }
+    Ok(())
+}
+
 /// Committed commands, each with its job: in flight until `deadline`, and handed to the
 /// polls this node holds.
 fn in_hand(
@@ -237,18 +319,17 @@ fn in_hand(
     sending.handed_over(handed);
 }
 
-/// Copies output that arrived for the task into its log.
-async fn relay_output(
+/// Copies output that arrived for the task into its log, each line under the name of
+/// its command's agent.
+async fn relay_output<'a>(
     run: &TaskRun,
-    in_flight: &HashMap<i64, (Target, Instant)>,
+    agent_of: impl Fn(i64) -> Option<&'a str>,
 ) -> Result<(), String> {
     let lines = mailbox::take_output(&run.ctx.pools.api, run.id)
         .await
         .map_err(|e| format!("cannot read the agents' output: {e}"))?;
     for line in lines {
-        let agent = in_flight
-            .get(&line.command_id)
-            .map_or("agent", |(target, _)| target.name.as_str());
+        let agent = agent_of(line.command_id).unwrap_or("agent");
         let text = format!("{agent}: {}", line.text);
         match line.stream.as_str() {
             "stderr" => run.log.warn(text),

@@ -11,7 +11,10 @@ mod retention;
 pub mod script;
 mod sleep;
 
-use std::{collections::BTreeMap, sync::Arc};
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, Mutex},
+};
 
 use capstan_core::NodeLostPolicy;
 use futures::future::BoxFuture;
@@ -47,6 +50,28 @@ pub struct TaskRun {
     pub log: super::TaskLog,
     /// Commands the statement that claimed the task already sent, if any.
     pub sent: Option<SentWithClaim>,
+    /// Why `stop` was cancelled, once it was.
+    pub cause: StopCause,
+}
+
+/// Why a run was stopped, for cleanup that runs as the run is dropped: the reason is
+/// set before `stop` is cancelled, so a dropped run always finds it.
+#[derive(Debug, Clone)]
+pub struct StopCause(Arc<Mutex<Option<super::StopReason>>>);
+
+impl StopCause {
+    pub(super) fn new(reason: Arc<Mutex<Option<super::StopReason>>>) -> Self {
+        Self(reason)
+    }
+
+    /// True when the run lost its lease (or its node handed it back): what it started
+    /// is no longer its to end, but the next attempt's, or rescue's.
+    pub fn fenced(&self) -> bool {
+        matches!(
+            *self.0.lock().expect("reason lock"),
+            Some(super::StopReason::Fenced(_))
+        )
+    }
 }
 
 /// A kind of task.

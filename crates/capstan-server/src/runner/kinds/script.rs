@@ -196,8 +196,10 @@ impl TaskKind for Script {
         Ok(Prepared {
             args: serde_json::to_value(parsed).map_err(|e| e.to_string())?,
             // A script may change the machine: running it twice is not for Capstan
-            // to decide.
-            on_node_lost: NodeLostPolicy::Fail,
+            // to decide. So a lost node's run is resumed, not repeated: the next
+            // attempt waits for the scripts already sent (an agent's journal refuses
+            // to start one twice) and sends only to targets that never got one.
+            on_node_lost: NodeLostPolicy::Resume,
         })
     }
 

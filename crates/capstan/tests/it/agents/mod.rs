@@ -4,6 +4,7 @@
 
 pub(crate) mod fleet;
 mod protocol;
+mod resume;
 mod security;
 
 use std::path::PathBuf;

@@ -5,6 +5,7 @@ mod bad_input;
 mod blocked;
 mod logs;
 mod lost_nodes;
+mod node_lost_commands;
 mod notifications;
 mod queue;
 mod unknown_states;

@@ -134,7 +134,7 @@ async fn every_payload_the_statements_send_parses_as_its_notice() {
     for id in [ids[0], more[0]] {
         mailbox::ack(db, agent, id).await.unwrap();
     }
-    let asked = mailbox::cancel_task_commands(db, task, "test")
+    let asked = mailbox::cancel_task_commands(db, task, 1, "test")
         .await
         .unwrap();
     assert_eq!(asked, 2);
