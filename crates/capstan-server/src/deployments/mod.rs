@@ -173,7 +173,7 @@ pub async fn create(
             release_id: release.id,
             environment_id: environment.id,
             options,
-            on_node_lost: NodeLostPolicy::Requeue.as_str(),
+            on_node_lost: NodeLostPolicy::Resume.as_str(),
         },
         ctx.state.id,
     )
@@ -473,12 +473,15 @@ pub async fn run(run: TaskRun, id: i64) -> Result<(), String> {
     };
     let db = &ctx.pools.api;
     match ended {
+        // Fenced: the next attempt owns the grid, the commands and the locks.
+        None if run.cause.fenced() => Err("the deployment's task moved to another node".to_owned()),
         None => {
             drop(engine);
             // Cancelled: stop the agents' work, close the grid, give everything back.
             let _ = capstan_db::mailbox::cancel_task_commands(
                 db,
                 fence.task_id,
+                fence.attempt,
                 "the deployment was cancelled",
             )
             .await;

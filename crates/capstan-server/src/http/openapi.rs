@@ -31,9 +31,9 @@ use utoipa::{
 };
 
 use capstan_api::deployments::{
-    Actor, AnswerRequest, Answered, Cell, CreateDeploymentRequest,
-    DeploymentOptions, DeploymentPage, DeploymentResponse, DeploymentSummary, GridStep, GridTarget,
-    Intervention, StopRequest,
+    Actor, AnswerRequest, Answered, Cell, CreateDeploymentRequest, DeploymentOptions,
+    DeploymentPage, DeploymentResponse, DeploymentSummary, GridStep, GridTarget, Intervention,
+    StopRequest,
 };
 use capstan_core::deployment::{
     CellState, DeploymentState, InterventionAnswer, InterventionKind, OfflineTargets,

@@ -29,8 +29,10 @@ pub async fn look_up(
     // A key held by a deployment's task names the deployment too.
     let holders: Vec<i64> = waiting.tasks.iter().filter_map(|t| t.key_holder).collect();
     if !holders.is_empty() {
-        let deployments: HashMap<i64, i64> =
-            capstan_db::deployments::of_tasks(&mut *db, &holders).await?.into_iter().collect();
+        let deployments: HashMap<i64, i64> = capstan_db::deployments::of_tasks(&mut *db, &holders)
+            .await?
+            .into_iter()
+            .collect();
         for blocked in found.values_mut() {
             for reason in &mut blocked.reasons {
                 if let BlockedBy::ConcurrencyKey {
