@@ -2,6 +2,7 @@
 //! and locks, and bad input.
 
 mod basics;
+mod locks;
 mod policies;
 
 use std::{path::Path, time::Duration};
@@ -23,7 +24,12 @@ pub struct Fleet {
 
 impl Fleet {
     pub async fn start(nodes: usize, agents: usize) -> Self {
-        let cluster = TestCluster::start(nodes).await;
+        Self::start_with_cap(nodes, None, agents).await
+    }
+
+    /// As [`Self::start`], each node running at most `cap` tasks at once.
+    pub async fn start_with_cap(nodes: usize, cap: Option<u32>, agents: usize) -> Self {
+        let cluster = TestCluster::start_with_caps(&vec![cap; nodes]).await;
         let dir = TempDir::new("capstan-deploy");
         let names: Vec<String> = (1..=agents).map(|i| format!("web{i:02}")).collect();
         let specs: Vec<(&str, &[&str])> =
@@ -109,4 +115,22 @@ pub fn step(name: &str, body: &str) -> Value {
         "target_tags": ["web"],
         "actions": [{ "kind": "script", "syntax": "bash", "body": body }],
     })
+}
+
+/// Waits until some cell of deployment `id` is in `state`, and returns it.
+pub async fn eventually_cell(fleet: &Fleet, id: i64, state: &str, within: Duration) -> Value {
+    let path = format!("/api/deployments/{id}");
+    eventually(
+        within,
+        &format!("a cell of deployment {id} to be {state}"),
+        || async {
+            let (_, body) = fleet.api.get(&path).await;
+            body["grid"]
+                .as_array()?
+                .iter()
+                .find(|c| c["state"] == state)
+                .cloned()
+        },
+    )
+    .await
 }
