@@ -4,6 +4,7 @@
 mod basics;
 mod locks;
 mod policies;
+mod resume;
 
 use std::{path::Path, time::Duration};
 
