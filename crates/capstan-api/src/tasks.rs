@@ -109,7 +109,8 @@ pub struct AttemptResponse {
     #[schema(value_type = Option<String>, format = DateTime)]
     pub finished_at: Option<OffsetDateTime>,
     /// `succeeded`, `failed`, `cancelled`, `lost` (its node stopped renewing the lease),
-    /// or absent while it runs.
+    /// `parked` (it went back to the queue to wait for an operator), or absent while it
+    /// runs.
     pub outcome: Option<String>,
 }
 

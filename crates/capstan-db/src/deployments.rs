@@ -157,6 +157,23 @@ pub async fn of_tasks(
     )
 }
 
+/// The open questions of parked deployments among the tasks `task_ids`:
+/// (task id, intervention id).
+pub async fn parked_questions(
+    db: impl PgExecutor<'_>,
+    task_ids: &[i64],
+) -> Result<Vec<(i64, i64)>, DbError> {
+    Ok(sqlx::query_as(
+        "SELECT t.id, i.id FROM tasks t
+         JOIN deployments d ON d.task_id = t.id
+         JOIN deployment_interventions i ON i.deployment_id = d.id AND i.answer IS NULL
+         WHERE t.id = ANY($1) AND t.parked ORDER BY i.id",
+    )
+    .bind(task_ids)
+    .fetch_all(db)
+    .await?)
+}
+
 /// Filters of a list; `before` is the keyset cursor (an id). Newest first.
 #[derive(Debug, Clone, Default)]
 pub struct DeploymentFilter {
@@ -646,10 +663,21 @@ pub async fn answer(
     if done.rows_affected() == 0 {
         return Ok(Answering::AlreadyAnswered);
     }
-    sqlx::query("SELECT pg_notify($1, 'queued')")
-        .bind(TASKS_CHANNEL)
-        .execute(&mut *tx)
-        .await?;
+    // A deployment parked waiting for this answer goes back in line.
+    sqlx::query(
+        "WITH woken AS (
+            UPDATE tasks SET parked = false
+            WHERE parked AND id = (SELECT d.task_id FROM deployments d
+                                   JOIN deployment_interventions i ON i.deployment_id = d.id
+                                   WHERE i.id = $2)
+            RETURNING id
+         )
+         SELECT pg_notify($1, 'queued') FROM woken",
+    )
+    .bind(TASKS_CHANNEL)
+    .bind(id)
+    .execute(&mut *tx)
+    .await?;
     tx.commit().await?;
     Ok(Answering::Answered)
 }

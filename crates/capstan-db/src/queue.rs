@@ -79,18 +79,29 @@ pub async fn complete_and_claim(
                 SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[], $4::text[])
                     AS o(id, attempt, state, error)
              ), done AS (
-                UPDATE tasks t SET state = o.state, error = o.error,
-                    finished_at = statement_timestamp(), lease_expires_at = NULL
+                UPDATE tasks t SET state = o.state, lease_expires_at = NULL,
+                    -- `queued`: parked until an operator answers (see `parked`).
+                    error = CASE WHEN o.state = 'queued' THEN NULL ELSE o.error END,
+                    finished_at = CASE WHEN o.state = 'queued' THEN NULL
+                                       ELSE statement_timestamp() END,
+                    node_id = CASE WHEN o.state = 'queued' THEN NULL ELSE t.node_id END,
+                    parked = (o.state = 'queued')
                 FROM o
                 WHERE t.id = o.id AND t.attempt = o.attempt AND t.node_id = $5
                   AND t.state = 'running'
-                RETURNING t.id, t.concurrency_key
+                RETURNING t.id, t.concurrency_key, t.state, t.attempt, t.started_at
+             ), parked_attempts AS (
+                INSERT INTO task_attempts (task_id, attempt, node_id, node_name, started_at,
+                                           finished_at, outcome)
+                SELECT d.id, d.attempt, $5, n.name, d.started_at, statement_timestamp(), 'parked'
+                FROM done d JOIN nodes n ON n.id = $5 WHERE d.state = 'queued'
              ), woken AS (
                 SELECT pg_notify($9, 'queued') FROM done
                 WHERE concurrency_key IS NOT NULL LIMIT 1
              ), candidates AS (
                 SELECT t.id FROM tasks t
-                WHERE t.state = 'queued' AND array_position($8, t.kind) IS NOT NULL
+                WHERE t.state = 'queued' AND NOT t.parked
+                  AND array_position($8, t.kind) IS NOT NULL
                   AND (t.concurrency_key IS NULL OR NOT EXISTS (
                         SELECT 1 FROM tasks k
                         WHERE k.concurrency_key = t.concurrency_key

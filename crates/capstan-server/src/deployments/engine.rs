@@ -44,6 +44,10 @@ const LOCK_RETRY: Duration = Duration::from_millis(200);
 const ANSWER_POLL: Duration = Duration::from_millis(300);
 /// An agent with an open command not heard from for this long has gone offline.
 const OFFLINE_AFTER: Duration = Duration::from_secs(90);
+/// How long a deployment with nothing running but a question waits for the answer
+/// before it parks (gives its slot back and leaves the queue's claimers to bring it
+/// back once answered). Quick answers need no round trip through the queue.
+const PARK_AFTER: Duration = Duration::from_secs(3);
 
 /// Why the engine stopped without finishing the deployment.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +55,9 @@ pub enum EngineError {
     /// Another node runs the deployment now; this run must write nothing more.
     #[error("the deployment's task moved to another node")]
     Fenced,
+    /// Nothing runs and a question waits: the run parks until it is answered.
+    #[error("awaiting an operator's answer")]
+    Park,
     #[error("{0}")]
     Db(DbError),
     #[error("{0}")]
@@ -94,6 +101,8 @@ struct RunState {
     failures: Vec<String>,
     excluded: HashSet<i64>,
     open_questions: usize,
+    /// Targets running their actions now, in every step.
+    in_flight: usize,
 }
 
 pub struct Engine {
@@ -190,6 +199,7 @@ impl Engine {
                 failures: Vec::new(),
                 excluded: HashSet::new(),
                 open_questions: 0,
+                in_flight: 0,
             }),
             held: Mutex::default(),
             fetching: Mutex::default(),
@@ -341,7 +351,10 @@ impl Engine {
                     break;
                 };
                 running.push(Box::pin(async move {
-                    (target.agent_id, self.run_target(s, target, 0).await)
+                    self.state.lock().expect("state lock").in_flight += 1;
+                    let ended = self.run_target(s, target, 0).await;
+                    self.state.lock().expect("state lock").in_flight -= 1;
+                    (target.agent_id, ended)
                 }));
             }
             let next = tokio::select! {
@@ -468,7 +481,10 @@ impl Engine {
                         step.actions[action].display_name(action)
                     ));
                     self.reset_from(s, target, action).await?;
-                    match self.run_target(s, target, action).await? {
+                    self.state.lock().expect("state lock").in_flight += 1;
+                    let ended = self.run_target(s, target, action).await;
+                    self.state.lock().expect("state lock").in_flight -= 1;
+                    match ended? {
                         TargetEnd::Failed {
                             action: a,
                             error: e,
@@ -622,8 +638,13 @@ impl Engine {
             }
         };
         self.question_opened().await?;
+        let asked = tokio::time::Instant::now();
         let answered = loop {
             tokio::time::sleep(ANSWER_POLL).await;
+            let idle = self.state.lock().expect("state lock").in_flight == 0;
+            if idle && asked.elapsed() >= PARK_AFTER {
+                return Err(EngineError::Park);
+            }
             if let Some(row) = db::intervention(db, id).await?
                 && let Some(answer) = row.answer()?
             {
@@ -758,8 +779,11 @@ impl Engine {
             self.take(s, target, first, resource, label).await?;
         }
         let ended = self.run_actions(s, target, &pending).await;
-        for (resource, _) in resources.iter().rev() {
-            self.give_back(resource).await?;
+        // A run fenced off gives nothing back: the next attempt holds it now.
+        if !matches!(ended, Err(EngineError::Fenced)) {
+            for (resource, _) in resources.iter().rev() {
+                self.give_back(resource).await?;
+            }
         }
         ended
     }

@@ -27,7 +27,11 @@ use time::OffsetDateTime;
 
 pub use actions::DeployTarget;
 
-use crate::{invalid::FieldProblems, node::NodeContext, runner::kinds::TaskRun};
+use crate::{
+    invalid::FieldProblems,
+    node::NodeContext,
+    runner::kinds::{Ran, TaskRun},
+};
 
 /// How long a cancel's commands have to be confirmed stopped before the deployment can
 /// be abandoned.
@@ -211,7 +215,12 @@ pub async fn show(ctx: &NodeContext, id: i64) -> Result<DeploymentResponse, Depl
     let options: DeploymentOptions = serde_json::from_value(row.options.clone())
         .map_err(|e| DeploymentError::Stored(format!("options of deployment {id}: {e}")))?;
     let blocked_by = match (row.state, row.task_id) {
-        (DeploymentState::Queued, Some(_task)) => None,
+        (DeploymentState::Queued | DeploymentState::AwaitingIntervention, Some(task)) => {
+            let mut conn = db.acquire().await.map_err(DbError::from)?;
+            crate::tasks::blocked::look_up(&mut conn, &[task])
+                .await?
+                .remove(&task)
+        }
         _ => None,
     };
     let mut grid = Vec::with_capacity(cells.len());
@@ -336,21 +345,21 @@ pub async fn cancel(ctx: &NodeContext, id: i64, caller: &Caller) -> Result<(), D
         )));
     }
     db::set_stopped_by(db, id, &caller.actor()).await?;
-    if let Some(task) = row.task_id {
-        capstan_db::tasks::cancel(db, task).await?;
-    }
-    // A deployment cancelled before it started has no run to record it.
-    if row.state == DeploymentState::Queued
-        && let Ok(now) = db::get(db, id).await
-        && now.state == DeploymentState::Cancelled
-    {
+    let Some(task) = row.task_id else {
+        return Ok(());
+    };
+    // A deployment not running (queued, or parked for an operator) has no run to
+    // record its end: do it here.
+    if let capstan_db::tasks::Cancelled::Now(_) = capstan_db::tasks::cancel(db, task).await? {
+        db::cancel_open_cells(db, id).await?;
         db::finish_stopped(
             db,
             id,
             DeploymentState::Cancelled,
-            &format!("cancelled by {} before it started", caller.who),
+            &format!("cancelled by {}", caller.who),
         )
         .await?;
+        db::release_all(db, id).await?;
     }
     Ok(())
 }
@@ -378,6 +387,15 @@ pub async fn abandon(ctx: &NodeContext, id: i64, caller: &Caller) -> Result<(), 
             )));
         }
         _ => {}
+    }
+    let open = match row.task_id {
+        Some(task) => db::open_commands(db, task).await?.0,
+        None => 0,
+    };
+    if open == 0 && row.state == DeploymentState::Cancelled {
+        return Err(DeploymentError::Conflict(format!(
+            "deployment {id} is cancelled and every agent confirmed it stopped; there is nothing to abandon"
+        )));
     }
     let asked_at = row
         .stopped_by
@@ -456,7 +474,7 @@ pub async fn answer(
 }
 
 /// Runs deployment `id` as task attempt `run`: the `deploy` kind's body.
-pub async fn run(run: TaskRun, id: i64) -> Result<(), String> {
+pub async fn run(run: TaskRun, id: i64) -> Result<Ran, String> {
     let ctx = run.ctx.clone();
     let fence = Fence {
         task_id: run.id,
@@ -500,6 +518,18 @@ pub async fn run(run: TaskRun, id: i64) -> Result<(), String> {
         Some(Err(engine::EngineError::Fenced)) => {
             Err("the deployment's task moved to another node".to_owned())
         }
+        Some(Err(engine::EngineError::Park)) => {
+            // Nothing runs, so nothing is held; what waits is in the database.
+            engine
+                .release_everything()
+                .await
+                .map_err(|e| format!("cannot give back the deployment's locks: {e}"))?;
+            let why = format!("deployment {id} awaits an operator's answer");
+            log.info(format!(
+                "{why}; it gives its slot back and waits in the queue until answered"
+            ));
+            Ok(Ran::Parked { why })
+        }
         Some(Err(e)) => {
             let why = format!("the engine stopped: {e}");
             let _ = engine.release_everything().await;
@@ -517,7 +547,7 @@ pub async fn run(run: TaskRun, id: i64) -> Result<(), String> {
             match finished.state {
                 DeploymentState::Succeeded => {
                     log.info(format!("deployment {id} succeeded"));
-                    Ok(())
+                    Ok(Ran::Done)
                 }
                 _ => Err(finished
                     .error

@@ -119,7 +119,8 @@ pub(crate) async fn run(ctx: Arc<NodeContext>) {
                     runner.release(outcome.id);
                     if cycle.completed.contains(&outcome.id) {
                         ctx.metrics.record_finished(&kind, outcome.state.as_str());
-                        if logged {
+                        // A parked task's log goes on with its next attempt.
+                        if logged && outcome.state.is_finished() {
                             log_compaction::spawn(&ctx, outcome.id);
                         }
                     } else {

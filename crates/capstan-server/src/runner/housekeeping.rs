@@ -111,6 +111,7 @@ pub(crate) async fn run(ctx: Arc<NodeContext>) {
         ticks = ticks.wrapping_add(1);
         if ticks % COMPACT_EVERY_HEARTBEATS == 0 {
             compact_left_over_logs(&ctx).await;
+            free_finished_deployments_locks(&ctx).await;
         }
         for task in &mut periodic {
             task.enqueue_if_due(&ctx).await;
@@ -125,6 +126,16 @@ pub(crate) async fn run(ctx: Arc<NodeContext>) {
                 Err(e) => tracing::debug!("cannot read queue stats: {e}"),
             }
         }
+    }
+}
+
+/// Frees the machine mutexes and named locks of deployments that ended without
+/// giving them back (their run stopped on an error of its own).
+async fn free_finished_deployments_locks(ctx: &NodeContext) {
+    match capstan_db::deployments::release_finished(&ctx.pools.api).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!("freed {n} lock(s) held by deployments that have ended"),
+        Err(e) => tracing::debug!("cannot free the locks of ended deployments: {e}"),
     }
 }
 

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     Finished, Running, StopReason, TaskLog,
-    kinds::{SentWithClaim, StopCause, TaskRun},
+    kinds::{Ran, SentWithClaim, StopCause, TaskRun},
 };
 use crate::node::NodeContext;
 
@@ -86,7 +86,9 @@ pub(crate) fn start(ctx: &Arc<NodeContext>, task: ClaimedTask, sent: Option<Sent
                 tracing::warn!(node.name = %node_name, task.id = task.id, task.attempt = task.attempt, "abandoned task {}: {why}", task.id);
                 None
             }
-            (Some(Ok(Ok(()))), _) => Some((TaskState::Succeeded, None)),
+            (Some(Ok(Ok(Ran::Done))), _) => Some((TaskState::Succeeded, None)),
+            // Back to the queue until an operator answers; the slot is freed with it.
+            (Some(Ok(Ok(Ran::Parked { why }))), _) => Some((TaskState::Queued, Some(why))),
             (Some(Ok(Err(reason))), _) => Some((TaskState::Failed, Some(reason))),
             (Some(Err(join)), _) if join.is_panic() => {
                 tracing::error!(task.id = task.id, "task {} panicked: {join}", task.id);

@@ -26,6 +26,22 @@ pub async fn look_up(
     }
     let waiting = blocked::look_up(&mut *db, ids).await?;
     let mut found = explain(&waiting);
+    // A parked task waits for an operator, not for the queue.
+    let ids: Vec<i64> = found.keys().copied().collect();
+    let mut questions: HashMap<i64, Vec<i64>> = HashMap::new();
+    for (task, question) in capstan_db::deployments::parked_questions(&mut *db, &ids).await? {
+        questions.entry(task).or_default().push(question);
+    }
+    for (task, asked) in questions {
+        if let Some(blocked) = found.get_mut(&task) {
+            blocked.reasons = asked
+                .into_iter()
+                .map(|intervention_id| BlockedBy::Intervention { intervention_id })
+                .collect();
+            blocked.ahead.clear();
+            blocked.summary = summary(&blocked.reasons);
+        }
+    }
     // A key held by a deployment's task names the deployment too.
     let holders: Vec<i64> = waiting.tasks.iter().filter_map(|t| t.key_holder).collect();
     if !holders.is_empty() {

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use capstan_db::task_logs::LogDeletion;
 
-use super::{Prepared, TaskKind, TaskRun, parse_args, retention::delete_old_logs};
+use super::{Prepared, Ran, TaskKind, TaskRun, parse_args, retention::delete_old_logs};
 
 pub const BLOB_RETENTION: &str = "blob-retention";
 
@@ -56,7 +56,7 @@ impl TaskKind for BlobRetention {
         })
     }
 
-    fn run(&self, run: TaskRun) -> BoxFuture<'static, Result<(), String>> {
+    fn run(&self, run: TaskRun) -> BoxFuture<'static, Result<Ran, String>> {
         async move {
             let args: BlobRetentionArgs = parse_args(&run.args)?;
             let db = &run.ctx.pools.api;
@@ -130,6 +130,7 @@ impl TaskKind for BlobRetention {
             }
             Ok(())
         }
+        .map(|ran| ran.map(|()| Ran::Done))
         .boxed()
     }
 }

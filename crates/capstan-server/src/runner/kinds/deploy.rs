@@ -6,7 +6,7 @@ use std::time::Duration;
 use futures::{FutureExt, future::BoxFuture};
 use serde::{Deserialize, Serialize};
 
-use super::{Prepared, TaskKind, TaskRun, parse_args};
+use super::{Prepared, Ran, TaskKind, TaskRun, parse_args};
 
 pub const DEPLOY: &str = capstan_db::deployments::DEPLOY_KIND;
 
@@ -32,7 +32,7 @@ impl TaskKind for Deploy {
         Duration::from_secs(10)
     }
 
-    fn run(&self, run: TaskRun) -> BoxFuture<'static, Result<(), String>> {
+    fn run(&self, run: TaskRun) -> BoxFuture<'static, Result<Ran, String>> {
         async move {
             let args: DeployArgs = parse_args(&run.args)?;
             crate::deployments::run(run, args.deployment_id).await

@@ -10,7 +10,7 @@ use futures::{FutureExt, future::BoxFuture};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Prepared, TaskKind, TaskRun,
+    Prepared, Ran, TaskKind, TaskRun,
     agent_work::{AgentJob, run_on_agents},
     parse_args,
 };
@@ -65,7 +65,7 @@ impl TaskKind for HealthCheck {
         })
     }
 
-    fn run(&self, mut run: TaskRun) -> BoxFuture<'static, Result<(), String>> {
+    fn run(&self, mut run: TaskRun) -> BoxFuture<'static, Result<Ran, String>> {
         async move {
             let args: HealthCheckArgs = parse_args(&run.args)?;
             let ctx = run.ctx.clone();
@@ -134,6 +134,7 @@ impl TaskKind for HealthCheck {
             ));
             Ok(())
         }
+        .map(|ran| ran.map(|()| Ran::Done))
         .boxed()
     }
 }

@@ -11,7 +11,7 @@ use capstan_db::secrets as db;
 use futures::{FutureExt, future::BoxFuture};
 use serde::{Deserialize, Serialize};
 
-use super::{Prepared, TaskKind, TaskRun, parse_args};
+use super::{Prepared, Ran, TaskKind, TaskRun, parse_args};
 
 pub const MASTER_KEY_ROTATION: &str = "master-key-rotation";
 
@@ -90,7 +90,7 @@ impl TaskKind for MasterKeyRotation {
         })
     }
 
-    fn run(&self, run: TaskRun) -> BoxFuture<'static, Result<(), String>> {
+    fn run(&self, run: TaskRun) -> BoxFuture<'static, Result<Ran, String>> {
         async move {
             let RotationArgs { version } = parse_args(&run.args)?;
             let ctx = &run.ctx;
@@ -188,6 +188,7 @@ impl TaskKind for MasterKeyRotation {
             );
             Ok(())
         }
+        .map(|ran| ran.map(|()| Ran::Done))
         .boxed()
     }
 }

@@ -74,6 +74,18 @@ impl StopCause {
     }
 }
 
+/// How a run that did not fail ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ran {
+    /// The task is done: it succeeded.
+    Done,
+    /// The task waits for an operator: it goes back to the queue, parked, holding no
+    /// slot of any node's task cap, until what it waits for is given (its kind's
+    /// service un-parks it); a node then claims it again and its next attempt goes on
+    /// from what the last one stored.
+    Parked { why: String },
+}
+
 /// A kind of task.
 pub trait TaskKind: Send + Sync + 'static {
     /// The name tasks are queued under.
@@ -89,7 +101,7 @@ pub trait TaskKind: Send + Sync + 'static {
     }
 
     /// Runs one attempt. `Err` fails the task with that reason.
-    fn run(&self, run: TaskRun) -> BoxFuture<'static, Result<(), String>>;
+    fn run(&self, run: TaskRun) -> BoxFuture<'static, Result<Ran, String>>;
 }
 
 /// The kinds this node knows. A node claims only tasks of kinds it knows, so during a

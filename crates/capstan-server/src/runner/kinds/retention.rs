@@ -10,7 +10,7 @@ use capstan_db::task_logs::{self, LogDeletion};
 use futures::{FutureExt, future::BoxFuture};
 use serde::{Deserialize, Serialize};
 
-use super::{Prepared, TaskKind, TaskRun, parse_args};
+use super::{Prepared, Ran, TaskKind, TaskRun, parse_args};
 
 pub const TASK_HISTORY_RETENTION: &str = "task-history-retention";
 
@@ -49,7 +49,7 @@ impl TaskKind for TaskHistoryRetention {
         })
     }
 
-    fn run(&self, run: TaskRun) -> BoxFuture<'static, Result<(), String>> {
+    fn run(&self, run: TaskRun) -> BoxFuture<'static, Result<Ran, String>> {
         async move {
             let args: RetentionArgs = parse_args(&run.args)?;
             let older_than = Duration::from_millis(args.older_than_ms);
@@ -78,6 +78,7 @@ impl TaskKind for TaskHistoryRetention {
             );
             Ok(())
         }
+        .map(|ran| ran.map(|()| Ran::Done))
         .boxed()
     }
 }

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::agents::hand_over::{StoredCommand, StoredScript, TargetFacts};
 
 use super::{
-    Prepared, TaskKind, TaskRun,
+    Prepared, Ran, TaskKind, TaskRun,
     agent_work::{AgentJob, run_on_agents},
     parse_args,
 };
@@ -203,7 +203,7 @@ impl TaskKind for Script {
         })
     }
 
-    fn run(&self, mut run: TaskRun) -> BoxFuture<'static, Result<(), String>> {
+    fn run(&self, mut run: TaskRun) -> BoxFuture<'static, Result<Ran, String>> {
         async move {
             let args: ScriptArgs = parse_args(&run.args)?;
             let total = args.targets.len();
@@ -252,6 +252,7 @@ impl TaskKind for Script {
                 ))
             }
         }
+        .map(|ran| ran.map(|()| Ran::Done))
         .boxed()
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use capstan_core::SleepArgs;
 use futures::{FutureExt, future::BoxFuture};
 
-use super::{Prepared, TaskKind, TaskRun, parse_args};
+use super::{Prepared, Ran, TaskKind, TaskRun, parse_args};
 
 pub struct Sleep;
 
@@ -25,7 +25,7 @@ impl TaskKind for Sleep {
         })
     }
 
-    fn run(&self, run: TaskRun) -> BoxFuture<'static, Result<(), String>> {
+    fn run(&self, run: TaskRun) -> BoxFuture<'static, Result<Ran, String>> {
         async move {
             let args: SleepArgs = parse_args(&run.args)?;
             match args.log_every_ms {
@@ -38,6 +38,7 @@ impl TaskKind for Sleep {
             }
             Ok(())
         }
+        .map(|ran| ran.map(|()| Ran::Done))
         .boxed()
     }
 }

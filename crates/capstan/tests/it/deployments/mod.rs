@@ -3,6 +3,7 @@
 
 mod basics;
 mod locks;
+mod parking;
 mod policies;
 mod resume;
 

@@ -17,9 +17,14 @@ async fn bad_tasks_get_a_4xx_that_says_what_is_wrong_and_queue_nothing() {
     let url = format!("{base}/api/tasks");
     let cases = [
         (
-            r#"{"kind": "deploy"}"#,
+            r#"{"kind": "nap"}"#,
             422,
-            "there is no task kind `deploy`; the kinds are: blob-retention, health-check, master-key-rotation, script, sleep, task-history-retention",
+            "there is no task kind `nap`; the kinds are: blob-retention, deploy, health-check, master-key-rotation, script, sleep, task-history-retention",
+        ),
+        (
+            r#"{"kind": "deploy", "args": {"deployment_id": 1}}"#,
+            422,
+            "deployments are queued with POST /api/deployments",
         ),
         (r#"{"args": {}}"#, 422, "missing field `kind`"),
         (
