@@ -16,7 +16,8 @@ pub enum DeploymentState {
     Queued,
     Running,
     /// Paused until an operator answers a question (a guided failure or a manual
-    /// intervention). Holds no slot of any node's task cap while it waits.
+    /// intervention). Once nothing else of it runs, it parks and holds no slot of any
+    /// node's task cap while it waits.
     AwaitingIntervention,
     Succeeded,
     Failed,
@@ -25,7 +26,9 @@ pub enum DeploymentState {
     /// A cancel that could not complete (an agent never confirmed), closed by an
     /// operator after the grace period.
     Abandoned,
-    /// Stopped because the nodes running it were lost too often to go on.
+    /// Its task ended without the deployment recording how: it could not start (no
+    /// target left, a release that cannot be read) or its run stopped on an error of
+    /// its own. Distinct from `failed` (a verdict on its steps) and `cancelled`.
     Aborted,
 }
 
