@@ -1,6 +1,7 @@
 //! Sensitive values at rest: sealing and opening, the start-up check of master keys,
 //! and rotating to a new key while the cluster serves.
 
+mod deployments;
 mod rotation;
 mod scripts;
 mod seal;
