@@ -216,8 +216,7 @@ pub async fn show(ctx: &NodeContext, id: i64) -> Result<DeploymentResponse, Depl
         .map_err(|e| DeploymentError::Stored(format!("options of deployment {id}: {e}")))?;
     let blocked_by = match (row.state, row.task_id) {
         (DeploymentState::Queued | DeploymentState::AwaitingIntervention, Some(task)) => {
-            let mut conn = db.acquire().await.map_err(DbError::from)?;
-            crate::tasks::blocked::look_up(&mut conn, &[task])
+            crate::tasks::blocked::look_up(db, &[task])
                 .await?
                 .remove(&task)
         }

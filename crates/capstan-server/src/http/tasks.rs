@@ -123,17 +123,9 @@ pub(crate) async fn list_tasks(
         .filter(|row| row.state == TaskState::Queued)
         .map(|row| row.id)
         .collect();
-    let mut blocked = crate::tasks::blocked::look_up(
-        &mut *ctx
-            .pools
-            .api
-            .acquire()
-            .await
-            .map_err(|e| ApiError::from_db(e.into(), String::new))?,
-        &queued,
-    )
-    .await
-    .map_err(|e| ApiError::from_db(e, String::new))?;
+    let mut blocked = crate::tasks::blocked::look_up(&ctx.pools.api, &queued)
+        .await
+        .map_err(|e| ApiError::from_db(e, String::new))?;
     let items = rows
         .into_iter()
         .map(|row| {
@@ -165,18 +157,10 @@ pub(crate) async fn get_task(
     }
     // A task claimed between the two reads has no `blocked_by`, though its state still
     // reads queued: the next read shows it running.
-    let blocked_by = crate::tasks::blocked::look_up(
-        &mut *ctx
-            .pools
-            .api
-            .acquire()
-            .await
-            .map_err(|e| ApiError::from_db(e.into(), String::new))?,
-        &[id],
-    )
-    .await
-    .map_err(|e| ApiError::from_db(e, String::new))?
-    .remove(&id);
+    let blocked_by = crate::tasks::blocked::look_up(&ctx.pools.api, &[id])
+        .await
+        .map_err(|e| ApiError::from_db(e, String::new))?
+        .remove(&id);
     Ok(Json(TaskResponse {
         blocked_by,
         ..to_response(row)

@@ -17,13 +17,12 @@ use capstan_db::{
 /// Why each of the tasks `ids` that is still queued waits, by task id, read in one
 /// statement whatever the number of tasks. A task missing from the answer has started
 /// or finished (or does not exist).
-pub async fn look_up(
-    db: &mut sqlx::PgConnection,
-    ids: &[i64],
-) -> Result<HashMap<i64, Blocked>, DbError> {
+pub async fn look_up(pool: &sqlx::PgPool, ids: &[i64]) -> Result<HashMap<i64, Blocked>, DbError> {
     if ids.is_empty() {
         return Ok(HashMap::new());
     }
+    let mut conn = pool.acquire().await?;
+    let db = &mut *conn;
     let waiting = blocked::look_up(&mut *db, ids).await?;
     let mut found = explain(&waiting);
     // A parked task waits for an operator, not for the queue.

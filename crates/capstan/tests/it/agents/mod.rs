@@ -4,7 +4,7 @@
 
 pub(crate) mod fleet;
 mod protocol;
-mod resume;
+pub(crate) mod resume;
 mod security;
 
 use std::path::PathBuf;

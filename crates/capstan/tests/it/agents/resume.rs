@@ -14,7 +14,13 @@ use capstan_testkit::{
 use super::fleet::start_agents;
 use crate::capstan_bin;
 
-async fn start(name: &str, cap: &str, db: &TestDatabase, dir: &TempDir) -> ServerProcess {
+/// A node process with task cap `cap` and no periodic health checks.
+pub(crate) async fn start(
+    name: &str,
+    cap: &str,
+    db: &TestDatabase,
+    dir: &TempDir,
+) -> ServerProcess {
     let env = vec![
         ("CAPSTAN_TASK_CAP".to_owned(), cap.to_owned()),
         (

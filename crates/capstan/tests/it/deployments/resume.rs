@@ -6,34 +6,11 @@ use std::{collections::HashSet, time::Duration};
 
 use capstan_api::{ApiClient, UpdateNodeRequest};
 use capstan_core::TaskCap;
-use capstan_testkit::{
-    ADMIN_KEY, TempDir, TestDatabase, eventually,
-    haproxy::HaProxy,
-    process::{ProcessOptions, ServerProcess},
-};
+use capstan_testkit::{ADMIN_KEY, TempDir, TestDatabase, eventually, haproxy::HaProxy};
 use serde_json::json;
 use time::OffsetDateTime;
 
-use crate::{agents::fleet::start_agents, capstan_bin, projects::Api};
-
-async fn start(name: &str, cap: &str, db: &TestDatabase, dir: &TempDir) -> ServerProcess {
-    let env = vec![
-        ("CAPSTAN_TASK_CAP".to_owned(), cap.to_owned()),
-        (
-            "CAPSTAN_AGENT_HEALTH_CHECK_EVERY".to_owned(),
-            "off".to_owned(),
-        ),
-    ];
-    ServerProcess::start(
-        &capstan_bin(),
-        name,
-        &db.url,
-        &dir.0,
-        &dir.0,
-        ProcessOptions { env },
-    )
-    .await
-}
+use crate::{agents::fleet::start_agents, agents::resume::start, projects::Api};
 
 fn parse_time(text: &str) -> OffsetDateTime {
     OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).unwrap()
