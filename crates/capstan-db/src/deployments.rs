@@ -419,6 +419,61 @@ pub async fn sent_for(
     .await?)
 }
 
+/// A cell's command about to be sent.
+#[derive(Debug, Clone)]
+pub struct CellCommand<'a> {
+    pub step: i32,
+    pub agent_id: i64,
+    pub action: i32,
+    pub target: &'a str,
+    pub body: &'a serde_json::Value,
+    pub timeout_ms: i64,
+    pub started_at: OffsetDateTime,
+}
+
+/// Sends a cell's command to its agent and marks the cell running with it, in one
+/// statement under the fence: one commit, and no moment when one is stored without
+/// the other. Returns the command's id.
+pub async fn send_cell(
+    db: impl PgExecutor<'_>,
+    fence: Fence,
+    id: i64,
+    cell: &CellCommand<'_>,
+) -> Result<i64, DbError> {
+    let sent: Option<i64> = sqlx::query_scalar(&format!(
+        "WITH sent AS (
+            INSERT INTO agent_commands (agent_id, task_id, task_attempt, body, timeout_ms)
+            SELECT $4, $1, $2, $5, $6 WHERE {FENCE}
+            RETURNING id
+         ), cell AS (
+            INSERT INTO deployment_cells (deployment_id, step, agent_id, action, target, state,
+                command_id, started_at)
+            SELECT $3, $7, $4, $8, $9, 'running', sent.id, $10 FROM sent
+            ON CONFLICT (deployment_id, step, agent_id, action) DO UPDATE SET
+                target = excluded.target, state = 'running', waiting_for = NULL,
+                command_id = excluded.command_id, started_at = excluded.started_at,
+                finished_at = NULL, exit_code = NULL, outputs = '{{}}', error = NULL
+         ), woken AS (
+            SELECT pg_notify($11, 'mail:' || $4::text) FROM sent
+         )
+         SELECT id FROM sent, (SELECT count(*) FROM woken) w"
+    ))
+    .bind(fence.task_id)
+    .bind(fence.attempt)
+    .bind(id)
+    .bind(cell.agent_id)
+    .bind(cell.body)
+    .bind(cell.timeout_ms)
+    .bind(cell.step)
+    .bind(cell.action)
+    .bind(cell.target)
+    .bind(cell.started_at)
+    .bind(crate::notify::AGENTS_CHANNEL)
+    .fetch_optional(db)
+    .await?;
+    sent.ok_or(DbError::Fenced)
+}
+
 /// Closes the cells a cancelled run left open.
 pub async fn cancel_open_cells(db: impl PgExecutor<'_>, id: i64) -> Result<(), DbError> {
     sqlx::query(

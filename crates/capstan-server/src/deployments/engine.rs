@@ -27,7 +27,7 @@ use capstan_core::{
 use capstan_db::{
     DbError,
     deployments::{self as db, Acquired, CellRow, Fence, NewIntervention},
-    mailbox::{Delivery, NewCommand},
+    mailbox::Delivery,
 };
 use futures::{StreamExt, stream::FuturesUnordered};
 use time::OffsetDateTime;
@@ -1002,28 +1002,25 @@ impl Engine {
         let mut body = built.body;
         body["cell"] = serde_json::Value::String(marker.to_owned());
         let started = OffsetDateTime::now_utc();
-        // Stored as running before the send: a run that dies between the two finds
-        // the command by its marker instead of sending it again.
-        self.write(vec![CellRow {
-            state: CellState::Running,
-            started_at: Some(started),
-            ..self.blank(s, target, a)
-        }])
-        .await?;
         let timeout_ms = i64::try_from(ACTION_TIMEOUT.as_millis()).unwrap_or(i64::MAX);
+        // Polls this node holds answer from what is handed over, not when the NOTIFY
+        // comes back.
         let sending = self.ctx.agents.mailboxes.sending([target.agent_id]);
-        let ids = capstan_db::mailbox::send(
+        let id = db::send_cell(
             &self.ctx.pools.api,
-            self.fence.task_id,
-            self.fence.attempt,
-            &[NewCommand {
+            self.fence,
+            self.id,
+            &db::CellCommand {
+                step: s as i32,
                 agent_id: target.agent_id,
-                body: body.clone(),
+                action: a as i32,
+                target: &target.name,
+                body: &body,
                 timeout_ms,
-            }],
+                started_at: started,
+            },
         )
         .await?;
-        let id = ids[0];
         sending.handed_over(vec![(
             target.agent_id,
             Delivery {
@@ -1034,13 +1031,15 @@ impl Engine {
                 cancel: false,
             },
         )]);
-        self.write(vec![CellRow {
-            state: CellState::Running,
-            command_id: Some(id),
-            started_at: Some(started),
-            ..self.blank(s, target, a)
-        }])
-        .await?;
+        self.cells.lock().expect("cells lock").insert(
+            (s, target.agent_id, a),
+            CellRow {
+                state: CellState::Running,
+                command_id: Some(id),
+                started_at: Some(started),
+                ..self.blank(s, target, a)
+            },
+        );
         Ok(Ok(id))
     }
 
