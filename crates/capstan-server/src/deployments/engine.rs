@@ -340,6 +340,31 @@ impl Engine {
         let window = self.window(step).unwrap_or(usize::MAX).max(1);
         let policy = self.policy(step);
         let by_id: HashMap<i64, &DeployTarget> = targets.iter().map(|t| (t.agent_id, *t)).collect();
+        // Every cell of the step exists from the start, so the grid shows what is to
+        // come; those beyond the window say they wait for it.
+        let full = BlockedBy::Window {
+            running: u32::try_from(window.min(total)).unwrap_or(u32::MAX),
+            limit: u32::try_from(window).unwrap_or(u32::MAX),
+        };
+        let mut fresh = Vec::new();
+        for (i, target) in targets.iter().enumerate() {
+            for a in 0..step.actions.len() {
+                if self.cell(s, target.agent_id, a).is_some() {
+                    continue;
+                }
+                let waits = i >= window && a == 0;
+                fresh.push(CellRow {
+                    state: if waits {
+                        CellState::Waiting
+                    } else {
+                        CellState::Pending
+                    },
+                    waiting_for: waits.then(|| serde_json::to_value(&full).ok()).flatten(),
+                    ..self.blank(s, target, a)
+                });
+            }
+        }
+        self.write(fresh).await?;
         let mut queue: VecDeque<&DeployTarget> = targets.into_iter().collect();
         let mut running: FuturesUnordered<Job<'_>> = FuturesUnordered::new();
         let mut asking: FuturesUnordered<Job<'_>> = FuturesUnordered::new();
