@@ -33,16 +33,36 @@ async fn bad_deployment_requests_are_refused_in_words_and_queue_nothing() {
         request
     };
     let cases: Vec<(&str, Value, &[&str])> = vec![
-        ("unknown release", with("release_id", json!(999_999)), &["999999"]),
-        ("unknown environment", with("environment", json!("Nowhere")), &["Nowhere"]),
+        (
+            "unknown release",
+            with("release_id", json!(999_999)),
+            &["999999"],
+        ),
+        (
+            "unknown environment",
+            with("environment", json!("Nowhere")),
+            &["Nowhere"],
+        ),
         (
             "release of another project",
             json!({ "release_id": other_release, "environment": "Production", "project_id": project }),
             &["project"],
         ),
-        ("no machine", with("environment", json!("Staging")), &["Staging"]),
-        ("skip no step", with("skip_steps", json!(["Nope"])), &["Nope"]),
-        ("unknown target", with("targets", json!(["web99"])), &["web99"]),
+        (
+            "no machine",
+            with("environment", json!("Staging")),
+            &["Staging"],
+        ),
+        (
+            "skip no step",
+            with("skip_steps", json!(["Nope"])),
+            &["Nope"],
+        ),
+        (
+            "unknown target",
+            with("targets", json!(["web99"])),
+            &["web99"],
+        ),
     ];
     let _ = other;
     let before = deploy_tasks(&fleet).await;
@@ -65,25 +85,36 @@ async fn an_undefined_variable_fails_the_deployment_plainly() {
     let (project, release) = fleet
         .release(
             "Undefined",
-            json!([step("Echo", "echo #{Secret} #{Nope}"), step("Later", "echo later")]),
+            json!([
+                step("Echo", "echo #{Secret} #{Nope}"),
+                step("Later", "echo later")
+            ]),
             json!([{ "name": "Secret", "value": "hunter2-secret", "sensitive": true }]),
         )
         .await;
     let id = fleet
-        .deploy(json!({ "release_id": release, "environment": "Production", "project_id": project }))
+        .deploy(
+            json!({ "release_id": release, "environment": "Production", "project_id": project }),
+        )
         .await;
     let done = fleet
         .wait_state(id, &["succeeded", "failed"], Duration::from_secs(60))
         .await;
     let log = fleet.log(&done).await;
     assert_eq!(done["state"], "failed", "{done:#}\n{log}");
-    let error = cell(&done, 0, "web01", 0)["error"].as_str().unwrap_or_default().to_owned();
+    let error = cell(&done, 0, "web01", 0)["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     assert_eq!(cell(&done, 0, "web01", 0)["state"], "failed", "{done:#}");
     assert!(error.contains("Nope"), "{error}");
     assert!(log.contains("Nope"), "{log}");
     assert!(!log.contains("hunter2-secret"), "{log}");
     assert!(!error.contains("hunter2-secret"), "{error}");
-    assert!(!log.contains("echo later") && !log.contains(": later"), "{log}");
+    assert!(
+        !log.contains("echo later") && !log.contains(": later"),
+        "{log}"
+    );
 }
 
 #[tokio::test]
@@ -92,16 +123,32 @@ async fn a_package_deleted_after_the_release_fails_its_cells_by_name() {
     let client = fleet.cluster.node(0).client();
     let bytes = b"Web 1.0.0".to_vec();
     client
-        .push_package("Web", "1.0.0", "zip", false, bytes.len() as u64, bytes.into())
+        .push_package(
+            "Web",
+            "1.0.0",
+            "zip",
+            false,
+            bytes.len() as u64,
+            bytes.into(),
+        )
         .await
         .unwrap();
     let (project, release) = fleet
-        .release("Packaged", json!([package_step("Web", "Web", Some("1.0.0"))]), json!([]))
+        .release(
+            "Packaged",
+            json!([package_step("Web", "Web", Some("1.0.0"))]),
+            json!([]),
+        )
         .await;
-    let (status, body) = fleet.api.call("DELETE", "/api/packages/Web/1.0.0", None).await;
+    let (status, body) = fleet
+        .api
+        .call("DELETE", "/api/packages/Web/1.0.0", None)
+        .await;
     assert!((200..300).contains(&status), "{status} {body}");
     let id = fleet
-        .deploy(json!({ "release_id": release, "environment": "Production", "project_id": project }))
+        .deploy(
+            json!({ "release_id": release, "environment": "Production", "project_id": project }),
+        )
         .await;
     let done = fleet
         .wait_state(id, &["succeeded", "failed"], Duration::from_secs(60))

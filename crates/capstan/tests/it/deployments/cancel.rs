@@ -23,7 +23,8 @@ async fn cancel_stops_the_agents_and_a_finished_or_running_deployment_refuses_th
     let (project, release) = fleet
         .release("Slow", json!([step("Sleep", &body)]), json!([]))
         .await;
-    let request = json!({ "release_id": release, "environment": "Production", "project_id": project });
+    let request =
+        json!({ "release_id": release, "environment": "Production", "project_id": project });
     let id = fleet.deploy(request.clone()).await;
     capstan_testkit::eventually(WITHIN, "three sleeping agents", || async {
         (fleet.marked("pid-").len() == 3).then_some(())
@@ -43,11 +44,18 @@ async fn cancel_stops_the_agents_and_a_finished_or_running_deployment_refuses_th
 
     let (status, body) = fleet
         .api
-        .post(&format!("/api/deployments/{id}/cancel"), json!({ "note": "wrong day" }))
+        .post(
+            &format!("/api/deployments/{id}/cancel"),
+            json!({ "note": "wrong day" }),
+        )
         .await;
     assert!((200..300).contains(&status), "{status} {body}");
     let done = fleet
-        .wait_state(id, &["cancelled", "failed", "succeeded"], Duration::from_secs(20))
+        .wait_state(
+            id,
+            &["cancelled", "failed", "succeeded"],
+            Duration::from_secs(20),
+        )
         .await;
     assert_eq!(done["state"], "cancelled", "{done:#}");
     assert_eq!(done["stopped_by"]["who"], "admin key", "{done:#}");
@@ -91,5 +99,7 @@ async fn cancel_stops_the_agents_and_a_finished_or_running_deployment_refuses_th
         .post(&format!("/api/deployments/{id}/cancel"), json!({}))
         .await;
     assert!((200..300).contains(&status), "{status} {body}");
-    fleet.wait_state(id, &["cancelled"], Duration::from_secs(20)).await;
+    fleet
+        .wait_state(id, &["cancelled"], Duration::from_secs(20))
+        .await;
 }

@@ -36,7 +36,16 @@ async fn the_cli_deploys_follows_lists_shows_and_intervenes() {
     let good = version(&fleet, good).await;
     let (ok, out) = run(
         &server,
-        &["deploy", "--project", "Good", "--release", &good, "--environment", "Production", "--follow"],
+        &[
+            "deploy",
+            "--project",
+            "Good",
+            "--release",
+            &good,
+            "--environment",
+            "Production",
+            "--follow",
+        ],
     )
     .await;
     assert!(ok, "{out}");
@@ -44,12 +53,25 @@ async fn the_cli_deploys_follows_lists_shows_and_intervenes() {
     assert!(out.contains("succeeded"), "{out}");
 
     let (_, bad) = fleet
-        .release("Bad", json!([step("Deploy", "echo broken >&2; exit 5")]), json!([]))
+        .release(
+            "Bad",
+            json!([step("Deploy", "echo broken >&2; exit 5")]),
+            json!([]),
+        )
         .await;
     let bad = version(&fleet, bad).await;
     let (ok, out) = run(
         &server,
-        &["deploy", "--project", "Bad", "--release", &bad, "--environment", "Production", "--follow"],
+        &[
+            "deploy",
+            "--project",
+            "Bad",
+            "--release",
+            &bad,
+            "--environment",
+            "Production",
+            "--follow",
+        ],
     )
     .await;
     assert!(!ok, "{out}");
@@ -69,19 +91,36 @@ async fn the_cli_deploys_follows_lists_shows_and_intervenes() {
         "actions": [{ "kind": "manual_intervention", "instructions": "Say when" }],
     });
     let (project, release) = fleet
-        .release("Gated", json!([approve, step("Deploy", "echo after")]), json!([]))
+        .release(
+            "Gated",
+            json!([approve, step("Deploy", "echo after")]),
+            json!([]),
+        )
         .await;
     let id = fleet
-        .deploy(json!({ "release_id": release, "environment": "Production", "project_id": project }))
+        .deploy(
+            json!({ "release_id": release, "environment": "Production", "project_id": project }),
+        )
         .await;
     let (_, question) = fleet.wait_question(id, Duration::from_secs(60)).await;
     let (ok, out) = run(&server, &["deployments", "show", &id.to_string()]).await;
     assert!(ok, "{out}");
-    assert!(out.contains("awaiting_intervention") && out.contains("Say when"), "{out}");
+    assert!(
+        out.contains("awaiting_intervention") && out.contains("Say when"),
+        "{out}"
+    );
     let iid = question["id"].to_string();
     let (ok, out) = run(
         &server,
-        &["deployments", "intervene", &id.to_string(), &iid, "--proceed", "--note", "ok"],
+        &[
+            "deployments",
+            "intervene",
+            &id.to_string(),
+            &iid,
+            "--proceed",
+            "--note",
+            "ok",
+        ],
     )
     .await;
     assert!(ok, "{out}");
@@ -91,7 +130,13 @@ async fn the_cli_deploys_follows_lists_shows_and_intervenes() {
     assert_eq!(done["state"], "succeeded", "{done:#}");
     let (ok, out) = run(
         &server,
-        &["deployments", "intervene", &id.to_string(), &iid, "--proceed"],
+        &[
+            "deployments",
+            "intervene",
+            &id.to_string(),
+            &iid,
+            "--proceed",
+        ],
     )
     .await;
     assert!(!ok, "{out}");

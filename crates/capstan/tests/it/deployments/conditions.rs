@@ -26,10 +26,16 @@ async fn a_child_failure_skips_the_rest_on_its_machine_and_picks_the_conditional
     let mut notify = step("Notify", "echo notify on #{Capstan.Machine.Name}");
     notify["run_condition"] = json!({ "when": "success" });
     let (project, release) = fleet
-        .release("Children", json!([multi, cleanup, rollback, notify]), json!([]))
+        .release(
+            "Children",
+            json!([multi, cleanup, rollback, notify]),
+            json!([]),
+        )
         .await;
     let id = fleet
-        .deploy(json!({ "release_id": release, "environment": "Production", "project_id": project }))
+        .deploy(
+            json!({ "release_id": release, "environment": "Production", "project_id": project }),
+        )
         .await;
     let done = fleet
         .wait_state(id, &["succeeded", "failed"], Duration::from_secs(60))
@@ -37,9 +43,21 @@ async fn a_child_failure_skips_the_rest_on_its_machine_and_picks_the_conditional
     let log = fleet.log(&done).await;
     assert_eq!(done["state"], "failed", "{done:#}\n{log}");
     let multi = states_in(&done, 0);
-    assert_eq!(multi["web02"], ["succeeded", "failed", "skipped"], "{done:#}");
-    assert_eq!(multi["web01"], ["succeeded", "succeeded", "succeeded"], "{done:#}\n{log}");
-    assert_eq!(multi["web03"], ["succeeded", "succeeded", "succeeded"], "{done:#}\n{log}");
+    assert_eq!(
+        multi["web02"],
+        ["succeeded", "failed", "skipped"],
+        "{done:#}"
+    );
+    assert_eq!(
+        multi["web01"],
+        ["succeeded", "succeeded", "succeeded"],
+        "{done:#}\n{log}"
+    );
+    assert_eq!(
+        multi["web03"],
+        ["succeeded", "succeeded", "succeeded"],
+        "{done:#}\n{log}"
+    );
     assert!(log.contains("web01: three on web01"), "{log}");
     assert!(!log.contains("three on web02"), "{log}");
     for (index, expected) in [(1, "succeeded"), (2, "succeeded"), (3, "skipped")] {

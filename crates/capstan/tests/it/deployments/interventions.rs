@@ -32,7 +32,8 @@ async fn a_manual_intervention_pauses_until_proceed_and_fails_at_abort() {
             json!([]),
         )
         .await;
-    let request = json!({ "release_id": release, "environment": "Production", "project_id": project });
+    let request =
+        json!({ "release_id": release, "environment": "Production", "project_id": project });
 
     let id = fleet.deploy(request.clone()).await;
     let (asking, question) = fleet.wait_question(id, WITHIN).await;

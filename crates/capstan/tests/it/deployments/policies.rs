@@ -43,11 +43,11 @@ async fn failure_policies_fail_continue_and_percentages_on_a_rolling_step() {
         )
         .await;
     let id = fleet
-        .deploy(json!({ "release_id": release, "environment": "Production", "project_id": project }))
+        .deploy(
+            json!({ "release_id": release, "environment": "Production", "project_id": project }),
+        )
         .await;
-    let done = fleet
-        .wait_state(id, &["succeeded", "failed"], WITHIN)
-        .await;
+    let done = fleet.wait_state(id, &["succeeded", "failed"], WITHIN).await;
     let log = fleet.log(&done).await;
     assert_eq!(done["state"], "failed", "{done:#}\n{log}");
     assert!(
@@ -94,11 +94,11 @@ async fn failure_policies_fail_continue_and_percentages_on_a_rolling_step() {
         )
         .await;
     let id = fleet
-        .deploy(json!({ "release_id": release, "environment": "Production", "project_id": project }))
+        .deploy(
+            json!({ "release_id": release, "environment": "Production", "project_id": project }),
+        )
         .await;
-    let done = fleet
-        .wait_state(id, &["succeeded", "failed"], WITHIN)
-        .await;
+    let done = fleet.wait_state(id, &["succeeded", "failed"], WITHIN).await;
     let log = fleet.log(&done).await;
     assert_eq!(done["state"], "succeeded", "{done:#}\n{log}");
     assert_eq!(fleet.marked("Carry-ran-").len(), 20);
@@ -116,7 +116,10 @@ async fn failure_policies_fail_continue_and_percentages_on_a_rolling_step() {
         19,
         "{second:?}"
     );
-    assert!(log.contains("web07"), "{log}");
+    assert!(
+        log.contains("web07: `script 1` in step `Carry` failed"),
+        "{log}"
+    );
     assert!(!log.contains("after on web07"), "{log}");
 
     // continue under 5%: one failure in twenty is not under it.
@@ -136,14 +139,16 @@ async fn failure_policies_fail_continue_and_percentages_on_a_rolling_step() {
         )
         .await;
     let id = fleet
-        .deploy(json!({ "release_id": release, "environment": "Production", "project_id": project }))
+        .deploy(
+            json!({ "release_id": release, "environment": "Production", "project_id": project }),
+        )
         .await;
-    let done = fleet
-        .wait_state(id, &["succeeded", "failed"], WITHIN)
-        .await;
+    let done = fleet.wait_state(id, &["succeeded", "failed"], WITHIN).await;
     let log = fleet.log(&done).await;
     assert_eq!(done["state"], "failed", "{done:#}\n{log}");
     assert_eq!(states_in(&done, 0)["web07"], ["failed"]);
+    let error = done["error"].as_str().unwrap_or_default();
+    assert!(error.contains("5%") && error.contains("web07"), "{error}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -155,12 +160,17 @@ async fn a_guided_failure_asks_once_and_takes_exclude_or_retry() {
     let (project, release) = fleet
         .release(
             "Excluding",
-            json!([rolling(&fleet, "Excluding", "true", guided.clone()), after()]),
+            json!([
+                rolling(&fleet, "Excluding", "true", guided.clone()),
+                after()
+            ]),
             json!([]),
         )
         .await;
     let id = fleet
-        .deploy(json!({ "release_id": release, "environment": "Production", "project_id": project }))
+        .deploy(
+            json!({ "release_id": release, "environment": "Production", "project_id": project }),
+        )
         .await;
     let (asking, question) = fleet.wait_question(id, WITHIN).await;
     assert_eq!(question["kind"], "guided_failure", "{asking:#}");
@@ -172,14 +182,15 @@ async fn a_guided_failure_asks_once_and_takes_exclude_or_retry() {
         .iter()
         .map(|a| a.as_str().unwrap())
         .collect();
-    assert!(answers.contains(&"exclude") && answers.contains(&"retry"), "{answers:?}");
+    assert!(
+        answers.contains(&"exclude") && answers.contains(&"retry"),
+        "{answers:?}"
+    );
     let (status, body) = fleet.answer(id, &question, "exclude").await;
     assert!((200..300).contains(&status), "{status} {body}");
     let (status, body) = fleet.answer(id, &question, "retry").await;
     assert_eq!(status, 409, "{body}");
-    let done = fleet
-        .wait_state(id, &["succeeded", "failed"], WITHIN)
-        .await;
+    let done = fleet.wait_state(id, &["succeeded", "failed"], WITHIN).await;
     let log = fleet.log(&done).await;
     assert_eq!(done["state"], "succeeded", "{done:#}\n{log}");
     assert_eq!(states_in(&done, 1)["web07"], ["excluded"], "{done:#}");
@@ -204,7 +215,9 @@ async fn a_guided_failure_asks_once_and_takes_exclude_or_retry() {
         )
         .await;
     let id = fleet
-        .deploy(json!({ "release_id": release, "environment": "Production", "project_id": project }))
+        .deploy(
+            json!({ "release_id": release, "environment": "Production", "project_id": project }),
+        )
         .await;
     let (asking, question) = fleet.wait_question(id, WITHIN).await;
     assert_eq!(question["target"], "web07", "{asking:#}");
@@ -219,9 +232,7 @@ async fn a_guided_failure_asks_once_and_takes_exclude_or_retry() {
     std::fs::remove_file(&flag).unwrap();
     let (status, body) = fleet.answer(id, &question, "retry").await;
     assert!((200..300).contains(&status), "{status} {body}");
-    let done = fleet
-        .wait_state(id, &["succeeded", "failed"], WITHIN)
-        .await;
+    let done = fleet.wait_state(id, &["succeeded", "failed"], WITHIN).await;
     let log = fleet.log(&done).await;
     assert_eq!(done["state"], "succeeded", "{done:#}\n{log}");
     let after = fleet.commands(&done).await;
@@ -232,7 +243,9 @@ async fn a_guided_failure_asks_once_and_takes_exclude_or_retry() {
     // An answer once the deployment has ended is refused.
     std::fs::write(&flag, "").unwrap();
     let id = fleet
-        .deploy(json!({ "release_id": release, "environment": "Production", "project_id": project }))
+        .deploy(
+            json!({ "release_id": release, "environment": "Production", "project_id": project }),
+        )
         .await;
     let (_, question) = fleet.wait_question(id, WITHIN).await;
     let (status, body) = fleet
@@ -240,9 +253,7 @@ async fn a_guided_failure_asks_once_and_takes_exclude_or_retry() {
         .post(&format!("/api/deployments/{id}/cancel"), json!({}))
         .await;
     assert!((200..300).contains(&status), "{status} {body}");
-    let ended = fleet
-        .wait_state(id, &["cancelled", "failed"], WITHIN)
-        .await;
+    let ended = fleet.wait_state(id, &["cancelled", "failed"], WITHIN).await;
     assert_eq!(ended["state"], "cancelled", "{ended:#}");
     let (status, body) = fleet.answer(id, &question, "retry").await;
     assert_eq!(status, 409, "{body}");
