@@ -19,6 +19,10 @@ async fn a_manual_intervention_pauses_until_proceed_and_fails_at_abort() {
             "kind": "manual_intervention",
             "instructions": "Check the dashboard is green",
             "responsible_role": "release manager",
+        }, {
+            "kind": "script",
+            "name": "approved",
+            "body": "echo approved on #{Capstan.Machine.Name}",
         }],
     });
     let (project, release) = fleet
@@ -61,11 +65,18 @@ async fn a_manual_intervention_pauses_until_proceed_and_fails_at_abort() {
     let interventions = done["interventions"].as_array().unwrap();
     assert_eq!(interventions.len(), 1, "asked once for the step: {done:#}");
     assert_eq!(interventions[0]["answer"]["answer"], "proceed");
+    let approved = states_in(&done, 1);
+    assert_eq!(approved.len(), 3, "{done:#}");
+    assert!(
+        approved.values().all(|s| s == &["succeeded", "succeeded"]),
+        "{done:#}"
+    );
+    assert!(log.contains("web03: approved on web03"), "{log}");
     let deployed = states_in(&done, 2);
     assert_eq!(deployed.len(), 3);
     assert!(deployed.values().all(|s| s == &["succeeded"]), "{done:#}");
 
-    let id = fleet.deploy(request).await;
+    let id = fleet.deploy(request.clone()).await;
     let (_, question) = fleet.wait_question(id, WITHIN).await;
     let (status, body) = fleet.answer(id, &question, "abort").await;
     assert!((200..300).contains(&status), "{status} {body}");
@@ -75,4 +86,34 @@ async fn a_manual_intervention_pauses_until_proceed_and_fails_at_abort() {
     assert!(!log.contains("deploying on"), "{log}");
     let (status, body) = fleet.answer(id, &question, "proceed").await;
     assert_eq!(status, 409, "{body}");
+
+    // Two operators answer at once: one answer counts, the other is refused.
+    let id = fleet.deploy(request).await;
+    let (_, question) = fleet.wait_question(id, WITHIN).await;
+    let (proceeded, aborted) = tokio::join!(
+        fleet.answer(id, &question, "proceed"),
+        fleet.answer(id, &question, "abort"),
+    );
+    let mut statuses = [proceeded.0, aborted.0];
+    statuses.sort_unstable();
+    assert!(
+        (200..300).contains(&statuses[0]) && statuses[1] == 409,
+        "{proceeded:?} {aborted:?}"
+    );
+    let done = fleet.wait_state(id, &["succeeded", "failed"], WITHIN).await;
+    let winner = if proceeded.0 == 409 {
+        "abort"
+    } else {
+        "proceed"
+    };
+    assert_eq!(
+        done["interventions"][0]["answer"]["answer"], winner,
+        "{done:#}"
+    );
+    let state = if winner == "proceed" {
+        "succeeded"
+    } else {
+        "failed"
+    };
+    assert_eq!(done["state"], state, "{done:#}");
 }

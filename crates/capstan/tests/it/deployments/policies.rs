@@ -149,6 +149,32 @@ async fn failure_policies_fail_continue_and_percentages_on_a_rolling_step() {
     assert_eq!(states_in(&done, 0)["web07"], ["failed"]);
     let error = done["error"].as_str().unwrap_or_default();
     assert!(error.contains("5%") && error.contains("web07"), "{error}");
+
+    // continue under 10%: one failure in twenty is.
+    let (project, release) = fleet
+        .release(
+            "Tenth",
+            json!([
+                rolling(
+                    &fleet,
+                    "Tenth",
+                    "true",
+                    json!({ "mode": "continue", "max_failed_targets": "10%" })
+                ),
+                after()
+            ]),
+            json!([]),
+        )
+        .await;
+    let id = fleet
+        .deploy(
+            json!({ "release_id": release, "environment": "Production", "project_id": project }),
+        )
+        .await;
+    let done = fleet.wait_state(id, &["succeeded", "failed"], WITHIN).await;
+    let log = fleet.log(&done).await;
+    assert_eq!(done["state"], "succeeded", "{done:#}\n{log}");
+    assert_eq!(states_in(&done, 1)["web07"], ["excluded"], "{done:#}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -186,6 +212,9 @@ async fn a_guided_failure_asks_once_and_takes_exclude_or_retry() {
         answers.contains(&"exclude") && answers.contains(&"retry"),
         "{answers:?}"
     );
+    let (status, body) = fleet.answer(id, &question, "proceed").await;
+    assert_eq!(status / 100, 4, "a manual answer to a failure: {body}");
+    assert_ne!(status, 500);
     let (status, body) = fleet.answer(id, &question, "exclude").await;
     assert!((200..300).contains(&status), "{status} {body}");
     let (status, body) = fleet.answer(id, &question, "retry").await;
@@ -235,10 +264,39 @@ async fn a_guided_failure_asks_once_and_takes_exclude_or_retry() {
     let done = fleet.wait_state(id, &["succeeded", "failed"], WITHIN).await;
     let log = fleet.log(&done).await;
     assert_eq!(done["state"], "succeeded", "{done:#}\n{log}");
-    let after = fleet.commands(&done).await;
-    assert_eq!(of_web07(&after), 2, "{after:#?}");
-    assert_eq!(after.len(), 21, "only web07 ran twice: {after:#?}");
+    let rerun = fleet.commands(&done).await;
+    assert_eq!(of_web07(&rerun), 2, "{rerun:#?}");
+    assert_eq!(rerun.len(), 21, "only web07 ran twice: {rerun:#?}");
     assert_eq!(states_in(&done, 0)["web07"], ["succeeded"], "{done:#}");
+
+    // `guided_failure` asks whatever the step's policy; ignore counts web07 as done.
+    let (ignoring, ignored) = fleet
+        .release(
+            "Ignoring",
+            json!([
+                rolling(&fleet, "Ignoring", "true", json!({ "mode": "fail" })),
+                after()
+            ]),
+            json!([]),
+        )
+        .await;
+    let id = fleet
+        .deploy(json!({
+            "release_id": ignored,
+            "environment": "Production",
+            "project_id": ignoring,
+            "guided_failure": true,
+        }))
+        .await;
+    let (asking, question) = fleet.wait_question(id, WITHIN).await;
+    assert_eq!(question["target"], "web07", "{asking:#}");
+    let (status, body) = fleet.answer(id, &question, "ignore").await;
+    assert!((200..300).contains(&status), "{status} {body}");
+    let done = fleet.wait_state(id, &["succeeded", "failed"], WITHIN).await;
+    let log = fleet.log(&done).await;
+    assert_eq!(done["state"], "succeeded", "{done:#}\n{log}");
+    assert_eq!(states_in(&done, 1)["web07"], ["succeeded"], "{done:#}");
+    assert!(log.contains("after on web07"), "{log}");
 
     // An answer once the deployment has ended is refused.
     std::fs::write(&flag, "").unwrap();
