@@ -117,3 +117,58 @@ async fn a_manual_intervention_pauses_until_proceed_and_fails_at_abort() {
     };
     assert_eq!(done["state"], state, "{done:#}");
 }
+
+#[tokio::test]
+async fn an_answer_or_a_cancel_given_to_another_node_reaches_the_deployment() {
+    let fleet = Fleet::start(2, 2).await;
+    let other = crate::projects::Api::new(&fleet.cluster.node(1).url());
+    let approve = json!({
+        "name": "Approve",
+        "target_tags": ["web"],
+        "actions": [{ "kind": "manual_intervention", "instructions": "Go?" }],
+    });
+    let (project, release) = fleet
+        .release(
+            "Elsewhere",
+            json!([
+                approve,
+                step(
+                    "Deploy",
+                    "sleep 0.2; echo deployed on #{Capstan.Machine.Name}"
+                )
+            ]),
+            json!([]),
+        )
+        .await;
+    let request =
+        json!({ "release_id": release, "environment": "Production", "project_id": project });
+
+    let id = fleet.deploy(request.clone()).await;
+    let (_, question) = fleet.wait_question(id, WITHIN).await;
+    let (status, body) = other
+        .post(
+            &format!("/api/deployments/{id}/interventions/{}", question["id"]),
+            json!({ "answer": "proceed" }),
+        )
+        .await;
+    assert!((200..300).contains(&status), "{status} {body}");
+    let done = fleet.wait_state(id, &["succeeded", "failed"], WITHIN).await;
+    assert_eq!(done["state"], "succeeded", "{done:#}");
+
+    let id = fleet.deploy(request).await;
+    fleet.wait_question(id, WITHIN).await;
+    let (status, body) = other
+        .post(&format!("/api/deployments/{id}/cancel"), json!({}))
+        .await;
+    assert!((200..300).contains(&status), "{status} {body}");
+    let done = fleet
+        .wait_state(id, &["cancelled", "failed", "succeeded"], WITHIN)
+        .await;
+    assert_eq!(done["state"], "cancelled", "{done:#}");
+    assert!(
+        states_in(&done, 1)
+            .values()
+            .all(|s| s.iter().all(|s| s != "succeeded")),
+        "{done:#}"
+    );
+}

@@ -305,7 +305,13 @@ async fn a_guided_failure_asks_once_and_takes_exclude_or_retry() {
             json!({ "release_id": release, "environment": "Production", "project_id": project }),
         )
         .await;
-    let (_, question) = fleet.wait_question(id, WITHIN).await;
+    let (_, first) = fleet.wait_question(id, WITHIN).await;
+    // A retry that fails again asks again.
+    let (status, body) = fleet.answer(id, &first, "retry").await;
+    assert!((200..300).contains(&status), "{status} {body}");
+    let (asking, question) = fleet.wait_question(id, WITHIN).await;
+    assert_ne!(question["id"], first["id"], "{asking:#}");
+    assert_eq!(question["target"], "web07", "{asking:#}");
     let (status, body) = fleet
         .api
         .post(&format!("/api/deployments/{id}/cancel"), json!({}))
