@@ -66,12 +66,20 @@ async fn cancel_stops_the_agents_and_a_finished_or_running_deployment_refuses_th
         pids.iter().all(|p| !alive(p)).then_some(())
     })
     .await;
-    let commands = fleet.commands(&done).await;
-    assert_eq!(commands.len(), 3);
-    assert!(
-        commands.iter().all(|c| c["state"] == "cancelled"),
-        "{commands:#?}"
-    );
+    // The deployment is cancelled at once; each command is once its agent confirms.
+    let commands = capstan_testkit::eventually(
+        Duration::from_secs(10),
+        "the agents to confirm the cancel",
+        || async {
+            let commands = fleet.commands(&done).await;
+            commands
+                .iter()
+                .all(|c| c["state"] == "cancelled")
+                .then_some(commands)
+        },
+    )
+    .await;
+    assert_eq!(commands.len(), 3, "{commands:#?}");
 
     let (status, body) = fleet
         .api

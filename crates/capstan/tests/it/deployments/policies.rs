@@ -23,6 +23,33 @@ fn rolling(fleet: &Fleet, name: &str, fails_if: &str, policy: Value) -> Value {
     rolled
 }
 
+/// The most cells of step `step` running at the same moment, by their started and
+/// finished times.
+fn most_at_once(deployment: &Value, step: u64) -> usize {
+    let at = |v: &Value| {
+        time::OffsetDateTime::parse(
+            v.as_str().unwrap(),
+            &time::format_description::well_known::Rfc3339,
+        )
+        .unwrap()
+    };
+    let mut edges: Vec<(time::OffsetDateTime, i32)> = Vec::new();
+    for cell in deployment["grid"].as_array().unwrap() {
+        if cell["step"] == step && !cell["started_at"].is_null() {
+            edges.push((at(&cell["started_at"]), 1));
+            edges.push((at(&cell["finished_at"]), -1));
+        }
+    }
+    // At the same instant, a finish comes before a start.
+    edges.sort_unstable();
+    let (mut now, mut most) = (0, 0);
+    for (_, delta) in edges {
+        now += delta;
+        most = most.max(now);
+    }
+    most as usize
+}
+
 fn after() -> Value {
     step("After", "echo after on #{Capstan.Machine.Name}")
 }
@@ -109,6 +136,8 @@ async fn failure_policies_fail_continue_and_percentages_on_a_rolling_step() {
         19,
         "{first:?}"
     );
+    let most = most_at_once(&done, 0);
+    assert!((2..=5).contains(&most), "{most} at once: {done:#}");
     let second = states_in(&done, 1);
     assert_eq!(second["web07"], ["excluded"], "{done:#}");
     assert_eq!(
