@@ -21,6 +21,30 @@ const FALLBACK_POLL: Duration = Duration::from_millis(500);
 /// How often targets with open commands are checked for being offline.
 const OFFLINE_CHECK: Duration = Duration::from_secs(5);
 
+/// Copies the output waiting for the task's log into it, each line under its agent's
+/// name.
+async fn relay(
+    db: &sqlx::PgPool,
+    task_id: i64,
+    log: &TaskLog,
+    names: &Mutex<HashMap<i64, String>>,
+) -> Result<(), capstan_db::DbError> {
+    let lines = mailbox::take_output(db, task_id).await?;
+    if lines.is_empty() {
+        return Ok(());
+    }
+    let names = names.lock().expect("names lock");
+    for line in lines {
+        let agent = names.get(&line.command_id).map_or("agent", String::as_str);
+        let text = format!("{agent}: {}", line.text);
+        match line.stream.as_str() {
+            "stderr" => log.warn(text),
+            _ => log.info(text),
+        }
+    }
+    Ok(())
+}
+
 /// How a command ended, as a target sees it.
 #[derive(Debug, Clone)]
 pub struct Ended {
@@ -81,6 +105,16 @@ impl Dispatcher {
             names,
             wake,
             handle,
+        }
+    }
+
+    /// Relays the output still waiting, as the run ends.
+    pub async fn flush(&self, ctx: &NodeContext, task_id: i64, log: &TaskLog) {
+        if let Err(e) = relay(&ctx.pools.api, task_id, log, &self.names).await {
+            tracing::warn!(
+                task.id = task_id,
+                "cannot relay the deployment's last output: {e}"
+            );
         }
     }
 
@@ -159,28 +193,25 @@ async fn round(
     last_offline_check: &mut Instant,
 ) -> Result<(), capstan_db::DbError> {
     let db = &ctx.pools.api;
-    let lines = mailbox::take_output(db, task_id).await?;
-    if !lines.is_empty() {
-        let names = names.lock().expect("names lock");
-        for line in lines {
-            let agent = names.get(&line.command_id).map_or("agent", String::as_str);
-            let text = format!("{agent}: {}", line.text);
-            match line.stream.as_str() {
-                "stderr" => log.warn(text),
-                _ => log.info(text),
-            }
-        }
-    }
     let ids: Vec<i64> = waiting
         .lock()
         .expect("waiting lock")
         .keys()
         .copied()
         .collect();
+    // Results first, then output: an agent stores a command's output before its
+    // result, so every line of a command read as finished is relayed before the
+    // target waiting for it hears the outcome.
+    let finished = if ids.is_empty() {
+        Vec::new()
+    } else {
+        mailbox::finished(db, &ids).await?
+    };
+    relay(db, task_id, log, names).await?;
     if ids.is_empty() {
         return Ok(());
     }
-    for done in mailbox::finished(db, &ids).await? {
+    for done in finished {
         if let Some(w) = waiting.lock().expect("waiting lock").remove(&done.id) {
             let _ = w.done.send(Ended {
                 state: done.state,

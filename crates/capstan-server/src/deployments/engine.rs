@@ -1369,6 +1369,13 @@ impl Engine {
         Ok(())
     }
 
+    /// Relays the agents' output still waiting for the log.
+    pub async fn flush_output(&self) {
+        self.dispatcher
+            .flush(&self.ctx, self.fence.task_id, &self.log)
+            .await;
+    }
+
     /// Gives back every lock and mutex the deployment holds.
     pub async fn release_everything(&self) -> Result<(), EngineError> {
         self.held.lock().expect("held lock").clear();

@@ -489,6 +489,9 @@ pub async fn run(run: TaskRun, id: i64) -> Result<Ran, String> {
         () = run.stop.cancelled() => None,
     };
     let db = &ctx.pools.api;
+    if matches!(ended, Some(Ok(_) | Err(engine::EngineError::Park))) {
+        engine.flush_output().await;
+    }
     match ended {
         // Fenced: the next attempt owns the grid, the commands and the locks.
         None if run.cause.fenced() => Err("the deployment's task moved to another node".to_owned()),

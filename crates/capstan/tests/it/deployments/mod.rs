@@ -1,7 +1,12 @@
 //! Deployments with real agents: the grid, failure policies, interventions, mutexes
 //! and locks, and bad input.
 
+mod bad_input;
 mod basics;
+mod cancel;
+mod cli;
+mod conditions;
+mod interventions;
 mod locks;
 mod parking;
 mod policies;
@@ -135,4 +140,75 @@ pub async fn eventually_cell(fleet: &Fleet, id: i64, state: &str, within: Durati
         },
     )
     .await
+}
+
+/// The cell of `deployment` at `step`, `target`, `action`.
+pub fn cell<'a>(deployment: &'a Value, step: u64, target: &str, action: u64) -> &'a Value {
+    deployment["grid"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["step"] == step && c["target"] == target && c["action"] == action)
+        .unwrap_or_else(|| panic!("no cell {step}/{target}/{action} in {deployment:#}"))
+}
+
+impl Fleet {
+    /// Waits until the deployment asks a question that has no answer yet, and returns
+    /// the deployment and that question.
+    pub async fn wait_question(&self, id: i64, within: Duration) -> (Value, Value) {
+        let path = format!("/api/deployments/{id}");
+        eventually(within, &format!("deployment {id} to ask"), || async {
+            let (_, body) = self.api.get(&path).await;
+            if body["state"] != "awaiting_intervention" {
+                return None;
+            }
+            let open = body["interventions"]
+                .as_array()?
+                .iter()
+                .find(|i| i["answer"].is_null())?
+                .clone();
+            Some((body, open))
+        })
+        .await
+    }
+
+    /// Answers intervention `intervention` of deployment `id`: status and body.
+    pub async fn answer(&self, id: i64, intervention: &Value, answer: &str) -> (u16, Value) {
+        self.api
+            .post(
+                &format!(
+                    "/api/deployments/{id}/interventions/{}",
+                    intervention["id"].as_i64().unwrap()
+                ),
+                json!({ "answer": answer, "note": "from the test" }),
+            )
+            .await
+    }
+
+    /// The agent commands of the deployment's task.
+    pub async fn commands(&self, deployment: &Value) -> Vec<Value> {
+        let (status, body) = self
+            .api
+            .get(&format!("/api/tasks/{}/commands", deployment["task_id"]))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body["items"].as_array().unwrap().clone()
+    }
+
+    /// The names of the machines that left a marker `<prefix><name>` in the fleet's
+    /// directory.
+    pub fn marked(&self, prefix: &str) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(self.dir())
+            .unwrap()
+            .flatten()
+            .filter_map(|e| {
+                e.file_name()
+                    .to_str()
+                    .and_then(|n| n.strip_prefix(prefix))
+                    .map(str::to_owned)
+            })
+            .collect();
+        names.sort_unstable();
+        names
+    }
 }
