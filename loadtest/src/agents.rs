@@ -252,7 +252,12 @@ impl Figures {
             first
                 .0
                 .iter()
-                .map(|(name, _)| (name.clone(), median(rounds.iter().map(|r| r.get(name)).collect())))
+                .map(|(name, _)| {
+                    (
+                        name.clone(),
+                        median(rounds.iter().map(|r| r.get(name)).collect()),
+                    )
+                })
                 .collect(),
         )
     }
@@ -827,7 +832,8 @@ impl SimAgent {
             for command in poll.commands {
                 stats.commands.fetch_add(1, Ordering::Relaxed);
                 let id = command.id;
-                let script = Duration::from_millis(self.behaviour.script_ms.load(Ordering::Relaxed));
+                let script =
+                    Duration::from_millis(self.behaviour.script_ms.load(Ordering::Relaxed));
                 let handled = async {
                     self.post_failing_over(&format!("/api/agent/commands/{id}/ack"), None)
                         .await?;
@@ -1454,15 +1460,14 @@ async fn fanout_round(
             .register(fanout.agents, "fan", "fanout", fanout.register_concurrency)
             .await?;
         let wait = Duration::from_secs(30);
-        let (mut agents, stats) =
-            spawn_agents(
-                bench,
-                &registered,
-                wait,
-                Duration::from_secs(2),
-                None,
-                &Behaviour::default(),
-            )?;
+        let (mut agents, stats) = spawn_agents(
+            bench,
+            &registered,
+            wait,
+            Duration::from_secs(2),
+            None,
+            &Behaviour::default(),
+        )?;
         let parked = Duration::from_secs(30);
         bench.wait_parked(fanout.agents as u64, parked).await?;
         let request = RunScriptRequest {

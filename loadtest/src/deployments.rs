@@ -3,7 +3,8 @@
 //! costs, how soon another node goes on after the one running a deployment dies, and
 //! what a deployment costs its node in memory.
 //!
-//! Each round runs, on fresh nodes and a fresh database per node count:
+//! Each round runs, on fresh nodes and a fresh database per node count, once every
+//! agent is polling and its node has written that it saw it (one heartbeat):
 //!
 //! - **wall time**: one deployment of a process of `--steps` steps × one script action,
 //!   window `--window`, to `--agents` agents that acknowledge each command and report
@@ -50,6 +51,7 @@ use crate::agents::{
     Behaviour, Bench, Figures, check_fd_limit, expect_status, ms, percentile, spawn_agents,
     verdict, wall_ms, with_bench,
 };
+use crate::database::connect;
 use crate::nodes::{self, ADMIN_KEY};
 
 /// Targets from the deployments issue.
@@ -269,6 +271,32 @@ async fn check_finished(
     Ok(deployment)
 }
 
+/// Waits until every agent's poll has reached the database as its `last_seen`, which
+/// nodes write once per heartbeat: until then the engine takes a target that has an
+/// open command for offline, so a fleet registered moments ago would fail.
+async fn wait_seen(bench: &Bench, agents: usize, within: Duration) -> anyhow::Result<()> {
+    let db = connect(&bench.database.url).await?;
+    let started = Instant::now();
+    loop {
+        let seen: i64 = db
+            .query_one(
+                "SELECT count(*) FROM agents WHERE last_seen IS NOT NULL",
+                &[],
+            )
+            .await?
+            .get(0);
+        if seen >= agents as i64 {
+            return Ok(());
+        }
+        ensure!(
+            started.elapsed() < within,
+            "only {seen} of {agents} agents have a last_seen after {} s",
+            within.as_secs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Reads every node's `VmRSS` every 20 ms until stopped; the highest of each.
 struct RssSampler {
     stop: Arc<AtomicBool>,
@@ -327,6 +355,7 @@ async fn fleet_round(
         )?;
         let parked = Duration::from_secs(60);
         bench.wait_parked(args.agents as u64, parked).await?;
+        wait_seen(bench, args.agents, Duration::from_secs(60)).await?;
         let release_id = release(&bench.admin, args).await?;
         let operator = reqwest::Client::builder()
             .pool_max_idle_per_host(1)
@@ -336,7 +365,7 @@ async fn fleet_round(
         let mut figures = Figures::default();
         for &script in &args.script_ms {
             behaviour.script_ms.store(script, Ordering::Relaxed);
-            let pids: Vec<u32> = bench.nodes.iter().map(|n| n.pid()).collect();
+            let pids: Vec<u32> = bench.nodes.iter().map(nodes::BenchNode::pid).collect();
             let idle: Vec<f64> = pids
                 .iter()
                 .map(|p| nodes::rss_mib(*p).unwrap_or(f64::NAN))
@@ -447,6 +476,7 @@ async fn resume(args: &DeploymentsArgs, bench: &mut Bench) -> anyhow::Result<Fig
     bench
         .wait_parked(args.agents as u64, Duration::from_secs(60))
         .await?;
+    wait_seen(bench, args.agents, Duration::from_secs(60)).await?;
     let release_id = release(&bench.admin, args).await?;
     let cells = args.steps * args.agents;
 
