@@ -202,7 +202,7 @@ pub async fn run(args: AgentsArgs) -> anyhow::Result<()> {
 /// Every simulated agent holds a socket here, and its node one more there; a soft
 /// limit below that fails connections part-way through, which would read as a server
 /// fault. The nodes are started from this process and inherit its limit.
-fn check_fd_limit(agents: usize) -> anyhow::Result<()> {
+pub(crate) fn check_fd_limit(agents: usize) -> anyhow::Result<()> {
     let needed = agents as u64 + SPARE_FDS;
     let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
     let soft = limits
@@ -221,21 +221,30 @@ fn check_fd_limit(agents: usize) -> anyhow::Result<()> {
 
 /// Named figures of one round, in the order they were taken.
 #[derive(Debug, Default, Clone)]
-struct Figures(Vec<(&'static str, f64)>);
+pub(crate) struct Figures(Vec<(String, f64)>);
 
 impl Figures {
-    fn put(&mut self, name: &'static str, value: f64) {
+    pub(crate) fn put(&mut self, name: &str, value: f64) {
+        self.put_owned(name.to_owned(), value);
+    }
+
+    pub(crate) fn put_owned(&mut self, name: String, value: f64) {
         self.0.push((name, value));
     }
 
-    fn get(&self, name: &str) -> f64 {
+    /// Adds every figure of `other`, after this one's.
+    pub(crate) fn extend(&mut self, other: &Figures) {
+        self.0.extend(other.0.iter().cloned());
+    }
+
+    pub(crate) fn get(&self, name: &str) -> f64 {
         self.0
             .iter()
-            .find(|(n, _)| *n == name)
+            .find(|(n, _)| n == name)
             .map_or(f64::NAN, |(_, v)| *v)
     }
 
-    fn medians(rounds: &[Figures]) -> Figures {
+    pub(crate) fn medians(rounds: &[Figures]) -> Figures {
         let Some(first) = rounds.first() else {
             return Figures::default();
         };
@@ -243,16 +252,21 @@ impl Figures {
             first
                 .0
                 .iter()
-                .map(|(name, _)| (*name, median(rounds.iter().map(|r| r.get(name)).collect())))
+                .map(|(name, _)| {
+                    (
+                        name.clone(),
+                        median(rounds.iter().map(|r| r.get(name)).collect()),
+                    )
+                })
                 .collect(),
         )
     }
 
-    fn to_json(&self) -> serde_json::Value {
+    pub(crate) fn to_json(&self) -> serde_json::Value {
         serde_json::Value::Object(
             self.0
                 .iter()
-                .map(|(name, value)| ((*name).to_owned(), json!((value * 1000.0).round() / 1000.0)))
+                .map(|(name, value)| (name.clone(), json!((value * 1000.0).round() / 1000.0)))
                 .collect(),
         )
     }
@@ -273,7 +287,7 @@ fn median(mut values: Vec<f64>) -> f64 {
 }
 
 /// The `p`th percentile by nearest rank.
-fn percentile(values: &[f64], p: f64) -> f64 {
+pub(crate) fn percentile(values: &[f64], p: f64) -> f64 {
     if values.is_empty() {
         return f64::NAN;
     }
@@ -283,7 +297,7 @@ fn percentile(values: &[f64], p: f64) -> f64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
-fn ms(d: Duration) -> f64 {
+pub(crate) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
@@ -297,19 +311,19 @@ fn between_ms(from: Instant, to: Instant) -> f64 {
 }
 
 /// `later - earlier` in milliseconds; both come from this machine's one clock.
-fn wall_ms(earlier: OffsetDateTime, later: OffsetDateTime) -> f64 {
+pub(crate) fn wall_ms(earlier: OffsetDateTime, later: OffsetDateTime) -> f64 {
     (later - earlier).as_seconds_f64() * 1000.0
 }
 
-fn verdict(met: bool) -> &'static str {
+pub(crate) fn verdict(met: bool) -> &'static str {
     if met { "met" } else { "NOT met" }
 }
 
 /// One round's nodes on one throwaway database.
-struct Bench {
-    nodes: Vec<BenchNode>,
-    database: Database,
-    admin: ApiClient,
+pub(crate) struct Bench {
+    pub(crate) nodes: Vec<BenchNode>,
+    pub(crate) database: Database,
+    pub(crate) admin: ApiClient,
     work: PathBuf,
 }
 
@@ -321,15 +335,29 @@ impl Bench {
         round: u32,
         count: usize,
     ) -> anyhow::Result<Self> {
+        Self::start_with(&args.database_url, work, scenario, round, count, &[]).await
+    }
+
+    /// [`Bench::start`] on the PostgreSQL server at `database_url`, with `extra_env`
+    /// added to the nodes' settings (shorter leases, say).
+    pub(crate) async fn start_with(
+        database_url: &str,
+        work: &Path,
+        scenario: &str,
+        round: u32,
+        count: usize,
+        extra_env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         let work = work.join(format!("{scenario}-r{round}"));
         let blobs = work.join("blobs");
         std::fs::create_dir_all(&blobs).with_context(|| format!("creating {}", blobs.display()))?;
-        let database = Database::create(&args.database_url, "capstan_bench_agents", round).await?;
+        let database = Database::create(database_url, "capstan_bench_agents", round).await?;
         let blob_url = format!("file://{}", blobs.display());
-        let env = [
+        let mut env = vec![
             ("CAPSTAN_BLOB_URL", blob_url.as_str()),
             ("CAPSTAN_AGENT_HEALTH_CHECK_EVERY", "off"),
         ];
+        env.extend_from_slice(extra_env);
         let nodes = match nodes::start(count, 4, &database.url, &work, &env).await {
             Ok(nodes) => nodes,
             Err(e) => {
@@ -348,7 +376,7 @@ impl Bench {
 
     /// Stops the nodes and drops the database; the logs stay when the round failed or
     /// `CAPSTAN_BENCH_KEEP_LOGS` is set (to read, say, `RUST_LOG=sqlx::query=debug`).
-    async fn stop(self, ok: bool) {
+    pub(crate) async fn stop(self, ok: bool) {
         nodes::stop(self.nodes).await;
         self.database.drop().await;
         if ok && std::env::var_os("CAPSTAN_BENCH_KEEP_LOGS").is_none() {
@@ -379,7 +407,7 @@ impl Bench {
 
     /// Registers `count` agents named `<prefix>-<n>`, tagged `tag`, the n-th through
     /// node n mod the node count, `concurrency` at a time.
-    async fn register(
+    pub(crate) async fn register(
         &self,
         count: usize,
         prefix: &str,
@@ -434,7 +462,7 @@ impl Bench {
     }
 
     /// Waits until `expected` polls wait on the nodes altogether.
-    async fn wait_parked(&self, expected: u64, within: Duration) -> anyhow::Result<()> {
+    pub(crate) async fn wait_parked(&self, expected: u64, within: Duration) -> anyhow::Result<()> {
         let started = Instant::now();
         loop {
             let mut waiting = 0.0;
@@ -456,7 +484,7 @@ impl Bench {
 }
 
 /// `response` if it has status `expected`, else an error with its body.
-async fn expect_status(
+pub(crate) async fn expect_status(
     response: reqwest::Response,
     expected: u16,
 ) -> anyhow::Result<reqwest::Response> {
@@ -592,7 +620,7 @@ async fn node_metrics(url: &str) -> anyhow::Result<NodeMetrics> {
     Ok(metrics)
 }
 
-struct Registered {
+pub(crate) struct Registered {
     name: String,
     credential: String,
     /// Which node it polls.
@@ -601,7 +629,7 @@ struct Registered {
 
 /// A command as one simulated agent handled it.
 #[derive(Debug)]
-struct Handled {
+pub(crate) struct Handled {
     task_id: i64,
     /// The poll's answer was read.
     received: Instant,
@@ -613,9 +641,10 @@ struct Handled {
 
 /// What all simulated agents saw, added up.
 #[derive(Default)]
-struct AgentStats {
+pub(crate) struct AgentStats {
     polls: AtomicU64,
-    commands: AtomicU64,
+    /// Commands received.
+    pub(crate) commands: AtomicU64,
     /// Empty answers well before the poll's wait was up: wake-ups for nothing.
     early_empty: AtomicU64,
     /// Answers well after the wait was up: a stuck poll.
@@ -637,7 +666,7 @@ impl AgentStats {
     }
 
     /// Fails when any agent call failed: the figures of a round with errors are void.
-    fn check(&self) -> anyhow::Result<()> {
+    pub(crate) fn check(&self) -> anyhow::Result<()> {
         let errors = self.errors.load(Ordering::Relaxed);
         if errors > 0 {
             let first = self
@@ -651,17 +680,36 @@ impl AgentStats {
     }
 }
 
+/// How simulated agents behave beyond answering at once, the default.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Behaviour {
+    /// Milliseconds each command "runs" between its acknowledgement and its result;
+    /// shared, so that a benchmark can change it between runs.
+    pub(crate) script_ms: Arc<AtomicU64>,
+    /// On a connection failure, go on with the next node, as an agent behind a load
+    /// balancer would when its node dies, instead of counting an error.
+    pub(crate) failover: bool,
+}
+
 /// One simulated agent: its own client, so its own connection to its node.
 struct SimAgent {
     name: String,
     credential: String,
-    node_url: String,
+    /// Every node's URL; the agent uses `node_urls[node]`.
+    node_urls: Vec<String>,
+    node: usize,
     wait: Duration,
     http: reqwest::Client,
+    behaviour: Behaviour,
 }
 
 impl SimAgent {
-    fn new(registered: &Registered, bench: &Bench, wait: Duration) -> anyhow::Result<Self> {
+    fn new(
+        registered: &Registered,
+        bench: &Bench,
+        wait: Duration,
+        behaviour: &Behaviour,
+    ) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(1)
             .tcp_nodelay(true)
@@ -671,16 +719,35 @@ impl SimAgent {
         Ok(Self {
             name: registered.name.clone(),
             credential: registered.credential.clone(),
-            node_url: bench.nodes[registered.node].url.clone(),
+            node_urls: bench.nodes.iter().map(|n| n.url.clone()).collect(),
+            node: registered.node,
             wait,
             http,
+            behaviour: behaviour.clone(),
         })
+    }
+
+    fn node_url(&self) -> &str {
+        &self.node_urls[self.node]
+    }
+
+    /// Moves to the next node after `e`, when failing over is on and `e` is the
+    /// node's connection failing; false when `e` is an error to count.
+    fn fail_over(&mut self, e: &anyhow::Error) -> bool {
+        let lost = e
+            .downcast_ref::<reqwest::Error>()
+            .is_some_and(|e| e.is_connect() || e.is_request() || e.is_body());
+        if self.behaviour.failover && lost {
+            self.node = (self.node + 1) % self.node_urls.len();
+            return true;
+        }
+        false
     }
 
     async fn poll(&self) -> anyhow::Result<PollResponse> {
         let response = self
             .http
-            .get(format!("{}/api/agent/commands", self.node_url))
+            .get(format!("{}/api/agent/commands", self.node_url()))
             .query(&[("wait_ms", self.wait.as_millis() as u64)])
             .bearer_auth(&self.credential)
             .header(AGENT_VERSION_HEADER, AGENT_VERSION)
@@ -689,10 +756,10 @@ impl SimAgent {
         Ok(expect_status(response, 200).await?.json().await?)
     }
 
-    async fn post(&self, path: String, body: Option<&CommandResult>) -> anyhow::Result<()> {
+    async fn post(&self, path: &str, body: Option<&CommandResult>) -> anyhow::Result<()> {
         let mut request = self
             .http
-            .post(format!("{}{path}", self.node_url))
+            .post(format!("{}{path}", self.node_url()))
             .bearer_auth(&self.credential);
         if let Some(body) = body {
             request = request.json(body);
@@ -701,10 +768,31 @@ impl SimAgent {
         Ok(())
     }
 
-    /// Polls until aborted; acknowledges every command and reports it succeeded at
-    /// once, as an agent running `true` would, less the process start.
+    /// [`SimAgent::post`], again on the next node while failing over allows.
+    async fn post_failing_over(
+        &mut self,
+        path: &str,
+        body: Option<&CommandResult>,
+    ) -> anyhow::Result<()> {
+        let mut tries = 0;
+        loop {
+            match self.post(path, body).await {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    tries += 1;
+                    if tries > self.node_urls.len() || !self.fail_over(&e) {
+                        return Err(e);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Polls until aborted; acknowledges every command and reports it succeeded after
+    /// the behaviour's script time, as an agent running `true` would, less the process
+    /// start.
     async fn run(
-        self,
+        mut self,
         start_after: Duration,
         stats: Arc<AgentStats>,
         handled_tx: Option<mpsc::UnboundedSender<Handled>>,
@@ -722,8 +810,12 @@ impl SimAgent {
             let poll = match self.poll().await {
                 Ok(poll) => poll,
                 Err(e) => {
-                    stats.error(&self.name, &e);
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    if self.fail_over(&e) {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    } else {
+                        stats.error(&self.name, &e);
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
                     continue;
                 }
             };
@@ -740,12 +832,20 @@ impl SimAgent {
             for command in poll.commands {
                 stats.commands.fetch_add(1, Ordering::Relaxed);
                 let id = command.id;
+                let script =
+                    Duration::from_millis(self.behaviour.script_ms.load(Ordering::Relaxed));
                 let handled = async {
-                    self.post(format!("/api/agent/commands/{id}/ack"), None)
+                    self.post_failing_over(&format!("/api/agent/commands/{id}/ack"), None)
                         .await?;
                     let acked = Instant::now();
-                    self.post(format!("/api/agent/commands/{id}/result"), Some(&succeeded))
-                        .await?;
+                    if !script.is_zero() {
+                        tokio::time::sleep(script).await;
+                    }
+                    self.post_failing_over(
+                        &format!("/api/agent/commands/{id}/result"),
+                        Some(&succeeded),
+                    )
+                    .await?;
                     anyhow::Ok((acked, Instant::now()))
                 }
                 .await;
@@ -769,18 +869,19 @@ impl SimAgent {
 
 /// Starts one simulated agent per registration, the n-th after `spread` × n / count
 /// so that their polls do not all expire together.
-fn spawn_agents(
+pub(crate) fn spawn_agents(
     bench: &Bench,
     registered: &[Registered],
     wait: Duration,
     spread: Duration,
     handled_tx: Option<&mpsc::UnboundedSender<Handled>>,
+    behaviour: &Behaviour,
 ) -> anyhow::Result<(JoinSet<()>, Arc<AgentStats>)> {
     let stats = Arc::new(AgentStats::default());
     let mut agents = JoinSet::new();
     let count = registered.len().max(1) as u32;
     for (n, registered) in registered.iter().enumerate() {
-        let agent = SimAgent::new(registered, bench, wait)?;
+        let agent = SimAgent::new(registered, bench, wait, behaviour)?;
         let start_after = spread * n as u32 / count;
         agents.spawn(agent.run(start_after, stats.clone(), handled_tx.cloned()));
     }
@@ -788,7 +889,7 @@ fn spawn_agents(
 }
 
 /// Runs `body` on a started bench and stops the bench whatever happened.
-async fn with_bench<F>(bench: Bench, body: F) -> anyhow::Result<Figures>
+pub(crate) async fn with_bench<F>(bench: Bench, body: F) -> anyhow::Result<Figures>
 where
     F: AsyncFnOnce(&Bench) -> anyhow::Result<Figures>,
 {
@@ -840,6 +941,7 @@ async fn roundtrip(
             Duration::from_secs(30),
             Duration::ZERO,
             Some(&handled_tx),
+            &Behaviour::default(),
         )?;
         bench.wait_parked(1, Duration::from_secs(10)).await?;
         let url = bench.nodes[0].url.clone();
@@ -1159,7 +1261,7 @@ async fn idle_round(
             .collect();
 
         let wait = Duration::from_millis(idle.wait_ms);
-        let (mut agents, stats) = spawn_agents(bench, &registered, wait, wait, None)?;
+        let (mut agents, stats) = spawn_agents(bench, &registered, wait, wait, None, &Behaviour::default())?;
         eprintln!(
             "  {} agents polling, first polls spread over {} s; warm-up {} s",
             idle.agents,
@@ -1358,8 +1460,14 @@ async fn fanout_round(
             .register(fanout.agents, "fan", "fanout", fanout.register_concurrency)
             .await?;
         let wait = Duration::from_secs(30);
-        let (mut agents, stats) =
-            spawn_agents(bench, &registered, wait, Duration::from_secs(2), None)?;
+        let (mut agents, stats) = spawn_agents(
+            bench,
+            &registered,
+            wait,
+            Duration::from_secs(2),
+            None,
+            &Behaviour::default(),
+        )?;
         let parked = Duration::from_secs(30);
         bench.wait_parked(fanout.agents as u64, parked).await?;
         let request = RunScriptRequest {

@@ -8,10 +8,14 @@
 //!   node, against a plain file copy of the same bytes, and samples the node's memory.
 //! - `capstan-loadtest agents <roundtrip|idle|fanout>` runs simulated polling agents
 //!   against real nodes: command delivery, the cost of idle polls, fan-out to many.
+//! - `capstan-loadtest deployments` deploys a release to 1,000 simulated agents on one
+//!   and three nodes: the engine's overhead per target-action, reading the grid, node
+//!   memory, and how soon another node goes on after the one running it is killed.
 
 mod agents;
 mod blob;
 mod database;
+mod deployments;
 mod nodes;
 mod queue_anchor;
 
@@ -40,6 +44,8 @@ enum Benchmark {
     Blob(blob::BlobArgs),
     /// Simulated agents polling real nodes.
     Agents(agents::AgentsArgs),
+    /// A release deployed to simulated agents: overhead, grid reads, memory, resume.
+    Deployments(deployments::DeploymentsArgs),
 }
 
 fn main() -> ExitCode {
@@ -48,7 +54,7 @@ fn main() -> ExitCode {
         // One runtime thread: the node under test shares the machine's two cores with
         // this client, whose file I/O has threads of its own.
         Benchmark::Blob(_) => tokio::runtime::Builder::new_current_thread(),
-        Benchmark::QueueAnchor { .. } | Benchmark::Agents(_) => {
+        Benchmark::QueueAnchor { .. } | Benchmark::Agents(_) | Benchmark::Deployments(_) => {
             tokio::runtime::Builder::new_multi_thread()
         }
     }
@@ -59,6 +65,7 @@ fn main() -> ExitCode {
         Benchmark::QueueAnchor { mode } => runtime.block_on(queue_anchor::run(&mode)),
         Benchmark::Blob(args) => runtime.block_on(blob::run(args)),
         Benchmark::Agents(args) => runtime.block_on(agents::run(args)),
+        Benchmark::Deployments(args) => runtime.block_on(deployments::run(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

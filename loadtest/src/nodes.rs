@@ -25,6 +25,12 @@ impl BenchNode {
         self.child.id()
     }
 
+    /// SIGKILL, as a machine that dies would; waits for the process to be gone.
+    pub fn kill(&mut self) -> std::io::Result<()> {
+        self.child.kill()?;
+        self.child.wait().map(drop)
+    }
+
     /// Resident memory in MiB, from `/proc`.
     pub fn rss_mib(&self) -> Option<f64> {
         rss_mib(self.pid())
@@ -151,8 +157,12 @@ pub async fn start(
 }
 
 /// SIGTERM to every node, then waits for them to exit.
-pub async fn stop(nodes: Vec<BenchNode>) {
-    for node in &nodes {
+pub async fn stop(mut nodes: Vec<BenchNode>) {
+    for node in &mut nodes {
+        // One killed on purpose is gone already; its pid may be someone else's now.
+        if node.child.try_wait().ok().flatten().is_some() {
+            continue;
+        }
         let _ = Command::new("kill")
             .args(["-TERM", &node.pid().to_string()])
             .status();
