@@ -234,8 +234,9 @@ pub async fn environment_agents(
     .await?)
 }
 
-/// Whether each of `agents` is still enabled and has been heard from within
-/// `within_secs`: an agent that is not has gone offline.
+/// Whether each of `agents` is still enabled and has been heard from (or registered)
+/// within `within_secs`: an agent that is not has gone offline. Polls reach
+/// `last_seen` once per heartbeat, so a new agent counts from its registration.
 pub async fn agents_online(
     db: impl PgExecutor<'_>,
     agents: &[i64],
@@ -243,7 +244,8 @@ pub async fn agents_online(
 ) -> Result<Vec<(i64, bool)>, DbError> {
     Ok(sqlx::query_as(
         "SELECT a.id, coalesce(NOT a.disabled
-                AND a.last_seen > now() - make_interval(secs => $2), false)
+                AND coalesce(a.last_seen, a.registered_at) > now() - make_interval(secs => $2),
+                false)
          FROM unnest($1::bigint[]) AS w(id) LEFT JOIN agents a ON a.id = w.id",
     )
     .bind(agents)
@@ -518,6 +520,13 @@ pub async fn cells(db: impl PgExecutor<'_>, id: i64) -> Result<Vec<CellRow>, DbE
 }
 
 /// Writes cells (inserted or replaced whole), under the fence.
+///
+/// Committed without waiting for the WAL flush: the one write a resumed run could not
+/// do without, a cell going `running` with its command, is [`send_cell`]'s, which
+/// waits. Should a PostgreSQL crash lose the last of these, a resumed run finds the
+/// cell running and reads its command's outcome again (the agent's report is a
+/// durable commit), or finds it pending and decides again what was decided from
+/// durable inputs.
 pub async fn write_cells(
     db: impl PgExecutor<'_>,
     fence: Fence,
@@ -541,9 +550,10 @@ pub async fn write_cells(
     let outputs: Vec<&serde_json::Value> = cells.iter().map(|c| &c.outputs).collect();
     let errors: Vec<Option<&str>> = cells.iter().map(|c| c.error.as_deref()).collect();
     let done = sqlx::query(&format!(
-        "INSERT INTO deployment_cells (deployment_id, step, agent_id, action, target, state,
+        "WITH relaxed AS (SELECT set_config('synchronous_commit', 'off', true))
+         INSERT INTO deployment_cells (deployment_id, step, agent_id, action, target, state,
              waiting_for, command_id, started_at, finished_at, exit_code, outputs, error)
-         SELECT $3, c.* FROM unnest($4::int[], $5::bigint[], $6::int[], $7::text[], $8::text[],
+         SELECT $3, c.* FROM relaxed, unnest($4::int[], $5::bigint[], $6::int[], $7::text[], $8::text[],
              $9::jsonb[], $10::bigint[], $11::timestamptz[], $12::timestamptz[], $13::int[],
              $14::jsonb[], $15::text[]) AS c
          WHERE {FENCE}
@@ -835,17 +845,23 @@ pub async fn acquire(
     Ok(outcome)
 }
 
-/// Gives a resource back.
+/// Gives a resource back. Committed without waiting for the WAL flush: should a
+/// PostgreSQL crash lose it, the deployment holds the resource a little longer (until
+/// it ends), which keeps others out but never lets two in.
 pub async fn release(
     db: impl PgExecutor<'_>,
     deployment_id: i64,
     resource: &str,
 ) -> Result<(), DbError> {
-    sqlx::query("DELETE FROM deployment_locks WHERE resource = $1 AND deployment_id = $2")
-        .bind(resource)
-        .bind(deployment_id)
-        .execute(db)
-        .await?;
+    sqlx::query(
+        "WITH relaxed AS (SELECT set_config('synchronous_commit', 'off', true))
+         DELETE FROM deployment_locks USING relaxed
+         WHERE resource = $1 AND deployment_id = $2",
+    )
+    .bind(resource)
+    .bind(deployment_id)
+    .execute(db)
+    .await?;
     Ok(())
 }
 
