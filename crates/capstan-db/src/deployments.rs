@@ -773,6 +773,35 @@ pub async fn acquire(
     deployment_id: i64,
     resource: &str,
 ) -> Result<Acquired, DbError> {
+    // The common case in one statement: free (or held by this deployment already)
+    // and nobody older waiting. Two takers racing for a free resource are kept apart
+    // by its primary key; the loser goes the long way below.
+    let held: Option<i64> = sqlx::query_scalar(&format!(
+        "WITH taken AS (
+            INSERT INTO deployment_locks (resource, deployment_id)
+            SELECT $4, $3 WHERE {FENCE} AND NOT EXISTS (
+                SELECT 1 FROM deployment_lock_waiters w
+                JOIN deployments d ON d.id = w.deployment_id
+                WHERE w.resource = $4 AND w.deployment_id < $3
+                  AND d.state IN ('queued', 'running', 'awaiting_intervention'))
+            ON CONFLICT (resource) DO UPDATE SET since = deployment_locks.since
+                WHERE deployment_locks.deployment_id = $3
+            RETURNING deployment_id
+         ), no_longer_waiting AS (
+            DELETE FROM deployment_lock_waiters
+            WHERE resource = $4 AND deployment_id = $3 AND EXISTS (SELECT 1 FROM taken)
+         )
+         SELECT deployment_id FROM taken"
+    ))
+    .bind(fence.task_id)
+    .bind(fence.attempt)
+    .bind(deployment_id)
+    .bind(resource)
+    .fetch_optional(db)
+    .await?;
+    if held.is_some() {
+        return Ok(Acquired::Held);
+    }
     let mut tx = db.begin().await?;
     // Serialises takers of this one resource, so "free and nobody older waits" holds
     // until the commit.
