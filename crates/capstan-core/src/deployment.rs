@@ -288,6 +288,7 @@ mod tests {
             failure_policy: FailurePolicy::Fail,
             bypass_machine_mutex: false,
             lock: None,
+            timeout: None,
             actions: vec![Action::Script {
                 name: None,
                 syntax: crate::script::ScriptSyntax::Bash,

@@ -55,8 +55,30 @@ pub struct Step {
     /// environment, across every project that names it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lock: Option<NamedLock>,
+    /// How long each action may run on its agent, e.g. `90s`, `30m` (1 s to 24 h;
+    /// default 1 h). An action past it fails as timed out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
     /// Child steps, run in order on each target.
     pub actions: Vec<Action>,
+}
+
+/// The longest an action may be given, and what it gets when its step says nothing.
+pub const MAX_ACTION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+pub const DEFAULT_ACTION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3600);
+
+impl Step {
+    /// The time each action of this step may run, once its `timeout` is checked.
+    pub fn action_timeout(&self) -> Result<std::time::Duration, String> {
+        let Some(text) = &self.timeout else {
+            return Ok(DEFAULT_ACTION_TIMEOUT);
+        };
+        let timeout = crate::duration::parse_duration(text).map_err(|e| e.to_string())?;
+        if timeout < std::time::Duration::from_secs(1) || timeout > MAX_ACTION_TIMEOUT {
+            return Err(format!("`{text}` is not between 1s and 24h"));
+        }
+        Ok(timeout)
+    }
 }
 
 /// When a step starts.

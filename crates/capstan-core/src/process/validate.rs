@@ -81,6 +81,9 @@ pub fn validate(steps: &[Step]) -> Vec<ProcessIssue> {
                 "must be at least 1 (use mode `fail` to stop at the first failure)".to_owned(),
             );
         }
+        if let Err(why) = step.action_timeout() {
+            check.issue("timeout", why);
+        }
         if let Some(lock) = &step.lock
             && let Err(why) = check_name(&lock.name)
         {
@@ -355,6 +358,7 @@ mod tests {
             failure_policy: FailurePolicy::Fail,
             bypass_machine_mutex: false,
             lock: None,
+            timeout: None,
             actions: vec![script("echo hi")],
         }
     }

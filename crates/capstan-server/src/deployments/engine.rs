@@ -36,8 +36,6 @@ use super::actions::{DeployTarget, Outputs, Release, reported_outputs};
 use super::dispatch::{Dispatcher, Ended};
 use crate::{node::NodeContext, runner::TaskLog};
 
-/// How long one action may run on its agent.
-const ACTION_TIMEOUT: Duration = Duration::from_secs(3600);
 /// How often a waiting target asks again for its lock or mutex.
 const LOCK_RETRY: Duration = Duration::from_millis(200);
 /// How often an open question is checked for an answer.
@@ -312,6 +310,13 @@ impl Engine {
             }
         ));
         self.run_targets(s, active).await
+    }
+
+    /// Each action's time on its agent: checked when the process was saved, so a value
+    /// that does not read (an older release) falls back to the default.
+    fn action_timeout(&self, step: &Step) -> Duration {
+        step.action_timeout()
+            .unwrap_or(capstan_core::process::DEFAULT_ACTION_TIMEOUT)
     }
 
     /// Most targets at once: the window, bounded by max parallelism.
@@ -919,7 +924,7 @@ impl Engine {
                 command_id,
                 target.agent_id,
                 &target.name,
-                ACTION_TIMEOUT + Duration::from_secs(10),
+                self.action_timeout(step) + Duration::from_secs(10),
             )
             .await;
         self.stop_fetching(s, a);
@@ -1027,7 +1032,7 @@ impl Engine {
         let mut body = built.body;
         body["cell"] = serde_json::Value::String(marker.to_owned());
         let started = OffsetDateTime::now_utc();
-        let timeout_ms = i64::try_from(ACTION_TIMEOUT.as_millis()).unwrap_or(i64::MAX);
+        let timeout_ms = i64::try_from(self.action_timeout(step).as_millis()).unwrap_or(i64::MAX);
         // Polls this node holds answer from what is handed over, not when the NOTIFY
         // comes back.
         let sending = self.ctx.agents.mailboxes.sending([target.agent_id]);

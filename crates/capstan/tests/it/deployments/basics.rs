@@ -84,3 +84,43 @@ async fn a_release_runs_its_steps_in_order_on_every_target_and_fills_the_grid() 
     let (_, page) = fleet.api.get("/api/deployments?state=failed").await;
     assert!(page["items"].as_array().unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn an_action_past_its_steps_timeout_fails_and_a_timeout_out_of_range_is_refused() {
+    let fleet = Fleet::start(1, 1).await;
+    let mut slow = step("Slow", "sleep 20");
+    slow["timeout"] = json!("1s");
+    let (_, release) = fleet.release("Shop", json!([slow]), json!([])).await;
+    let started = std::time::Instant::now();
+    let id = fleet
+        .deploy(json!({ "release_id": release, "environment": "Production" }))
+        .await;
+    let done = fleet
+        .wait_state(id, &["succeeded", "failed"], Duration::from_secs(30))
+        .await;
+    assert_eq!(done["state"], "failed", "{done:#}");
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+    let cell = &done["grid"][0];
+    assert_eq!(cell["state"], "failed", "{done:#}");
+    assert!(
+        cell["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("timed out"),
+        "{cell}"
+    );
+
+    let project = fleet.api.project("Blog").await;
+    let mut long = step("Long", "true");
+    long["timeout"] = json!("2d");
+    let (status, body) = fleet.api.save_process(project, 0, json!([long])).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body.to_string().contains("not between 1s and 24h"),
+        "{body}"
+    );
+}
