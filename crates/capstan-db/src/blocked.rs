@@ -3,7 +3,8 @@
 //! whole page of tasks.
 //!
 //! Nodes do not record which task kinds they know, so the line is every queued task,
-//! whatever its kind, and "could run it" means "is up".
+//! whatever its kind, and "could run it" means "is up". A parked task (waiting for an
+//! operator) stands in no line and is ahead of nobody.
 
 use sqlx::PgExecutor;
 
@@ -72,6 +73,7 @@ pub async fn look_up(db: impl PgExecutor<'_>, ids: &[i64]) -> Result<Waiting, Db
          ), line AS (
             SELECT id, row_number() OVER (ORDER BY id) AS position FROM tasks
             WHERE state = 'queued' AND id <= (SELECT max(id) FROM page)
+              AND (NOT parked OR id = ANY($1))
          )
          SELECT 'task' AS part, p.id, l.position, p.concurrency_key,
              COALESCE(
@@ -87,7 +89,8 @@ pub async fn look_up(db: impl PgExecutor<'_>, ids: &[i64]) -> Result<Waiting, Db
          FROM page p JOIN line l ON l.id = p.id
          UNION ALL
          SELECT 'front', f.id, NULL, NULL, NULL, NULL, NULL, NULL, NULL
-         FROM (SELECT id FROM tasks WHERE state = 'queued' ORDER BY id LIMIT $2) f
+         FROM (SELECT id FROM tasks WHERE state = 'queued' AND NOT parked
+               ORDER BY id LIMIT $2) f
          UNION ALL
          SELECT 'node', NULL, NULL, NULL, NULL, nodes.name, nodes.task_cap, nodes.draining,
              (SELECT count(*)::int4 FROM tasks
