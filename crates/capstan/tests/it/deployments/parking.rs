@@ -105,3 +105,50 @@ async fn a_guided_failure_parks_the_deployment_without_a_slot_until_it_is_answer
     assert_eq!(after["web01"], ["succeeded"]);
     assert_eq!(after["web02"], ["succeeded"]);
 }
+
+#[tokio::test]
+async fn a_parked_deployment_can_be_cancelled_and_its_question_is_then_closed_to_answers() {
+    let fleet = Fleet::start_with_cap(1, Some(1), 1).await;
+    let mut failing = step("Deploy", "exit 2");
+    failing["failure_policy"] = json!({ "mode": "guided" });
+    let (_, release) = fleet.release("Shop", json!([failing]), json!([])).await;
+    let id = fleet
+        .deploy(json!({ "release_id": release, "environment": "Production" }))
+        .await;
+    let waiting = fleet
+        .wait_state(id, &["awaiting_intervention"], Duration::from_secs(30))
+        .await;
+    let task = waiting["task_id"].as_i64().unwrap();
+    eventually(
+        Duration::from_secs(15),
+        "the deployment to park",
+        || async {
+            let (_, body) = fleet.api.get(&format!("/api/tasks/{task}")).await;
+            (body["state"] == "queued").then_some(())
+        },
+    )
+    .await;
+    let (status, body) = fleet
+        .api
+        .post(
+            &format!("/api/deployments/{id}/cancel"),
+            json!({ "note": "not today" }),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let done = fleet
+        .wait_state(id, &["cancelled"], Duration::from_secs(10))
+        .await;
+    assert_eq!(done["stopped_by"]["who"], "admin key", "{done:#}");
+    let question = &done["interventions"][0];
+    let (status, body) = fleet
+        .api
+        .post(
+            &format!("/api/deployments/{id}/interventions/{}", question["id"]),
+            json!({ "answer": "retry" }),
+        )
+        .await;
+    assert_eq!(status, 409, "{body}");
+    let (_, task) = fleet.api.get(&format!("/api/tasks/{task}")).await;
+    assert_eq!(task["state"], "cancelled", "{task:#}");
+}
