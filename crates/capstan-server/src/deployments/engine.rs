@@ -121,7 +121,8 @@ pub struct Engine {
     cells: Mutex<HashMap<Key, CellRow>>,
     outputs: Mutex<Outputs>,
     state: Mutex<RunState>,
-    held: Mutex<HashMap<String, usize>>,
+    /// Per resource, how many of this deployment's targets hold it.
+    held: Mutex<HashMap<String, Arc<tokio::sync::Mutex<usize>>>>,
     /// Package actions fetching now, by (step, action), for acquisition parallelism.
     fetching: Mutex<HashMap<(usize, usize), usize>>,
     dispatcher: Dispatcher,
@@ -1171,6 +1172,18 @@ impl Engine {
         resources
     }
 
+    /// The count of this deployment's targets holding `resource`, behind its own async
+    /// mutex: every change of the count and the database row it stands for happens
+    /// under it, so no target can take the row as held while another is deleting it.
+    fn holding(&self, resource: &str) -> Arc<tokio::sync::Mutex<usize>> {
+        self.held
+            .lock()
+            .expect("held lock")
+            .entry(resource.to_owned())
+            .or_default()
+            .clone()
+    }
+
     /// Takes a resource for the deployment (again, if it already holds it), showing
     /// in the cell what it waits for meanwhile.
     async fn take(
@@ -1181,23 +1194,21 @@ impl Engine {
         resource: &str,
         label: &BlockedLabel,
     ) -> Result<(), EngineError> {
-        {
-            let mut held = self.held.lock().expect("held lock");
-            if let Some(n) = held.get_mut(resource) {
-                *n += 1;
-                return Ok(());
-            }
-        }
+        let holding = self.holding(resource);
         let mut shown: Option<i64> = None;
         loop {
-            match db::acquire(&self.ctx.pools.api, self.fence, self.id, resource).await? {
-                Acquired::Held => break,
-                Acquired::Waiting(holder) => {
-                    // Another target of this deployment took it meanwhile.
-                    if holder.deployment_id == self.id {
-                        break;
+            {
+                let mut count = holding.lock().await;
+                if *count > 0 {
+                    *count += 1;
+                    return Ok(());
+                }
+                match db::acquire(&self.ctx.pools.api, self.fence, self.id, resource).await? {
+                    Acquired::Held => {
+                        *count = 1;
+                        return Ok(());
                     }
-                    if shown != Some(holder.deployment_id) {
+                    Acquired::Waiting(holder) if shown != Some(holder.deployment_id) => {
                         shown = Some(holder.deployment_id);
                         let waiting = label.blocked(&holder);
                         self.log
@@ -1209,43 +1220,23 @@ impl Engine {
                         }])
                         .await?;
                     }
-                }
-            }
-            {
-                let mut held = self.held.lock().expect("held lock");
-                if let Some(n) = held.get_mut(resource) {
-                    *n += 1;
-                    return Ok(());
+                    Acquired::Waiting(_) => {}
                 }
             }
             tokio::time::sleep(LOCK_RETRY).await;
         }
-        *self
-            .held
-            .lock()
-            .expect("held lock")
-            .entry(resource.to_owned())
-            .or_insert(0) += 1;
-        Ok(())
     }
 
     async fn give_back(&self, resource: &str) -> Result<(), EngineError> {
-        let free = {
-            let mut held = self.held.lock().expect("held lock");
-            match held.get_mut(resource) {
-                Some(n) if *n > 1 => {
-                    *n -= 1;
-                    false
-                }
-                Some(_) => {
-                    held.remove(resource);
-                    true
-                }
-                None => false,
+        let holding = self.holding(resource);
+        let mut count = holding.lock().await;
+        match *count {
+            0 => {}
+            1 => {
+                db::release(&self.ctx.pools.api, self.id, resource).await?;
+                *count = 0;
             }
-        };
-        if free {
-            db::release(&self.ctx.pools.api, self.id, resource).await?;
+            _ => *count -= 1,
         }
         Ok(())
     }

@@ -162,3 +162,48 @@ async fn a_named_lock_serialises_one_step_across_thirty_deployments_while_their_
         "the unlocked steps never overlapped: {before:?}"
     );
 }
+
+#[tokio::test]
+async fn an_environment_lock_is_shared_by_one_deployments_targets_and_never_by_two_deployments() {
+    let fleet = Fleet::start_with_cap(1, Some(10), 3).await;
+    let locked = fleet.dir().join("env-locked");
+    let mut releases = Vec::new();
+    for name in ["Shop", "Blog", "Wiki"] {
+        let mut migrate = timed_step("Migrate", &locked, 0.4);
+        migrate["bypass_machine_mutex"] = json!(true);
+        migrate["lock"] = json!({ "name": "schema", "scope": "environment" });
+        let (_, release) = fleet.release(name, json!([migrate]), json!([])).await;
+        releases.push(release);
+    }
+    let mut ids = Vec::new();
+    for release in releases {
+        ids.push(
+            fleet
+                .deploy(json!({ "release_id": release, "environment": "Production" }))
+                .await,
+        );
+    }
+    for id in &ids {
+        let done = fleet
+            .wait_state(*id, &["succeeded", "failed"], Duration::from_secs(60))
+            .await;
+        assert_eq!(done["state"], "succeeded", "{done:#}");
+    }
+    let mut all = Vec::new();
+    for machine in ["web01", "web02", "web03"] {
+        all.extend(intervals(&locked, machine));
+    }
+    all.sort_by(|a, b| a.0.total_cmp(&b.0));
+    assert_eq!(all.len(), 9, "{all:?}");
+    // Across machines, two deployments never held the environment's lock at once...
+    assert!(!any_overlap(&all), "two deployments overlapped: {all:?}");
+    // ...while one deployment's three machines ran the step together.
+    let together = all
+        .iter()
+        .enumerate()
+        .any(|(i, a)| all[i + 1..].iter().any(|b| b.2 == a.2 && b.0 < a.1));
+    assert!(
+        together,
+        "one deployment's targets never overlapped: {all:?}"
+    );
+}
