@@ -9,6 +9,7 @@ use capstan_api::{
 };
 use capstan_db::{
     DbError,
+    notify::UserNotice,
     users::{self, ApiKeyRow, NewUser, UserChange, UserRow},
 };
 
@@ -177,6 +178,8 @@ pub(crate) async fn update_user(
     )
     .await
     .map_err(|e| user_error(e, id, ""))?;
+    // Other nodes hear it through NOTIFY; this one need not wait for its own.
+    ctx.api_keys.notified(UserNotice::Changed(id));
     if request.disabled == Some(true) {
         tracing::info!(user.name = %row.name, "disabled user {}", row.name);
     }
@@ -196,6 +199,7 @@ pub(crate) async fn delete_user(
     users::delete(&ctx.pools.api, id)
         .await
         .map_err(|e| user_error(e, id, ""))?;
+    ctx.api_keys.notified(UserNotice::Changed(id));
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -268,6 +272,7 @@ pub(crate) async fn revoke_api_key(
             }
             other => ApiError::from_db(other, String::new),
         })?;
+    ctx.api_keys.notified(UserNotice::KeyRevoked(row.id));
     tracing::info!(api_key.id = %row.key_id, "revoked API key {}", row.key_id);
     Ok(StatusCode::NO_CONTENT)
 }

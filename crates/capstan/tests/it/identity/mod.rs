@@ -2,6 +2,7 @@
 //! on every node at once, and never leave their secret behind.
 
 mod api_keys;
+mod cli;
 mod users;
 
 use capstan_testkit::ADMIN_KEY;
