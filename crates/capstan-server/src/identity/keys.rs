@@ -174,6 +174,12 @@ mod tests {
     }
 
     #[test]
+    fn the_key_in_docs_security_md_is_well_formed() {
+        let key = parse("capk_7kQ2mX9pLr4T_Zf3a9QvN0bWc6YtR1hKs8LdM2uPe5Xjq_0ssvvP").unwrap();
+        assert_eq!(key.key_id, "7kQ2mX9pLr4T");
+    }
+
+    #[test]
     fn digests_compare_exactly() {
         assert!(same_digest(&digest("a"), &digest("a")));
         assert!(!same_digest(&digest("a"), &digest("b")));
