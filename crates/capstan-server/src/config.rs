@@ -158,8 +158,9 @@ pub struct ServerArgs {
     #[arg(long, env = "CAPSTAN_MASTER_KEY_PREVIOUS", value_delimiter = ',', value_parser = parse_secret, hide_env_values = true)]
     pub master_key_previous: Vec<SecretString>,
 
-    /// An API key with full rights (at least 16 characters). Without it, only the
-    /// unauthenticated endpoints answer.
+    /// An API key with full rights (at least 16 characters). Without it, only users'
+    /// and service accounts' API keys are accepted (and there is no way to create the
+    /// first one).
     // Checked in `into_settings`, like the master key: clap would echo a rejected value.
     #[arg(long, env = "CAPSTAN_ADMIN_API_KEY", value_parser = parse_secret, hide_env_values = true)]
     pub admin_api_key: Option<SecretString>,
