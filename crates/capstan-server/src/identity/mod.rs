@@ -258,10 +258,11 @@ pub async fn create_key(
                 }
             }),
     };
-    problems.finish()?;
+    // A field without a value has its problem recorded.
     let (Some(purpose), Some(lifetime)) = (purpose, lifetime) else {
-        unreachable!("problems were reported above");
+        return Err(IdentityError::Invalid(problems));
     };
+    problems.finish()?;
     let user = capstan_db::users::get(db, user_id)
         .await
         .map_err(|e| not_found(e, user_id))?;
