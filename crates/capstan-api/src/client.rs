@@ -356,6 +356,97 @@ impl ApiClient {
             .await
     }
 
+    /// `POST /api/users`.
+    pub async fn create_user(
+        &self,
+        request: &crate::CreateUserRequest,
+    ) -> Result<crate::UserResponse, ClientError> {
+        self.call(Method::POST, "/api/users", Some(request)).await
+    }
+
+    /// `GET /api/users` with filters and a cursor.
+    pub async fn list_users(
+        &self,
+        query: &crate::UserQuery,
+    ) -> Result<crate::UserPage, ClientError> {
+        let mut url = url_with_query("/api/users", query);
+        if url.ends_with('?') {
+            url.pop();
+        }
+        self.call(Method::GET, &url, None::<&()>).await
+    }
+
+    /// A user by id, or by name (in any case).
+    pub async fn find_user(&self, name_or_id: &str) -> Result<crate::UserResponse, ClientError> {
+        if let Ok(id) = name_or_id.parse::<i64>() {
+            return self
+                .call(Method::GET, &format!("/api/users/{id}"), None::<&()>)
+                .await;
+        }
+        let query = crate::UserQuery {
+            name: Some(name_or_id.to_owned()),
+            ..Default::default()
+        };
+        let page = self.list_users(&query).await?;
+        page.items.into_iter().next().ok_or_else(|| {
+            ClientError::Api(Problem::new(
+                404,
+                "Not Found",
+                format!("no user is named `{name_or_id}`"),
+            ))
+        })
+    }
+
+    /// `PATCH /api/users/{id}`.
+    pub async fn update_user(
+        &self,
+        id: i64,
+        request: &crate::UpdateUserRequest,
+    ) -> Result<crate::UserResponse, ClientError> {
+        self.call(Method::PATCH, &format!("/api/users/{id}"), Some(request))
+            .await
+    }
+
+    /// `DELETE /api/users/{id}`.
+    pub async fn delete_user(&self, id: i64) -> Result<(), ClientError> {
+        self.call(Method::DELETE, &format!("/api/users/{id}"), None::<&()>)
+            .await
+    }
+
+    /// `POST /api/users/{id}/api-keys`: the answer holds the key, shown only now.
+    pub async fn create_api_key(
+        &self,
+        user: i64,
+        request: &crate::CreateApiKeyRequest,
+    ) -> Result<crate::CreatedApiKey, ClientError> {
+        self.call(
+            Method::POST,
+            &format!("/api/users/{user}/api-keys"),
+            Some(request),
+        )
+        .await
+    }
+
+    /// `GET /api/users/{id}/api-keys`.
+    pub async fn list_api_keys(&self, user: i64) -> Result<crate::ApiKeyList, ClientError> {
+        self.call(
+            Method::GET,
+            &format!("/api/users/{user}/api-keys"),
+            None::<&()>,
+        )
+        .await
+    }
+
+    /// `DELETE /api/users/{id}/api-keys/{key_id}`.
+    pub async fn revoke_api_key(&self, user: i64, key_id: &str) -> Result<(), ClientError> {
+        self.call(
+            Method::DELETE,
+            &format!("/api/users/{user}/api-keys/{key_id}"),
+            None::<&()>,
+        )
+        .await
+    }
+
     /// `GET /api/projects/{id}/process`.
     pub async fn get_process(&self, project: i64) -> Result<crate::ProcessResponse, ClientError> {
         self.call(

@@ -18,6 +18,7 @@ pub mod scripts;
 pub mod task_logs;
 pub mod tasks;
 pub mod timestamp;
+pub mod users;
 
 pub use agents::{
     AgentCommand, AgentFacts, AgentHealth, AgentPage, AgentQuery, AgentResponse, CommandBody,
@@ -50,4 +51,8 @@ pub use task_logs::{LogEvent, SseEvent, TaskLogEnd, TaskLogQuery};
 pub use tasks::{
     AttemptList, AttemptResponse, CreateTaskRequest, CreateTasksRequest, CreateTasksResponse,
     TaskPage, TaskQuery, TaskResponse,
+};
+pub use users::{
+    ApiKeyList, ApiKeyResponse, CreateApiKeyRequest, CreateUserRequest, CreatedApiKey,
+    UpdateUserRequest, UserKind, UserPage, UserQuery, UserResponse,
 };

@@ -28,6 +28,7 @@ pub mod releases;
 pub mod secrets;
 pub mod task_logs;
 pub mod tasks;
+pub mod users;
 
 pub use error::DbError;
 pub use notify::{NODES_CHANNEL, TASKS_CHANNEL};

@@ -20,6 +20,9 @@ pub const TASKS_CHANNEL: &str = "capstan_tasks";
 /// a task's run waits on.
 pub const AGENTS_CHANNEL: &str = "capstan_agents";
 
+/// The NOTIFY channel of users and API keys: a key that stopped working.
+pub const USERS_CHANNEL: &str = "capstan_users";
+
 /// A payload its channel does not define.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("`{payload}` is not a notification of channel {channel}")]
@@ -62,12 +65,23 @@ pub enum AgentNotice {
     Done(i64),
 }
 
+/// On [`USERS_CHANNEL`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserNotice {
+    /// `user:<user id>`: the user was disabled, enabled, changed or deleted; its keys'
+    /// cached checks are stale.
+    Changed(i64),
+    /// `key:<api key row id>`: the key was revoked.
+    KeyRevoked(i64),
+}
+
 /// A notification of any channel Capstan listens on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Notice {
     Node(NodeNotice),
     Task(TaskNotice),
     Agent(AgentNotice),
+    User(UserNotice),
 }
 
 impl NodeNotice {
@@ -129,15 +143,38 @@ impl AgentNotice {
     }
 }
 
+impl UserNotice {
+    pub fn encode(&self) -> String {
+        match self {
+            Self::Changed(user) => format!("user:{user}"),
+            Self::KeyRevoked(key) => format!("key:{key}"),
+        }
+    }
+
+    pub fn parse(payload: &str) -> Result<Self, UnknownNotice> {
+        let parsed = payload.split_once(':').and_then(|(kind, rest)| {
+            let make = match kind {
+                "user" => Self::Changed,
+                "key" => Self::KeyRevoked,
+                _ => return None,
+            };
+            id(rest).map(make)
+        });
+        parsed.ok_or_else(|| unknown(USERS_CHANNEL, payload))
+    }
+}
+
 impl Notice {
     /// Every channel a node listens on.
-    pub const CHANNELS: [&'static str; 3] = [NODES_CHANNEL, TASKS_CHANNEL, AGENTS_CHANNEL];
+    pub const CHANNELS: [&'static str; 4] =
+        [NODES_CHANNEL, TASKS_CHANNEL, AGENTS_CHANNEL, USERS_CHANNEL];
 
     pub fn channel(&self) -> &'static str {
         match self {
             Self::Node(_) => NODES_CHANNEL,
             Self::Task(_) => TASKS_CHANNEL,
             Self::Agent(_) => AGENTS_CHANNEL,
+            Self::User(_) => USERS_CHANNEL,
         }
     }
 
@@ -146,6 +183,7 @@ impl Notice {
             Self::Node(notice) => notice.encode(),
             Self::Task(notice) => notice.encode(),
             Self::Agent(notice) => notice.encode(),
+            Self::User(notice) => notice.encode(),
         }
     }
 
@@ -154,6 +192,7 @@ impl Notice {
             NODES_CHANNEL => NodeNotice::parse(payload).map(Self::Node),
             TASKS_CHANNEL => TaskNotice::parse(payload).map(Self::Task),
             AGENTS_CHANNEL => AgentNotice::parse(payload).map(Self::Agent),
+            USERS_CHANNEL => UserNotice::parse(payload).map(Self::User),
             other => Err(unknown(other, payload)),
         }
     }
@@ -214,6 +253,12 @@ mod tests {
     }
 
     #[test]
+    fn user_notices_round_trip() {
+        round_trips(Notice::User(UserNotice::Changed(3)), "user:3");
+        round_trips(Notice::User(UserNotice::KeyRevoked(12)), "key:12");
+    }
+
+    #[test]
     fn payloads_a_channel_does_not_define_are_refused() {
         for (channel, payload) in [
             (NODES_CHANNEL, "not-a-uuid"),
@@ -229,6 +274,9 @@ mod tests {
             (AGENTS_CHANNEL, "mail:007"),
             (AGENTS_CHANNEL, "done:1:2"),
             (AGENTS_CHANNEL, "cancel:4"),
+            (USERS_CHANNEL, "user:"),
+            (USERS_CHANNEL, "key:x"),
+            (USERS_CHANNEL, "mail:4"),
             ("capstan_other", "queued"),
         ] {
             let err = Notice::parse(channel, payload).unwrap_err();

@@ -158,11 +158,17 @@ pub struct ServerArgs {
     #[arg(long, env = "CAPSTAN_MASTER_KEY_PREVIOUS", value_delimiter = ',', value_parser = parse_secret, hide_env_values = true)]
     pub master_key_previous: Vec<SecretString>,
 
-    /// An API key with full rights (at least 16 characters). Without it, only the
-    /// unauthenticated endpoints answer.
+    /// An API key with full rights (at least 16 characters). Without it, only users'
+    /// and service accounts' API keys are accepted (and there is no way to create the
+    /// first one).
     // Checked in `into_settings`, like the master key: clap would echo a rejected value.
     #[arg(long, env = "CAPSTAN_ADMIN_API_KEY", value_parser = parse_secret, hide_env_values = true)]
     pub admin_api_key: Option<SecretString>,
+
+    /// The longest lifetime an API key may be given (a key's default is 180 days, or
+    /// this if shorter).
+    #[arg(long, env = "CAPSTAN_API_KEY_MAX_LIFETIME", default_value = "365d", value_parser = parse_duration_arg)]
+    pub api_key_max_lifetime: Duration,
 
     /// Proxies whose X-Forwarded-For is believed, as CIDRs or addresses, comma-separated.
     #[arg(long, env = "CAPSTAN_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_cidr)]
@@ -214,6 +220,7 @@ pub struct Settings {
     pub lease_ttl: Duration,
     pub task_history_retention: Duration,
     pub task_history_retention_every: Duration,
+    pub api_key_max_lifetime: Duration,
     /// Bytes of log one task keeps at most.
     pub task_log_cap: u64,
     pub max_log_followers: u32,
@@ -352,6 +359,7 @@ impl ServerArgs {
             lease_ttl: self.lease_ttl,
             task_history_retention: self.task_history_retention,
             task_history_retention_every: self.task_history_retention_every,
+            api_key_max_lifetime: self.api_key_max_lifetime,
             task_log_cap: self.task_log_cap,
             max_log_followers: self.max_log_followers,
             shutdown_grace: self.shutdown_grace,

@@ -12,6 +12,7 @@ pub mod blobs;
 pub mod config;
 pub mod deployments;
 pub mod http;
+pub mod identity;
 pub mod invalid;
 pub mod metrics;
 pub mod node;

@@ -59,6 +59,7 @@ pub fn test_settings(database_url: &str, blob_dir: &std::path::Path, name: &str)
         lease_ttl: timings.lease_ttl,
         task_history_retention: Duration::from_secs(30 * 24 * 3600),
         task_history_retention_every: Duration::from_secs(3600),
+        api_key_max_lifetime: Duration::from_secs(365 * 24 * 3600),
         task_log_cap: 50 * 1024 * 1024,
         max_log_followers: 500,
         shutdown_grace: timings.shutdown_grace,

@@ -151,6 +151,7 @@ async fn run_cluster(
             lease_ttl: Duration::from_secs(60),
             task_history_retention: Duration::from_secs(30 * 24 * 3600),
             task_history_retention_every: Duration::from_secs(3600),
+            api_key_max_lifetime: Duration::from_secs(365 * 24 * 3600),
             task_log_cap: 50 * 1024 * 1024,
             max_log_followers: 500,
             shutdown_grace: Duration::from_secs(30),

@@ -11,6 +11,7 @@ mod packages;
 mod projects;
 mod signals;
 mod tasks;
+mod users;
 
 use std::process::ExitCode;
 
@@ -49,6 +50,10 @@ enum Command {
     Projects(projects::ProjectsArgs),
     /// Create, list and show releases.
     Releases(projects::ReleasesArgs),
+    /// Create, list, disable, enable and delete users and service accounts.
+    Users(users::UsersArgs),
+    /// Create, list and revoke users' and service accounts' API keys.
+    ApiKeys(users::ApiKeysArgs),
     /// Deploy a project's release to an environment, optionally following it to the end.
     Deploy(Box<deployments::DeployArgs>),
     /// List and show deployments, cancel or abandon them, answer their questions.
@@ -69,6 +74,8 @@ fn main() -> ExitCode {
         Command::MasterKey(args) => run_client(master_key::run(args)),
         Command::Projects(args) => run_client(projects::projects(args)),
         Command::Releases(args) => run_client(projects::releases(args)),
+        Command::Users(args) => run_client(users::users(args)),
+        Command::ApiKeys(args) => run_client(users::api_keys(args)),
         Command::Deploy(args) => run_client(deployments::deploy(*args)),
         Command::Deployments(args) => run_client(deployments::run(args)),
     }

@@ -1,9 +1,11 @@
-//! Bearer API keys. For now the one key is `CAPSTAN_ADMIN_API_KEY`.
+//! Bearer API keys: `CAPSTAN_ADMIN_API_KEY`, or a user's or service account's key
+//! (`capk_…`, see [`crate::identity::keys`]). The request's [`Principal`] goes into its
+//! extensions. Until roles exist, every valid principal has full access.
 
-use std::sync::Arc;
+use std::{net::SocketAddr, sync::Arc};
 
 use axum::{
-    extract::{Request, State},
+    extract::{ConnectInfo, Request, State},
     http::header,
     middleware::Next,
     response::Response,
@@ -11,19 +13,17 @@ use axum::{
 use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
 
-use super::ApiError;
-use crate::node::NodeContext;
+use super::{ApiError, client_addr::client_addr};
+use crate::{
+    identity::{Principal, keys},
+    node::NodeContext,
+};
 
 pub(crate) async fn require_api_key(
     State(ctx): State<Arc<NodeContext>>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let Some(admin_key) = &ctx.settings.admin_api_key else {
-        return Err(ApiError::unauthorized(
-            "this node has no API key configured (set CAPSTAN_ADMIN_API_KEY)",
-        ));
-    };
     let header = request
         .headers()
         .get(header::AUTHORIZATION)
@@ -41,20 +41,52 @@ pub(crate) async fn require_api_key(
             "agent credentials and registration tokens reach only the agent protocol (/api/agent/…, /api/agents/register); send an API key",
         ));
     }
-    if !same_secret(presented, admin_key.expose_secret()) {
-        return Err(ApiError::unauthorized("the API key is not valid"));
-    }
+    let principal = if presented.starts_with(keys::PREFIX) {
+        let key = keys::parse(presented).map_err(|e| ApiError::unauthorized(e.to_string()))?;
+        let address = address(&ctx, &request);
+        ctx.api_keys
+            .authenticate(&ctx.pools.api, &key, address)
+            .await
+            .map_err(|e| ApiError::from_db(e, String::new))?
+            .map_err(|refused| ApiError::unauthorized(refused.to_string()))?
+    } else {
+        let Some(admin_key) = &ctx.settings.admin_api_key else {
+            return Err(ApiError::unauthorized(
+                "the API key is not valid (this node has no admin key: CAPSTAN_ADMIN_API_KEY is unset)",
+            ));
+        };
+        if !same_secret(presented, admin_key.expose_secret()) {
+            return Err(ApiError::unauthorized("the API key is not valid"));
+        }
+        Principal::AdminKey
+    };
+    request.extensions_mut().insert(principal);
     Ok(next.run(request).await)
+}
+
+/// The client's address, as the request log records it.
+fn address(ctx: &NodeContext, request: &Request) -> String {
+    let Some(peer) = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|info| info.0.ip())
+    else {
+        return "unknown".to_owned();
+    };
+    let forwarded: Vec<&str> = request
+        .headers()
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    client_addr(peer, &forwarded, &ctx.settings.trusted_proxies).to_string()
 }
 
 /// Compares digests so the time taken does not reveal how much of a key was right.
 fn same_secret(presented: &str, expected: &str) -> bool {
     let a = Sha256::digest(presented.as_bytes());
     let b = Sha256::digest(expected.as_bytes());
-    a.iter()
-        .zip(b.iter())
-        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-        == 0
+    keys::same_digest(&a, &b)
 }
 
 #[cfg(test)]

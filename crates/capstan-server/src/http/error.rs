@@ -199,6 +199,18 @@ impl From<crate::packages::PackageError> for ApiError {
     }
 }
 
+impl From<crate::identity::IdentityError> for ApiError {
+    fn from(error: crate::identity::IdentityError) -> Self {
+        use crate::identity::IdentityError;
+        match error {
+            IdentityError::Invalid(problems) => problems.into(),
+            IdentityError::NotFound(detail) => Self::not_found(detail),
+            IdentityError::Conflict(detail) => Self::conflict(detail),
+            IdentityError::Db(e) => Self::from_db(e, String::new),
+        }
+    }
+}
+
 /// A problem+json response.
 pub fn problem_response(status: StatusCode, problem: &Problem) -> Response {
     let body = serde_json::to_vec(problem).unwrap_or_default();

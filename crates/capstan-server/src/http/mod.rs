@@ -24,6 +24,7 @@ mod scripts;
 mod task_logs;
 mod tasks;
 mod timeout;
+mod users;
 
 use std::sync::Arc;
 
@@ -171,6 +172,24 @@ pub fn router(ctx: Arc<NodeContext>) -> Router {
         .route(
             "/api/deployments/{id}/interventions/{iid}",
             post(deployments::answer_intervention),
+        )
+        .route(
+            "/api/users",
+            get(users::list_users).post(users::create_user),
+        )
+        .route(
+            "/api/users/{id}",
+            get(users::get_user)
+                .patch(users::update_user)
+                .delete(users::delete_user),
+        )
+        .route(
+            "/api/users/{id}/api-keys",
+            get(users::list_api_keys).post(users::create_api_key),
+        )
+        .route(
+            "/api/users/{id}/api-keys/{key_id}",
+            delete(users::revoke_api_key),
         )
         .route_layer(middleware::from_fn_with_state(
             ctx.clone(),

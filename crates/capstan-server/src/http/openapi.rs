@@ -15,6 +15,10 @@ use capstan_api::{
     UpdateNodeRequest,
 };
 use capstan_api::{
+    ApiKeyList, ApiKeyResponse, CreateApiKeyRequest, CreateUserRequest, CreatedApiKey,
+    UpdateUserRequest, UserKind, UserPage, UserResponse,
+};
+use capstan_api::{
     CreateReleaseRequest, PackageSelection, PreviewRequest, PreviewResponse, ProcessRequest,
     ProcessResponse, ProjectPage, ProjectRequest, ProjectResponse, ReleasePackage, ReleasePage,
     ReleaseResponse, ReleaseSummary, UpdateProjectRequest, VariableInput, VariableResponse,
@@ -41,7 +45,7 @@ use capstan_core::deployment::{
 
 use super::{
     agent_protocol, agents, artifacts, deployments, master_key, nodes, packages, projects,
-    releases, scripts, task_logs, tasks,
+    releases, scripts, task_logs, tasks, users,
 };
 
 #[derive(OpenApi)]
@@ -71,8 +75,13 @@ use super::{
         deployments::create_deployment, deployments::list_deployments,
         deployments::get_deployment, deployments::cancel_deployment,
         deployments::abandon_deployment, deployments::answer_intervention,
+        users::create_user, users::list_users, users::get_user, users::update_user,
+        users::delete_user, users::create_api_key, users::list_api_keys,
+        users::revoke_api_key,
     ),
     components(schemas(
+        CreateUserRequest, UpdateUserRequest, UserKind, UserResponse, UserPage,
+        CreateApiKeyRequest, ApiKeyResponse, CreatedApiKey, ApiKeyList,
         NodeResponse, UpdateNodeRequest, Problem, CreateTaskRequest, CreateTasksRequest,
         CreateTasksResponse, TaskResponse, Blocked, BlockedBy, NodeLoad, TaskPage, AttemptResponse, AttemptList, TaskLogEnd,
         PackageResponse, PackageSummary, PackagePage, PackageVersionPage, ArtifactResponse,

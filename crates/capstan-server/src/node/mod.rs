@@ -49,6 +49,8 @@ pub struct NodeContext {
     pub agents: crate::agents::AgentGateway,
     /// Seals and opens sensitive values under the master keys this node holds.
     pub secrets: crate::secrets::Secrets,
+    /// API keys this node has checked, and uses of them not yet written.
+    pub api_keys: crate::identity::KeyCache,
 }
 
 /// Open files a node wants: each agent's long poll holds a connection.
@@ -228,6 +230,7 @@ impl Node {
                 log_followers: Arc::new(tokio::sync::Semaphore::new(log_followers)),
                 agents: Default::default(),
                 secrets: keys.secrets,
+                api_keys: Default::default(),
             }),
             listener,
             local_addr,

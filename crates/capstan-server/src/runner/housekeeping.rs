@@ -108,6 +108,7 @@ pub(crate) async fn run(ctx: Arc<NodeContext>) {
         ticker.tick().await;
         rescue_expired(&ctx).await;
         crate::agents::housekeeping(&ctx).await;
+        ctx.api_keys.flush_uses(&ctx.pools.api).await;
         ticks = ticks.wrapping_add(1);
         if ticks % COMPACT_EVERY_HEARTBEATS == 0 {
             compact_left_over_logs(&ctx).await;

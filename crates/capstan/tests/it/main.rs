@@ -10,6 +10,7 @@ mod crash;
 mod deployments;
 mod dev;
 mod haproxy;
+mod identity;
 mod observability;
 mod outage;
 mod projects;

@@ -43,6 +43,17 @@ async fn the_openapi_document_describes_every_node_and_task_endpoint() {
         ),
         ("/api/releases", "post", "create_release"),
         ("/api/releases/{id}", "get", "get_release"),
+        ("/api/users", "post", "create_user"),
+        ("/api/users", "get", "list_users"),
+        ("/api/users/{id}", "patch", "update_user"),
+        ("/api/users/{id}", "delete", "delete_user"),
+        ("/api/users/{id}/api-keys", "post", "create_api_key"),
+        ("/api/users/{id}/api-keys", "get", "list_api_keys"),
+        (
+            "/api/users/{id}/api-keys/{key_id}",
+            "delete",
+            "revoke_api_key",
+        ),
     ] {
         assert_eq!(
             paths[path][method]["operationId"], operation,
@@ -59,6 +70,9 @@ async fn the_openapi_document_describes_every_node_and_task_endpoint() {
         "Action",
         "VariableScope",
         "ReleaseResponse",
+        "CreatedApiKey",
+        "ApiKeyResponse",
+        "UserResponse",
     ] {
         assert!(doc["components"]["schemas"][schema].is_object(), "{schema}");
     }

@@ -9,7 +9,7 @@ use capstan_db::{
     Pools,
     listen::{ListenEvent, listen},
     mailbox::{self, Finish, NewCommand},
-    notify::{AgentNotice, NodeNotice, Notice, TaskNotice},
+    notify::{AgentNotice, NodeNotice, Notice, TaskNotice, UserNotice},
     tasks::{self, NewTask},
 };
 use capstan_testkit::TestDatabase;
@@ -167,6 +167,44 @@ async fn every_payload_the_statements_send_parses_as_its_notice() {
             .unwrap();
     assert!(rescued.iter().any(|r| r.id == requeue), "{rescued:?}");
     expect(&mut events, Notice::Task(TaskNotice::Queued)).await;
+
+    // Whatever stops an API key is announced in its transaction.
+    use capstan_db::users::{self, NewApiKey, NewUser, UserChange};
+    let user = users::create(
+        db,
+        &NewUser {
+            name: "deploy-bot",
+            display_name: "",
+            email: None,
+            kind: "service",
+        },
+    )
+    .await
+    .unwrap();
+    let key = users::create_key(
+        db,
+        &NewApiKey {
+            user_id: user.id,
+            purpose: "CI",
+            key_id: "AAAAAAAAAAAA",
+            digest: &[0; 32],
+            expires_at: time::OffsetDateTime::now_utc() + Duration::from_secs(60),
+        },
+    )
+    .await
+    .unwrap();
+    users::revoke_key(db, user.id, "AAAAAAAAAAAA")
+        .await
+        .unwrap();
+    expect(&mut events, Notice::User(UserNotice::KeyRevoked(key.id))).await;
+    let disable = UserChange {
+        disabled: Some(true),
+        ..Default::default()
+    };
+    users::update(db, user.id, &disable).await.unwrap();
+    expect(&mut events, Notice::User(UserNotice::Changed(user.id))).await;
+    users::delete(db, user.id).await.unwrap();
+    expect(&mut events, Notice::User(UserNotice::Changed(user.id))).await;
 
     listener.abort();
 }
