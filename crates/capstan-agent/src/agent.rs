@@ -1037,8 +1037,8 @@ mod tests {
         assert_eq!(agent.cancelling(), [4]);
         // Stopped, and its result refused: still held, still being cancelled. How soon
         // the first report goes out depends on the machine's load.
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while results(&fake).is_empty() && tokio::time::Instant::now() < deadline {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while results(&fake).is_empty() && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         assert!(!results(&fake).is_empty());
