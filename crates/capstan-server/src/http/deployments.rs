@@ -26,20 +26,26 @@ use super::{
     paging::Keyset,
 };
 use crate::deployments::{self, Caller};
+use crate::identity::Principal;
 use crate::node::NodeContext;
 
 const DEFAULT_PAGE: u32 = 50;
 
-/// Who is asking: the credential (only the admin key exists so far) and the client's
-/// address through the trusted proxies.
-fn caller(ctx: &NodeContext, peer: Option<SocketAddr>, headers: &HeaderMap) -> Caller {
+/// Who is asking: the credential the auth layer accepted (the admin key, or a user's
+/// or service account's key) and the client's address through the trusted proxies.
+fn caller(
+    ctx: &NodeContext,
+    principal: Option<Extension<Principal>>,
+    peer: Option<SocketAddr>,
+    headers: &HeaderMap,
+) -> Caller {
     let forwarded: Vec<&str> = headers
         .get_all("x-forwarded-for")
         .iter()
         .filter_map(|v| v.to_str().ok())
         .collect();
     Caller {
-        who: "admin key".to_owned(),
+        who: principal.map_or_else(|| "admin key".to_owned(), |p| p.0.to_string()),
         note: String::new(),
         address: peer
             .map(|p| client_addr(p.ip(), &forwarded, &ctx.settings.trusted_proxies).to_string()),
@@ -157,12 +163,13 @@ pub(crate) async fn get_deployment(
 ))]
 pub(crate) async fn cancel_deployment(
     State(ctx): State<Arc<NodeContext>>,
+    principal: Option<Extension<Principal>>,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     ApiPath(id): ApiPath<i64>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<DeploymentResponse>), ApiError> {
-    let mut caller = caller(&ctx, peer.map(|p| (p.0).0), &headers);
+    let mut caller = caller(&ctx, principal, peer.map(|p| (p.0).0), &headers);
     caller.note = stop_note(&body)?;
     deployments::cancel(&ctx, id, &caller).await?;
     Ok((
@@ -181,12 +188,13 @@ pub(crate) async fn cancel_deployment(
 ))]
 pub(crate) async fn abandon_deployment(
     State(ctx): State<Arc<NodeContext>>,
+    principal: Option<Extension<Principal>>,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     ApiPath(id): ApiPath<i64>,
     body: Bytes,
 ) -> Result<Json<DeploymentResponse>, ApiError> {
-    let mut caller = caller(&ctx, peer.map(|p| (p.0).0), &headers);
+    let mut caller = caller(&ctx, principal, peer.map(|p| (p.0).0), &headers);
     caller.note = stop_note(&body)?;
     deployments::abandon(&ctx, id, &caller).await?;
     Ok(Json(deployments::show(&ctx, id).await?))
@@ -202,12 +210,13 @@ pub(crate) async fn abandon_deployment(
 ))]
 pub(crate) async fn answer_intervention(
     State(ctx): State<Arc<NodeContext>>,
+    principal: Option<Extension<Principal>>,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     ApiPath((id, question)): ApiPath<(i64, i64)>,
     ApiJson(request): ApiJson<AnswerRequest>,
 ) -> Result<Json<DeploymentResponse>, ApiError> {
-    let caller = caller(&ctx, peer.map(|p| (p.0).0), &headers);
+    let caller = caller(&ctx, principal, peer.map(|p| (p.0).0), &headers);
     deployments::answer(&ctx, id, question, &request, &caller).await?;
     Ok(Json(deployments::show(&ctx, id).await?))
 }

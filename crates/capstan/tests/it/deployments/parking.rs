@@ -152,3 +152,60 @@ async fn a_parked_deployment_can_be_cancelled_and_its_question_is_then_closed_to
     let (_, task) = fleet.api.get(&format!("/api/tasks/{task}")).await;
     assert_eq!(task["state"], "cancelled", "{task:#}");
 }
+
+#[tokio::test]
+async fn an_answer_given_with_a_service_accounts_key_names_that_account() {
+    let fleet = Fleet::start(1, 1).await;
+    let manual = json!({
+        "name": "Approve",
+        "target_tags": ["web"],
+        "actions": [{ "kind": "manual_intervention", "instructions": "Check the dashboards" }],
+    });
+    let (_, release) = fleet.release("Shop", json!([manual]), json!([])).await;
+    let (status, user) = fleet
+        .api
+        .post(
+            "/api/users",
+            json!({ "name": "release-bot", "kind": "service" }),
+        )
+        .await;
+    assert_eq!(status, 201, "{user}");
+    let (status, key) = fleet
+        .api
+        .post(
+            &format!("/api/users/{}/api-keys", user["id"]),
+            json!({ "purpose": "answers" }),
+        )
+        .await;
+    assert_eq!(status, 201, "{key}");
+    let id = fleet
+        .deploy(json!({ "release_id": release, "environment": "Production" }))
+        .await;
+    let waiting = fleet
+        .wait_state(id, &["awaiting_intervention"], Duration::from_secs(30))
+        .await;
+    let question = &waiting["interventions"][0];
+    let answered = reqwest::Client::new()
+        .post(format!(
+            "{}/api/deployments/{id}/interventions/{}",
+            fleet.cluster.node(0).url(),
+            question["id"]
+        ))
+        .bearer_auth(key["key"].as_str().unwrap())
+        .json(&json!({ "answer": "proceed", "note": "dashboards green" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answered.status(), 200);
+    let done = fleet
+        .wait_state(id, &["succeeded", "failed"], Duration::from_secs(30))
+        .await;
+    assert_eq!(done["state"], "succeeded", "{done:#}");
+    let by = &done["interventions"][0]["answer"]["by"];
+    assert_eq!(
+        by["who"],
+        format!("release-bot (key {})", key["key_id"].as_str().unwrap()),
+        "{done:#}"
+    );
+    assert_eq!(by["address"], "127.0.0.1");
+}
