@@ -762,6 +762,8 @@ pub enum Acquired {
     Held,
     /// Held by another, or promised to an older waiter: this deployment waits in line.
     Waiting(Holder),
+    /// It changed hands while being read: ask again.
+    Retry,
 }
 
 /// Takes `resource` for the deployment if it is free and no older deployment waits
@@ -852,22 +854,40 @@ pub async fn acquire(
             .execute(&mut *tx)
             .await?;
             let holder = match other {
-                Some(holder) => holder,
+                Some(holder) => Some(holder),
                 // Free, but promised to an older waiter: name that one.
-                None => sqlx::query_as(
-                    "SELECT w.deployment_id, p.name AS project, w.since
-                     FROM deployment_lock_waiters w JOIN deployments d ON d.id = w.deployment_id
-                     JOIN projects p ON p.id = d.project_id
-                     WHERE w.resource = $1 AND w.deployment_id < $2
-                     ORDER BY w.deployment_id LIMIT 1",
-                )
-                .bind(resource)
-                .bind(deployment_id)
-                .fetch_optional(&mut *tx)
-                .await?
-                .ok_or(DbError::Fenced)?,
+                None => {
+                    sqlx::query_as(
+                        "SELECT w.deployment_id, p.name AS project, w.since
+                         FROM deployment_lock_waiters w
+                         JOIN deployments d ON d.id = w.deployment_id
+                         JOIN projects p ON p.id = d.project_id
+                         WHERE w.resource = $1 AND w.deployment_id < $2
+                         ORDER BY w.deployment_id LIMIT 1",
+                    )
+                    .bind(resource)
+                    .bind(deployment_id)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                }
             };
-            Acquired::Waiting(holder)
+            match holder {
+                Some(holder) => Acquired::Waiting(holder),
+                // Neither held nor promised: the older waiter took it and gave it back
+                // between these reads (it takes free resources without the advisory
+                // lock), or this run's attempt no longer runs, so nothing was written.
+                None => {
+                    let runs: bool = sqlx::query_scalar(&format!("SELECT {FENCE}"))
+                        .bind(fence.task_id)
+                        .bind(fence.attempt)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    if !runs {
+                        return Err(DbError::Fenced);
+                    }
+                    Acquired::Retry
+                }
+            }
         }
     };
     tx.commit().await?;

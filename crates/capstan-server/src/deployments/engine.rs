@@ -1220,7 +1220,7 @@ impl Engine {
                         }])
                         .await?;
                     }
-                    Acquired::Waiting(_) => {}
+                    Acquired::Waiting(_) | Acquired::Retry => {}
                 }
             }
             tokio::time::sleep(LOCK_RETRY).await;
