@@ -402,25 +402,6 @@ pub async fn open_commands(
     .await?)
 }
 
-/// The command sent for a cell (marked `cell` in its body) by an earlier run that died
-/// before it could store the command's id.
-pub async fn sent_for(
-    db: impl PgExecutor<'_>,
-    task_id: i64,
-    agent_id: i64,
-    marker: &str,
-) -> Result<Option<i64>, DbError> {
-    Ok(sqlx::query_scalar(
-        "SELECT id FROM agent_commands WHERE task_id = $1 AND agent_id = $2
-           AND body->>'cell' = $3 ORDER BY id DESC LIMIT 1",
-    )
-    .bind(task_id)
-    .bind(agent_id)
-    .bind(marker)
-    .fetch_optional(db)
-    .await?)
-}
-
 /// A cell's command about to be sent.
 #[derive(Debug, Clone)]
 pub struct CellCommand<'a> {

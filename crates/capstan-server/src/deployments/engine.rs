@@ -874,29 +874,14 @@ impl Engine {
         a: usize,
     ) -> Result<Ended, EngineError> {
         let step = &self.steps[s];
-        let db = &self.ctx.pools.api;
-        let marker = format!("{}:{s}:{a}", self.id);
-        let existing = self.cell(s, target.agent_id, a);
-        // Sent by an earlier run: watch it instead of sending it again.
-        let adopted = match existing.as_ref() {
-            Some(cell) if cell.state == CellState::Running => match cell.command_id {
-                Some(id) => Some(id),
-                None => db::sent_for(db, self.fence.task_id, target.agent_id, &marker).await?,
-            },
-            _ => None,
-        };
+        // Sent by an earlier run (a cell is only ever `running` with its command, both
+        // written by one statement): watch it instead of sending it again.
+        let adopted = self
+            .cell(s, target.agent_id, a)
+            .filter(|cell| cell.state == CellState::Running)
+            .and_then(|cell| cell.command_id);
         let command_id = match adopted {
             Some(id) => {
-                if existing.as_ref().is_some_and(|c| c.command_id.is_none()) {
-                    let started = existing.as_ref().and_then(|c| c.started_at);
-                    self.write(vec![CellRow {
-                        state: CellState::Running,
-                        command_id: Some(id),
-                        started_at: started.or(Some(OffsetDateTime::now_utc())),
-                        ..self.blank(s, target, a)
-                    }])
-                    .await?;
-                }
                 self.log.info(format!(
                     "{}: `{}` was sent before this run; waiting for it (command {id})",
                     target.name,
@@ -904,7 +889,7 @@ impl Engine {
                 ));
                 id
             }
-            None => match self.send(s, target, a, &marker).await? {
+            None => match self.send(s, target, a).await? {
                 Ok(id) => id,
                 Err(error) => {
                     self.finish_cell(s, target, a, CellState::Failed, &error)
@@ -984,7 +969,6 @@ impl Engine {
         s: usize,
         target: &DeployTarget,
         a: usize,
-        marker: &str,
     ) -> Result<Result<i64, String>, EngineError> {
         let step = &self.steps[s];
         let release = self.release();
@@ -1030,8 +1014,7 @@ impl Engine {
                 return Ok(Err(error));
             }
         };
-        let mut body = built.body;
-        body["cell"] = serde_json::Value::String(marker.to_owned());
+        let body = built.body;
         let started = OffsetDateTime::now_utc();
         let timeout_ms = i64::try_from(self.action_timeout(step).as_millis()).unwrap_or(i64::MAX);
         // Polls this node holds answer from what is handed over, not when the NOTIFY
