@@ -38,6 +38,7 @@ macro_rules! state_text {
 }
 
 pub mod agent;
+pub mod audit;
 pub mod command;
 pub mod deployment;
 pub mod duration;

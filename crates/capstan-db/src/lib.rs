@@ -11,6 +11,7 @@
 
 pub mod agents;
 pub mod artifacts;
+pub mod audit;
 pub mod blobs;
 pub mod blocked;
 pub mod deployments;

@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 
 use super::{ApiError, client_addr::client_addr};
 use crate::{
-    identity::{Principal, keys},
+    identity::{ClientAddress, Principal, keys},
     node::NodeContext,
 };
 
@@ -41,11 +41,11 @@ pub(crate) async fn require_api_key(
             "agent credentials and registration tokens reach only the agent protocol (/api/agent/…, /api/agents/register); send an API key",
         ));
     }
+    let address = address(&ctx, &request);
     let principal = if presented.starts_with(keys::PREFIX) {
         let key = keys::parse(presented).map_err(|e| ApiError::unauthorized(e.to_string()))?;
-        let address = address(&ctx, &request);
         ctx.api_keys
-            .authenticate(&ctx.pools.api, &key, address)
+            .authenticate(&ctx.pools.api, &key, address.clone())
             .await
             .map_err(|e| ApiError::from_db(e, String::new))?
             .map_err(|refused| ApiError::unauthorized(refused.to_string()))?
@@ -61,6 +61,7 @@ pub(crate) async fn require_api_key(
         Principal::AdminKey
     };
     request.extensions_mut().insert(principal);
+    request.extensions_mut().insert(ClientAddress(address));
     Ok(next.run(request).await)
 }
 

@@ -12,7 +12,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use capstan_db::{DbError, notify::UserNotice, users::KeyCheckRow};
+use capstan_core::audit::{ActorKind, AuthMethod};
+use capstan_db::{DbError, audit::Actor, notify::UserNotice, users::KeyCheckRow};
 use time::OffsetDateTime;
 
 use crate::invalid::FieldProblems;
@@ -22,18 +23,81 @@ const CACHE_TTL: Duration = Duration::from_secs(30);
 /// Most keys cached; past it the cache starts over.
 const CACHE_MAX: usize = 10_000;
 
-/// Who sent a request, put into its extensions by the auth layer. Until roles exist,
-/// every principal has full access.
+/// Who sent a request, put into its extensions by the auth layer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Principal {
-    /// `CAPSTAN_ADMIN_API_KEY`.
+    /// `CAPSTAN_ADMIN_API_KEY`: the bootstrap credential, allowed everything.
     AdminKey,
     /// A user's or service account's API key.
     ApiKey {
         user_id: i64,
         user_name: String,
+        /// A service account rather than a person.
+        service: bool,
         key_id: String,
     },
+    /// A person's browser session, begun by a password or the OpenID provider.
+    Session {
+        user_id: i64,
+        user_name: String,
+        /// The session's public id (never its secret).
+        session_id: String,
+        login: AuthMethod,
+    },
+}
+
+impl Principal {
+    /// The user behind the credential; none for the admin key.
+    pub fn user_id(&self) -> Option<i64> {
+        match self {
+            Self::AdminKey => None,
+            Self::ApiKey { user_id, .. } | Self::Session { user_id, .. } => Some(*user_id),
+        }
+    }
+
+    /// The principal as the audit log records it, from `address`.
+    pub fn actor(&self, address: Option<String>) -> Actor {
+        match self {
+            Self::AdminKey => Actor {
+                kind: ActorKind::AdminKey,
+                id: None,
+                name: "admin key".to_owned(),
+                method: AuthMethod::AdminKey,
+                credential: None,
+                address,
+            },
+            Self::ApiKey {
+                user_id,
+                user_name,
+                service,
+                key_id,
+            } => Actor {
+                kind: if *service {
+                    ActorKind::Service
+                } else {
+                    ActorKind::Person
+                },
+                id: Some(*user_id),
+                name: user_name.clone(),
+                method: AuthMethod::ApiKey,
+                credential: Some(key_id.clone()),
+                address,
+            },
+            Self::Session {
+                user_id,
+                user_name,
+                session_id,
+                login,
+            } => Actor {
+                kind: ActorKind::Person,
+                id: Some(*user_id),
+                name: user_name.clone(),
+                method: *login,
+                credential: Some(session_id.clone()),
+                address,
+            },
+        }
+    }
 }
 
 impl std::fmt::Display for Principal {
@@ -43,9 +107,19 @@ impl std::fmt::Display for Principal {
             Self::ApiKey {
                 user_name, key_id, ..
             } => write!(f, "{user_name} (key {key_id})"),
+            Self::Session {
+                user_name,
+                session_id,
+                ..
+            } => write!(f, "{user_name} (session {session_id})"),
         }
     }
 }
+
+/// The client's address through the trusted proxies, put into a request's extensions
+/// by the auth layer next to its [`Principal`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientAddress(pub String);
 
 /// Why a well-formed key was refused. Unknown key ids and wrong secrets read the same.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -156,6 +230,7 @@ impl KeyCache {
         self.used(row.id, address);
         Ok(Ok(Principal::ApiKey {
             user_id: row.user_id,
+            service: row.user_kind == "service",
             user_name: row.user_name,
             key_id: row.key_id,
         }))
