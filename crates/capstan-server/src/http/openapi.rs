@@ -25,6 +25,7 @@ use capstan_api::{
     VariableScope, VariablesRequest, VariablesResponse, Warning,
     projects::{Action, FailurePolicy, LockScope, NamedLock, RunCondition, StartTrigger, Step},
 };
+use capstan_api::{LoginKeyRequest, LoginRequest, SessionResponse, SetPasswordRequest};
 use utoipa::{
     Modify, OpenApi,
     openapi::{
@@ -44,7 +45,7 @@ use capstan_core::deployment::{
 };
 
 use super::{
-    agent_protocol, agents, artifacts, deployments, master_key, nodes, packages, projects,
+    agent_protocol, agents, artifacts, deployments, login, master_key, nodes, packages, projects,
     releases, scripts, task_logs, tasks, users,
 };
 
@@ -78,10 +79,13 @@ use super::{
         users::create_user, users::list_users, users::get_user, users::update_user,
         users::delete_user, users::create_api_key, users::list_api_keys,
         users::revoke_api_key,
+        login::login, login::create_login_key, login::get_session, login::logout,
+        login::set_password, login::start_oidc_login, login::finish_oidc_login,
     ),
     components(schemas(
         CreateUserRequest, UpdateUserRequest, UserKind, UserResponse, UserPage,
         CreateApiKeyRequest, ApiKeyResponse, CreatedApiKey, ApiKeyList,
+        LoginRequest, LoginKeyRequest, SessionResponse, SetPasswordRequest,
         NodeResponse, UpdateNodeRequest, Problem, CreateTaskRequest, CreateTasksRequest,
         CreateTasksResponse, TaskResponse, Blocked, BlockedBy, NodeLoad, TaskPage, AttemptResponse, AttemptList, TaskLogEnd,
         PackageResponse, PackageSummary, PackagePage, PackageVersionPage, ArtifactResponse,
