@@ -3,6 +3,7 @@
 
 mod api_keys;
 mod cli;
+mod login;
 mod users;
 
 use capstan_testkit::ADMIN_KEY;
