@@ -475,3 +475,85 @@ async fn a_flood_from_one_address_is_slowed_across_accounts() {
     let elsewhere = timed_wrong(&node, "someone", "192.0.2.77").await;
     assert!(elsewhere < last, "elsewhere {elsewhere:?}, last {last:?}");
 }
+
+/// Runs the CLI without CAPSTAN_API_KEY, with `config` as XDG_CONFIG_HOME and `stdin`.
+fn cli(server: &str, config: &std::path::Path, args: &[&str], stdin: &str) -> (bool, String) {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new(crate::capstan_bin())
+        .args(args)
+        .env("CAPSTAN_SERVER", server)
+        .env_remove("CAPSTAN_API_KEY")
+        .env("XDG_CONFIG_HOME", config)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    (
+        output.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn capstan_login_keeps_a_key_that_later_commands_use_and_logout_revokes() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let cluster = cluster(1).await;
+    let server = cluster.node(0).url();
+    person(&server, "alice").await;
+    let config = capstan_testkit::TempDir::new("capstan-config");
+    let dir = config.0.clone();
+    let (out, key) = tokio::task::spawn_blocking({
+        let server = server.clone();
+        move || {
+            let (ok, out) = cli(&server, &dir, &["users", "list"], "");
+            assert!(!ok, "no key yet: {out}");
+            let (ok, out) = cli(
+                &server,
+                &dir,
+                &["login", "--user", "alice", "--password-stdin"],
+                "wrong password, surely\n",
+            );
+            assert!(!ok && out.contains("not valid"), "{out}");
+            let (ok, out) = cli(
+                &server,
+                &dir,
+                &["login", "--user", "alice", "--password-stdin"],
+                &format!("{PASSWORD}\n"),
+            );
+            assert!(ok && out.contains("signed in as alice"), "{out}");
+            let file = dir.join("capstan").join("credentials");
+            let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+            let stored: Value =
+                serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+            let key = stored["key"].as_str().unwrap().to_owned();
+            let (ok, listed) = cli(&server, &dir, &["users", "list"], "");
+            assert!(ok && listed.contains("alice"), "{listed}");
+            let (ok, out) = cli(&server, &dir, &["logout"], "");
+            assert!(ok && out.contains("revoked"), "{out}");
+            assert!(!file.exists());
+            (listed, key)
+        }
+    })
+    .await
+    .unwrap();
+    assert!(out.contains("person"), "{out}");
+    let (status, body) = call(&server, &key, "GET", "/api/nodes", None).await;
+    assert_eq!(status, 401, "{body}");
+    // The key was bought with a password: its login row says so.
+    let rows = audit_rows(&cluster.db.url, "login").await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].2, "password");
+}
