@@ -4,6 +4,7 @@
 mod api_keys;
 mod cli;
 mod login;
+mod oidc;
 mod users;
 
 use capstan_testkit::ADMIN_KEY;
