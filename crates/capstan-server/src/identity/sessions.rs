@@ -30,6 +30,10 @@ const PUBLIC_ID_LEN: usize = 12;
 const SECRET_LEN: usize = 32;
 const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
+/// How long an ended or expired session's row is kept (for its id in audit rows to
+/// be looked up while it is fresh).
+const STALE_KEPT: Duration = Duration::from_secs(24 * 3600);
+
 /// How long sessions live.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Lifetimes {
@@ -122,6 +126,9 @@ pub async fn begin(
 ) -> Result<Begun, DbError> {
     let public_id = random_base62(PUBLIC_ID_LEN);
     let cookie_value = format!("{public_id}.{}", random_base62(SECRET_LEN));
+    // Sign-ins are rare next to requests: each one sweeps sessions that ended a day
+    // ago, which keeps the table to the live sessions without a periodic task.
+    sessions::delete_stale(db, OffsetDateTime::now_utc() - STALE_KEPT).await?;
     let mut tx = db.begin().await?;
     sessions::create(
         &mut *tx,
