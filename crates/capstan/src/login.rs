@@ -147,7 +147,11 @@ pub async fn login(args: LoginArgs) -> anyhow::Result<()> {
         "signed in as {}: key {} (expires {}) kept in {}",
         args.user,
         created.api_key.key_id,
-        created.api_key.expires_at,
+        created
+            .api_key
+            .expires_at
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default(),
         path.display()
     )?;
     Ok(())

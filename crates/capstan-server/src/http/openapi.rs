@@ -31,7 +31,9 @@ use utoipa::{
     openapi::{
         Content, PathItem, Ref, RefOr, Response,
         path::{Operation, ParameterIn},
-        security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme},
+        security::{
+            ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityRequirement, SecurityScheme,
+        },
     },
 };
 
@@ -107,7 +109,7 @@ use super::{
         DeploymentState, CellState, InterventionKind, InterventionAnswer, OfflineTargets,
     )),
     modifiers(&BearerAuth, &GenericResponses),
-    security(("api_key" = []))
+    security(("api_key" = []), ("session" = []))
 )]
 pub struct ApiDoc;
 
@@ -119,6 +121,13 @@ impl Modify for BearerAuth {
         components.add_security_scheme(
             "api_key",
             SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+        // A person's browser session; its changing requests also carry X-CSRF-Token.
+        components.add_security_scheme(
+            "session",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new(
+                capstan_api::login::SESSION_COOKIE,
+            ))),
         );
     }
 }

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use super::{call, create_user, detail};
 
-const PASSWORD: &str = "correct horse battery staple";
+pub(crate) const PASSWORD: &str = "correct horse battery staple";
 
 /// A two-node cluster that believes X-Forwarded-For from the loopback, so tests can
 /// play clients at different addresses.
