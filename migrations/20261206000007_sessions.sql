@@ -40,10 +40,21 @@ CREATE INDEX sessions_expires ON sessions (expires_at);
 CREATE TABLE oidc_logins (
     state_digest   bytea       PRIMARY KEY,
     browser_digest bytea       NOT NULL,
+    -- Begun by `capstan login --browser`: the loopback port its listener waits on.
+    -- The sign-in then ends with a one-time code for that listener, not a session.
+    cli_port       integer     CONSTRAINT oidc_logins_cli_port CHECK (cli_port BETWEEN 1024 AND 65535),
     created_at     timestamptz NOT NULL DEFAULT now(),
     expires_at     timestamptz NOT NULL
 );
 CREATE INDEX oidc_logins_expires ON oidc_logins (expires_at);
+
+-- One-time codes handed to `capstan login --browser` through the browser, exchanged
+-- once (within minutes) for an API key of the person who signed in. Kept as digests.
+CREATE TABLE login_codes (
+    digest     bytea       PRIMARY KEY,
+    user_id    bigint      NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    expires_at timestamptz NOT NULL
+);
 
 -- Recent failed password logins, shared by every node. `account` is the digest of
 -- the lower-cased name as typed (a name that exists or not reads the same, and a

@@ -31,7 +31,9 @@ pub use agents::{
 };
 pub use client::{ApiClient, ClientError, LogChunks, LogFollower};
 pub use deployments::{Blocked, BlockedBy, NodeLoad};
-pub use login::{LoginKeyRequest, LoginRequest, SessionResponse, SetPasswordRequest};
+pub use login::{
+    CodeKeyRequest, LoginKeyRequest, LoginRequest, SessionResponse, SetPasswordRequest,
+};
 pub use master_key::{MasterKeyStatus, MasterKeyVersion, NodeKeyVersions, RotateMasterKeyResponse};
 pub use nodes::{NodeResponse, UpdateNodeRequest};
 pub use packages::{

@@ -86,3 +86,25 @@ impl std::fmt::Debug for SetPasswordRequest {
         f.write_str("SetPasswordRequest { .. }")
     }
 }
+
+/// `POST /api/login/cli-code`: the one-time code that `capstan login --browser`
+/// received through the browser buys an API key of the person who signed in.
+#[derive(Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CodeKeyRequest {
+    #[schema(min_length = 1, max_length = 100)]
+    pub code: String,
+    #[schema(min_length = 1, max_length = 200)]
+    pub purpose: String,
+    /// How long the key lives, e.g. `30d` [default: 30d].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_in: Option<String>,
+}
+
+impl std::fmt::Debug for CodeKeyRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CodeKeyRequest")
+            .field("purpose", &self.purpose)
+            .finish_non_exhaustive()
+    }
+}

@@ -109,18 +109,22 @@ pub async fn delete_stale(db: impl PgExecutor<'_>, before: OffsetDateTime) -> Re
 }
 
 /// Records a sign-in sent to the provider, and forgets those whose time ran out.
+/// `cli_port`: begun by `capstan login --browser`, whose listener waits there.
 pub async fn begin_oidc(
     db: impl PgExecutor<'_>,
     state_digest: &[u8],
     browser_digest: &[u8],
+    cli_port: Option<u16>,
     expires_at: OffsetDateTime,
 ) -> Result<(), DbError> {
     sqlx::query(
         "WITH gone AS (DELETE FROM oidc_logins WHERE expires_at < now())
-         INSERT INTO oidc_logins (state_digest, browser_digest, expires_at) VALUES ($1, $2, $3)",
+         INSERT INTO oidc_logins (state_digest, browser_digest, cli_port, expires_at)
+         VALUES ($1, $2, $3, $4)",
     )
     .bind(state_digest)
     .bind(browser_digest)
+    .bind(cli_port.map(i32::from))
     .bind(expires_at)
     .execute(db)
     .await?;
@@ -128,14 +132,15 @@ pub async fn begin_oidc(
 }
 
 /// Takes (deletes) the pending sign-in whose state has `state_digest`: the digest of
-/// the browser cookie that began it, or none when it is unknown, used or expired.
+/// the browser cookie that began it and the CLI's port, or none when it is unknown,
+/// used or expired.
 pub async fn take_oidc(
     db: impl PgExecutor<'_>,
     state_digest: &[u8],
-) -> Result<Option<Vec<u8>>, DbError> {
-    Ok(sqlx::query_scalar(
+) -> Result<Option<(Vec<u8>, Option<i32>)>, DbError> {
+    Ok(sqlx::query_as(
         "DELETE FROM oidc_logins WHERE state_digest = $1 AND expires_at > now()
-         RETURNING browser_digest",
+         RETURNING browser_digest, cli_port",
     )
     .bind(state_digest)
     .fetch_optional(db)
@@ -190,4 +195,36 @@ pub async fn forget_failures(db: impl PgExecutor<'_>, account: &[u8]) -> Result<
         .execute(db)
         .await?;
     Ok(())
+}
+
+/// Records a one-time code (its digest) for `user_id`, and forgets expired ones.
+pub async fn create_login_code(
+    db: impl PgExecutor<'_>,
+    digest: &[u8],
+    user_id: i64,
+    expires_at: OffsetDateTime,
+) -> Result<(), DbError> {
+    sqlx::query(
+        "WITH gone AS (DELETE FROM login_codes WHERE expires_at < now())
+         INSERT INTO login_codes (digest, user_id, expires_at) VALUES ($1, $2, $3)",
+    )
+    .bind(digest)
+    .bind(user_id)
+    .bind(expires_at)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Takes (deletes) a live one-time code: its person.
+pub async fn take_login_code(
+    db: impl PgExecutor<'_>,
+    digest: &[u8],
+) -> Result<Option<i64>, DbError> {
+    Ok(sqlx::query_scalar(
+        "DELETE FROM login_codes WHERE digest = $1 AND expires_at > now() RETURNING user_id",
+    )
+    .bind(digest)
+    .fetch_optional(db)
+    .await?)
 }

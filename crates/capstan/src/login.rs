@@ -1,6 +1,11 @@
-//! `capstan login` and `capstan logout`: a person's password buys an API key, kept in
-//! a file only its owner can read, and used by every command when CAPSTAN_API_KEY is
-//! unset; signing out revokes the key and deletes the file.
+//! `capstan login` and `capstan logout`: a person's password (or a single sign-on in
+//! the browser) buys an API key, kept in a file only its owner can read, and used by
+//! every command when CAPSTAN_API_KEY is unset; signing out revokes the key and
+//! deletes the file.
+//!
+//! `--browser` listens on a loopback port, sends the browser to the cluster's OpenID
+//! sign-in with that port, and receives a one-time code there once the person has
+//! signed in; the code (valid for two minutes, once) is exchanged for the key.
 
 use std::{
     io::{BufRead as _, Write as _},
@@ -19,9 +24,15 @@ pub struct LoginArgs {
     /// A node's or the load balancer's URL.
     #[arg(long, env = "CAPSTAN_SERVER", default_value = "http://127.0.0.1:8080")]
     server: String,
-    /// The person to sign in as.
+    /// The person to sign in as (with a password).
+    #[arg(long, required_unless_present = "browser", conflicts_with = "browser")]
+    user: Option<String>,
+    /// Sign in through the cluster's single sign-on in a browser instead.
     #[arg(long)]
-    user: String,
+    browser: bool,
+    /// With --browser: only print the URL to open, do not start a browser.
+    #[arg(long, requires = "browser")]
+    no_open: bool,
     /// Read the password from the first line of standard input instead of the terminal.
     #[arg(long)]
     password_stdin: bool,
@@ -115,24 +126,105 @@ async fn problem(response: reqwest::Response) -> anyhow::Error {
     anyhow::anyhow!("{detail} ({status})")
 }
 
+/// How long `--browser` waits for the person to sign in.
+const BROWSER_WAIT: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Waits on `listener` for the browser to bring the one-time code.
+async fn receive_code(listener: tokio::net::TcpListener) -> anyhow::Result<String> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    loop {
+        let (mut stream, _) = listener.accept().await?;
+        let mut buffer = vec![0u8; 8192];
+        let read = stream.read(&mut buffer).await.unwrap_or(0);
+        let request = String::from_utf8_lossy(&buffer[..read]);
+        let target = request
+            .lines()
+            .next()
+            .and_then(|line| line.split_whitespace().nth(1))
+            .unwrap_or_default();
+        let code = target.split_once('?').and_then(|(_, query)| {
+            url::form_urlencoded::parse(query.as_bytes())
+                .find(|(key, _)| key == "code")
+                .map(|(_, value)| value.into_owned())
+        });
+        let (status, text) = if code.is_some() {
+            ("200 OK", "Signed in to Capstan. You can close this window.")
+        } else {
+            ("404 Not Found", "Not the sign-in callback.")
+        };
+        let _ = stream
+            .write_all(
+                format!(
+                    "HTTP/1.1 {status}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+                    text.len()
+                )
+                .as_bytes(),
+            )
+            .await;
+        if let Some(code) = code {
+            return Ok(code);
+        }
+    }
+}
+
+async fn browser_login(
+    server: &str,
+    no_open: bool,
+    purpose: String,
+    expires_in: String,
+) -> anyhow::Result<reqwest::Response> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("cannot listen on a loopback port for the browser's answer")?;
+    let port = listener.local_addr()?.port();
+    let url = format!("{server}/api/login/oidc?cli_port={port}");
+    outln!("Open this URL in your browser to sign in:\n{url}")?;
+    if !no_open {
+        // Best effort: the URL is printed either way.
+        let _ = std::process::Command::new("xdg-open")
+            .arg(&url)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn();
+    }
+    let code = tokio::time::timeout(BROWSER_WAIT, receive_code(listener))
+        .await
+        .context("nobody signed in within 5 minutes")??;
+    reqwest::Client::new()
+        .post(format!("{server}/api/login/cli-code"))
+        .json(&capstan_api::CodeKeyRequest {
+            code,
+            purpose,
+            expires_in: Some(expires_in),
+        })
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {server}"))
+}
+
 pub async fn login(args: LoginArgs) -> anyhow::Result<()> {
-    let password = read_password(args.password_stdin)?;
     let purpose = args.purpose.unwrap_or_else(|| {
         let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
         format!("capstan CLI on {}", host.trim()).trim().to_owned()
     });
     let server = args.server.trim_end_matches('/').to_owned();
-    let response = reqwest::Client::new()
-        .post(format!("{server}/api/login/api-key"))
-        .json(&capstan_api::LoginKeyRequest {
-            name: args.user.clone(),
-            password,
-            purpose,
-            expires_in: Some(args.expires_in),
-        })
-        .send()
-        .await
-        .with_context(|| format!("cannot reach {server}"))?;
+    let response = match &args.user {
+        None => browser_login(&server, args.no_open, purpose, args.expires_in).await?,
+        Some(user) => {
+            let password = read_password(args.password_stdin)?;
+            reqwest::Client::new()
+                .post(format!("{server}/api/login/api-key"))
+                .json(&capstan_api::LoginKeyRequest {
+                    name: user.clone(),
+                    password,
+                    purpose,
+                    expires_in: Some(args.expires_in),
+                })
+                .send()
+                .await
+                .with_context(|| format!("cannot reach {server}"))?
+        }
+    };
     if !response.status().is_success() {
         return Err(problem(response).await.context("cannot sign in"));
     }
@@ -145,7 +237,9 @@ pub async fn login(args: LoginArgs) -> anyhow::Result<()> {
     })?;
     outln!(
         "signed in as {}: key {} (expires {}) kept in {}",
-        args.user,
+        args.user
+            .clone()
+            .unwrap_or_else(|| format!("user {}", created.api_key.user_id)),
         created.api_key.key_id,
         created
             .api_key

@@ -12,7 +12,8 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use capstan_api::{
-    CreatedApiKey, LoginKeyRequest, LoginRequest, Problem, SessionResponse, SetPasswordRequest,
+    CodeKeyRequest, CreatedApiKey, LoginKeyRequest, LoginRequest, Problem, SessionResponse,
+    SetPasswordRequest,
 };
 use capstan_core::audit::AuthMethod;
 use capstan_db::{DbError, audit::NewEvent};
@@ -36,6 +37,14 @@ use crate::{
 
 /// A key bought with a password lives this long unless asked otherwise.
 const CLI_KEY_LIFETIME: &str = "30d";
+/// How long `capstan login --browser` has to exchange its one-time code.
+const CODE_LIFETIME: Duration = Duration::from_secs(120);
+
+fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+    url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value.into_owned())
+}
 
 impl From<LoginError> for ApiError {
     fn from(error: LoginError) -> Self {
@@ -369,8 +378,11 @@ fn browser_cookie(value: &str, max_age: Duration) -> String {
     )
 }
 
-/// `GET /api/login/oidc`: sends the browser to the OpenID provider.
-#[utoipa::path(get, path = "/api/login/oidc", tag = "sign-in", security(()), responses(
+/// `GET /api/login/oidc`: sends the browser to the OpenID provider. With `cli_port`,
+/// begun by `capstan login --browser`: the sign-in ends with a one-time code sent to
+/// that loopback port instead of a session.
+#[utoipa::path(get, path = "/api/login/oidc", tag = "sign-in", security(()),
+    params(("cli_port" = Option<u16>, Query)), responses(
     (status = 303, description = "To the provider's sign-in page"),
     (status = 404, body = Problem, content_type = "application/problem+json",
         description = "Single sign-on is not configured"),
@@ -379,9 +391,17 @@ fn browser_cookie(value: &str, max_age: Duration) -> String {
 ))]
 pub(crate) async fn start_oidc_login(
     State(ctx): State<Arc<NodeContext>>,
+    RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     let settings = oidc_settings(&ctx)?;
-    let started = oidc::start(settings, &ctx.pools.api).await?;
+    let cli_port =
+        match query_param(query.as_deref(), "cli_port") {
+            None => None,
+            Some(port) => Some(port.parse::<u16>().ok().filter(|p| *p >= 1024).ok_or_else(
+                || ApiError::unprocessable("`cli_port` must be a port from 1024 to 65535"),
+            )?),
+        };
+    let started = oidc::start(settings, &ctx.pools.api, cli_port).await?;
     redirect(
         &started.authorize_url,
         &[browser_cookie(&started.browser_cookie, oidc::PENDING_FOR)],
@@ -404,12 +424,7 @@ pub(crate) async fn finish_oidc_login(
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     let settings = oidc_settings(&ctx)?;
-    let query = query.unwrap_or_default();
-    let param = |name: &str| {
-        url::form_urlencoded::parse(query.as_bytes())
-            .find(|(key, _)| key == name)
-            .map(|(_, value)| value.into_owned())
-    };
+    let param = |name: &str| query_param(query.as_deref(), name);
     if let Some(error) = param("error") {
         let description = param("error_description").unwrap_or_default();
         return Err(ApiError::bad_request(format!(
@@ -434,6 +449,22 @@ pub(crate) async fn finish_oidc_login(
             format!("`{}` is disabled", person.name),
         ));
     }
+    if let Some(port) = who.cli_port {
+        // The CLI's listener gets a one-time code; the key is made when it is exchanged.
+        let code = sessions::random_base62(32);
+        capstan_db::sessions::create_login_code(
+            &ctx.pools.api,
+            &sessions::digest(&code),
+            person.id,
+            time::OffsetDateTime::now_utc() + CODE_LIFETIME,
+        )
+        .await
+        .map_err(|e| ApiError::from_db(e, String::new))?;
+        return redirect(
+            &format!("http://127.0.0.1:{port}/?code={code}"),
+            &[browser_cookie("", Duration::ZERO)],
+        );
+    }
     let address = peer_address(&ctx, peer, &headers);
     let begun = sessions::begin(
         &ctx.pools.api,
@@ -452,4 +483,63 @@ pub(crate) async fn finish_oidc_login(
             browser_cookie("", Duration::ZERO),
         ],
     )
+}
+
+/// `POST /api/login/cli-code`: the one-time code `capstan login --browser` received
+/// buys an API key of the person who signed in at the provider.
+#[utoipa::path(post, path = "/api/login/cli-code", tag = "sign-in", security(()),
+    request_body = CodeKeyRequest, responses(
+    (status = 201, body = CreatedApiKey),
+    (status = 401, body = Problem, content_type = "application/problem+json",
+        description = "The code is unknown, used or older than two minutes"),
+))]
+pub(crate) async fn create_code_key(
+    State(ctx): State<Arc<NodeContext>>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
+    ApiJson(request): ApiJson<CodeKeyRequest>,
+) -> Result<(StatusCode, Json<CreatedApiKey>), ApiError> {
+    let address = peer_address(&ctx, peer, &headers);
+    let refused = || {
+        ApiError::unauthorized(
+            "the code is not valid (unknown, used, or older than two minutes); sign in again",
+        )
+    };
+    if request.code.len() > 100 {
+        return Err(refused());
+    }
+    let user_id =
+        capstan_db::sessions::take_login_code(&ctx.pools.api, &sessions::digest(&request.code))
+            .await
+            .map_err(|e| ApiError::from_db(e, String::new))?
+            .ok_or_else(refused)?;
+    let (key, row) = identity::create_key(
+        &ctx.pools.api,
+        user_id,
+        &request.purpose,
+        Some(request.expires_in.as_deref().unwrap_or(CLI_KEY_LIFETIME)),
+        ctx.settings.api_key_max_lifetime,
+    )
+    .await?;
+    let user = capstan_db::users::get(&ctx.pools.api, user_id)
+        .await
+        .map_err(|e| ApiError::from_db(e, String::new))?;
+    let principal = Principal::ApiKey {
+        user_id,
+        user_name: user.name,
+        service: false,
+        key_id: row.key_id.clone(),
+    };
+    let mut actor = principal.actor(Some(address));
+    actor.method = AuthMethod::Oidc;
+    sessions::append_login(&ctx.pools.api, &actor, "login")
+        .await
+        .map_err(|e| ApiError::from_db(e, String::new))?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedApiKey {
+            key,
+            api_key: super::users::key_response(row),
+        }),
+    ))
 }

@@ -249,6 +249,7 @@ pub fn router(ctx: Arc<NodeContext>) -> Router {
     let sign_in = Router::new()
         .route("/api/login", post(login::login))
         .route("/api/login/api-key", post(login::create_login_key))
+        .route("/api/login/cli-code", post(login::create_code_key))
         .route("/api/login/oidc", get(login::start_oidc_login))
         .route("/api/login/oidc/callback", get(login::finish_oidc_login))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -19,13 +19,15 @@ use capstan_api::{
     UpdateUserRequest, UserKind, UserPage, UserResponse,
 };
 use capstan_api::{
+    CodeKeyRequest, LoginKeyRequest, LoginRequest, SessionResponse, SetPasswordRequest,
+};
+use capstan_api::{
     CreateReleaseRequest, PackageSelection, PreviewRequest, PreviewResponse, ProcessRequest,
     ProcessResponse, ProjectPage, ProjectRequest, ProjectResponse, ReleasePackage, ReleasePage,
     ReleaseResponse, ReleaseSummary, UpdateProjectRequest, VariableInput, VariableResponse,
     VariableScope, VariablesRequest, VariablesResponse, Warning,
     projects::{Action, FailurePolicy, LockScope, NamedLock, RunCondition, StartTrigger, Step},
 };
-use capstan_api::{LoginKeyRequest, LoginRequest, SessionResponse, SetPasswordRequest};
 use utoipa::{
     Modify, OpenApi,
     openapi::{
@@ -83,11 +85,12 @@ use super::{
         users::revoke_api_key,
         login::login, login::create_login_key, login::get_session, login::logout,
         login::set_password, login::start_oidc_login, login::finish_oidc_login,
+        login::create_code_key,
     ),
     components(schemas(
         CreateUserRequest, UpdateUserRequest, UserKind, UserResponse, UserPage,
         CreateApiKeyRequest, ApiKeyResponse, CreatedApiKey, ApiKeyList,
-        LoginRequest, LoginKeyRequest, SessionResponse, SetPasswordRequest,
+        LoginRequest, LoginKeyRequest, SessionResponse, SetPasswordRequest, CodeKeyRequest,
         NodeResponse, UpdateNodeRequest, Problem, CreateTaskRequest, CreateTasksRequest,
         CreateTasksResponse, TaskResponse, Blocked, BlockedBy, NodeLoad, TaskPage, AttemptResponse, AttemptList, TaskLogEnd,
         PackageResponse, PackageSummary, PackagePage, PackageVersionPage, ArtifactResponse,

@@ -65,6 +65,8 @@ pub struct ProviderIdentity {
     pub email: Option<String>,
     pub email_verified: bool,
     pub preferred_name: Option<String>,
+    /// The loopback port of the `capstan login --browser` that began the sign-in.
+    pub cli_port: Option<u16>,
 }
 
 /// A sign-in sent to the provider: the URL to send the browser to, and the value of
@@ -149,7 +151,12 @@ fn chain(error: &dyn std::error::Error) -> String {
 }
 
 /// Begins a sign-in: records it and gives the provider's URL.
-pub async fn start(settings: &OidcSettings, db: &sqlx::PgPool) -> Result<Started, OidcError> {
+/// `cli_port`: begun by `capstan login --browser`, listening on that loopback port.
+pub async fn start(
+    settings: &OidcSettings,
+    db: &sqlx::PgPool,
+    cli_port: Option<u16>,
+) -> Result<Started, OidcError> {
     let http = http_client()?;
     let client = client(settings, &http).await?;
     let browser = random_base62(43);
@@ -171,6 +178,7 @@ pub async fn start(settings: &OidcSettings, db: &sqlx::PgPool) -> Result<Started
         db,
         &digest(&state),
         &digest(&browser),
+        cli_port,
         OffsetDateTime::now_utc() + PENDING_FOR,
     )
     .await?;
@@ -188,7 +196,7 @@ pub async fn finish(
     state: &str,
     browser: Option<&str>,
 ) -> Result<ProviderIdentity, OidcError> {
-    let bound = capstan_db::sessions::take_oidc(db, &digest(state))
+    let (bound, cli_port) = capstan_db::sessions::take_oidc(db, &digest(state))
         .await?
         .ok_or_else(|| {
             OidcError::Refused(
@@ -233,6 +241,7 @@ pub async fn finish(
         email: claims.email().map(|e| e.to_string()),
         email_verified: claims.email_verified().unwrap_or(false),
         preferred_name: claims.preferred_username().map(|n| n.to_string()),
+        cli_port: cli_port.and_then(|p| u16::try_from(p).ok()),
     };
     // Many providers put the profile claims in the user info only.
     if identity.email.is_none()

@@ -38,11 +38,12 @@ fn client() -> reqwest::Client {
 
 /// Begins a sign-in at `node`: the provider's URL and the browser-binding cookie.
 async fn begin(node: &str) -> (String, String) {
-    let response = client()
-        .get(format!("{node}/api/login/oidc"))
-        .send()
-        .await
-        .unwrap();
+    begin_at(&format!("{node}/api/login/oidc")).await
+}
+
+/// Begins a sign-in at `url`: the provider's URL and the browser-binding cookie.
+async fn begin_at(url: &str) -> (String, String) {
+    let response = client().get(url).send().await.unwrap();
     assert_eq!(response.status(), 303, "{:?}", response.text().await);
     let location = response.headers()["location"].to_str().unwrap().to_owned();
     let cookie = response
@@ -229,4 +230,98 @@ async fn without_a_provider_single_sign_on_is_not_found() {
         .await
         .unwrap();
     assert_eq!(response.status(), 404);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn capstan_login_in_the_browser_gets_a_key_through_a_one_time_code() {
+    use std::io::BufRead as _;
+    let db = TestDatabase::new().await;
+    let blobs = TempDir::new("capstan-blobs");
+    let port = free_port();
+    let node = format!("http://127.0.0.1:{port}");
+    let redirect = format!("{node}/api/login/oidc/callback");
+    let provider = OidcProvider::start(std::slice::from_ref(&redirect)).await;
+    let mut settings = test_settings(&db.url, &blobs.0, "sso-cli");
+    settings.listen = ([127, 0, 0, 1], port).into();
+    settings.sign_in.oidc = Some(oidc_settings(&provider.issuer(), &redirect));
+    let _node = start_node(settings).await;
+    let config = TempDir::new("capstan-config");
+
+    let mut child = std::process::Command::new(crate::capstan_bin())
+        .args(["login", "--browser", "--no-open"])
+        .env("CAPSTAN_SERVER", &node)
+        .env_remove("CAPSTAN_API_KEY")
+        .env("XDG_CONFIG_HOME", &config.0)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (url, stdout) = tokio::task::spawn_blocking(move || {
+        let mut lines = std::io::BufReader::new(stdout);
+        loop {
+            let mut line = String::new();
+            assert!(
+                lines.read_line(&mut line).unwrap() > 0,
+                "the CLI printed no URL"
+            );
+            if line.starts_with("http") {
+                return (line.trim().to_owned(), lines);
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert!(url.contains("/api/login/oidc?cli_port="), "{url}");
+
+    // The browser: to the provider, signed in as dave, back to the node, which sends
+    // it on to the CLI's loopback listener with the one-time code.
+    let (authorize, browser) = begin_at(&url).await;
+    let back = provider.sign_in(&authorize, "dave", &redirect).await;
+    let (status, location, _, text) = callback(&back, &browser).await;
+    assert_eq!(status, 303, "{text}");
+    assert!(
+        location.starts_with("http://127.0.0.1:") && location.contains("code="),
+        "{location}"
+    );
+    let page = reqwest::get(&location).await.unwrap();
+    assert_eq!(page.status(), 200);
+
+    let output = tokio::task::spawn_blocking(move || {
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut stdout.into_inner(), &mut rest).unwrap();
+        let status = child.wait().unwrap();
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+        (status.success(), format!("{rest}{err}"))
+    })
+    .await
+    .unwrap();
+    assert!(
+        output.0 && output.1.contains("signed in as user"),
+        "{}",
+        output.1
+    );
+    let stored: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(config.0.join("capstan").join("credentials")).unwrap(),
+    )
+    .unwrap();
+    let key = stored["key"].as_str().unwrap();
+    let (status, body) = call(&node, key, "GET", "/api/nodes", None).await;
+    assert_eq!(status, 200, "{body}");
+    // The code worked once.
+    let code = location.split("code=").nth(1).unwrap();
+    let (status, body) = call(
+        &node,
+        "",
+        "POST",
+        "/api/login/cli-code",
+        Some(json!({"code": code, "purpose": "again"})),
+    )
+    .await;
+    assert_eq!(status, 401, "{body}");
+    let logins = audit_rows(&db.url, "login").await;
+    assert_eq!(logins.len(), 1, "{logins:?}");
+    assert_eq!(logins[0].2, "oidc");
+    assert_eq!(logins[0].3.as_deref(), stored["key_id"].as_str());
 }
