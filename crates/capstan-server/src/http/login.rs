@@ -370,6 +370,19 @@ fn redirect(location: &str, cookies: &[String]) -> Result<Response, ApiError> {
     Ok(response)
 }
 
+/// Appends the `login.failed` row of a refused single sign-on: anonymous, named by
+/// the person when the provider vouched for one.
+async fn sso_failed(ctx: &NodeContext, name: &str, address: &str) -> Result<(), ApiError> {
+    sessions::append_login(
+        &ctx.pools.api,
+        &sessions::anonymous(name, address),
+        "login.failed",
+    )
+    .await
+    .map_err(|e| ApiError::from_db(e, String::new))?;
+    Ok(())
+}
+
 fn browser_cookie(value: &str, max_age: Duration) -> String {
     format!(
         "{}={value}; Path=/api/login/oidc; Max-Age={}; Secure; HttpOnly; SameSite=Lax",
@@ -441,9 +454,18 @@ pub(crate) async fn finish_oidc_login(
         .iter()
         .filter_map(|v| v.to_str().ok());
     let browser = sessions::cookie(cookies, oidc::BROWSER_COOKIE);
-    let who = oidc::finish(settings, &ctx.pools.api, &code, &state, browser).await?;
+    let address = peer_address(&ctx, peer, &headers);
+    let who = match oidc::finish(settings, &ctx.pools.api, &code, &state, browser).await {
+        Ok(who) => who,
+        Err(e @ OidcError::Refused(_)) => {
+            sso_failed(&ctx, "(single sign-on)", &address).await?;
+            return Err(e.into());
+        }
+        Err(e) => return Err(e.into()),
+    };
     let person = oidc::person_for(&ctx.pools.api, &who).await?;
     if person.disabled {
+        sso_failed(&ctx, &person.name, &address).await?;
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             format!("`{}` is disabled", person.name),
@@ -465,7 +487,6 @@ pub(crate) async fn finish_oidc_login(
             &[browser_cookie("", Duration::ZERO)],
         );
     }
-    let address = peer_address(&ctx, peer, &headers);
     let begun = sessions::begin(
         &ctx.pools.api,
         person.id,
