@@ -80,6 +80,9 @@ pub async fn verify(password: SecretString, stored: Option<String>) -> bool {
         return false;
     };
     tokio::task::spawn_blocking(move || {
+        // Made on the first check of any kind, so the first unknown name does not
+        // take longer than the first known one.
+        LazyLock::force(&DUMMY);
         let known = stored.is_some();
         let stored = stored.unwrap_or_else(|| DUMMY.clone());
         let Ok(parsed) = PasswordHash::new(&stored) else {
