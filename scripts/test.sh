@@ -44,6 +44,13 @@ command -v docker-compose >/dev/null || apt_install docker-compose
 # openssl: the agent's HTTPS test makes a private CA; shellcheck: the compose check
 # lints the agent container's scripts.
 command -v openssl >/dev/null || apt_install openssl
+# The OpenID provider of the sign-in tests runs on Node.js.
+command -v node >/dev/null || apt_install nodejs
+command -v npm >/dev/null || apt_install npm
+if [ ! -d crates/capstan-testkit/oidc/node_modules/oidc-provider ]; then
+  log "installing the test OpenID provider (npm ci)"
+  (cd crates/capstan-testkit/oidc && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+fi
 command -v shellcheck >/dev/null || apt_install shellcheck
 pip_install() {
   python3 -m pip install --quiet "$@" 2>/dev/null \

@@ -8,6 +8,7 @@
 pub mod agents;
 pub mod client;
 pub mod deployments;
+pub mod login;
 pub mod master_key;
 pub mod nodes;
 pub mod packages;
@@ -30,6 +31,9 @@ pub use agents::{
 };
 pub use client::{ApiClient, ClientError, LogChunks, LogFollower};
 pub use deployments::{Blocked, BlockedBy, NodeLoad};
+pub use login::{
+    CodeKeyRequest, LoginKeyRequest, LoginRequest, SessionResponse, SetPasswordRequest,
+};
 pub use master_key::{MasterKeyStatus, MasterKeyVersion, NodeKeyVersions, RotateMasterKeyResponse};
 pub use nodes::{NodeResponse, UpdateNodeRequest};
 pub use packages::{

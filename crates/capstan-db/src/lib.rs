@@ -27,6 +27,7 @@ pub mod projects;
 pub mod queue;
 pub mod releases;
 pub mod secrets;
+pub mod sessions;
 pub mod task_logs;
 pub mod tasks;
 pub mod users;

@@ -265,3 +265,121 @@ async fn announce(db: impl PgExecutor<'_>, notice: UserNotice) -> Result<(), DbE
         .await?;
     Ok(())
 }
+
+/// What a password login needs of a user: never shown to anyone.
+#[derive(Clone, sqlx::FromRow)]
+pub struct LoginRow {
+    pub id: i64,
+    pub name: String,
+    /// `person` or `service`.
+    pub kind: String,
+    pub disabled: bool,
+    /// The argon2id hash in PHC form; none when the user has no password.
+    pub password_hash: Option<String>,
+}
+
+impl std::fmt::Debug for LoginRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginRow")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The user named `name` (in any case), for a password login.
+pub async fn for_login(db: impl PgExecutor<'_>, name: &str) -> Result<Option<LoginRow>, DbError> {
+    Ok(sqlx::query_as(
+        "SELECT id, name, kind, disabled, password_hash FROM users WHERE lower(name) = lower($1)",
+    )
+    .bind(name)
+    .fetch_optional(db)
+    .await?)
+}
+
+/// The user with id `id`, for a password change.
+pub async fn for_login_by_id(db: impl PgExecutor<'_>, id: i64) -> Result<LoginRow, DbError> {
+    Ok(
+        sqlx::query_as("SELECT id, name, kind, disabled, password_hash FROM users WHERE id = $1")
+            .bind(id)
+            .fetch_one(db)
+            .await?,
+    )
+}
+
+/// Sets a person's password hash; announces it so nodes drop what they cached.
+pub async fn set_password(
+    db: impl PgExecutor<'_>,
+    id: i64,
+    password_hash: &str,
+) -> Result<(), DbError> {
+    let updated = sqlx::query(
+        "UPDATE users SET password_hash = $2, password_changed_at = now() WHERE id = $1",
+    )
+    .bind(id)
+    .bind(password_hash)
+    .execute(db)
+    .await?;
+    if updated.rows_affected() == 0 {
+        return Err(DbError::NotFound);
+    }
+    Ok(())
+}
+
+/// The person linked to the provider's `subject` at `issuer`.
+pub async fn by_oidc_subject(
+    db: impl PgExecutor<'_>,
+    issuer: &str,
+    subject: &str,
+) -> Result<Option<UserRow>, DbError> {
+    Ok(sqlx::query_as(&format!(
+        "{USER} WHERE oidc_issuer = $1 AND oidc_subject = $2"
+    ))
+    .bind(issuer)
+    .bind(subject)
+    .fetch_optional(db)
+    .await?)
+}
+
+/// Links the person with email `email` (in any case) and no link yet to the
+/// provider's `subject`: the person, or none when no such person is unlinked.
+pub async fn link_oidc_by_email(
+    db: impl PgExecutor<'_>,
+    email: &str,
+    issuer: &str,
+    subject: &str,
+) -> Result<Option<UserRow>, DbError> {
+    Ok(sqlx::query_as(
+        "UPDATE users SET oidc_issuer = $2, oidc_subject = $3
+         WHERE id = (SELECT id FROM users
+                     WHERE lower(email) = lower($1) AND kind = 'person' AND oidc_subject IS NULL
+                     ORDER BY id LIMIT 1)
+         RETURNING id, name, display_name, email, kind, disabled, created_at",
+    )
+    .bind(email)
+    .bind(issuer)
+    .bind(subject)
+    .fetch_optional(db)
+    .await?)
+}
+
+/// Creates a person linked to the provider's `subject`.
+pub async fn create_oidc_person(
+    db: impl PgExecutor<'_>,
+    user: &NewUser<'_>,
+    issuer: &str,
+    subject: &str,
+) -> Result<UserRow, DbError> {
+    Ok(sqlx::query_as(
+        "INSERT INTO users (name, display_name, email, kind, oidc_issuer, oidc_subject)
+         VALUES ($1, $2, $3, 'person', $4, $5)
+         RETURNING id, name, display_name, email, kind, disabled, created_at",
+    )
+    .bind(user.name)
+    .bind(user.display_name)
+    .bind(user.email)
+    .bind(issuer)
+    .bind(subject)
+    .fetch_one(db)
+    .await?)
+}

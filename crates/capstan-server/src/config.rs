@@ -170,6 +170,33 @@ pub struct ServerArgs {
     #[arg(long, env = "CAPSTAN_API_KEY_MAX_LIFETIME", default_value = "365d", value_parser = parse_duration_arg)]
     pub api_key_max_lifetime: Duration,
 
+    /// A browser session unused this long ends.
+    #[arg(long, env = "CAPSTAN_SESSION_IDLE_TIMEOUT", default_value = "8h", value_parser = parse_duration_arg)]
+    pub session_idle_timeout: Duration,
+
+    /// A browser session ends this long after it began, used or not.
+    #[arg(long, env = "CAPSTAN_SESSION_MAX_LIFETIME", default_value = "7d", value_parser = parse_duration_arg)]
+    pub session_max_lifetime: Duration,
+
+    /// The OpenID Connect provider people sign in with, e.g.
+    /// https://login.example.com/realms/ops; unset: passwords only.
+    #[arg(long, env = "CAPSTAN_OIDC_ISSUER")]
+    pub oidc_issuer: Option<String>,
+
+    /// The client id Capstan is registered under at the OpenID provider.
+    #[arg(long, env = "CAPSTAN_OIDC_CLIENT_ID")]
+    pub oidc_client_id: Option<String>,
+
+    /// The client secret given by the OpenID provider.
+    // Checked in `into_settings`: clap would echo a rejected value.
+    #[arg(long, env = "CAPSTAN_OIDC_CLIENT_SECRET", value_parser = parse_secret, hide_env_values = true)]
+    pub oidc_client_secret: Option<SecretString>,
+
+    /// Where the provider sends the browser back, as the browser reaches the cluster
+    /// (the load balancer) [default: CAPSTAN_PUBLIC_URL + /api/login/oidc/callback].
+    #[arg(long, env = "CAPSTAN_OIDC_REDIRECT_URL")]
+    pub oidc_redirect_url: Option<String>,
+
     /// Proxies whose X-Forwarded-For is believed, as CIDRs or addresses, comma-separated.
     #[arg(long, env = "CAPSTAN_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_cidr)]
     pub trusted_proxies: Vec<IpNet>,
@@ -237,6 +264,35 @@ pub struct Settings {
     pub admin_api_key: Option<SecretString>,
     pub trusted_proxies: Vec<IpNet>,
     pub start_draining: bool,
+    pub sign_in: SignInSettings,
+}
+
+/// How people sign in: session lifetimes and the OpenID provider.
+#[derive(Debug, Clone)]
+pub struct SignInSettings {
+    pub session_idle: Duration,
+    pub session_lifetime: Duration,
+    /// `None`: passwords only.
+    pub oidc: Option<OidcSettings>,
+}
+
+impl Default for SignInSettings {
+    fn default() -> Self {
+        Self {
+            session_idle: Duration::from_secs(8 * 3600),
+            session_lifetime: Duration::from_secs(7 * 24 * 3600),
+            oidc: None,
+        }
+    }
+}
+
+/// The OpenID Connect provider and Capstan's registration there.
+#[derive(Debug, Clone)]
+pub struct OidcSettings {
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: SecretString,
+    pub redirect_url: String,
 }
 
 impl ServerArgs {
@@ -330,6 +386,25 @@ impl ServerArgs {
             .admin_api_key
             .map(|key| parse_admin_key(key.expose_secret()))
             .transpose()?;
+        let sign_in = SignInSettings {
+            session_idle: self.session_idle_timeout,
+            session_lifetime: self.session_max_lifetime,
+            oidc: oidc_settings(
+                self.oidc_issuer,
+                self.oidc_client_id,
+                self.oidc_client_secret,
+                self.oidc_redirect_url,
+                self.public_url.as_deref(),
+            )?,
+        };
+        if sign_in.session_idle < Duration::from_secs(1)
+            || sign_in.session_lifetime < sign_in.session_idle
+        {
+            return Err(
+                "--session-idle-timeout must be at least 1s and at most --session-max-lifetime"
+                    .to_owned(),
+            );
+        }
         if master_key.is_none() && !master_key_previous.is_empty() {
             return Err(
                 "CAPSTAN_MASTER_KEY_PREVIOUS is set but CAPSTAN_MASTER_KEY is not: previous keys \
@@ -374,6 +449,7 @@ impl ServerArgs {
             admin_api_key,
             trusted_proxies: self.trusted_proxies,
             start_draining: self.start_draining,
+            sign_in,
         })
     }
 }
@@ -507,6 +583,57 @@ fn parse_admin_key(s: &str) -> Result<SecretString, String> {
         ));
     }
     Ok(SecretString::from(s.trim().to_owned()))
+}
+
+/// The OpenID settings: all of issuer, client id and secret, or none of them.
+fn oidc_settings(
+    issuer: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<SecretString>,
+    redirect_url: Option<String>,
+    public_url: Option<&str>,
+) -> Result<Option<OidcSettings>, String> {
+    let empty = |s: &Option<String>| s.as_deref().is_none_or(|s| s.trim().is_empty());
+    let no_secret = client_secret
+        .as_ref()
+        .is_none_or(|s| s.expose_secret().trim().is_empty());
+    match (empty(&issuer), empty(&client_id), no_secret) {
+        (true, true, true) => return Ok(None),
+        (false, false, false) => {}
+        _ => {
+            return Err(
+                "CAPSTAN_OIDC_ISSUER, CAPSTAN_OIDC_CLIENT_ID and CAPSTAN_OIDC_CLIENT_SECRET go together: set all three or none"
+                    .to_owned(),
+            );
+        }
+    }
+    let issuer = issuer.unwrap_or_default();
+    if !(issuer.starts_with("https://") || issuer.starts_with("http://")) {
+        return Err(format!(
+            "--oidc-issuer must start with https:// (or http:// on a test bench), got `{issuer}`"
+        ));
+    }
+    let redirect_url = match (redirect_url, public_url) {
+        (Some(url), _) if !url.trim().is_empty() => url,
+        (_, Some(public)) => format!("{}/api/login/oidc/callback", public.trim_end_matches('/')),
+        _ => {
+            return Err(
+                "OpenID sign-in needs CAPSTAN_OIDC_REDIRECT_URL (or CAPSTAN_PUBLIC_URL): where the provider sends the browser back"
+                    .to_owned(),
+            );
+        }
+    };
+    if !(redirect_url.starts_with("https://") || redirect_url.starts_with("http://")) {
+        return Err(format!(
+            "--oidc-redirect-url must start with https:// or http://, got `{redirect_url}`"
+        ));
+    }
+    Ok(Some(OidcSettings {
+        issuer,
+        client_id: client_id.unwrap_or_default(),
+        client_secret: client_secret.unwrap_or_else(|| SecretString::from(String::new())),
+        redirect_url,
+    }))
 }
 
 #[cfg(test)]

@@ -74,6 +74,7 @@ pub fn test_settings(database_url: &str, blob_dir: &std::path::Path, name: &str)
         admin_api_key: Some(SecretString::from(ADMIN_KEY.to_owned())),
         trusted_proxies: Vec::new(),
         start_draining: false,
+        sign_in: Default::default(),
     }
 }
 

@@ -9,6 +9,7 @@ pub mod agents;
 pub mod cluster;
 pub mod database;
 pub mod haproxy;
+pub mod oidc;
 pub mod postgres;
 pub mod process;
 pub mod prometheus;

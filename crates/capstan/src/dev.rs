@@ -166,6 +166,12 @@ async fn run_cluster(
             admin_api_key: Some(SecretString::from(admin_key.clone())),
             trusted_proxies: Vec::new(),
             start_draining: false,
+            session_idle_timeout: Duration::from_secs(8 * 3600),
+            session_max_lifetime: Duration::from_secs(7 * 24 * 3600),
+            oidc_issuer: None,
+            oidc_client_id: None,
+            oidc_client_secret: None,
+            oidc_redirect_url: None,
             log_format: capstan_server::LogFormat::Text,
         };
         let mut settings: Settings = server_args.into_settings().map_err(anyhow::Error::msg)?;

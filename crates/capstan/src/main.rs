@@ -4,6 +4,7 @@
 mod agents;
 mod deployments;
 mod dev;
+mod login;
 mod master_key;
 mod nodes;
 mod output;
@@ -16,7 +17,7 @@ mod users;
 use std::process::ExitCode;
 
 use capstan_server::{LogFormat, Node, ServerArgs};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 
 /// Capstan: a highly available deployment control plane.
 #[derive(Debug, Parser)]
@@ -58,10 +59,37 @@ enum Command {
     Deploy(Box<deployments::DeployArgs>),
     /// List and show deployments, cancel or abandon them, answer their questions.
     Deployments(deployments::DeploymentsArgs),
+    /// Sign in as a person with a password: keeps an API key that later commands use
+    /// when CAPSTAN_API_KEY is unset.
+    Login(login::LoginArgs),
+    /// Revoke and forget the key `capstan login` kept.
+    Logout(login::LogoutArgs),
+}
+
+/// Parses the command line. A command that talks to the API and was given no key
+/// (no `--api-key`, no CAPSTAN_API_KEY) uses the one `capstan login` kept.
+fn parse_cli() -> Cli {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let matches = Cli::command().get_matches_from(args.clone());
+    let without_key = matches
+        .subcommand()
+        .is_some_and(|(_, sub)| matches!(sub.try_get_one::<String>("api_key"), Ok(None)));
+    if without_key && let Some(key) = login::stored_key() {
+        // After the subcommand's name, where its global `--api-key` is accepted and
+        // before any `--` that ends the options.
+        let mut args = args;
+        let at = 2.min(args.len());
+        args.splice(at..at, ["--api-key".into(), key.into()]);
+        return Cli::parse_from(args);
+    }
+    match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    }
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = parse_cli();
     match cli.command {
         Command::Server(args) => run_server(*args),
         Command::Dev(args) => with_runtime(LogFormat::Text, move || dev::run(args)),
@@ -78,6 +106,8 @@ fn main() -> ExitCode {
         Command::ApiKeys(args) => run_client(users::api_keys(args)),
         Command::Deploy(args) => run_client(deployments::deploy(*args)),
         Command::Deployments(args) => run_client(deployments::run(args)),
+        Command::Login(args) => run_client(login::login(args)),
+        Command::Logout(args) => run_client(login::logout(args)),
     }
 }
 

@@ -11,6 +11,7 @@ mod error;
 mod extract;
 mod health;
 mod log_reader;
+mod login;
 mod master_key;
 mod nodes;
 mod observe;
@@ -32,7 +33,7 @@ use axum::{
     Router,
     extract::DefaultBodyLimit,
     middleware,
-    routing::{delete, get, post},
+    routing::{delete, get, post, put},
 };
 use tower_http::{
     catch_panic::CatchPanicLayer,
@@ -183,6 +184,9 @@ pub fn router(ctx: Arc<NodeContext>) -> Router {
                 .patch(users::update_user)
                 .delete(users::delete_user),
         )
+        .route("/api/users/{id}/password", put(login::set_password))
+        .route("/api/session", get(login::get_session))
+        .route("/api/logout", post(login::logout))
         .route(
             "/api/users/{id}/api-keys",
             get(users::list_api_keys).post(users::create_api_key),
@@ -241,6 +245,18 @@ pub fn router(ctx: Arc<NodeContext>) -> Router {
             ctx.clone(),
             timeout::limit_body_time,
         ));
+    // Signing in needs no credential; the login routes have the API's limits.
+    let sign_in = Router::new()
+        .route("/api/login", post(login::login))
+        .route("/api/login/api-key", post(login::create_login_key))
+        .route("/api/login/cli-code", post(login::create_code_key))
+        .route("/api/login/oidc", get(login::start_oidc_login))
+        .route("/api/login/oidc/callback", get(login::finish_oidc_login))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn_with_state(
+            ctx.clone(),
+            timeout::limit_duration,
+        ));
     let public = Router::new()
         .route("/api/nodes/ping", get(nodes::ping))
         .route("/healthz", get(health::healthz))
@@ -248,6 +264,7 @@ pub fn router(ctx: Arc<NodeContext>) -> Router {
 
     Router::new()
         .merge(public)
+        .merge(sign_in)
         .merge(authenticated)
         .merge(uploads)
         .merge(agent_protocol)

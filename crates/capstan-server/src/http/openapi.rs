@@ -19,6 +19,9 @@ use capstan_api::{
     UpdateUserRequest, UserKind, UserPage, UserResponse,
 };
 use capstan_api::{
+    CodeKeyRequest, LoginKeyRequest, LoginRequest, SessionResponse, SetPasswordRequest,
+};
+use capstan_api::{
     CreateReleaseRequest, PackageSelection, PreviewRequest, PreviewResponse, ProcessRequest,
     ProcessResponse, ProjectPage, ProjectRequest, ProjectResponse, ReleasePackage, ReleasePage,
     ReleaseResponse, ReleaseSummary, UpdateProjectRequest, VariableInput, VariableResponse,
@@ -30,7 +33,9 @@ use utoipa::{
     openapi::{
         Content, PathItem, Ref, RefOr, Response,
         path::{Operation, ParameterIn},
-        security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme},
+        security::{
+            ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityRequirement, SecurityScheme,
+        },
     },
 };
 
@@ -44,7 +49,7 @@ use capstan_core::deployment::{
 };
 
 use super::{
-    agent_protocol, agents, artifacts, deployments, master_key, nodes, packages, projects,
+    agent_protocol, agents, artifacts, deployments, login, master_key, nodes, packages, projects,
     releases, scripts, task_logs, tasks, users,
 };
 
@@ -78,10 +83,14 @@ use super::{
         users::create_user, users::list_users, users::get_user, users::update_user,
         users::delete_user, users::create_api_key, users::list_api_keys,
         users::revoke_api_key,
+        login::login, login::create_login_key, login::get_session, login::logout,
+        login::set_password, login::start_oidc_login, login::finish_oidc_login,
+        login::create_code_key,
     ),
     components(schemas(
         CreateUserRequest, UpdateUserRequest, UserKind, UserResponse, UserPage,
         CreateApiKeyRequest, ApiKeyResponse, CreatedApiKey, ApiKeyList,
+        LoginRequest, LoginKeyRequest, SessionResponse, SetPasswordRequest, CodeKeyRequest,
         NodeResponse, UpdateNodeRequest, Problem, CreateTaskRequest, CreateTasksRequest,
         CreateTasksResponse, TaskResponse, Blocked, BlockedBy, NodeLoad, TaskPage, AttemptResponse, AttemptList, TaskLogEnd,
         PackageResponse, PackageSummary, PackagePage, PackageVersionPage, ArtifactResponse,
@@ -103,7 +112,7 @@ use super::{
         DeploymentState, CellState, InterventionKind, InterventionAnswer, OfflineTargets,
     )),
     modifiers(&BearerAuth, &GenericResponses),
-    security(("api_key" = []))
+    security(("api_key" = []), ("session" = []))
 )]
 pub struct ApiDoc;
 
@@ -115,6 +124,13 @@ impl Modify for BearerAuth {
         components.add_security_scheme(
             "api_key",
             SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+        // A person's browser session; its changing requests also carry X-CSRF-Token.
+        components.add_security_scheme(
+            "session",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new(
+                capstan_api::login::SESSION_COOKIE,
+            ))),
         );
     }
 }

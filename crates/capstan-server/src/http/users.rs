@@ -42,7 +42,7 @@ fn user_response(row: UserRow) -> UserResponse {
     }
 }
 
-fn key_response(row: ApiKeyRow) -> ApiKeyResponse {
+pub(crate) fn key_response(row: ApiKeyRow) -> ApiKeyResponse {
     ApiKeyResponse {
         key_id: row.key_id,
         user_id: row.user_id,

@@ -5,6 +5,10 @@
 //! gathered in memory and written once per heartbeat.
 
 pub mod keys;
+pub mod oidc;
+pub mod password;
+pub mod sessions;
+pub mod throttle;
 
 use std::{
     collections::HashMap,

@@ -3,6 +3,9 @@
 
 mod api_keys;
 mod cli;
+mod login;
+mod oidc;
+mod sessions;
 mod users;
 
 use capstan_testkit::ADMIN_KEY;
