@@ -226,6 +226,18 @@ pub async fn create_one(
     queued_by: Uuid,
     claim: Option<ClaimOnCreate<'_>>,
 ) -> Result<Created, DbError> {
+    create_one_audited(pool, task, queued_by, claim, None).await
+}
+
+/// [`create_one`] with the audit row of the change that queued the task, appended in
+/// the same transaction; the row's object is the new task unless the event names one.
+pub async fn create_one_audited(
+    pool: &deadpool_postgres::Pool,
+    task: &NewTask,
+    queued_by: Uuid,
+    claim: Option<ClaimOnCreate<'_>>,
+    audit: Option<&crate::audit::NewEvent<'_>>,
+) -> Result<Created, DbError> {
     let lease_ms = claim.map_or(0.0, |c| c.lease_ttl.as_secs_f64() * 1000.0);
     let kinds: &[String] = claim.map_or(&[], |c| c.kinds);
     let node_name = claim.map(|c| c.node_name);
@@ -255,9 +267,23 @@ pub async fn create_one(
         ]);
         CREATE_ONE_SENDING
     };
-    let client = pool.get().await?;
+    let mut client = pool.get().await?;
     let statement = client.prepare_cached(sql).await?;
-    let row = client.query_one(&statement, &params).await?;
+    let row = match audit {
+        None => client.query_one(&statement, &params).await?,
+        Some(event) => {
+            let tx = client.transaction().await?;
+            let row = tx.query_one(&statement, &params).await?;
+            let id: i64 = row.try_get(0)?;
+            let event = crate::audit::NewEvent {
+                object_id: event.object_id.clone().or_else(|| Some(id.to_string())),
+                ..event.clone()
+            };
+            crate::audit::append_on(&tx, &event).await?;
+            tx.commit().await?;
+            row
+        }
+    };
     Ok(Created {
         task: TaskRow {
             id: row.try_get(0)?,
@@ -277,6 +303,15 @@ pub async fn create_one(
         },
         command_ids: row.try_get(14)?,
     })
+}
+
+/// One task, locked until the caller's transaction ends: the real "before" of a change.
+pub async fn get_for_update(conn: &mut sqlx::PgConnection, id: i64) -> Result<TaskRow, DbError> {
+    sqlx::query_as::<_, TaskRow>(&format!("{SELECT_TASK} WHERE t.id = $1 FOR UPDATE OF t"))
+        .bind(id)
+        .fetch_optional(conn)
+        .await?
+        .ok_or(DbError::NotFound)
 }
 
 /// One task by id.
@@ -356,7 +391,10 @@ pub enum Cancelled {
 /// Cancels a queued task at once, or asks the node running it to stop it. The
 /// notification names the task so only its node acts; the node's lease renewal picks
 /// the request up as well, should the notification be lost.
-pub async fn cancel(db: &sqlx::PgPool, id: i64) -> Result<Cancelled, DbError> {
+pub async fn cancel(
+    db: impl sqlx::Acquire<'_, Database = sqlx::Postgres>,
+    id: i64,
+) -> Result<Cancelled, DbError> {
     let mut tx = db.begin().await?;
     // The answer is the task as this change left it: a node may stop a running task
     // before the caller reads it again.
@@ -389,10 +427,11 @@ pub async fn cancel(db: &sqlx::PgPool, id: i64) -> Result<Cancelled, DbError> {
             .execute(&mut *tx)
             .await?;
     }
-    tx.commit().await?;
-    Ok(match changed {
+    let cancelled = match changed {
         Some(row) if row.state == TaskState::Running => Cancelled::Requested(row),
         Some(row) => Cancelled::Now(row),
-        None => Cancelled::AlreadyFinished(get(db, id).await?),
-    })
+        None => Cancelled::AlreadyFinished(get(&mut *tx, id).await?),
+    };
+    tx.commit().await?;
+    Ok(cancelled)
 }

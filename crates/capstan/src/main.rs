@@ -2,6 +2,7 @@
 //! through its API. Operator commands never touch the database directly.
 
 mod agents;
+mod audit;
 mod deployments;
 mod dev;
 mod master_key;
@@ -58,6 +59,8 @@ enum Command {
     Deploy(Box<deployments::DeployArgs>),
     /// List and show deployments, cancel or abandon them, answer their questions.
     Deployments(deployments::DeploymentsArgs),
+    /// Show the audit log: who changed what, when, from where, before and after.
+    Audit(audit::AuditArgs),
 }
 
 fn main() -> ExitCode {
@@ -78,6 +81,7 @@ fn main() -> ExitCode {
         Command::ApiKeys(args) => run_client(users::api_keys(args)),
         Command::Deploy(args) => run_client(deployments::deploy(*args)),
         Command::Deployments(args) => run_client(deployments::run(args)),
+        Command::Audit(args) => run_client(audit::run(args)),
     }
 }
 

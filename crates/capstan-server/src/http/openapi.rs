@@ -18,6 +18,7 @@ use capstan_api::{
     ApiKeyList, ApiKeyResponse, CreateApiKeyRequest, CreateUserRequest, CreatedApiKey,
     UpdateUserRequest, UserKind, UserPage, UserResponse,
 };
+use capstan_api::{AuditActor, AuditEvent, AuditObject, AuditPage};
 use capstan_api::{
     CreateReleaseRequest, PackageSelection, PreviewRequest, PreviewResponse, ProcessRequest,
     ProcessResponse, ProjectPage, ProjectRequest, ProjectResponse, ReleasePackage, ReleasePage,
@@ -44,7 +45,7 @@ use capstan_core::deployment::{
 };
 
 use super::{
-    agent_protocol, agents, artifacts, deployments, master_key, nodes, packages, projects,
+    agent_protocol, agents, artifacts, audit, deployments, master_key, nodes, packages, projects,
     releases, scripts, task_logs, tasks, users,
 };
 
@@ -77,7 +78,7 @@ use super::{
         deployments::abandon_deployment, deployments::answer_intervention,
         users::create_user, users::list_users, users::get_user, users::update_user,
         users::delete_user, users::create_api_key, users::list_api_keys,
-        users::revoke_api_key,
+        users::revoke_api_key, audit::list_audit,
     ),
     components(schemas(
         CreateUserRequest, UpdateUserRequest, UserKind, UserResponse, UserPage,
@@ -101,6 +102,7 @@ use super::{
         DeploymentOptions, GridStep, GridTarget, Cell, Intervention, Answered, Actor,
         AnswerRequest, StopRequest, DeploymentPage,
         DeploymentState, CellState, InterventionKind, InterventionAnswer, OfflineTargets,
+        AuditPage, AuditEvent, AuditActor, AuditObject,
     )),
     modifiers(&BearerAuth, &GenericResponses),
     security(("api_key" = []))
