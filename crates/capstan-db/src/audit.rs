@@ -163,7 +163,7 @@ pub async fn list(
            AND ($5::text IS NULL OR object_id = $5)
            AND ($6::bigint IS NULL OR project_id = $6)
            AND ($7::bigint IS NULL OR environment_id = $7)
-           AND ($8::text IS NULL OR action = $8 OR action LIKE $8 || '.%')
+           AND ($8::text IS NULL OR action = $8 OR split_part(action, '.', 1) = $8)
            AND ($9::timestamptz IS NULL OR at >= $9)
            AND ($10::timestamptz IS NULL OR at < $10)
            AND ($11::bigint IS NULL OR id < $11)
