@@ -199,35 +199,42 @@ pub async fn oldest_day_before(
     .await?)
 }
 
-/// Every row of one UTC day, oldest first. Whole days only: a day is archived once the
-/// newest possible row in it is past the retention.
-pub async fn day(db: impl sqlx::PgExecutor<'_>, day: Date) -> Result<Vec<EventRow>, DbError> {
+/// Rows of one UTC day with ids above `after`, by id, at most `limit`: a day is read in
+/// pages, so the retention never holds a busy day in memory.
+pub async fn day_page(
+    db: impl sqlx::PgExecutor<'_>,
+    day: Date,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<EventRow>, DbError> {
     Ok(sqlx::query_as(&format!(
         "{EVENT}
          WHERE at >= ($1::date)::timestamp AT TIME ZONE 'UTC'
            AND at < ($1::date + 1)::timestamp AT TIME ZONE 'UTC'
-         ORDER BY id"
+           AND id > $2
+         ORDER BY id LIMIT $3"
     ))
     .bind(day)
+    .bind(after)
+    .bind(limit)
     .fetch_all(db)
     .await?)
 }
 
-/// Deletes the rows of one UTC day with ids up to `last_id` (the last one archived),
-/// so a row that arrived after the archive was read is never lost; returns how many.
-pub async fn delete_day(
+/// Deletes these rows of one UTC day (those its archive holds); returns how many.
+pub async fn delete_archived(
     db: impl sqlx::PgExecutor<'_>,
     day: Date,
-    last_id: i64,
+    ids: &[i64],
 ) -> Result<u64, DbError> {
     Ok(sqlx::query(
         "DELETE FROM audit_events
          WHERE at >= ($1::date)::timestamp AT TIME ZONE 'UTC'
            AND at < ($1::date + 1)::timestamp AT TIME ZONE 'UTC'
-           AND id <= $2",
+           AND id = ANY($2)",
     )
     .bind(day)
-    .bind(last_id)
+    .bind(ids)
     .execute(db)
     .await?
     .rows_affected())

@@ -2,21 +2,22 @@
 //! one JSON Lines file per UTC day, `audit/YYYY/MM/DD.jsonl`, and are then deleted.
 //!
 //! A day is archived only once all of it is past the retention, oldest day first. Its
-//! file is written whole, read back and compared before a single row goes, and the
-//! rows deleted are exactly those the file holds (by id). The key depends only on the
-//! day, and a file already there is merged with, not replaced: a run that died between
-//! the upload and the delete is simply repeated, and neither loses nor repeats a row.
+//! file is written whole (nothing shows at the key until the upload is complete), read
+//! back and compared by size and sha256 before a single row goes, and the rows deleted
+//! are exactly those the file holds (by id). The key depends only on the day, and a
+//! file already there is carried over, not replaced: a run that died between the upload
+//! and the delete is simply repeated, and neither loses nor repeats a row.
 //! Queued by every node's scheduler once per period, so one node runs it at a time.
 
 use std::{collections::BTreeSet, time::Duration};
 
 use bytes::Bytes;
-use capstan_api::AuditEvent;
-use capstan_blob::{BlobStore, ObjectError};
+use capstan_blob::{BlobStore, BlobWriter, ObjectError, Written};
 use capstan_core::NodeLostPolicy;
 use capstan_db::{DbError, audit};
-use futures::{FutureExt, future::BoxFuture};
+use futures::{FutureExt, StreamExt, future::BoxFuture};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 use time::{Date, OffsetDateTime, Time};
 
@@ -143,68 +144,154 @@ pub async fn archive_old(
     Ok(archived)
 }
 
-/// Writes the day's file (merged with one a previous run left), verifies it, and
-/// deletes the rows it holds; returns how many rows were deleted.
+/// Writes the day's file (a file a previous run left first, then the rows it lacks),
+/// verifies it, and deletes the rows it holds; returns how many rows were deleted.
+/// Rows and the old file are streamed through, so a busy day costs little memory: the
+/// ids written are all that is kept.
 async fn archive_day(db: &PgPool, blob: &BlobStore, day: Date) -> Result<u64, RetentionError> {
     let key = archive_key(day);
-    let rows = audit::day(db, day).await?;
-    let Some(last_id) = rows.last().map(|row| row.id) else {
-        return Ok(0);
-    };
-    let mut lines: Vec<(i64, String)> = match blob.get(&key).await {
-        Ok(existing) => parse_archive(day, &existing)?,
-        Err(e) if e.is_not_found() => Vec::new(),
-        Err(source) => return Err(RetentionError::Blob { day, source }),
-    };
-    let known: BTreeSet<i64> = lines.iter().map(|(id, _)| *id).collect();
-    for row in rows {
-        if !known.contains(&row.id) {
-            let id = row.id;
-            let event = super::event_response(row);
-            let line = serde_json::to_string(&event).map_err(|e| RetentionError::Unreadable {
-                day,
-                why: e.to_string(),
-            })?;
-            lines.push((id, line));
+    let blob_error = |source| RetentionError::Blob { day, source };
+    let mut file = Lines::new(blob.writer(&key).await.map_err(blob_error)?);
+    let mut written = BTreeSet::new();
+    match blob.stream(&key, None).await {
+        Ok(mut left) => {
+            let mut pending = Vec::new();
+            while let Some(chunk) = left.next().await {
+                pending.extend_from_slice(&chunk.map_err(blob_error)?);
+                while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+                    let line: Vec<u8> = pending.drain(..=end).collect();
+                    copy_line(day, &line[..end], &mut file, &mut written).await?;
+                }
+            }
+            copy_line(day, &pending, &mut file, &mut written).await?;
+        }
+        Err(e) if e.is_not_found() => {}
+        Err(source) => return Err(blob_error(source)),
+    }
+    let mut after = 0;
+    loop {
+        let rows = audit::day_page(db, day, after, PAGE).await?;
+        let Some(last) = rows.last() else { break };
+        after = last.id;
+        let full = rows.len() as i64 == PAGE;
+        for row in rows {
+            if written.insert(row.id) {
+                let line = serde_json::to_string(&super::event_response(row)).map_err(|e| {
+                    RetentionError::Unreadable {
+                        day,
+                        why: e.to_string(),
+                    }
+                })?;
+                file.push(line.as_bytes()).await.map_err(blob_error)?;
+            }
+        }
+        if !full {
+            break;
         }
     }
-    lines.sort_by_key(|(id, _)| *id);
-    let mut body = String::new();
-    for (_, line) in &lines {
-        body.push_str(line);
-        body.push('\n');
+    if written.is_empty() {
+        file.abort().await;
+        return Ok(0);
     }
-    let body = Bytes::from(body);
-    blob.put(&key, body.clone())
-        .await
-        .map_err(|source| RetentionError::Blob { day, source })?;
-    let read_back = blob
-        .get(&key)
-        .await
-        .map_err(|source| RetentionError::Blob { day, source })?;
-    if read_back != body {
-        return Err(RetentionError::Unverified { day });
+    let stored = file.finish().await.map_err(blob_error)?;
+    verify(blob, &key, day, &stored).await?;
+    let ids: Vec<i64> = written.into_iter().collect();
+    let mut deleted = 0;
+    for chunk in ids.chunks(PAGE as usize) {
+        deleted += audit::delete_archived(db, day, chunk).await?;
     }
-    Ok(audit::delete_day(db, day, last_id).await?)
+    Ok(deleted)
 }
 
-/// The rows of a file a previous run wrote, by id.
-fn parse_archive(day: Date, bytes: &[u8]) -> Result<Vec<(i64, String)>, RetentionError> {
-    let text = std::str::from_utf8(bytes).map_err(|e| RetentionError::Unreadable {
+/// Rows read, and ids deleted, per statement.
+const PAGE: i64 = 5000;
+/// Bytes gathered before they are handed to the upload.
+const CHUNK: usize = 1 << 20;
+
+/// An archive being written: lines gathered into chunks for the upload.
+struct Lines {
+    writer: BlobWriter,
+    buffer: Vec<u8>,
+}
+
+impl Lines {
+    fn new(writer: BlobWriter) -> Self {
+        Self {
+            writer,
+            buffer: Vec::with_capacity(CHUNK),
+        }
+    }
+
+    async fn push(&mut self, line: &[u8]) -> Result<(), ObjectError> {
+        self.buffer.extend_from_slice(line);
+        self.buffer.push(b'\n');
+        if self.buffer.len() >= CHUNK {
+            let chunk = std::mem::replace(&mut self.buffer, Vec::with_capacity(CHUNK));
+            self.writer.write(Bytes::from(chunk)).await?;
+        }
+        Ok(())
+    }
+
+    async fn finish(mut self) -> Result<Written, ObjectError> {
+        if !self.buffer.is_empty() {
+            self.writer.write(Bytes::from(self.buffer)).await?;
+        }
+        self.writer.finish().await
+    }
+
+    async fn abort(self) {
+        if let Err(e) = self.writer.abort().await {
+            tracing::debug!("cannot abandon an empty audit archive: {e}");
+        }
+    }
+}
+
+/// Copies one line of the file a previous run left, noting its row's id.
+async fn copy_line(
+    day: Date,
+    line: &[u8],
+    file: &mut Lines,
+    written: &mut BTreeSet<i64>,
+) -> Result<(), RetentionError> {
+    if line.iter().all(u8::is_ascii_whitespace) {
+        return Ok(());
+    }
+    #[derive(Deserialize)]
+    struct Id {
+        id: i64,
+    }
+    let Id { id } = serde_json::from_slice(line).map_err(|e| RetentionError::Unreadable {
         day,
         why: e.to_string(),
     })?;
-    text.lines()
-        .filter(|line| !line.is_empty())
-        .map(|line| {
-            let event: AuditEvent =
-                serde_json::from_str(line).map_err(|e| RetentionError::Unreadable {
-                    day,
-                    why: e.to_string(),
-                })?;
-            Ok((event.id, line.to_owned()))
-        })
-        .collect()
+    if written.insert(id) {
+        file.push(line)
+            .await
+            .map_err(|source| RetentionError::Blob { day, source })?;
+    }
+    Ok(())
+}
+
+/// Reads the stored file back and compares its size and sha256 with what was sent.
+async fn verify(
+    blob: &BlobStore,
+    key: &str,
+    day: Date,
+    stored: &Written,
+) -> Result<(), RetentionError> {
+    let blob_error = |source| RetentionError::Blob { day, source };
+    let mut read = blob.stream(key, None).await.map_err(blob_error)?;
+    let mut hasher = Sha256::new();
+    let mut size = 0u64;
+    while let Some(chunk) = read.next().await {
+        let chunk = chunk.map_err(blob_error)?;
+        size += chunk.len() as u64;
+        hasher.update(&chunk);
+    }
+    if size != stored.size || format!("{:x}", hasher.finalize()) != stored.sha256 {
+        return Err(RetentionError::Unverified { day });
+    }
+    Ok(())
 }
 
 #[cfg(test)]

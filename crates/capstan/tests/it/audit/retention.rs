@@ -195,3 +195,41 @@ async fn a_run_repeated_after_a_crash_between_upload_and_delete_loses_and_repeat
         ["one", "two", "three"]
     );
 }
+
+#[tokio::test]
+async fn a_busy_day_is_archived_in_pages_and_carried_over_whole() {
+    let cluster = TestCluster::start(1).await;
+    let pool = PgPool::connect(&cluster.db.url).await.unwrap();
+    let blob = BlobStore::from_url(&format!("file://{}", cluster.blob_dir.0.display())).unwrap();
+    let day = OffsetDateTime::now_utc().date() - time::Duration::days(91);
+    let noon = day.with_time(time!(12:00)).assume_utc();
+    // More rows than one page, and a file of several upload chunks.
+    sqlx::query(
+        "INSERT INTO audit_events (at, actor_kind, actor_name, auth_method, action, object_kind,
+             object_id, object_name, after)
+         SELECT $1 + n * interval '1 ms', 'admin_key', 'admin key', 'admin_key',
+                'task.create', 'task', n::text, 'task ' || n,
+                jsonb_build_object('kind', 'sleep', 'padding', repeat('x', 200))
+         FROM generate_series(1, 12000) AS n",
+    )
+    .bind(noon)
+    .execute(&pool)
+    .await
+    .unwrap();
+    let archived = archive_old(&pool, &blob, RETENTION).await.unwrap();
+    assert_eq!(archived.rows, 12_000);
+    assert_eq!(ids(&pool).await, Vec::<i64>::new());
+
+    // A late row of the same day: the next run carries the whole file over and adds it.
+    old_row(&pool, noon, "late").await;
+    let again = archive_old(&pool, &blob, RETENTION).await.unwrap();
+    assert_eq!(again.rows, 1);
+    let file = lines(&blob.get(&archive_key(day)).await.unwrap());
+    assert_eq!(file.len(), 12_001);
+    let mut seen: Vec<i64> = file.iter().map(|r| r["id"].as_i64().unwrap()).collect();
+    assert!(seen.windows(2).all(|w| w[0] < w[1]), "in id order");
+    seen.dedup();
+    assert_eq!(seen.len(), 12_001, "no row twice");
+    assert_eq!(file[0]["object"]["name"], "task 1");
+    assert_eq!(file[12_000]["object"]["name"], "late");
+}
