@@ -8,7 +8,7 @@ pub const AUDITED_ROUTES: &[(&str, &str, &str)] = &[
     ("patch", "/api/nodes/{id}", "node.update"),
     ("delete", "/api/nodes/{id}", "node.delete"),
     ("post", "/api/tasks", "task.create"),
-    ("post", "/api/tasks/batch", "task.create"),
+    ("post", "/api/tasks/batch", "task.batch"),
     ("post", "/api/tasks/{id}/cancel", "task.cancel"),
     ("post", "/api/master-key/rotate", "master_key.rotate"),
     ("post", "/api/packages/raw", "package.upload"),

@@ -41,6 +41,8 @@ use crate::{
 const DEFAULT_PARALLEL: u32 = 10;
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
 const MAX_PACKAGES: usize = 20;
+/// Machines a script run's audit row names before it says how many more.
+const NAMED_MACHINES: usize = 10;
 
 /// `POST /api/scripts`: runs a script on every enabled agent matching the names, tags
 /// and environment given, as a `script` task. 422 when nothing matches.
@@ -150,13 +152,19 @@ async fn queue(
     )
     .map_err(ApiError::unprocessable)?;
     // Who ran what on which machines: the script (its secrets masked) and its targets.
+    // The name lists the first machines; the arguments hold every target.
     let machines: Vec<&str> = args_targets(&task.args);
+    let mut named = machines
+        .iter()
+        .take(NAMED_MACHINES)
+        .copied()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if machines.len() > NAMED_MACHINES {
+        named.push_str(&format!(" and {} more", machines.len() - NAMED_MACHINES));
+    }
     let change = Change::new("script.run")
-        .object_name(format!(
-            "script on {} machine(s): {}",
-            machines.len(),
-            machines.join(", ")
-        ))
+        .object_name(format!("script on {} machine(s): {named}", machines.len()))
         .after(&serde_json::json!({
             "kind": task.kind,
             "args": runner::redact(&task.kind, task.args.clone()),
