@@ -578,3 +578,29 @@ async fn every_mutating_route_of_the_openapi_document_records_an_action() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_master_key_rotation_is_recorded_with_the_version_it_rotates_to() {
+    use crate::secrets::{KEY_1, KEY_2, start_with_keys};
+    let mut cluster = TestCluster::start(1).await;
+    let (db_url, blob_dir) = (cluster.db.url.clone(), cluster.blob_dir.0.clone());
+    // The node rolls onto a new key, keeping the old one to read with.
+    cluster.nodes[0].stop().await.unwrap();
+    cluster.nodes[0] = start_with_keys(&db_url, &blob_dir, "node-1", Some(KEY_2), &[KEY_1]).await;
+    let n = cluster.node(0).url();
+    let mut trail = Trail::new(&n);
+    let rotated = change(
+        &n,
+        ADMIN_KEY,
+        "POST",
+        "/api/master-key/rotate",
+        Value::Null,
+        202,
+    )
+    .await;
+    let row = trail.one("master_key.rotate").await;
+    assert_admin(&row);
+    assert_eq!(row["object"]["id"], "2", "{row:#} {rotated}");
+    assert_eq!(row["after"]["version"], 2);
+    assert!(!row.to_string().contains(KEY_2) && !row.to_string().contains(KEY_1));
+}
