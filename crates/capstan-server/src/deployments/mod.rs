@@ -189,7 +189,7 @@ pub async fn create(
         ctx.state.id,
     )
     .await?;
-    let created = summary(db::get(&mut *tx, id).await?);
+    let created = db::get(&mut *tx, id).await?;
     Change::new("deployment.create")
         .object(
             id,
@@ -200,12 +200,23 @@ pub async fn create(
         )
         .project(release.project_id)
         .environment(environment.id)
-        .after(&created)
+        .after(&audited(&created))
         .record(&mut *tx, actor)
         .await?;
     tx.commit().await.map_err(DbError::from)?;
     ctx.runner.wake();
     Ok(id)
+}
+
+/// A deployment as its audit rows show it: its summary, with the options it was asked
+/// for and the machines it runs on (once it has started).
+fn audited(row: &DeploymentRow) -> serde_json::Value {
+    let mut shown = serde_json::to_value(summary(row.clone())).unwrap_or_default();
+    if let Some(fields) = shown.as_object_mut() {
+        fields.insert("options".to_owned(), row.options.clone());
+        fields.insert("targets".to_owned(), row.targets.clone());
+    }
+    shown
 }
 
 /// The row of a change to deployment `row`, which looked like `row` before it.
@@ -217,7 +228,7 @@ fn deployment_change(action: &'static str, row: &DeploymentRow) -> Change {
         )
         .project(row.project_id)
         .environment(row.environment_id)
-        .before(&summary(row.clone()))
+        .before(&audited(row))
 }
 
 fn options_of(request: &CreateDeploymentRequest) -> DeploymentOptions {
@@ -395,7 +406,7 @@ pub async fn cancel(ctx: &NodeContext, id: i64, caller: &Caller) -> Result<(), D
         .await?;
         db::release_all(&mut *db, id).await?;
     }
-    let after = summary(db::get(&mut *db, id).await?);
+    let after = audited(&db::get(&mut *db, id).await?);
     deployment_change("deployment.cancel", &row)
         .after(&serde_json::json!({ "deployment": after, "note": caller.note }))
         .record(&mut *db, &caller.by)
@@ -453,7 +464,7 @@ pub async fn abandon(ctx: &NodeContext, id: i64, caller: &Caller) -> Result<(), 
         )));
     }
     db::abandon(&mut *db, id, row.task_id, &caller.actor()).await?;
-    let after = summary(db::get(&mut *db, id).await?);
+    let after = audited(&db::get(&mut *db, id).await?);
     deployment_change("deployment.abandon", &row)
         .after(&serde_json::json!({ "deployment": after, "note": caller.note }))
         .record(&mut *db, &caller.by)

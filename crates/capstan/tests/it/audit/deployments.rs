@@ -42,6 +42,7 @@ async fn deploys_answers_cancels_and_scripts_are_recorded_with_their_targets() {
         "{row:#}"
     );
     assert_eq!(row["after"]["state"], "queued");
+    assert!(row["after"]["options"].is_object(), "{row:#}");
     assert_eq!(row["actor"]["kind"], "admin_key");
 
     let (_, question) = fleet.wait_question(id, WITHIN).await;
@@ -65,6 +66,12 @@ async fn deploys_answers_cancels_and_scripts_are_recorded_with_their_targets() {
     let row = trail.one("deployment.cancel").await;
     assert_eq!(row["after"]["note"], "wrong release");
     assert_eq!(row["before"]["state"], "running");
+    // Which machines it was running on.
+    let targets = row["before"]["targets"].to_string();
+    assert!(
+        targets.contains("web01") && targets.contains("web02"),
+        "{row:#}"
+    );
 
     // The engine's own progress is not a change made through the API.
     fleet
