@@ -70,40 +70,6 @@ pub async fn append<'e>(
     Ok(id)
 }
 
-/// [`append`] on the liveness or enqueue pools' client (tokio-postgres), for changes
-/// made there.
-pub async fn append_on(
-    client: &impl deadpool_postgres::GenericClient,
-    event: &NewEvent<'_>,
-) -> Result<i64, DbError> {
-    let row = client
-        .query_one(
-            "INSERT INTO audit_events (actor_kind, actor_id, actor_name, auth_method,
-                 credential, address, action, object_kind, object_id, object_name, project_id,
-                 environment_id, before, after)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
-             RETURNING id",
-            &[
-                &event.actor.kind.as_str(),
-                &event.actor.id,
-                &event.actor.name,
-                &event.actor.method.as_str(),
-                &event.actor.credential,
-                &event.actor.address,
-                &event.action,
-                &event.object_kind,
-                &event.object_id,
-                &event.object_name,
-                &event.project_id,
-                &event.environment_id,
-                &event.before,
-                &event.after,
-            ],
-        )
-        .await?;
-    Ok(row.try_get(0)?)
-}
-
 /// One stored row, as the list and the archive read it.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct EventRow {

@@ -208,6 +208,99 @@ const CREATE_ONE_SENDING: &str = concat!(
      FROM inserted LEFT JOIN woken ON true CROSS JOIN mailed"
 );
 
+/// The audit row of the change that queued the task, from the task inserted, as a CTE
+/// whose parameters start at `$first`: the row commits with the task in one statement.
+macro_rules! audited_cte {
+    ($a:literal, $b:literal, $c:literal, $d:literal, $e:literal, $f:literal, $g:literal,
+     $h:literal, $i:literal, $j:literal, $k:literal, $l:literal, $m:literal, $n:literal) => {
+        concat!(
+            "audited AS (
+                INSERT INTO audit_events (actor_kind, actor_id, actor_name, auth_method,
+                    credential, address, action, object_kind, object_id, object_name,
+                    project_id, environment_id, before, after)
+                SELECT ",
+            $a,
+            "::text, ",
+            $b,
+            "::bigint, ",
+            $c,
+            "::text, ",
+            $d,
+            "::text, ",
+            $e,
+            "::text, ",
+            $f,
+            "::text, ",
+            $g,
+            "::text, ",
+            $h,
+            "::text, coalesce(",
+            $i,
+            "::text, id::text), ",
+            $j,
+            "::text, ",
+            $k,
+            "::bigint, ",
+            $l,
+            "::bigint, ",
+            $m,
+            "::jsonb, ",
+            $n,
+            "::jsonb
+                FROM inserted
+             )"
+        )
+    };
+}
+
+/// [`CREATE_ONE`] with the audit row of the change that queued the task.
+const CREATE_ONE_AUDITED: &str = concat!(
+    "WITH inserted AS (",
+    insert_task!(),
+    " RETURNING *
+     ), ",
+    audited_cte!(
+        "$11", "$12", "$13", "$14", "$15", "$16", "$17", "$18", "$19", "$20", "$21", "$22", "$23",
+        "$24"
+    ),
+    " SELECT ",
+    created_columns!(),
+    ", '{}'::bigint[],
+       CASE WHEN state = 'queued' THEN pg_notify($5, 'queued:' || $6::text) END
+     FROM inserted"
+);
+
+/// [`CREATE_ONE_SENDING`] with the audit row of the change that queued the task.
+const CREATE_ONE_SENDING_AUDITED: &str = concat!(
+    "WITH inserted AS (",
+    insert_task!(),
+    " RETURNING *
+     ), woken AS (
+        SELECT pg_notify($5, 'queued:' || $6::text) FROM inserted WHERE state = 'queued'
+     ), sent AS (
+        INSERT INTO agent_commands (agent_id, task_id, task_attempt, body, timeout_ms,
+                                    queued_at)
+        SELECT c.agent_id, i.id, i.attempt, c.body, c.timeout_ms, i.started_at
+        FROM inserted i,
+             unnest($11::bigint[], $12::jsonb[], $13::bigint[]) WITH ORDINALITY
+                 AS c(agent_id, body, timeout_ms, n)
+        WHERE i.state = 'running'
+        ORDER BY c.n
+        RETURNING id, agent_id
+     ), mailed AS (
+        SELECT count(pg_notify($14, 'mail:' || a)) AS n
+        FROM (SELECT DISTINCT agent_id AS a FROM sent) d
+     ), ",
+    audited_cte!(
+        "$15", "$16", "$17", "$18", "$19", "$20", "$21", "$22", "$23", "$24", "$25", "$26", "$27",
+        "$28"
+    ),
+    " SELECT ",
+    created_columns!(),
+    ", ARRAY(SELECT id FROM sent ORDER BY id)
+     FROM inserted LEFT JOIN woken ON true CROSS JOIN mailed"
+);
+
 /// Queues one task on behalf of node `queued_by` and returns it as inserted.
 ///
 /// With `claim`, and when no claimable task is queued, the task is claimed by that node
@@ -229,8 +322,9 @@ pub async fn create_one(
     create_one_audited(pool, task, queued_by, claim, None).await
 }
 
-/// [`create_one`] with the audit row of the change that queued the task, appended in
-/// the same transaction; the row's object is the new task unless the event names one.
+/// [`create_one`] with the audit row of the change that queued the task, appended by
+/// the same statement (no transaction, no second commit); the row's object is the new
+/// task unless the event names one.
 pub async fn create_one_audited(
     pool: &deadpool_postgres::Pool,
     task: &NewTask,
@@ -256,34 +350,43 @@ pub async fn create_one_audited(
         &lease_ms,
         &kinds,
     ];
-    let sql = if commands.is_empty() {
-        CREATE_ONE
-    } else {
+    if !commands.is_empty() {
         params.extend([
             &columns.agents as &(dyn ToSql + Sync),
             &columns.bodies,
             &columns.timeouts,
             &AGENTS_CHANNEL,
         ]);
-        CREATE_ONE_SENDING
+    }
+    let sql = match (commands.is_empty(), audit.is_some()) {
+        (true, false) => CREATE_ONE,
+        (false, false) => CREATE_ONE_SENDING,
+        (true, true) => CREATE_ONE_AUDITED,
+        (false, true) => CREATE_ONE_SENDING_AUDITED,
     };
-    let mut client = pool.get().await?;
+    let actor_kind = audit.map(|e| e.actor.kind.as_str());
+    let method = audit.map(|e| e.actor.method.as_str());
+    if let Some(event) = audit {
+        params.extend([
+            &actor_kind as &(dyn ToSql + Sync),
+            &event.actor.id,
+            &event.actor.name,
+            &method,
+            &event.actor.credential,
+            &event.actor.address,
+            &event.action,
+            &event.object_kind,
+            &event.object_id,
+            &event.object_name,
+            &event.project_id,
+            &event.environment_id,
+            &event.before,
+            &event.after,
+        ]);
+    }
+    let client = pool.get().await?;
     let statement = client.prepare_cached(sql).await?;
-    let row = match audit {
-        None => client.query_one(&statement, &params).await?,
-        Some(event) => {
-            let tx = client.transaction().await?;
-            let row = tx.query_one(&statement, &params).await?;
-            let id: i64 = row.try_get(0)?;
-            let event = crate::audit::NewEvent {
-                object_id: event.object_id.clone().or_else(|| Some(id.to_string())),
-                ..event.clone()
-            };
-            crate::audit::append_on(&tx, &event).await?;
-            tx.commit().await?;
-            row
-        }
-    };
+    let row = client.query_one(&statement, &params).await?;
     Ok(Created {
         task: TaskRow {
             id: row.try_get(0)?,
