@@ -376,6 +376,18 @@ impl ApiClient {
         self.call(Method::GET, &url, None::<&()>).await
     }
 
+    /// `GET /api/audit` with filters and a cursor, newest first.
+    pub async fn list_audit(
+        &self,
+        query: &crate::AuditQuery,
+    ) -> Result<crate::AuditPage, ClientError> {
+        let mut url = url_with_query("/api/audit", query);
+        if url.ends_with('?') {
+            url.pop();
+        }
+        self.call(Method::GET, &url, None::<&()>).await
+    }
+
     /// A user by id, or by name (in any case).
     pub async fn find_user(&self, name_or_id: &str) -> Result<crate::UserResponse, ClientError> {
         if let Ok(id) = name_or_id.parse::<i64>() {

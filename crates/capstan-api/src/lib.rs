@@ -6,6 +6,7 @@
 //! import sqlx, axum or object_store: the server adapts to these types, not the reverse.
 
 pub mod agents;
+pub mod audit;
 pub mod client;
 pub mod deployments;
 pub mod login;
@@ -29,6 +30,7 @@ pub use agents::{
     RegistrationTokenList, RegistrationTokenResponse, ScriptCommand, ScriptSyntax,
     UpdateAgentRequest,
 };
+pub use audit::{AuditActor, AuditEvent, AuditObject, AuditPage, AuditQuery};
 pub use client::{ApiClient, ClientError, LogChunks, LogFollower};
 pub use deployments::{Blocked, BlockedBy, NodeLoad};
 pub use login::{

@@ -1,6 +1,6 @@
 //! Environments, registration tokens and agents. Secrets arrive here only as digests.
 
-use sqlx::{PgExecutor, PgPool};
+use sqlx::{PgConnection, PgExecutor};
 use time::OffsetDateTime;
 
 use crate::{DbError, notify::AgentNotice};
@@ -74,6 +74,19 @@ pub async fn update_environment(
 }
 
 /// Deletes an environment; `Conflict` while agents belong to it.
+/// The environment, locked until the caller's transaction ends.
+pub async fn get_environment_for_update(
+    conn: &mut PgConnection,
+    id: i64,
+) -> Result<EnvironmentRow, DbError> {
+    Ok(
+        sqlx::query_as("SELECT * FROM environments WHERE id = $1 FOR UPDATE")
+            .bind(id)
+            .fetch_one(conn)
+            .await?,
+    )
+}
+
 pub async fn delete_environment(db: impl PgExecutor<'_>, id: i64) -> Result<(), DbError> {
     let done = sqlx::query("DELETE FROM environments WHERE id = $1")
         .bind(id)
@@ -126,6 +139,27 @@ pub async fn list_tokens(db: impl PgExecutor<'_>) -> Result<Vec<TokenRow>, DbErr
     ))
     .fetch_all(db)
     .await?)
+}
+
+/// A token, locked until the caller's transaction ends: the real "before" of a change.
+pub async fn get_token_for_update(conn: &mut PgConnection, id: i64) -> Result<TokenRow, DbError> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {TOKEN_COLUMNS} FROM registration_tokens WHERE id = $1 FOR UPDATE"
+    ))
+    .bind(id)
+    .fetch_one(conn)
+    .await?)
+}
+
+/// The id of the token with this digest: the public name of the credential an agent
+/// registered with.
+pub async fn token_id(db: impl PgExecutor<'_>, digest: &[u8]) -> Result<Option<i64>, DbError> {
+    Ok(
+        sqlx::query_scalar("SELECT id FROM registration_tokens WHERE digest = $1")
+            .bind(digest)
+            .fetch_optional(db)
+            .await?,
+    )
 }
 
 pub async fn delete_token(db: impl PgExecutor<'_>, id: i64) -> Result<(), DbError> {
@@ -196,9 +230,10 @@ async fn token_standing(
     }
 }
 
-/// Spends one use of a registration token and adds the agent, in one transaction.
+/// Spends one use of a registration token and adds the agent, in one transaction (a
+/// savepoint in the caller's).
 pub async fn register(
-    db: &PgPool,
+    db: impl sqlx::Acquire<'_, Database = sqlx::Postgres>,
     token_digest: &[u8],
     agent: &NewAgent<'_>,
 ) -> Result<AgentRow, RegisterError> {
@@ -254,6 +289,16 @@ const SELECT_AGENT: &str = "SELECT a.id, a.name, e.name AS environment, a.tags, 
         a.last_seen, a.last_node, a.health, a.health_reason, a.health_checked_at,
         a.disabled, a.registered_at
     FROM agents a JOIN environments e ON e.id = a.environment_id";
+
+/// The agent, locked until the caller's transaction ends.
+pub async fn get_agent_for_update(conn: &mut PgConnection, id: i64) -> Result<AgentRow, DbError> {
+    Ok(
+        sqlx::query_as(&format!("{SELECT_AGENT} WHERE a.id = $1 FOR UPDATE OF a"))
+            .bind(id)
+            .fetch_one(conn)
+            .await?,
+    )
+}
 
 pub async fn get_agent(db: impl PgExecutor<'_>, id: i64) -> Result<AgentRow, DbError> {
     Ok(sqlx::query_as(&format!("{SELECT_AGENT} WHERE a.id = $1"))
@@ -319,7 +364,7 @@ pub async fn list_agents(
 /// Changes what is given and announces it, so every node drops what it cached of
 /// the agent (a disabled agent is refused at once).
 pub async fn update_agent(
-    db: &PgPool,
+    db: impl sqlx::Acquire<'_, Database = sqlx::Postgres>,
     id: i64,
     environment_id: Option<i64>,
     tags: Option<&[String]>,
@@ -347,7 +392,10 @@ pub async fn update_agent(
 }
 
 /// Deletes an agent with its mailbox; every node refuses its credential at once.
-pub async fn delete_agent(db: &PgPool, id: i64) -> Result<(), DbError> {
+pub async fn delete_agent(
+    db: impl sqlx::Acquire<'_, Database = sqlx::Postgres>,
+    id: i64,
+) -> Result<(), DbError> {
     let mut tx = db.begin().await?;
     let done = sqlx::query("DELETE FROM agents WHERE id = $1")
         .bind(id)

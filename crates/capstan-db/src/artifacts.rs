@@ -1,7 +1,7 @@
 //! Files a task attached (`task_artifacts`). Deleting a task deletes its rows by
 //! cascade, and the trigger hands their blobs to housekeeping.
 
-use sqlx::{PgExecutor, PgPool};
+use sqlx::PgExecutor;
 use time::OffsetDateTime;
 
 use crate::DbError;
@@ -23,7 +23,7 @@ const COLUMNS: &str = "task_id, name, size, sha256, blob_key, created_at";
 /// has an artifact of that name (the new blob goes to housekeeping); `NotFound` if
 /// the task is gone.
 pub async fn insert(
-    db: &PgPool,
+    db: impl sqlx::Acquire<'_, Database = sqlx::Postgres>,
     task_id: i64,
     name: &str,
     size: i64,

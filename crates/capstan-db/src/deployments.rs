@@ -40,7 +40,7 @@ pub struct NewDeployment {
 /// makes deployments of one project to one environment run one at a time, oldest
 /// first.
 pub async fn queue(
-    db: &PgPool,
+    db: impl sqlx::Acquire<'_, Database = sqlx::Postgres>,
     new: &NewDeployment,
     queued_by: Uuid,
 ) -> Result<(i64, i64), DbError> {
@@ -348,7 +348,7 @@ pub async fn set_stopped_by(
 
 /// Marks a cancelled deployment abandoned: its leftover commands are closed.
 pub async fn abandon(
-    db: &PgPool,
+    db: impl sqlx::Acquire<'_, Database = sqlx::Postgres>,
     id: i64,
     task_id: Option<i64>,
     actor: &serde_json::Value,
@@ -689,7 +689,7 @@ pub enum Answering {
 /// Records an answer unless one was given first. Wakes the deployment's task when it
 /// was parked waiting for it.
 pub async fn answer(
-    db: &PgPool,
+    db: impl sqlx::Acquire<'_, Database = sqlx::Postgres>,
     id: i64,
     answer: InterventionAnswer,
     by: &serde_json::Value,

@@ -67,10 +67,20 @@ pub async fn get(db: impl PgExecutor<'_>, id: Uuid) -> Result<NodeRow, DbError> 
     row.ok_or(DbError::NotFound)
 }
 
+/// The node, locked until the caller's transaction ends: the real "before" of a change.
+pub async fn get_for_update(conn: &mut sqlx::PgConnection, id: Uuid) -> Result<NodeRow, DbError> {
+    let row = sqlx::query_as::<_, NodeRow>(&format!("{SELECT_NODE} WHERE id = $1 FOR UPDATE"))
+        .bind(id)
+        .fetch_optional(conn)
+        .await?;
+    row.ok_or(DbError::NotFound)
+}
+
 /// Changes a node's task cap and/or draining flag and tells the cluster, in one
-/// transaction so the notification is never sent for a change that did not commit.
+/// transaction (a savepoint in the caller's) so the notification is never sent for a
+/// change that did not commit.
 pub async fn update(
-    db: &sqlx::PgPool,
+    db: impl sqlx::Acquire<'_, Database = sqlx::Postgres>,
     id: Uuid,
     task_cap: Option<u32>,
     draining: Option<bool>,

@@ -1,7 +1,7 @@
 //! The built-in feed's `packages` table. A row is written only once its blob is
 //! complete; "this version exists" is decided here, never by the blob store.
 
-use sqlx::{PgExecutor, PgPool};
+use sqlx::PgExecutor;
 use time::OffsetDateTime;
 
 use crate::DbError;
@@ -57,7 +57,7 @@ pub async fn exists(db: impl PgExecutor<'_>, id: &str, version: &str) -> Result<
 /// `replace`, an existing version is left alone and `None` comes back; with it, the
 /// row points at the new blob and the old one goes to housekeeping.
 pub async fn insert(
-    db: &PgPool,
+    db: impl sqlx::Acquire<'_, Database = sqlx::Postgres>,
     new: &NewPackage<'_>,
     replace: bool,
 ) -> Result<Option<PackageRow>, DbError> {

@@ -1,6 +1,6 @@
 //! Projects, their process document and their variables.
 
-use sqlx::{PgConnection, PgExecutor, PgPool};
+use sqlx::{Acquire, PgConnection, PgExecutor};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -57,6 +57,17 @@ pub async fn get(db: impl PgExecutor<'_>, id: i64) -> Result<ProjectRow, DbError
         .bind(id)
         .fetch_one(db)
         .await?)
+}
+
+/// The project, locked until the caller's transaction ends: the real "before" of a
+/// change.
+pub async fn get_for_update(conn: &mut PgConnection, id: i64) -> Result<ProjectRow, DbError> {
+    Ok(
+        sqlx::query_as(&format!("{PROJECT} WHERE id = $1 FOR UPDATE"))
+            .bind(id)
+            .fetch_one(conn)
+            .await?,
+    )
 }
 
 /// Projects by id after `after`; `name` matches a whole name and `search` a part, in
@@ -119,10 +130,11 @@ pub async fn scoping_environment(
     .await?)
 }
 
-/// Deletes a project with its variables and releases, and the secrets they held.
-pub async fn delete(db: &PgPool, id: i64) -> Result<(), DbError> {
+/// Deletes a project with its variables and releases, and the secrets they held, in
+/// the caller's transaction.
+pub async fn delete(conn: &mut PgConnection, id: i64) -> Result<(), DbError> {
     delete_with_secrets(
-        db,
+        conn,
         id,
         "SELECT secret_id FROM project_variables WHERE project_id = $1 AND secret_id IS NOT NULL
          UNION ALL
@@ -134,15 +146,16 @@ pub async fn delete(db: &PgPool, id: i64) -> Result<(), DbError> {
 }
 
 /// Runs `delete` (which cascades to variable rows) and deletes the secrets that
-/// `secrets` found those rows pointing at, in one transaction: the rows are gone once
-/// the cascade has run, so the secrets are collected first.
+/// `secrets` found those rows pointing at, in one transaction (a savepoint within the
+/// caller's): the rows are gone once the cascade has run, so the secrets are collected
+/// first.
 pub(crate) async fn delete_with_secrets(
-    db: &PgPool,
+    conn: &mut PgConnection,
     id: i64,
     secrets: &str,
     delete: &str,
 ) -> Result<(), DbError> {
-    let mut tx = db.begin().await?;
+    let mut tx = conn.begin().await?;
     let ids: Vec<Uuid> = sqlx::query_scalar(secrets)
         .bind(id)
         .fetch_all(&mut *tx)
@@ -182,7 +195,7 @@ pub async fn process(
 
 /// Stores the process if it is still at `expected`.
 pub async fn save_process(
-    db: &PgPool,
+    conn: &mut PgConnection,
     id: i64,
     expected: i64,
     steps: &serde_json::Value,
@@ -194,11 +207,11 @@ pub async fn save_process(
     .bind(id)
     .bind(expected)
     .bind(steps)
-    .fetch_optional(db)
+    .fetch_optional(&mut *conn)
     .await?;
     match saved {
         Some(version) => Ok(SaveOutcome::Saved(version)),
-        None => Ok(SaveOutcome::Outdated(get(db, id).await?.process_version)),
+        None => Ok(SaveOutcome::Outdated(get(conn, id).await?.process_version)),
     }
 }
 

@@ -1,6 +1,6 @@
 //! Releases and the variables they froze.
 
-use sqlx::{PgConnection, PgExecutor, PgPool};
+use sqlx::{PgConnection, PgExecutor};
 use time::OffsetDateTime;
 
 use crate::DbError;
@@ -91,6 +91,18 @@ pub async fn get(db: impl PgExecutor<'_>, id: i64) -> Result<ReleaseRow, DbError
     .await?)
 }
 
+/// The release, locked until the caller's transaction ends.
+pub async fn get_for_update(conn: &mut PgConnection, id: i64) -> Result<ReleaseRow, DbError> {
+    Ok(sqlx::query_as(
+        "SELECT id, project_id, version, notes, process, process_version, variables_version,
+                packages, created_at
+         FROM releases WHERE id = $1 FOR UPDATE",
+    )
+    .bind(id)
+    .fetch_one(conn)
+    .await?)
+}
+
 pub async fn variables(db: impl PgExecutor<'_>, release: i64) -> Result<Vec<VariableRow>, DbError> {
     Ok(sqlx::query_as(
         "SELECT variable_id AS id, name, value, secret_id, scope FROM release_variables
@@ -121,10 +133,10 @@ pub async fn list(
     .await?)
 }
 
-/// Deletes a release and the secrets its variables held.
-pub async fn delete(db: &PgPool, id: i64) -> Result<(), DbError> {
+/// Deletes a release and the secrets its variables held, in the caller's transaction.
+pub async fn delete(conn: &mut PgConnection, id: i64) -> Result<(), DbError> {
     delete_with_secrets(
-        db,
+        conn,
         id,
         "SELECT secret_id FROM release_variables WHERE release_id = $1 AND secret_id IS NOT NULL",
         "DELETE FROM releases WHERE id = $1",

@@ -208,6 +208,99 @@ const CREATE_ONE_SENDING: &str = concat!(
      FROM inserted LEFT JOIN woken ON true CROSS JOIN mailed"
 );
 
+/// The audit row of the change that queued the task, from the task inserted, as a CTE
+/// whose parameters start at `$first`: the row commits with the task in one statement.
+macro_rules! audited_cte {
+    ($a:literal, $b:literal, $c:literal, $d:literal, $e:literal, $f:literal, $g:literal,
+     $h:literal, $i:literal, $j:literal, $k:literal, $l:literal, $m:literal, $n:literal) => {
+        concat!(
+            "audited AS (
+                INSERT INTO audit_events (actor_kind, actor_id, actor_name, auth_method,
+                    credential, address, action, object_kind, object_id, object_name,
+                    project_id, environment_id, before, after)
+                SELECT ",
+            $a,
+            "::text, ",
+            $b,
+            "::bigint, ",
+            $c,
+            "::text, ",
+            $d,
+            "::text, ",
+            $e,
+            "::text, ",
+            $f,
+            "::text, ",
+            $g,
+            "::text, ",
+            $h,
+            "::text, coalesce(",
+            $i,
+            "::text, id::text), ",
+            $j,
+            "::text, ",
+            $k,
+            "::bigint, ",
+            $l,
+            "::bigint, ",
+            $m,
+            "::jsonb, ",
+            $n,
+            "::jsonb
+                FROM inserted
+             )"
+        )
+    };
+}
+
+/// [`CREATE_ONE`] with the audit row of the change that queued the task.
+const CREATE_ONE_AUDITED: &str = concat!(
+    "WITH inserted AS (",
+    insert_task!(),
+    " RETURNING *
+     ), ",
+    audited_cte!(
+        "$11", "$12", "$13", "$14", "$15", "$16", "$17", "$18", "$19", "$20", "$21", "$22", "$23",
+        "$24"
+    ),
+    " SELECT ",
+    created_columns!(),
+    ", '{}'::bigint[],
+       CASE WHEN state = 'queued' THEN pg_notify($5, 'queued:' || $6::text) END
+     FROM inserted"
+);
+
+/// [`CREATE_ONE_SENDING`] with the audit row of the change that queued the task.
+const CREATE_ONE_SENDING_AUDITED: &str = concat!(
+    "WITH inserted AS (",
+    insert_task!(),
+    " RETURNING *
+     ), woken AS (
+        SELECT pg_notify($5, 'queued:' || $6::text) FROM inserted WHERE state = 'queued'
+     ), sent AS (
+        INSERT INTO agent_commands (agent_id, task_id, task_attempt, body, timeout_ms,
+                                    queued_at)
+        SELECT c.agent_id, i.id, i.attempt, c.body, c.timeout_ms, i.started_at
+        FROM inserted i,
+             unnest($11::bigint[], $12::jsonb[], $13::bigint[]) WITH ORDINALITY
+                 AS c(agent_id, body, timeout_ms, n)
+        WHERE i.state = 'running'
+        ORDER BY c.n
+        RETURNING id, agent_id
+     ), mailed AS (
+        SELECT count(pg_notify($14, 'mail:' || a)) AS n
+        FROM (SELECT DISTINCT agent_id AS a FROM sent) d
+     ), ",
+    audited_cte!(
+        "$15", "$16", "$17", "$18", "$19", "$20", "$21", "$22", "$23", "$24", "$25", "$26", "$27",
+        "$28"
+    ),
+    " SELECT ",
+    created_columns!(),
+    ", ARRAY(SELECT id FROM sent ORDER BY id)
+     FROM inserted LEFT JOIN woken ON true CROSS JOIN mailed"
+);
+
 /// Queues one task on behalf of node `queued_by` and returns it as inserted.
 ///
 /// With `claim`, and when no claimable task is queued, the task is claimed by that node
@@ -225,6 +318,19 @@ pub async fn create_one(
     task: &NewTask,
     queued_by: Uuid,
     claim: Option<ClaimOnCreate<'_>>,
+) -> Result<Created, DbError> {
+    create_one_audited(pool, task, queued_by, claim, None).await
+}
+
+/// [`create_one`] with the audit row of the change that queued the task, appended by
+/// the same statement (no transaction, no second commit); the row's object is the new
+/// task unless the event names one.
+pub async fn create_one_audited(
+    pool: &deadpool_postgres::Pool,
+    task: &NewTask,
+    queued_by: Uuid,
+    claim: Option<ClaimOnCreate<'_>>,
+    audit: Option<&crate::audit::NewEvent<'_>>,
 ) -> Result<Created, DbError> {
     let lease_ms = claim.map_or(0.0, |c| c.lease_ttl.as_secs_f64() * 1000.0);
     let kinds: &[String] = claim.map_or(&[], |c| c.kinds);
@@ -244,17 +350,40 @@ pub async fn create_one(
         &lease_ms,
         &kinds,
     ];
-    let sql = if commands.is_empty() {
-        CREATE_ONE
-    } else {
+    if !commands.is_empty() {
         params.extend([
             &columns.agents as &(dyn ToSql + Sync),
             &columns.bodies,
             &columns.timeouts,
             &AGENTS_CHANNEL,
         ]);
-        CREATE_ONE_SENDING
+    }
+    let sql = match (commands.is_empty(), audit.is_some()) {
+        (true, false) => CREATE_ONE,
+        (false, false) => CREATE_ONE_SENDING,
+        (true, true) => CREATE_ONE_AUDITED,
+        (false, true) => CREATE_ONE_SENDING_AUDITED,
     };
+    let actor_kind = audit.map(|e| e.actor.kind.as_str());
+    let method = audit.map(|e| e.actor.method.as_str());
+    if let Some(event) = audit {
+        params.extend([
+            &actor_kind as &(dyn ToSql + Sync),
+            &event.actor.id,
+            &event.actor.name,
+            &method,
+            &event.actor.credential,
+            &event.actor.address,
+            &event.action,
+            &event.object_kind,
+            &event.object_id,
+            &event.object_name,
+            &event.project_id,
+            &event.environment_id,
+            &event.before,
+            &event.after,
+        ]);
+    }
     let client = pool.get().await?;
     let statement = client.prepare_cached(sql).await?;
     let row = client.query_one(&statement, &params).await?;
@@ -277,6 +406,15 @@ pub async fn create_one(
         },
         command_ids: row.try_get(14)?,
     })
+}
+
+/// One task, locked until the caller's transaction ends: the real "before" of a change.
+pub async fn get_for_update(conn: &mut sqlx::PgConnection, id: i64) -> Result<TaskRow, DbError> {
+    sqlx::query_as::<_, TaskRow>(&format!("{SELECT_TASK} WHERE t.id = $1 FOR UPDATE OF t"))
+        .bind(id)
+        .fetch_optional(conn)
+        .await?
+        .ok_or(DbError::NotFound)
 }
 
 /// One task by id.
@@ -356,7 +494,10 @@ pub enum Cancelled {
 /// Cancels a queued task at once, or asks the node running it to stop it. The
 /// notification names the task so only its node acts; the node's lease renewal picks
 /// the request up as well, should the notification be lost.
-pub async fn cancel(db: &sqlx::PgPool, id: i64) -> Result<Cancelled, DbError> {
+pub async fn cancel(
+    db: impl sqlx::Acquire<'_, Database = sqlx::Postgres>,
+    id: i64,
+) -> Result<Cancelled, DbError> {
     let mut tx = db.begin().await?;
     // The answer is the task as this change left it: a node may stop a running task
     // before the caller reads it again.
@@ -389,10 +530,11 @@ pub async fn cancel(db: &sqlx::PgPool, id: i64) -> Result<Cancelled, DbError> {
             .execute(&mut *tx)
             .await?;
     }
-    tx.commit().await?;
-    Ok(match changed {
+    let cancelled = match changed {
         Some(row) if row.state == TaskState::Running => Cancelled::Requested(row),
         Some(row) => Cancelled::Now(row),
-        None => Cancelled::AlreadyFinished(get(db, id).await?),
-    })
+        None => Cancelled::AlreadyFinished(get(&mut *tx, id).await?),
+    };
+    tx.commit().await?;
+    Ok(cancelled)
 }

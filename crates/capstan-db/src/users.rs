@@ -3,7 +3,7 @@
 //! [`crate::notify::USERS_CHANNEL`] in the same transaction, so every node drops its
 //! cached copy at once.
 
-use sqlx::{PgExecutor, PgPool};
+use sqlx::{PgConnection, PgExecutor};
 use time::OffsetDateTime;
 
 use crate::{
@@ -78,6 +78,29 @@ pub async fn create(db: impl PgExecutor<'_>, user: &NewUser<'_>) -> Result<UserR
     .await?)
 }
 
+/// The user, locked until the caller's transaction ends: the real "before" of a change.
+pub async fn get_for_update(conn: &mut PgConnection, id: i64) -> Result<UserRow, DbError> {
+    Ok(sqlx::query_as(&format!("{USER} WHERE id = $1 FOR UPDATE"))
+        .bind(id)
+        .fetch_one(conn)
+        .await?)
+}
+
+/// A user's key, locked until the caller's transaction ends.
+pub async fn get_key_for_update(
+    conn: &mut PgConnection,
+    user_id: i64,
+    key_id: &str,
+) -> Result<ApiKeyRow, DbError> {
+    Ok(sqlx::query_as(&format!(
+        "{API_KEY} WHERE user_id = $1 AND key_id = $2 FOR UPDATE"
+    ))
+    .bind(user_id)
+    .bind(key_id)
+    .fetch_one(conn)
+    .await?)
+}
+
 pub async fn get(db: impl PgExecutor<'_>, id: i64) -> Result<UserRow, DbError> {
     Ok(sqlx::query_as(&format!("{USER} WHERE id = $1"))
         .bind(id)
@@ -113,7 +136,11 @@ pub struct UserChange<'a> {
 }
 
 /// Changes a user; announces the change so nodes forget its cached keys.
-pub async fn update(db: &PgPool, id: i64, change: &UserChange<'_>) -> Result<UserRow, DbError> {
+pub async fn update(
+    db: impl sqlx::Acquire<'_, Database = sqlx::Postgres>,
+    id: i64,
+    change: &UserChange<'_>,
+) -> Result<UserRow, DbError> {
     let mut tx = db.begin().await?;
     let row: UserRow = sqlx::query_as(
         "UPDATE users SET disabled = coalesce($2, disabled),
@@ -134,7 +161,10 @@ pub async fn update(db: &PgPool, id: i64, change: &UserChange<'_>) -> Result<Use
 }
 
 /// Deletes a user with its keys; announces it so its keys stop working at once.
-pub async fn delete(db: &PgPool, id: i64) -> Result<(), DbError> {
+pub async fn delete(
+    db: impl sqlx::Acquire<'_, Database = sqlx::Postgres>,
+    id: i64,
+) -> Result<(), DbError> {
     let mut tx = db.begin().await?;
     let deleted = sqlx::query("DELETE FROM users WHERE id = $1")
         .bind(id)
@@ -203,7 +233,11 @@ pub async fn list_keys(
 }
 
 /// Revokes a user's key (a second revocation keeps the first time); announces it.
-pub async fn revoke_key(db: &PgPool, user_id: i64, key_id: &str) -> Result<ApiKeyRow, DbError> {
+pub async fn revoke_key(
+    db: impl sqlx::Acquire<'_, Database = sqlx::Postgres>,
+    user_id: i64,
+    key_id: &str,
+) -> Result<ApiKeyRow, DbError> {
     let mut tx = db.begin().await?;
     let row: ApiKeyRow = sqlx::query_as(
         "UPDATE api_keys SET revoked_at = coalesce(revoked_at, now())

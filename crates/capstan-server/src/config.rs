@@ -60,6 +60,15 @@ pub struct ServerArgs {
     #[arg(long, env = "CAPSTAN_BLOB_RETENTION_EVERY", default_value = "1h", value_parser = parse_duration_arg)]
     pub blob_retention_every: Duration,
 
+    /// Audit rows older than this are archived to the blob store as daily JSON Lines
+    /// files (`audit/YYYY/MM/DD.jsonl`) and deleted; at least 1d.
+    #[arg(long, env = "CAPSTAN_AUDIT_RETENTION", default_value = "90d", value_parser = parse_duration_arg)]
+    pub audit_retention: Duration,
+
+    /// How often audit-retention runs (once per period across the cluster).
+    #[arg(long, env = "CAPSTAN_AUDIT_RETENTION_EVERY", default_value = "1h", value_parser = parse_duration_arg)]
+    pub audit_retention_every: Duration,
+
     /// How often every enabled agent is health-checked (once per period across the
     /// cluster); `off` checks only on demand.
     #[arg(long, env = "CAPSTAN_AGENT_HEALTH_CHECK_EVERY", default_value = "10m", value_parser = parse_duration_or_off)]
@@ -237,6 +246,8 @@ pub struct Settings {
     pub package_retention_versions: u32,
     pub task_blob_retention: Duration,
     pub blob_retention_every: Duration,
+    pub audit_retention: Duration,
+    pub audit_retention_every: Duration,
     /// `None`: agents are checked only on demand.
     pub agent_health_check_every: Option<Duration>,
     pub listen: SocketAddr,
@@ -336,6 +347,12 @@ impl ServerArgs {
         if self.blob_retention_every < Duration::from_secs(1) {
             return Err("--blob-retention-every must be at least 1s".to_owned());
         }
+        if self.audit_retention < crate::audit::retention::MIN_RETENTION {
+            return Err("--audit-retention must be at least 1d".to_owned());
+        }
+        if self.audit_retention_every < Duration::from_secs(1) {
+            return Err("--audit-retention-every must be at least 1s".to_owned());
+        }
         if !self.agent_health_check_every.is_zero()
             && self.agent_health_check_every < Duration::from_secs(1)
         {
@@ -424,6 +441,8 @@ impl ServerArgs {
             package_retention_versions: self.package_retention_versions,
             task_blob_retention: self.task_blob_retention,
             blob_retention_every: self.blob_retention_every,
+            audit_retention: self.audit_retention,
+            audit_retention_every: self.audit_retention_every,
             agent_health_check_every: Some(self.agent_health_check_every)
                 .filter(|every| !every.is_zero()),
             listen: self.listen,

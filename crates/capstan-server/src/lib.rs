@@ -7,6 +7,7 @@
 //! must never depend on `capstan-agent` or `capstan-testkit`.
 
 pub mod agents;
+pub mod audit;
 pub mod background;
 pub mod blobs;
 pub mod config;

@@ -142,6 +142,8 @@ async fn run_cluster(
             package_retention_versions: 0,
             task_blob_retention: Duration::from_secs(30 * 24 * 3600),
             blob_retention_every: Duration::from_secs(3600),
+            audit_retention: Duration::from_secs(90 * 24 * 3600),
+            audit_retention_every: Duration::from_secs(3600),
             agent_health_check_every: Duration::from_secs(600),
             listen: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
             node_name: Some(NodeName::parse(format!("dev-{}", i + 1))?),

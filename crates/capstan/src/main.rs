@@ -2,6 +2,7 @@
 //! through its API. Operator commands never touch the database directly.
 
 mod agents;
+mod audit;
 mod deployments;
 mod dev;
 mod login;
@@ -64,6 +65,8 @@ enum Command {
     Login(login::LoginArgs),
     /// Revoke and forget the key `capstan login` kept.
     Logout(login::LogoutArgs),
+    /// Show the audit log: who changed what, when, from where, before and after.
+    Audit(audit::AuditArgs),
 }
 
 /// Parses the command line. A command that talks to the API and was given no key
@@ -108,6 +111,7 @@ fn main() -> ExitCode {
         Command::Deployments(args) => run_client(deployments::run(args)),
         Command::Login(args) => run_client(login::login(args)),
         Command::Logout(args) => run_client(login::logout(args)),
+        Command::Audit(args) => run_client(audit::run(args)),
     }
 }
 

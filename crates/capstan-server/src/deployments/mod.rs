@@ -19,7 +19,9 @@ use capstan_core::{
     process::Step,
 };
 use capstan_db::{
-    DbError, agents, deployments as db,
+    DbError, agents,
+    audit::Actor as AuditActor,
+    deployments as db,
     deployments::{DeploymentRow, Fence, NewDeployment},
     releases,
 };
@@ -28,6 +30,7 @@ use time::OffsetDateTime;
 pub use actions::DeployTarget;
 
 use crate::{
+    audit::Change,
     invalid::FieldProblems,
     node::NodeContext,
     runner::kinds::{Ran, TaskRun},
@@ -65,6 +68,8 @@ impl From<FieldProblems> for DeploymentError {
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub who: String,
+    /// The same, as the audit log records it.
+    pub by: AuditActor,
     pub address: Option<String>,
     /// Why, in the caller's words (cancel and abandon).
     pub note: String,
@@ -85,6 +90,7 @@ impl Caller {
 /// passes.
 pub async fn create(
     ctx: &NodeContext,
+    actor: &AuditActor,
     request: &CreateDeploymentRequest,
 ) -> Result<i64, DeploymentError> {
     let db = &ctx.pools.api;
@@ -170,8 +176,9 @@ pub async fn create(
     }
     let options = serde_json::to_value(options_of(request))
         .map_err(|e| DeploymentError::Stored(e.to_string()))?;
+    let mut tx = db.begin().await.map_err(DbError::from)?;
     let (id, _task) = db::queue(
-        db,
+        &mut *tx,
         &NewDeployment {
             project_id: release.project_id,
             release_id: release.id,
@@ -182,8 +189,46 @@ pub async fn create(
         ctx.state.id,
     )
     .await?;
+    let created = db::get(&mut *tx, id).await?;
+    Change::new("deployment.create")
+        .object(
+            id,
+            format!(
+                "{} {} to {}",
+                created.project, release.version, environment.name
+            ),
+        )
+        .project(release.project_id)
+        .environment(environment.id)
+        .after(&audited(&created))
+        .record(&mut *tx, actor)
+        .await?;
+    tx.commit().await.map_err(DbError::from)?;
     ctx.runner.wake();
     Ok(id)
+}
+
+/// A deployment as its audit rows show it: its summary, with the options it was asked
+/// for and the machines it runs on (once it has started).
+fn audited(row: &DeploymentRow) -> serde_json::Value {
+    let mut shown = serde_json::to_value(summary(row.clone())).unwrap_or_default();
+    if let Some(fields) = shown.as_object_mut() {
+        fields.insert("options".to_owned(), row.options.clone());
+        fields.insert("targets".to_owned(), row.targets.clone());
+    }
+    shown
+}
+
+/// The row of a change to deployment `row`, which looked like `row` before it.
+fn deployment_change(action: &'static str, row: &DeploymentRow) -> Change {
+    Change::new(action)
+        .object(
+            row.id,
+            format!("{} {} to {}", row.project, row.release, row.environment),
+        )
+        .project(row.project_id)
+        .environment(row.environment_id)
+        .before(&audited(row))
 }
 
 fn options_of(request: &CreateDeploymentRequest) -> DeploymentOptions {
@@ -335,38 +380,46 @@ fn not_found(e: DbError, id: i64) -> DeploymentError {
 /// Asks the node running the deployment to stop it; running scripts are cancelled on
 /// their agents.
 pub async fn cancel(ctx: &NodeContext, id: i64, caller: &Caller) -> Result<(), DeploymentError> {
-    let db = &ctx.pools.api;
-    let row = db::get(db, id).await.map_err(|e| not_found(e, id))?;
+    let mut tx = ctx.pools.api.begin().await.map_err(DbError::from)?;
+    let db = &mut *tx;
+    let row = db::get(&mut *db, id).await.map_err(|e| not_found(e, id))?;
     if row.state.is_finished() {
         return Err(DeploymentError::Conflict(format!(
             "deployment {id} has already finished ({}); there is nothing to cancel",
             row.state
         )));
     }
-    db::set_stopped_by(db, id, &caller.actor()).await?;
-    let Some(task) = row.task_id else {
-        return Ok(());
-    };
+    db::set_stopped_by(&mut *db, id, &caller.actor()).await?;
     // A deployment not running (queued, or parked for an operator) has no run to
     // record its end: do it here.
-    if let capstan_db::tasks::Cancelled::Now(_) = capstan_db::tasks::cancel(db, task).await? {
-        db::cancel_open_cells(db, id).await?;
+    if let Some(task) = row.task_id
+        && let capstan_db::tasks::Cancelled::Now(_) =
+            capstan_db::tasks::cancel(&mut *db, task).await?
+    {
+        db::cancel_open_cells(&mut *db, id).await?;
         db::finish_stopped(
-            db,
+            &mut *db,
             id,
             DeploymentState::Cancelled,
             &format!("cancelled by {}", caller.who),
         )
         .await?;
-        db::release_all(db, id).await?;
+        db::release_all(&mut *db, id).await?;
     }
+    let after = audited(&db::get(&mut *db, id).await?);
+    deployment_change("deployment.cancel", &row)
+        .after(&serde_json::json!({ "deployment": after, "note": caller.note }))
+        .record(&mut *db, &caller.by)
+        .await?;
+    tx.commit().await.map_err(DbError::from)?;
     Ok(())
 }
 
 /// Closes a cancelled deployment whose agents never confirmed they stopped.
 pub async fn abandon(ctx: &NodeContext, id: i64, caller: &Caller) -> Result<(), DeploymentError> {
-    let db = &ctx.pools.api;
-    let row = db::get(db, id).await.map_err(|e| not_found(e, id))?;
+    let mut tx = ctx.pools.api.begin().await.map_err(DbError::from)?;
+    let db = &mut *tx;
+    let row = db::get(&mut *db, id).await.map_err(|e| not_found(e, id))?;
     let cancel_asked = row.stopped_by.is_some();
     match row.state {
         DeploymentState::Abandoned => {
@@ -388,7 +441,7 @@ pub async fn abandon(ctx: &NodeContext, id: i64, caller: &Caller) -> Result<(), 
         _ => {}
     }
     let open = match row.task_id {
-        Some(task) => db::open_commands(db, task).await?.0,
+        Some(task) => db::open_commands(&mut *db, task).await?.0,
         None => 0,
     };
     if open == 0 && row.state == DeploymentState::Cancelled {
@@ -410,7 +463,13 @@ pub async fn abandon(ctx: &NodeContext, id: i64, caller: &Caller) -> Result<(), 
             left.whole_seconds() + 1
         )));
     }
-    db::abandon(db, id, row.task_id, &caller.actor()).await?;
+    db::abandon(&mut *db, id, row.task_id, &caller.actor()).await?;
+    let after = audited(&db::get(&mut *db, id).await?);
+    deployment_change("deployment.abandon", &row)
+        .after(&serde_json::json!({ "deployment": after, "note": caller.note }))
+        .record(&mut *db, &caller.by)
+        .await?;
+    tx.commit().await.map_err(DbError::from)?;
     Ok(())
 }
 
@@ -422,9 +481,10 @@ pub async fn answer(
     request: &AnswerRequest,
     caller: &Caller,
 ) -> Result<(), DeploymentError> {
-    let db = &ctx.pools.api;
-    let row = db::get(db, id).await.map_err(|e| not_found(e, id))?;
-    let Some(intervention) = db::intervention(db, question)
+    let mut tx = ctx.pools.api.begin().await.map_err(DbError::from)?;
+    let db = &mut *tx;
+    let row = db::get(&mut *db, id).await.map_err(|e| not_found(e, id))?;
+    let Some(intervention) = db::intervention(&mut *db, question)
         .await?
         .filter(|i| i.deployment_id == id)
     else {
@@ -464,8 +524,28 @@ pub async fn answer(
     if request.note.len() > 4096 {
         return Err(FieldProblems::one("note", "at most 4 KiB").into());
     }
-    match db::answer(db, question, request.answer, &caller.actor(), &request.note).await? {
-        db::Answering::Answered => Ok(()),
+    match db::answer(
+        &mut *db,
+        question,
+        request.answer,
+        &caller.actor(),
+        &request.note,
+    )
+    .await?
+    {
+        db::Answering::Answered => {
+            deployment_change("deployment.answer", &row)
+                .after(&serde_json::json!({
+                    "intervention": question,
+                    "kind": intervention.kind.as_str(),
+                    "answer": request.answer.as_str(),
+                    "note": request.note,
+                }))
+                .record(&mut *db, &caller.by)
+                .await?;
+            tx.commit().await.map_err(DbError::from)?;
+            Ok(())
+        }
         db::Answering::AlreadyAnswered => Err(DeploymentError::Conflict(format!(
             "intervention {question} was answered already"
         ))),

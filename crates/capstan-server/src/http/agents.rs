@@ -13,6 +13,7 @@ use capstan_api::{
     EnvironmentList, EnvironmentRequest, EnvironmentResponse, Problem, RegisterAgentRequest,
     RegisterAgentResponse, RegistrationTokenList, RegistrationTokenResponse, UpdateAgentRequest,
 };
+use capstan_core::audit::{ActorKind, AuthMethod};
 use capstan_core::{
     agent::{check_agent_name, check_environment_name, normalize_tags},
     names,
@@ -20,6 +21,7 @@ use capstan_core::{
 use capstan_db::{
     DbError,
     agents::{self, AgentFilter, AgentRow, EnvironmentRow, NewAgent, RegisterError, TokenRow},
+    audit::Actor,
 };
 
 use super::{
@@ -30,6 +32,7 @@ use super::{
 };
 use crate::{
     agents::credentials::{self, TokenKind, bearer},
+    audit::{self, Change, ChangedBy, RequestAddress},
     node::NodeContext,
 };
 
@@ -47,6 +50,7 @@ const DEFAULT_PAGE: u32 = 100;
 ))]
 pub(crate) async fn create_token(
     State(ctx): State<Arc<NodeContext>>,
+    ChangedBy(actor): ChangedBy,
     ApiJson(request): ApiJson<CreateRegistrationTokenRequest>,
 ) -> Result<(StatusCode, Json<RegistrationTokenResponse>), ApiError> {
     let mut problems = Problems::new();
@@ -74,8 +78,10 @@ pub(crate) async fn create_token(
     let token = credentials::generate(TokenKind::Registration);
     let expires_at = time::OffsetDateTime::now_utc()
         + time::Duration::try_from(life).unwrap_or(time::Duration::DAY);
+    let failed = |e| ApiError::from_db(e, String::new);
+    let mut tx = audit::begin(&ctx.pools.api).await.map_err(failed)?;
     let row = agents::create_token(
-        &ctx.pools.api,
+        &mut *tx,
         &token.digest,
         &token.shown_prefix,
         note.as_deref(),
@@ -83,8 +89,16 @@ pub(crate) async fn create_token(
         expires_at,
     )
     .await
-    .map_err(|e| ApiError::from_db(e, String::new))?;
+    .map_err(failed)?;
+    // The answer's copy without the secret, which is in the answer only.
     let mut response = token_response(row);
+    Change::new("registration_token.create")
+        .object(response.id, &response.prefix)
+        .after(&response)
+        .record(&mut *tx, &actor)
+        .await
+        .map_err(failed)?;
+    audit::commit(tx).await.map_err(failed)?;
     response.token = Some(token.secret);
     Ok((StatusCode::CREATED, Json(response)))
 }
@@ -124,11 +138,24 @@ pub(crate) async fn list_tokens(
 ))]
 pub(crate) async fn delete_token(
     State(ctx): State<Arc<NodeContext>>,
+    ChangedBy(actor): ChangedBy,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<StatusCode, ApiError> {
-    agents::delete_token(&ctx.pools.api, id)
+    let failed = |e| ApiError::from_db(e, || format!("there is no registration token {id}"));
+    let mut tx = audit::begin(&ctx.pools.api).await.map_err(failed)?;
+    let before = token_response(
+        agents::get_token_for_update(&mut tx, id)
+            .await
+            .map_err(failed)?,
+    );
+    agents::delete_token(&mut *tx, id).await.map_err(failed)?;
+    Change::new("registration_token.delete")
+        .object(id, &before.prefix)
+        .before(&before)
+        .record(&mut *tx, &actor)
         .await
-        .map_err(|e| ApiError::from_db(e, || format!("there is no registration token {id}")))?;
+        .map_err(failed)?;
+    audit::commit(tx).await.map_err(failed)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -143,6 +170,7 @@ pub(crate) async fn delete_token(
 ))]
 pub(crate) async fn register(
     State(ctx): State<Arc<NodeContext>>,
+    RequestAddress(address): RequestAddress,
     RegistrationToken(token): RegistrationToken,
     ApiJson(request): ApiJson<RegisterAgentRequest>,
 ) -> Result<(StatusCode, Json<RegisterAgentResponse>), ApiError> {
@@ -162,9 +190,30 @@ pub(crate) async fn register(
         version: &version,
         credential_digest: &credential.digest,
     };
-    let row = agents::register(&ctx.pools.api, &credentials::digest(token), &new)
+    let digest = credentials::digest(token);
+    let failed = |e: DbError| register_refused(e.into());
+    let mut tx = audit::begin(&ctx.pools.api).await.map_err(failed)?;
+    let row = agents::register(&mut *tx, &digest, &new)
         .await
         .map_err(register_refused)?;
+    let token_id = agents::token_id(&mut *tx, &digest).await.map_err(failed)?;
+    // The agent registers itself: it is the actor, proven by the token.
+    let actor = Actor {
+        kind: ActorKind::Agent,
+        id: Some(row.id),
+        name: row.name.clone(),
+        method: AuthMethod::RegistrationToken,
+        credential: token_id.map(|id| id.to_string()),
+        address,
+    };
+    let registered = agent_response(row.clone());
+    Change::new("agent.register")
+        .object(row.id, &row.name)
+        .after(&registered)
+        .record(&mut *tx, &actor)
+        .await
+        .map_err(failed)?;
+    audit::commit(tx).await.map_err(failed)?;
     tracing::info!(agent.id = row.id, agent.name = %row.name, "agent registered");
     Ok((
         StatusCode::CREATED,
@@ -271,6 +320,7 @@ fn no_agent(id: i64) -> String {
 ))]
 pub(crate) async fn update_agent(
     State(ctx): State<Arc<NodeContext>>,
+    ChangedBy(actor): ChangedBy,
     ApiPath(id): ApiPath<i64>,
     ApiJson(request): ApiJson<UpdateAgentRequest>,
 ) -> Result<Json<AgentResponse>, ApiError> {
@@ -284,16 +334,30 @@ pub(crate) async fn update_agent(
         None => None,
         Some(name) => Some(environment_id(&ctx, &names::nfc(name)).await?),
     };
+    let failed = |e| ApiError::from_db(e, || no_agent(id));
+    let mut tx = audit::begin(&ctx.pools.api).await.map_err(failed)?;
+    let before = agents::get_agent_for_update(&mut tx, id)
+        .await
+        .map_err(failed)?;
     let row = agents::update_agent(
-        &ctx.pools.api,
+        &mut *tx,
         id,
         environment_id,
         tags.as_deref(),
         request.disabled,
     )
     .await
-    .map_err(|e| ApiError::from_db(e, || no_agent(id)))?;
-    Ok(Json(agent_response(row)))
+    .map_err(failed)?;
+    let agent = agent_response(row);
+    Change::new("agent.update")
+        .object(id, &agent.name)
+        .before(&agent_response(before))
+        .after(&agent)
+        .record(&mut *tx, &actor)
+        .await
+        .map_err(failed)?;
+    audit::commit(tx).await.map_err(failed)?;
+    Ok(Json(agent))
 }
 
 /// `DELETE /api/agents/{id}`: removes the agent and its mailbox; its credential is
@@ -304,11 +368,24 @@ pub(crate) async fn update_agent(
 ))]
 pub(crate) async fn delete_agent(
     State(ctx): State<Arc<NodeContext>>,
+    ChangedBy(actor): ChangedBy,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<StatusCode, ApiError> {
-    agents::delete_agent(&ctx.pools.api, id)
+    let failed = |e| ApiError::from_db(e, || no_agent(id));
+    let mut tx = audit::begin(&ctx.pools.api).await.map_err(failed)?;
+    let before = agent_response(
+        agents::get_agent_for_update(&mut tx, id)
+            .await
+            .map_err(failed)?,
+    );
+    agents::delete_agent(&mut *tx, id).await.map_err(failed)?;
+    Change::new("agent.delete")
+        .object(id, &before.name)
+        .before(&before)
+        .record(&mut *tx, &actor)
         .await
-        .map_err(|e| ApiError::from_db(e, || no_agent(id)))?;
+        .map_err(failed)?;
+    audit::commit(tx).await.map_err(failed)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -359,13 +436,25 @@ fn check_environment(request: &EnvironmentRequest) -> Result<String, ApiError> {
 ))]
 pub(crate) async fn create_environment(
     State(ctx): State<Arc<NodeContext>>,
+    ChangedBy(actor): ChangedBy,
     ApiJson(request): ApiJson<EnvironmentRequest>,
 ) -> Result<(StatusCode, Json<EnvironmentResponse>), ApiError> {
     let name = check_environment(&request)?;
-    let row = agents::create_environment(&ctx.pools.api, &name, &request.description)
+    let failed = |e| environment_error(e, &name, None);
+    let mut tx = audit::begin(&ctx.pools.api).await.map_err(failed)?;
+    let row = agents::create_environment(&mut *tx, &name, &request.description)
         .await
-        .map_err(|e| environment_error(e, &name, None))?;
-    Ok((StatusCode::CREATED, Json(environment_response(row))))
+        .map_err(failed)?;
+    let environment = environment_response(row);
+    Change::new("environment.create")
+        .object(environment.id, &environment.name)
+        .environment(environment.id)
+        .after(&environment)
+        .record(&mut *tx, &actor)
+        .await
+        .map_err(failed)?;
+    audit::commit(tx).await.map_err(failed)?;
+    Ok((StatusCode::CREATED, Json(environment)))
 }
 
 /// `GET /api/environments`: all of them, by name.
@@ -408,14 +497,30 @@ pub(crate) async fn get_environment(
 ))]
 pub(crate) async fn update_environment(
     State(ctx): State<Arc<NodeContext>>,
+    ChangedBy(actor): ChangedBy,
     ApiPath(id): ApiPath<i64>,
     ApiJson(request): ApiJson<EnvironmentRequest>,
 ) -> Result<Json<EnvironmentResponse>, ApiError> {
     let name = check_environment(&request)?;
-    let row = agents::update_environment(&ctx.pools.api, id, &name, &request.description)
+    let failed = |e| environment_error(e, &name, Some(id));
+    let mut tx = audit::begin(&ctx.pools.api).await.map_err(failed)?;
+    let before = agents::get_environment_for_update(&mut tx, id)
         .await
-        .map_err(|e| environment_error(e, &name, Some(id)))?;
-    Ok(Json(environment_response(row)))
+        .map_err(failed)?;
+    let row = agents::update_environment(&mut *tx, id, &name, &request.description)
+        .await
+        .map_err(failed)?;
+    let environment = environment_response(row);
+    Change::new("environment.update")
+        .object(id, &environment.name)
+        .environment(id)
+        .before(&environment_response(before))
+        .after(&environment)
+        .record(&mut *tx, &actor)
+        .await
+        .map_err(failed)?;
+    audit::commit(tx).await.map_err(failed)?;
+    Ok(Json(environment))
 }
 
 /// `DELETE /api/environments/{id}`: only once no agent belongs to it.
@@ -427,6 +532,7 @@ pub(crate) async fn update_environment(
 ))]
 pub(crate) async fn delete_environment(
     State(ctx): State<Arc<NodeContext>>,
+    ChangedBy(actor): ChangedBy,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<StatusCode, ApiError> {
     // A scope naming a deleted environment would silently never match again.
@@ -440,9 +546,24 @@ pub(crate) async fn delete_environment(
             scoping.join(", ")
         )));
     }
-    agents::delete_environment(&ctx.pools.api, id)
+    let failed = |e| environment_error(e, "", Some(id));
+    let mut tx = audit::begin(&ctx.pools.api).await.map_err(failed)?;
+    let before = environment_response(
+        agents::get_environment_for_update(&mut tx, id)
+            .await
+            .map_err(failed)?,
+    );
+    agents::delete_environment(&mut *tx, id)
         .await
-        .map_err(|e| environment_error(e, "", Some(id)))?;
+        .map_err(failed)?;
+    Change::new("environment.delete")
+        .object(id, &before.name)
+        .environment(id)
+        .before(&before)
+        .record(&mut *tx, &actor)
+        .await
+        .map_err(failed)?;
+    audit::commit(tx).await.map_err(failed)?;
     Ok(StatusCode::NO_CONTENT)
 }
 

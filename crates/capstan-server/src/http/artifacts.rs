@@ -21,7 +21,11 @@ use super::{
     download::{self, Download},
     extract::ApiPath,
 };
-use crate::{blobs, node::NodeContext};
+use crate::{
+    audit::{self, Change, ChangedBy},
+    blobs,
+    node::NodeContext,
+};
 
 /// The most artifacts one listing returns.
 const MAX_LISTED: i64 = 1000;
@@ -38,6 +42,7 @@ const MAX_LISTED: i64 = 1000;
     ))]
 pub(crate) async fn upload_artifact(
     State(ctx): State<Arc<NodeContext>>,
+    ChangedBy(actor): ChangedBy,
     ApiPath((task_id, name)): ApiPath<(i64, String)>,
     request: Request,
 ) -> Result<Response, ApiError> {
@@ -57,8 +62,10 @@ pub(crate) async fn upload_artifact(
     let body = request.into_body().into_data_stream();
     let received = blobs::receive(&ctx, keys::artifact(task_id, &name), body, max).await?;
     let written = &received.written;
+    let db = |e| ApiError::from_db(e, String::new);
+    let mut tx = audit::begin(&ctx.pools.api).await.map_err(db)?;
     let row = artifacts::insert(
-        &ctx.pools.api,
+        &mut *tx,
         task_id,
         &name,
         i64::try_from(written.size).unwrap_or(i64::MAX),
@@ -66,7 +73,16 @@ pub(crate) async fn upload_artifact(
         &written.key,
     )
     .await
-    .map_err(|e| ApiError::from_db(e, String::new))?;
+    .map_err(db)?;
+    if let Some(row) = &row {
+        Change::new("artifact.upload")
+            .object(format!("{task_id}/{name}"), &name)
+            .after(&to_response(row.clone()))
+            .record(&mut *tx, &actor)
+            .await
+            .map_err(db)?;
+    }
+    audit::commit(tx).await.map_err(db)?;
     received.keep();
     let Some(row) = row else {
         ctx.blob_sweep.notify_one();

@@ -17,7 +17,10 @@ use capstan_api::{
         DeploymentResponse, StopRequest,
     },
 };
-use capstan_db::deployments::{self as db, DeploymentFilter};
+use capstan_db::{
+    audit::Actor,
+    deployments::{self as db, DeploymentFilter},
+};
 
 use super::{
     ApiError,
@@ -25,6 +28,7 @@ use super::{
     extract::{ApiJson, ApiPath, ApiQuery},
     paging::Keyset,
 };
+use crate::audit::ChangedBy;
 use crate::deployments::{self, Caller};
 use crate::identity::Principal;
 use crate::node::NodeContext;
@@ -35,6 +39,7 @@ const DEFAULT_PAGE: u32 = 50;
 /// or service account's key) and the client's address through the trusted proxies.
 fn caller(
     ctx: &NodeContext,
+    by: Actor,
     principal: Option<Extension<Principal>>,
     peer: Option<SocketAddr>,
     headers: &HeaderMap,
@@ -46,6 +51,7 @@ fn caller(
         .collect();
     Caller {
         who: principal.map_or_else(|| "admin key".to_owned(), |p| p.0.to_string()),
+        by,
         note: String::new(),
         address: peer
             .map(|p| client_addr(p.ip(), &forwarded, &ctx.settings.trusted_proxies).to_string()),
@@ -78,9 +84,10 @@ fn stop_note(body: &[u8]) -> Result<String, ApiError> {
 ))]
 pub(crate) async fn create_deployment(
     State(ctx): State<Arc<NodeContext>>,
+    ChangedBy(actor): ChangedBy,
     ApiJson(request): ApiJson<CreateDeploymentRequest>,
 ) -> Result<Response, ApiError> {
-    let id = deployments::create(&ctx, &request).await?;
+    let id = deployments::create(&ctx, &actor, &request).await?;
     let shown = deployments::show(&ctx, id).await?;
     let mut response = (StatusCode::CREATED, Json(shown)).into_response();
     if let Ok(location) = format!("/api/deployments/{id}").parse() {
@@ -163,13 +170,14 @@ pub(crate) async fn get_deployment(
 ))]
 pub(crate) async fn cancel_deployment(
     State(ctx): State<Arc<NodeContext>>,
+    ChangedBy(by): ChangedBy,
     principal: Option<Extension<Principal>>,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     ApiPath(id): ApiPath<i64>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<DeploymentResponse>), ApiError> {
-    let mut caller = caller(&ctx, principal, peer.map(|p| (p.0).0), &headers);
+    let mut caller = caller(&ctx, by, principal, peer.map(|p| (p.0).0), &headers);
     caller.note = stop_note(&body)?;
     deployments::cancel(&ctx, id, &caller).await?;
     Ok((
@@ -188,13 +196,14 @@ pub(crate) async fn cancel_deployment(
 ))]
 pub(crate) async fn abandon_deployment(
     State(ctx): State<Arc<NodeContext>>,
+    ChangedBy(by): ChangedBy,
     principal: Option<Extension<Principal>>,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     ApiPath(id): ApiPath<i64>,
     body: Bytes,
 ) -> Result<Json<DeploymentResponse>, ApiError> {
-    let mut caller = caller(&ctx, principal, peer.map(|p| (p.0).0), &headers);
+    let mut caller = caller(&ctx, by, principal, peer.map(|p| (p.0).0), &headers);
     caller.note = stop_note(&body)?;
     deployments::abandon(&ctx, id, &caller).await?;
     Ok(Json(deployments::show(&ctx, id).await?))
@@ -210,13 +219,14 @@ pub(crate) async fn abandon_deployment(
 ))]
 pub(crate) async fn answer_intervention(
     State(ctx): State<Arc<NodeContext>>,
+    ChangedBy(by): ChangedBy,
     principal: Option<Extension<Principal>>,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     ApiPath((id, question)): ApiPath<(i64, i64)>,
     ApiJson(request): ApiJson<AnswerRequest>,
 ) -> Result<Json<DeploymentResponse>, ApiError> {
-    let caller = caller(&ctx, principal, peer.map(|p| (p.0).0), &headers);
+    let caller = caller(&ctx, by, principal, peer.map(|p| (p.0).0), &headers);
     deployments::answer(&ctx, id, question, &request, &caller).await?;
     Ok(Json(deployments::show(&ctx, id).await?))
 }

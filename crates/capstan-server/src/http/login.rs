@@ -185,8 +185,11 @@ pub(crate) async fn create_login_key(
         &address,
     )
     .await?;
+    let failed = |e| ApiError::from_db(e, String::new);
+    // The key and its login row commit together.
+    let mut tx = crate::audit::begin(&ctx.pools.api).await.map_err(failed)?;
     let (key, row) = identity::create_key(
-        &ctx.pools.api,
+        &mut tx,
         who.user_id,
         &request.purpose,
         Some(request.expires_in.as_deref().unwrap_or(CLI_KEY_LIFETIME)),
@@ -201,9 +204,10 @@ pub(crate) async fn create_login_key(
     };
     let mut actor = principal.actor(Some(address));
     actor.method = AuthMethod::Password;
-    sessions::append_login(&ctx.pools.api, &actor, "login")
+    sessions::append_login(&mut *tx, &actor, "login")
         .await
-        .map_err(|e| ApiError::from_db(e, String::new))?;
+        .map_err(failed)?;
+    crate::audit::commit(tx).await.map_err(failed)?;
     Ok((
         StatusCode::CREATED,
         Json(CreatedApiKey {
@@ -335,8 +339,11 @@ pub(crate) async fn set_password(
             object_name: Some(user.name.clone()),
             project_id: None,
             environment_id: None,
+            // The password itself never: only that it changed.
             before: None,
-            after: None,
+            after: Some(serde_json::json!({
+                "password": capstan_core::audit::sensitive_change(true)
+            })),
         },
     )
     .await
@@ -534,17 +541,20 @@ pub(crate) async fn create_code_key(
             .await
             .map_err(|e| ApiError::from_db(e, String::new))?
             .ok_or_else(refused)?;
+    let failed = |e| ApiError::from_db(e, String::new);
+    // The key and its login row commit together.
+    let mut tx = crate::audit::begin(&ctx.pools.api).await.map_err(failed)?;
     let (key, row) = identity::create_key(
-        &ctx.pools.api,
+        &mut tx,
         user_id,
         &request.purpose,
         Some(request.expires_in.as_deref().unwrap_or(CLI_KEY_LIFETIME)),
         ctx.settings.api_key_max_lifetime,
     )
     .await?;
-    let user = capstan_db::users::get(&ctx.pools.api, user_id)
+    let user = capstan_db::users::get(&mut *tx, user_id)
         .await
-        .map_err(|e| ApiError::from_db(e, String::new))?;
+        .map_err(failed)?;
     let principal = Principal::ApiKey {
         user_id,
         user_name: user.name,
@@ -553,9 +563,10 @@ pub(crate) async fn create_code_key(
     };
     let mut actor = principal.actor(Some(address));
     actor.method = AuthMethod::Oidc;
-    sessions::append_login(&ctx.pools.api, &actor, "login")
+    sessions::append_login(&mut *tx, &actor, "login")
         .await
-        .map_err(|e| ApiError::from_db(e, String::new))?;
+        .map_err(failed)?;
+    crate::audit::commit(tx).await.map_err(failed)?;
     Ok((
         StatusCode::CREATED,
         Json(CreatedApiKey {

@@ -7,6 +7,7 @@ use capstan_api::{MasterKeyStatus, MasterKeyVersion, NodeKeyVersions, RotateMast
 use capstan_db::{nodes, secrets as db, tasks::NewTask};
 
 use super::ApiError;
+use crate::audit::{Change, ChangedBy};
 use crate::{
     node::NodeContext,
     runner::{
@@ -38,6 +39,7 @@ pub(crate) async fn get_master_key(
 ))]
 pub(crate) async fn rotate_master_key(
     State(ctx): State<Arc<NodeContext>>,
+    ChangedBy(actor): ChangedBy,
 ) -> Result<(StatusCode, Json<RotateMasterKeyResponse>), ApiError> {
     let status = status(&ctx).await?;
     let Some(newest) = status.versions.last() else {
@@ -60,7 +62,10 @@ pub(crate) async fn rotate_master_key(
     if !lacking.is_empty() {
         return Err(ApiError::conflict(lacking_key(version, &lacking)));
     }
-    let task = runner::queue_one(
+    let change = Change::new("master_key.rotate")
+        .object(version, format!("version {version}"))
+        .after(&serde_json::json!({ "version": version, "values_to_rotate": to_rotate }));
+    let task = runner::queue_one_audited(
         ctx.clone(),
         NewTask {
             kind: MASTER_KEY_ROTATION.to_owned(),
@@ -68,6 +73,7 @@ pub(crate) async fn rotate_master_key(
             on_node_lost: capstan_core::NodeLostPolicy::Requeue.as_str(),
             concurrency_key: Some(CONCURRENCY_KEY.to_owned()),
         },
+        (actor, change),
     )
     .await
     .map_err(|e| ApiError::from_db(e, String::new))?;

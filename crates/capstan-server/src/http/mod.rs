@@ -3,6 +3,7 @@
 mod agent_protocol;
 mod agents;
 mod artifacts;
+mod audit;
 mod auth;
 pub mod client_addr;
 mod deployments;
@@ -195,6 +196,7 @@ pub fn router(ctx: Arc<NodeContext>) -> Router {
             "/api/users/{id}/api-keys/{key_id}",
             delete(users::revoke_api_key),
         )
+        .route("/api/audit", get(audit::list_audit))
         .route_layer(middleware::from_fn_with_state(
             ctx.clone(),
             auth::require_api_key,

@@ -17,6 +17,7 @@ use super::{
     error::problem_response,
     extract::{ApiJson, ApiPath},
 };
+use crate::audit::{self, Change, ChangedBy};
 use crate::node::NodeContext;
 
 /// How long ping waits for PostgreSQL: a load balancer must hear "no" within a second.
@@ -109,6 +110,7 @@ pub(crate) async fn get_node(
 ))]
 pub(crate) async fn update_node(
     State(ctx): State<Arc<NodeContext>>,
+    ChangedBy(actor): ChangedBy,
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(update): ApiJson<UpdateNodeRequest>,
 ) -> Result<Json<NodeResponse>, ApiError> {
@@ -117,14 +119,31 @@ pub(crate) async fn update_node(
             "nothing to change: send `task_cap` (0-1000) and/or `draining` (true or false)",
         ));
     }
+    let failed = |e| ApiError::from_db(e, || no_such_node(id));
+    let mut tx = audit::begin(&ctx.pools.api).await.map_err(failed)?;
+    let before = nodes::get_for_update(&mut tx, id).await.map_err(failed)?;
     let row = nodes::update(
-        &ctx.pools.api,
+        &mut *tx,
         id,
         update.task_cap.map(capstan_core::TaskCap::get),
         update.draining,
     )
     .await
-    .map_err(|e| ApiError::from_db(e, || no_such_node(id)))?;
+    .map_err(failed)?;
+    // Draining is the change operators look for: it gets its own action.
+    let action = if update.draining == Some(true) && !before.draining {
+        "node.drain"
+    } else {
+        "node.update"
+    };
+    Change::new(action)
+        .object(id, &row.name)
+        .before(&node_settings(&before))
+        .after(&node_settings(&row))
+        .record(&mut *tx, &actor)
+        .await
+        .map_err(failed)?;
+    audit::commit(tx).await.map_err(failed)?;
     tracing::info!(
         node.id = %id,
         node.name = %row.name,
@@ -143,13 +162,33 @@ pub(crate) async fn update_node(
 ))]
 pub(crate) async fn delete_node(
     State(ctx): State<Arc<NodeContext>>,
+    ChangedBy(actor): ChangedBy,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<StatusCode, ApiError> {
-    nodes::delete(&ctx.pools.api, id)
+    let failed = |e| ApiError::from_db(e, || no_such_node(id));
+    let mut tx = audit::begin(&ctx.pools.api).await.map_err(failed)?;
+    let before = nodes::get_for_update(&mut tx, id).await.map_err(failed)?;
+    nodes::delete(&mut *tx, id).await.map_err(failed)?;
+    Change::new("node.delete")
+        .object(id, &before.name)
+        .before(&node_settings(&before))
+        .record(&mut *tx, &actor)
         .await
-        .map_err(|e| ApiError::from_db(e, || no_such_node(id)))?;
+        .map_err(failed)?;
+    audit::commit(tx).await.map_err(failed)?;
     tracing::info!(node.id = %id, "node {id} deleted");
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// What an operator sets on a node, for its audit rows: the rest (last seen, running
+/// tasks) is the node's own doing and would make every row differ.
+fn node_settings(row: &NodeRow) -> serde_json::Value {
+    serde_json::json!({
+        "id": row.id,
+        "name": row.name,
+        "task_cap": row.task_cap,
+        "draining": row.draining,
+    })
 }
 
 fn no_such_node(id: Uuid) -> String {

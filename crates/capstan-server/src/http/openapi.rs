@@ -18,6 +18,7 @@ use capstan_api::{
     ApiKeyList, ApiKeyResponse, CreateApiKeyRequest, CreateUserRequest, CreatedApiKey,
     UpdateUserRequest, UserKind, UserPage, UserResponse,
 };
+use capstan_api::{AuditActor, AuditEvent, AuditObject, AuditPage};
 use capstan_api::{
     CodeKeyRequest, LoginKeyRequest, LoginRequest, SessionResponse, SetPasswordRequest,
 };
@@ -49,8 +50,8 @@ use capstan_core::deployment::{
 };
 
 use super::{
-    agent_protocol, agents, artifacts, deployments, login, master_key, nodes, packages, projects,
-    releases, scripts, task_logs, tasks, users,
+    agent_protocol, agents, artifacts, audit, deployments, login, master_key, nodes, packages,
+    projects, releases, scripts, task_logs, tasks, users,
 };
 
 #[derive(OpenApi)]
@@ -85,7 +86,7 @@ use super::{
         users::revoke_api_key,
         login::login, login::create_login_key, login::get_session, login::logout,
         login::set_password, login::start_oidc_login, login::finish_oidc_login,
-        login::create_code_key,
+        login::create_code_key, audit::list_audit,
     ),
     components(schemas(
         CreateUserRequest, UpdateUserRequest, UserKind, UserResponse, UserPage,
@@ -110,6 +111,7 @@ use super::{
         DeploymentOptions, GridStep, GridTarget, Cell, Intervention, Answered, Actor,
         AnswerRequest, StopRequest, DeploymentPage,
         DeploymentState, CellState, InterventionKind, InterventionAnswer, OfflineTargets,
+        AuditPage, AuditEvent, AuditActor, AuditObject,
     )),
     modifiers(&BearerAuth, &GenericResponses),
     security(("api_key" = []), ("session" = []))

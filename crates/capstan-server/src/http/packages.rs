@@ -16,7 +16,11 @@ use capstan_api::{
 };
 use capstan_blob::keys;
 use capstan_core::{PACKAGE_EXTENSIONS, PackageFileName, PackageId, PackageVersion};
-use capstan_db::packages::{self, NewPackage, PackageRow};
+use capstan_db::{
+    DbError,
+    audit::Actor,
+    packages::{self, NewPackage, PackageRow},
+};
 use futures::Stream;
 
 use super::{
@@ -25,6 +29,7 @@ use super::{
     extract::{ApiPath, ApiQuery},
     paging::MAX_PAGE,
 };
+use crate::audit::{self, Change, ChangedBy};
 use crate::{blobs, node::NodeContext};
 
 const DEFAULT_PAGE: u32 = 50;
@@ -42,6 +47,7 @@ const DEFAULT_PAGE: u32 = 50;
     ))]
 pub(crate) async fn upload_package(
     State(ctx): State<Arc<NodeContext>>,
+    ChangedBy(actor): ChangedBy,
     ApiQuery(query): ApiQuery<UploadPackageQuery>,
     request: Request,
 ) -> Result<Response, ApiError> {
@@ -74,7 +80,7 @@ pub(crate) async fn upload_package(
                 })?,
         };
         let body = request.into_body().into_data_stream();
-        return store(&ctx, &id, &version, extension, query.replace, body).await;
+        return store(&ctx, &actor, &id, &version, extension, query.replace, body).await;
     }
 
     let mut form = Multipart::from_request(request, &ctx)
@@ -114,6 +120,7 @@ pub(crate) async fn upload_package(
         }
         return store(
             &ctx,
+            &actor,
             &parsed.id,
             &parsed.version,
             parsed.extension,
@@ -126,6 +133,7 @@ pub(crate) async fn upload_package(
 
 async fn store<S, E>(
     ctx: &Arc<NodeContext>,
+    actor: &Actor,
     id: &PackageId,
     version: &PackageVersion,
     extension: &str,
@@ -162,9 +170,25 @@ where
         sha256: &written.sha256,
         blob_key: &written.key,
     };
-    let row = packages::insert(&ctx.pools.api, &new, replace)
+    let mut tx = audit::begin(&ctx.pools.api).await.map_err(db)?;
+    let before = match packages::get(&mut *tx, id.as_str(), version.as_str()).await {
+        Ok(row) => Some(to_response(row)),
+        Err(DbError::NotFound) => None,
+        Err(e) => return Err(db(e)),
+    };
+    let row = packages::insert(&mut *tx, &new, replace)
         .await
         .map_err(db)?;
+    if let Some(row) = &row {
+        let mut change = Change::new("package.upload")
+            .object(format!("{id}/{version}"), format!("{id} {version}"))
+            .after(&to_response(row.clone()));
+        if let Some(before) = &before {
+            change = change.before(before);
+        }
+        change.record(&mut *tx, actor).await.map_err(db)?;
+    }
+    audit::commit(tx).await.map_err(db)?;
     // Either way the row or the garbage list now owns the blob.
     received.keep();
     let Some(row) = row else {
@@ -330,12 +354,22 @@ pub(crate) async fn send_package(
 ))]
 pub(crate) async fn delete_package(
     State(ctx): State<Arc<NodeContext>>,
+    ChangedBy(actor): ChangedBy,
     ApiPath((id, version)): ApiPath<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let (id, version) = parse_id_version(&id, &version)?;
-    packages::delete(&ctx.pools.api, id.as_str(), version.as_str())
+    let failed = |e| ApiError::from_db(e, || no_such(&id, &version));
+    let mut tx = audit::begin(&ctx.pools.api).await.map_err(failed)?;
+    let row = packages::delete(&mut *tx, id.as_str(), version.as_str())
         .await
-        .map_err(|e| ApiError::from_db(e, || no_such(&id, &version)))?;
+        .map_err(failed)?;
+    Change::new("package.delete")
+        .object(format!("{id}/{version}"), format!("{id} {version}"))
+        .before(&to_response(row))
+        .record(&mut *tx, &actor)
+        .await
+        .map_err(failed)?;
+    audit::commit(tx).await.map_err(failed)?;
     ctx.blob_sweep.notify_one();
     Ok(StatusCode::NO_CONTENT)
 }

@@ -26,6 +26,7 @@ use super::{
     paging::Keyset,
     problems::Problems,
 };
+use crate::audit::{self, Change, ChangedBy};
 use crate::node::NodeContext;
 use crate::projects::{preview, variables};
 
@@ -91,13 +92,25 @@ fn check_project(
 ))]
 pub(crate) async fn create_project(
     State(ctx): State<Arc<NodeContext>>,
+    ChangedBy(actor): ChangedBy,
     ApiJson(request): ApiJson<ProjectRequest>,
 ) -> Result<(StatusCode, Json<ProjectResponse>), ApiError> {
     let name = check_project(Some(&request.name), Some(&request.description))?.unwrap_or_default();
-    let row = projects::create(&ctx.pools.api, &name, &request.description)
+    let failed = |e| project_error(e, 0, &name);
+    let mut tx = audit::begin(&ctx.pools.api).await.map_err(failed)?;
+    let row = projects::create(&mut *tx, &name, &request.description)
         .await
-        .map_err(|e| project_error(e, 0, &name))?;
-    Ok((StatusCode::CREATED, Json(project_response(row))))
+        .map_err(failed)?;
+    let project = project_response(row);
+    Change::new("project.create")
+        .object(project.id, &project.name)
+        .project(project.id)
+        .after(&project)
+        .record(&mut *tx, &actor)
+        .await
+        .map_err(failed)?;
+    audit::commit(tx).await.map_err(failed)?;
+    Ok((StatusCode::CREATED, Json(project)))
 }
 
 /// `GET /api/projects`: by id, in pages.
@@ -148,6 +161,7 @@ pub(crate) async fn get_project(
 ))]
 pub(crate) async fn update_project(
     State(ctx): State<Arc<NodeContext>>,
+    ChangedBy(actor): ChangedBy,
     ApiPath(id): ApiPath<i64>,
     ApiJson(request): ApiJson<UpdateProjectRequest>,
 ) -> Result<Json<ProjectResponse>, ApiError> {
@@ -157,15 +171,30 @@ pub(crate) async fn update_project(
         ));
     }
     let name = check_project(request.name.as_deref(), request.description.as_deref())?;
+    let failed = |e| project_error(e, id, name.as_deref().unwrap_or_default());
+    let mut tx = audit::begin(&ctx.pools.api).await.map_err(failed)?;
+    let before = projects::get_for_update(&mut tx, id)
+        .await
+        .map_err(failed)?;
     let row = projects::update(
-        &ctx.pools.api,
+        &mut *tx,
         id,
         name.as_deref(),
         request.description.as_deref(),
     )
     .await
-    .map_err(|e| project_error(e, id, name.as_deref().unwrap_or_default()))?;
-    Ok(Json(project_response(row)))
+    .map_err(failed)?;
+    let project = project_response(row);
+    Change::new("project.update")
+        .object(id, &project.name)
+        .project(id)
+        .before(&project_response(before))
+        .after(&project)
+        .record(&mut *tx, &actor)
+        .await
+        .map_err(failed)?;
+    audit::commit(tx).await.map_err(failed)?;
+    Ok(Json(project))
 }
 
 /// `DELETE /api/projects/{id}`: with its process, variables and releases.
@@ -176,11 +205,25 @@ pub(crate) async fn update_project(
 ))]
 pub(crate) async fn delete_project(
     State(ctx): State<Arc<NodeContext>>,
+    ChangedBy(actor): ChangedBy,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<StatusCode, ApiError> {
-    projects::delete(&ctx.pools.api, id)
+    let failed = |e| project_error(e, id, "");
+    let mut tx = audit::begin(&ctx.pools.api).await.map_err(failed)?;
+    let before = project_response(
+        projects::get_for_update(&mut tx, id)
+            .await
+            .map_err(failed)?,
+    );
+    projects::delete(&mut tx, id).await.map_err(failed)?;
+    Change::new("project.delete")
+        .object(id, &before.name)
+        .project(id)
+        .before(&before)
+        .record(&mut *tx, &actor)
         .await
-        .map_err(|e| project_error(e, id, ""))?;
+        .map_err(failed)?;
+    audit::commit(tx).await.map_err(failed)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -223,6 +266,7 @@ pub(crate) async fn get_process(
 ))]
 pub(crate) async fn put_process(
     State(ctx): State<Arc<NodeContext>>,
+    ChangedBy(actor): ChangedBy,
     ApiPath(id): ApiPath<i64>,
     ApiJson(mut request): ApiJson<ProcessRequest>,
 ) -> Result<Json<ProcessResponse>, ApiError> {
@@ -240,11 +284,28 @@ pub(crate) async fn put_process(
     problems.finish()?;
     check_packages(&ctx, &request.steps).await?;
     let stored = serde_json::to_value(&request.steps).unwrap_or_default();
-    let version = match projects::save_process(&ctx.pools.api, id, request.version, &stored)
+    let failed = |e| project_error(e, id, "");
+    let mut tx = audit::begin(&ctx.pools.api).await.map_err(failed)?;
+    let project = projects::get_for_update(&mut tx, id)
         .await
-        .map_err(|e| project_error(e, id, ""))?
+        .map_err(failed)?;
+    let (before_version, before_steps) = projects::process(&mut *tx, id).await.map_err(failed)?;
+    let version = match projects::save_process(&mut tx, id, request.version, &stored)
+        .await
+        .map_err(failed)?
     {
-        SaveOutcome::Saved(version) => version,
+        SaveOutcome::Saved(version) => {
+            Change::new("process.update")
+                .object(id, &project.name)
+                .project(id)
+                .before(&serde_json::json!({ "version": before_version, "steps": before_steps }))
+                .after(&serde_json::json!({ "version": version, "steps": stored }))
+                .record(&mut *tx, &actor)
+                .await
+                .map_err(failed)?;
+            audit::commit(tx).await.map_err(failed)?;
+            version
+        }
         SaveOutcome::Outdated(current) => {
             return Err(ApiError::conflict(crate::projects::outdated(
                 "process",
@@ -362,6 +423,7 @@ async fn variables_response(ctx: &NodeContext, id: i64) -> Result<VariablesRespo
 ))]
 pub(crate) async fn put_variables(
     State(ctx): State<Arc<NodeContext>>,
+    ChangedBy(actor): ChangedBy,
     ApiPath(id): ApiPath<i64>,
     ApiJson(mut request): ApiJson<VariablesRequest>,
 ) -> Result<Json<VariablesResponse>, ApiError> {
@@ -378,7 +440,7 @@ pub(crate) async fn put_variables(
             *value = names::nfc(value);
         }
     }
-    variables::save(&ctx, id, &request).await?;
+    variables::save(&ctx, &actor, id, &request).await?;
     variables_response(&ctx, id).await.map(Json)
 }
 

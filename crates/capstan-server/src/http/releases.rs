@@ -18,6 +18,7 @@ use super::{
     extract::{ApiJson, ApiPath, ApiQuery},
     paging::Keyset,
 };
+use crate::audit::{self, Change, ChangedBy};
 use crate::node::NodeContext;
 use crate::projects::{releases as create, variables};
 
@@ -62,9 +63,10 @@ fn release_response(
 ))]
 pub(crate) async fn create_release(
     State(ctx): State<Arc<NodeContext>>,
+    ChangedBy(actor): ChangedBy,
     ApiJson(request): ApiJson<CreateReleaseRequest>,
 ) -> Result<(StatusCode, Json<ReleaseResponse>), ApiError> {
-    let (row, variables) = create::create(&ctx, &request).await?;
+    let (row, variables) = create::create(&ctx, &actor, &request).await?;
     Ok((StatusCode::CREATED, Json(release_response(row, variables)?)))
 }
 
@@ -126,10 +128,23 @@ pub(crate) async fn get_release(
 ))]
 pub(crate) async fn delete_release(
     State(ctx): State<Arc<NodeContext>>,
+    ChangedBy(actor): ChangedBy,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<StatusCode, ApiError> {
-    releases::delete(&ctx.pools.api, id)
+    let failed = |e| ApiError::from_db(e, || format!("there is no release {id}"));
+    let mut tx = audit::begin(&ctx.pools.api).await.map_err(failed)?;
+    let row = releases::get_for_update(&mut tx, id)
         .await
-        .map_err(|e| ApiError::from_db(e, || format!("there is no release {id}")))?;
+        .map_err(failed)?;
+    let variables = releases::variables(&mut *tx, id).await.map_err(failed)?;
+    releases::delete(&mut tx, id).await.map_err(failed)?;
+    Change::new("release.delete")
+        .object(id, &row.version)
+        .project(row.project_id)
+        .before(&create::audited(&row, &variables))
+        .record(&mut *tx, &actor)
+        .await
+        .map_err(failed)?;
+    audit::commit(tx).await.map_err(failed)?;
     Ok(StatusCode::NO_CONTENT)
 }

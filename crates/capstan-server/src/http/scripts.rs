@@ -14,7 +14,7 @@ use capstan_api::{
 };
 
 use capstan_core::agent::normalize_tags;
-use capstan_db::{DbError, tasks::TaskRow};
+use capstan_db::{DbError, audit::Actor, tasks::TaskRow};
 
 use super::{
     ApiError,
@@ -27,6 +27,7 @@ use crate::{
         hand_over::{self, StoredScript, render_script, system_variables},
         targets::{self, TargetQuery},
     },
+    audit::{Change, ChangedBy},
     node::NodeContext,
     packages::PackageError,
     runner::{
@@ -40,6 +41,8 @@ use crate::{
 const DEFAULT_PARALLEL: u32 = 10;
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
 const MAX_PACKAGES: usize = 20;
+/// Machines a script run's audit row names before it says how many more.
+const NAMED_MACHINES: usize = 10;
 
 /// `POST /api/scripts`: runs a script on every enabled agent matching the names, tags
 /// and environment given, as a `script` task. 422 when nothing matches.
@@ -49,6 +52,7 @@ const MAX_PACKAGES: usize = 20;
 ))]
 pub(crate) async fn run_script(
     State(ctx): State<Arc<NodeContext>>,
+    ChangedBy(actor): ChangedBy,
     ApiJson(request): ApiJson<RunScriptRequest>,
 ) -> Result<Response, ApiError> {
     let mut problems = Problems::new();
@@ -96,7 +100,7 @@ pub(crate) async fn run_script(
         render_script(command.clone(), &system).map_err(ApiError::unprocessable)?;
     }
     let (command, sealed) = hand_over::seal(&ctx, command).await?;
-    let queued = queue(&ctx, targets, command, max_parallel, timeout).await;
+    let queued = queue(&ctx, actor, targets, command, max_parallel, timeout).await;
     let row = match queued {
         Ok(row) => row,
         Err(e) => {
@@ -126,6 +130,7 @@ pub(crate) async fn run_script(
 /// Queues the script task for `targets`.
 async fn queue(
     ctx: &Arc<NodeContext>,
+    actor: Actor,
     targets: Vec<ScriptTarget>,
     command: StoredScript,
     max_parallel: u32,
@@ -146,7 +151,25 @@ async fn queue(
         ),
     )
     .map_err(ApiError::unprocessable)?;
-    runner::queue_one_sending(ctx.clone(), task, commands)
+    // Who ran what on which machines: the script (its secrets masked) and its targets.
+    // The name lists the first machines; the arguments hold every target.
+    let machines: Vec<&str> = args_targets(&task.args);
+    let mut named = machines
+        .iter()
+        .take(NAMED_MACHINES)
+        .copied()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if machines.len() > NAMED_MACHINES {
+        named.push_str(&format!(" and {} more", machines.len() - NAMED_MACHINES));
+    }
+    let change = Change::new("script.run")
+        .object_name(format!("script on {} machine(s): {named}", machines.len()))
+        .after(&serde_json::json!({
+            "kind": task.kind,
+            "args": runner::redact(&task.kind, task.args.clone()),
+        }));
+    runner::queue_one_sending(ctx.clone(), task, commands, Some((actor, change)))
         .await
         .map_err(|e| match e {
             DbError::Conflict { constraint } if constraint == "agent_commands_agent_id_fkey" => {
@@ -156,6 +179,19 @@ async fn queue(
             }
             e => ApiError::from_db(e, String::new),
         })
+}
+
+/// The names of a script task's targets, as its arguments hold them.
+fn args_targets(args: &serde_json::Value) -> Vec<&str> {
+    args.get("targets")
+        .and_then(serde_json::Value::as_array)
+        .map(|targets| {
+            targets
+                .iter()
+                .filter_map(|t| t.get("name").and_then(serde_json::Value::as_str))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// A package of the body that is not in the feed is the body's problem, a 422, where

@@ -22,7 +22,11 @@ use super::{
     paging::Keyset,
     problems::Problems,
 };
-use crate::{node::NodeContext, runner};
+use crate::{
+    audit::{self, Change, ChangedBy},
+    node::NodeContext,
+    runner,
+};
 
 /// The most tasks one batch may queue.
 pub const MAX_BATCH: usize = 50_000;
@@ -39,10 +43,12 @@ const DEFAULT_PAGE: u32 = 50;
 ))]
 pub(crate) async fn create_task(
     State(ctx): State<Arc<NodeContext>>,
+    ChangedBy(actor): ChangedBy,
     ApiJson(request): ApiJson<CreateTaskRequest>,
 ) -> Result<Response, ApiError> {
     let task = prepare(&ctx, request).map_err(ApiError::unprocessable)?;
-    let row = runner::queue_one(ctx.clone(), task)
+    let change = Change::new("task.create").after(&audited_task(&task));
+    let row = runner::queue_one_audited(ctx.clone(), task, (actor, change))
         .await
         .map_err(|e| ApiError::from_db(e, String::new))?;
     let id = row.id;
@@ -62,6 +68,7 @@ pub(crate) async fn create_task(
 ))]
 pub(crate) async fn create_tasks(
     State(ctx): State<Arc<NodeContext>>,
+    ChangedBy(actor): ChangedBy,
     ApiJson(request): ApiJson<CreateTasksRequest>,
 ) -> Result<(StatusCode, Json<CreateTasksResponse>), ApiError> {
     if request.tasks.is_empty() {
@@ -86,7 +93,29 @@ pub(crate) async fn create_tasks(
         .filter_map(|(i, task)| problems.check(&format!("tasks[{i}]"), prepare(&ctx, task)))
         .collect();
     problems.finish()?;
-    let ids = runner::queue_many(&ctx, &prepared)
+    // One row for the batch: it is one change, and its tasks are alike.
+    let mut kinds = std::collections::BTreeMap::<&str, u64>::new();
+    for task in &prepared {
+        *kinds.entry(task.kind.as_str()).or_default() += 1;
+    }
+    let batch = |ids: &[i64]| {
+        Change::new("task.batch")
+            .object(
+                format!(
+                    "{}-{}",
+                    ids.first().copied().unwrap_or_default(),
+                    ids.last().copied().unwrap_or_default()
+                ),
+                format!("{} task(s)", ids.len()),
+            )
+            .after(&serde_json::json!({
+                "count": ids.len(),
+                "first_id": ids.first(),
+                "last_id": ids.last(),
+                "kinds": kinds,
+            }))
+    };
+    let ids = runner::queue_many(&ctx, &prepared, &actor, batch)
         .await
         .map_err(|e| ApiError::from_db(e, String::new))?;
     Ok((StatusCode::CREATED, Json(CreateTasksResponse { ids })))
@@ -204,11 +233,23 @@ pub(crate) async fn task_attempts(
 ))]
 pub(crate) async fn cancel_task(
     State(ctx): State<Arc<NodeContext>>,
+    ChangedBy(actor): ChangedBy,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<(StatusCode, Json<TaskResponse>), ApiError> {
-    let cancelled = tasks::cancel(&ctx.pools.api, id)
-        .await
-        .map_err(|e| ApiError::from_db(e, || no_such_task(id)))?;
+    let failed = |e| ApiError::from_db(e, || no_such_task(id));
+    let mut tx = audit::begin(&ctx.pools.api).await.map_err(failed)?;
+    let before = tasks::get_for_update(&mut tx, id).await.map_err(failed)?;
+    let cancelled = tasks::cancel(&mut *tx, id).await.map_err(failed)?;
+    if let Cancelled::Now(row) | Cancelled::Requested(row) = &cancelled {
+        Change::new("task.cancel")
+            .object(id, &row.kind)
+            .before(&to_response(before))
+            .after(&to_response(row.clone()))
+            .record(&mut *tx, &actor)
+            .await
+            .map_err(failed)?;
+    }
+    audit::commit(tx).await.map_err(failed)?;
     match cancelled {
         Cancelled::Now(row) => {
             tracing::info!(task.id = id, "task {id} cancelled before it started");
@@ -229,6 +270,17 @@ pub(crate) async fn cancel_task(
                 .unwrap_or_default()
         ))),
     }
+}
+
+/// A task about to be queued, as its audit row shows it: the arguments as the API
+/// shows them (a script's secrets masked).
+fn audited_task(task: &NewTask) -> serde_json::Value {
+    serde_json::json!({
+        "kind": task.kind,
+        "args": runner::redact(&task.kind, task.args.clone()),
+        "on_node_lost": task.on_node_lost,
+        "concurrency_key": task.concurrency_key,
+    })
 }
 
 /// Validates a task with its kind.

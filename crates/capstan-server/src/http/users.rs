@@ -19,6 +19,7 @@ use super::{
     paging::Keyset,
     problems::Problems,
 };
+use crate::audit::{self, Change, ChangedBy};
 use crate::identity::{self, IdentityError, check_name, check_text};
 use crate::node::NodeContext;
 
@@ -73,6 +74,7 @@ fn user_error(e: DbError, id: i64, name: &str) -> IdentityError {
 ))]
 pub(crate) async fn create_user(
     State(ctx): State<Arc<NodeContext>>,
+    ChangedBy(actor): ChangedBy,
     ApiJson(request): ApiJson<CreateUserRequest>,
 ) -> Result<(StatusCode, Json<UserResponse>), ApiError> {
     let mut problems = Problems::new();
@@ -87,8 +89,10 @@ pub(crate) async fn create_user(
         .map(|e| check_text(&mut problems, "email", e));
     problems.finish()?;
     let name = name.unwrap_or_default();
+    let failed = |e| user_error(e, 0, &name);
+    let mut tx = audit::begin(&ctx.pools.api).await.map_err(failed)?;
     let row = users::create(
-        &ctx.pools.api,
+        &mut *tx,
         &NewUser {
             name: &name,
             display_name: display_name.flatten().as_deref().unwrap_or_default(),
@@ -97,8 +101,16 @@ pub(crate) async fn create_user(
         },
     )
     .await
-    .map_err(|e| user_error(e, 0, &name))?;
-    Ok((StatusCode::CREATED, Json(user_response(row))))
+    .map_err(failed)?;
+    let user = user_response(row);
+    Change::new("user.create")
+        .object(user.id, &user.name)
+        .after(&user)
+        .record(&mut *tx, &actor)
+        .await
+        .map_err(failed)?;
+    audit::commit(tx).await.map_err(failed)?;
+    Ok((StatusCode::CREATED, Json(user)))
 }
 
 /// `GET /api/users`: by id, in pages.
@@ -149,6 +161,7 @@ pub(crate) async fn get_user(
 ))]
 pub(crate) async fn update_user(
     State(ctx): State<Arc<NodeContext>>,
+    ChangedBy(actor): ChangedBy,
     ApiPath(id): ApiPath<i64>,
     ApiJson(request): ApiJson<UpdateUserRequest>,
 ) -> Result<Json<UserResponse>, ApiError> {
@@ -167,8 +180,11 @@ pub(crate) async fn update_user(
         .as_deref()
         .and_then(|e| check_text(&mut problems, "email", e));
     problems.finish()?;
+    let failed = |e| user_error(e, id, "");
+    let mut tx = audit::begin(&ctx.pools.api).await.map_err(failed)?;
+    let before = users::get_for_update(&mut tx, id).await.map_err(failed)?;
     let row = users::update(
-        &ctx.pools.api,
+        &mut *tx,
         id,
         &UserChange {
             disabled: request.disabled,
@@ -177,7 +193,15 @@ pub(crate) async fn update_user(
         },
     )
     .await
-    .map_err(|e| user_error(e, id, ""))?;
+    .map_err(failed)?;
+    Change::new("user.update")
+        .object(id, &row.name)
+        .before(&user_response(before))
+        .after(&user_response(row.clone()))
+        .record(&mut *tx, &actor)
+        .await
+        .map_err(failed)?;
+    audit::commit(tx).await.map_err(failed)?;
     // Other nodes hear it through NOTIFY; this one need not wait for its own.
     ctx.api_keys.notified(UserNotice::Changed(id));
     if request.disabled == Some(true) {
@@ -194,11 +218,20 @@ pub(crate) async fn update_user(
 ))]
 pub(crate) async fn delete_user(
     State(ctx): State<Arc<NodeContext>>,
+    ChangedBy(actor): ChangedBy,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<StatusCode, ApiError> {
-    users::delete(&ctx.pools.api, id)
+    let failed = |e| user_error(e, id, "");
+    let mut tx = audit::begin(&ctx.pools.api).await.map_err(failed)?;
+    let before = user_response(users::get_for_update(&mut tx, id).await.map_err(failed)?);
+    users::delete(&mut *tx, id).await.map_err(failed)?;
+    Change::new("user.delete")
+        .object(id, &before.name)
+        .before(&before)
+        .record(&mut *tx, &actor)
         .await
-        .map_err(|e| user_error(e, id, ""))?;
+        .map_err(failed)?;
+    audit::commit(tx).await.map_err(failed)?;
     ctx.api_keys.notified(UserNotice::Changed(id));
     Ok(StatusCode::NO_CONTENT)
 }
@@ -213,24 +246,30 @@ pub(crate) async fn delete_user(
 ))]
 pub(crate) async fn create_api_key(
     State(ctx): State<Arc<NodeContext>>,
+    ChangedBy(actor): ChangedBy,
     ApiPath(id): ApiPath<i64>,
     ApiJson(request): ApiJson<CreateApiKeyRequest>,
 ) -> Result<(StatusCode, Json<CreatedApiKey>), ApiError> {
+    let failed = |e| ApiError::from(IdentityError::Db(e));
+    let mut tx = audit::begin(&ctx.pools.api).await.map_err(failed)?;
     let (key, row) = identity::create_key(
-        &ctx.pools.api,
+        &mut tx,
         id,
         &request.purpose,
         request.expires_in.as_deref(),
         ctx.settings.api_key_max_lifetime,
     )
     .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(CreatedApiKey {
-            key,
-            api_key: key_response(row),
-        }),
-    ))
+    // The key's public part only: never its text nor its digest.
+    let api_key = key_response(row);
+    Change::new("api_key.create")
+        .object(&api_key.key_id, &api_key.purpose)
+        .after(&api_key)
+        .record(&mut *tx, &actor)
+        .await
+        .map_err(failed)?;
+    audit::commit(tx).await.map_err(failed)?;
+    Ok((StatusCode::CREATED, Json(CreatedApiKey { key, api_key })))
 }
 
 /// `GET /api/users/{id}/api-keys`: never a key's secret.
@@ -262,16 +301,28 @@ pub(crate) async fn list_api_keys(
 ))]
 pub(crate) async fn revoke_api_key(
     State(ctx): State<Arc<NodeContext>>,
+    ChangedBy(actor): ChangedBy,
     ApiPath((id, key_id)): ApiPath<(i64, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let row = users::revoke_key(&ctx.pools.api, id, &key_id)
+    let failed = |e| match e {
+        DbError::NotFound => ApiError::not_found(format!("user {id} has no API key `{key_id}`")),
+        other => ApiError::from_db(other, String::new),
+    };
+    let mut tx = audit::begin(&ctx.pools.api).await.map_err(failed)?;
+    let before = users::get_key_for_update(&mut tx, id, &key_id)
         .await
-        .map_err(|e| match e {
-            DbError::NotFound => {
-                ApiError::not_found(format!("user {id} has no API key `{key_id}`"))
-            }
-            other => ApiError::from_db(other, String::new),
-        })?;
+        .map_err(failed)?;
+    let row = users::revoke_key(&mut *tx, id, &key_id)
+        .await
+        .map_err(failed)?;
+    Change::new("api_key.revoke")
+        .object(&row.key_id, &row.purpose)
+        .before(&key_response(before))
+        .after(&key_response(row.clone()))
+        .record(&mut *tx, &actor)
+        .await
+        .map_err(failed)?;
+    audit::commit(tx).await.map_err(failed)?;
     ctx.api_keys.notified(UserNotice::KeyRevoked(row.id));
     tracing::info!(api_key.id = %row.key_id, "revoked API key {}", row.key_id);
     Ok(StatusCode::NO_CONTENT)

@@ -304,7 +304,7 @@ pub fn check_text(problems: &mut FieldProblems, field: &str, text: &str) -> Opti
 /// Creates a key for `user_id` living `lifetime` (at most `max_lifetime`): the key's
 /// text, to show once, and its row.
 pub async fn create_key(
-    db: &sqlx::PgPool,
+    db: &mut sqlx::PgConnection,
     user_id: i64,
     purpose: &str,
     expires_in: Option<&str>,
@@ -342,10 +342,10 @@ pub async fn create_key(
         return Err(IdentityError::Invalid(problems));
     };
     problems.finish()?;
-    let user = capstan_db::users::get(db, user_id)
+    let user = capstan_db::users::get(&mut *db, user_id)
         .await
         .map_err(|e| not_found(e, user_id))?;
-    if capstan_db::users::count_live_keys(db, user.id).await? >= MAX_KEYS_PER_USER {
+    if capstan_db::users::count_live_keys(&mut *db, user.id).await? >= MAX_KEYS_PER_USER {
         return Err(IdentityError::Conflict(format!(
             "user `{}` has {MAX_KEYS_PER_USER} live keys already; revoke one first",
             user.name

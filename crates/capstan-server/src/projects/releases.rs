@@ -11,9 +11,11 @@ use capstan_db::releases::{self, NewRelease, ReleaseRow};
 use capstan_db::{DbError, packages};
 use sqlx::PgConnection;
 
+use crate::audit::Change;
 use crate::invalid::FieldProblems;
 use crate::node::NodeContext;
 use crate::secrets::SecretError;
+use capstan_db::audit::Actor;
 
 /// Why a release was not created.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +47,7 @@ impl From<FieldProblems> for ReleaseError {
 
 pub async fn create(
     ctx: &NodeContext,
+    actor: &Actor,
     request: &CreateReleaseRequest,
 ) -> Result<(ReleaseRow, Vec<VariableRow>), ReleaseError> {
     let mut problems = FieldProblems::new();
@@ -113,8 +116,31 @@ pub async fn create(
         )),
         other => db_error(other),
     })?;
+    Change::new("release.create")
+        .object(row.id, &row.version)
+        .project(project)
+        .after(&audited(&row, &variables))
+        .record(&mut *tx, actor)
+        .await
+        .map_err(db_error)?;
     tx.commit().await.map_err(db_error)?;
     Ok((row, variables))
+}
+
+/// A release as the audit log shows it: its variables as the API shows them, so a
+/// sensitive value is never there.
+pub fn audited(row: &ReleaseRow, variables: &[VariableRow]) -> serde_json::Value {
+    serde_json::json!({
+        "id": row.id,
+        "project_id": row.project_id,
+        "version": row.version,
+        "notes": row.notes,
+        "process_version": row.process_version,
+        "steps": row.process,
+        "packages": row.packages,
+        "variables_version": row.variables_version,
+        "variables": super::variables::responses(variables.to_vec()),
+    })
 }
 
 fn db_error(e: impl Into<DbError>) -> ReleaseError {

@@ -12,8 +12,10 @@ use capstan_db::DbError;
 use capstan_db::projects::{self, VariableRow};
 use uuid::Uuid;
 
+use crate::audit::{CHANGED, Change, UNCHANGED};
 use crate::node::NodeContext;
 use crate::secrets::SecretError;
+use capstan_db::audit::Actor;
 
 /// Why a set of variables was not saved.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +41,7 @@ const MAX_SCOPE_VALUES: usize = 200;
 /// returns the new version.
 pub async fn save(
     ctx: &NodeContext,
+    actor: &Actor,
     project: i64,
     request: &VariablesRequest,
 ) -> Result<i64, VariablesError> {
@@ -64,6 +67,8 @@ pub async fn save(
         .map(|row| (row.id, row))
         .collect();
     let mut rows = Vec::with_capacity(inputs.len());
+    // What the audit row says of each sensitive value: whether it was given anew.
+    let mut sealed_anew = HashSet::new();
     let mut kept_secrets = HashSet::new();
     for (i, (input, scope)) in request.variables.iter().zip(&inputs).enumerate() {
         let at = |detail: &str| {
@@ -78,7 +83,10 @@ pub async fn save(
             None => None,
         };
         let (value, secret_id) = match (input.sensitive, &input.value, old) {
-            (true, Some(value), _) => (None, Some(ctx.secrets.seal(&mut tx, value).await?)),
+            (true, Some(value), _) => {
+                sealed_anew.insert(i);
+                (None, Some(ctx.secrets.seal(&mut tx, value).await?))
+            }
             (true, None, Some(old)) => match (old.secret_id, &old.value) {
                 (Some(secret), _) => {
                     kept_secrets.insert(secret);
@@ -110,14 +118,57 @@ pub async fn save(
         .filter_map(|row| row.secret_id)
         .filter(|secret| !kept_secrets.contains(secret))
         .collect();
+    let before: Vec<VariableRow> = projects::variables(&mut *tx, project)
+        .await
+        .map_err(db_error)?;
     let version = projects::replace_variables(&mut tx, project, &rows)
         .await
         .map_err(db_error)?;
     projects::delete_secrets(&mut tx, &dropped)
         .await
         .map_err(db_error)?;
+    let name = projects::get(&mut *tx, project)
+        .await
+        .map_err(db_error)?
+        .name;
+    Change::new("variables.update")
+        .object(project, name)
+        .project(project)
+        .before(&serde_json::json!({
+            "version": current,
+            "variables": audited(&before, |_| UNCHANGED),
+        }))
+        .after(&serde_json::json!({
+            "version": version,
+            "variables": audited(&rows, |i| if sealed_anew.contains(&i) { CHANGED } else { UNCHANGED }),
+        }))
+        .record(&mut *tx, actor)
+        .await
+        .map_err(db_error)?;
     tx.commit().await.map_err(db_error)?;
     Ok(version)
+}
+
+/// Variables as the audit log shows them: a sensitive value only as `marker(index)`,
+/// [`CHANGED`] or [`UNCHANGED`], never the value or its ciphertext.
+fn audited(rows: &[VariableRow], marker: impl Fn(usize) -> &'static str) -> serde_json::Value {
+    rows.iter()
+        .enumerate()
+        .map(|(i, row)| {
+            let value = match (&row.value, row.secret_id) {
+                (_, Some(_)) => serde_json::Value::from(marker(i)),
+                (Some(clear), None) => serde_json::Value::from(clear.as_str()),
+                (None, None) => serde_json::Value::Null,
+            };
+            serde_json::json!({
+                "id": row.id,
+                "name": row.name,
+                "sensitive": row.secret_id.is_some(),
+                "value": value,
+                "scope": row.scope,
+            })
+        })
+        .collect()
 }
 
 fn db_error(e: impl Into<DbError>) -> VariablesError {

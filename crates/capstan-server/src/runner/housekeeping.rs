@@ -22,7 +22,10 @@ use super::{
     },
     log_compaction,
 };
-use crate::node::NodeContext;
+use crate::{
+    audit::retention::{AUDIT_RETENTION, AuditRetention},
+    node::NodeContext,
+};
 
 /// How often the queue gauges are refreshed.
 const STATS_EVERY: Duration = Duration::from_secs(5);
@@ -97,6 +100,11 @@ pub(crate) async fn run(ctx: Arc<NodeContext>) {
                 settings.package_retention_versions,
                 settings.task_blob_retention,
             ),
+        ),
+        Periodic::new(
+            AUDIT_RETENTION,
+            settings.audit_retention_every,
+            AuditRetention::args(settings.audit_retention),
         ),
     ];
     if let Some(every) = settings.agent_health_check_every {

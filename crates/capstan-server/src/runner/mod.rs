@@ -29,7 +29,7 @@ pub(crate) use housekeeping::run as housekeeping;
 pub use kinds::{TaskKind, TaskKinds, redact};
 pub(crate) use leases::{renew as renew_leases, watchdog as lease_watchdog};
 pub use log_writer::TaskLog;
-pub use queueing::{queue_many, queue_one, queue_one_sending};
+pub use queueing::{Audited, queue_many, queue_one, queue_one_audited, queue_one_sending};
 
 use crate::NodeState;
 

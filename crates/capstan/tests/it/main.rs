@@ -4,6 +4,7 @@
 mod agents;
 mod alerts;
 mod api;
+mod audit;
 mod blobs;
 mod cli;
 mod crash;

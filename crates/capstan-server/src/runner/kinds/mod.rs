@@ -124,6 +124,7 @@ impl TaskKinds {
         kinds.register(HealthCheck);
         kinds.register(MasterKeyRotation);
         kinds.register(deploy::Deploy);
+        kinds.register(crate::audit::retention::AuditRetention);
         kinds
     }
 
@@ -181,7 +182,7 @@ mod tests {
         let err = kinds.prepare("nap", &serde_json::json!({})).unwrap_err();
         assert_eq!(
             err,
-            "there is no task kind `nap`; the kinds are: blob-retention, deploy, health-check, master-key-rotation, script, sleep, task-history-retention"
+            "there is no task kind `nap`; the kinds are: audit-retention, blob-retention, deploy, health-check, master-key-rotation, script, sleep, task-history-retention"
         );
         let err = kinds
             .prepare("sleep", &serde_json::json!({"ms": "long"}))
