@@ -133,6 +133,10 @@ proptest! {
         value in "[^#]{0,40}",
     ) {
         prop_assume!(validate_name(&name).is_ok());
+        // `If` is a name, but `#{if}` is a keyword tag whatever the name's case: such a
+        // name is reached in its own case or upper case only.
+        let first = name.split(' ').next().unwrap_or_default().to_ascii_lowercase();
+        prop_assume!(!["if", "unless", "else"].contains(&first.as_str()));
         let vars: VariableMap = [(name.clone(), value.clone())].into_iter().collect();
         let upper = format!("#{{{}}}", name.to_ascii_uppercase());
         let lower = format!("#{{{}}}", name.to_ascii_lowercase());
