@@ -66,9 +66,15 @@ pub(crate) async fn require_api_key(
         }
         Principal::AdminKey
     };
-    request.extensions_mut().insert(principal);
+    request.extensions_mut().insert(principal.clone());
     request.extensions_mut().insert(ClientAddress(address));
-    Ok(next.run(request).await)
+    Ok(named(next.run(request).await, principal))
+}
+
+/// The response carries its principal too, so the request's log line names who sent it.
+fn named(mut response: Response, principal: Principal) -> Response {
+    response.extensions_mut().insert(principal);
+    response
 }
 
 /// The value of a request's session cookie, put into its extensions next to a
@@ -108,10 +114,10 @@ async fn with_session(
         request = check_csrf(request, &value).await?;
     }
     let address = address(ctx, &request);
-    request.extensions_mut().insert(principal);
+    request.extensions_mut().insert(principal.clone());
     request.extensions_mut().insert(ClientAddress(address));
     request.extensions_mut().insert(SessionCookie(value));
-    Ok(next.run(request).await)
+    Ok(named(next.run(request).await, principal))
 }
 
 fn changes_something(method: &Method) -> bool {

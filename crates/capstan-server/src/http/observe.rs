@@ -11,7 +11,7 @@ use axum::{
 use tracing::{Instrument, Level, field::Empty};
 
 use super::client_addr::client_addr;
-use crate::node::NodeContext;
+use crate::{identity::Principal, node::NodeContext};
 
 /// Routes an orchestrator or a load balancer calls every few seconds: logged at debug
 /// level unless they fail (5xx), so they do not drown the log.
@@ -77,6 +77,7 @@ pub(crate) async fn observe(
             url.path = %path,
             http.response.status_code = Empty,
             client.address = %client_text,
+            enduser.id = Empty,
             request.id = %request_id,
             node.name = %ctx.state.name,
         )
@@ -90,6 +91,12 @@ pub(crate) async fn observe(
         .to_owned();
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
+    // Who sent it, by public names only (a key's id, a session's id), once authenticated.
+    let user = response
+        .extensions()
+        .get::<Principal>()
+        .map_or_else(|| "-".to_owned(), Principal::to_string);
+    span.record("enduser.id", user.as_str());
     span.record("otel.name", format!("{method} {route}"));
     span.record("http.route", route.as_str());
     span.record("http.response.status_code", status);
@@ -113,6 +120,7 @@ pub(crate) async fn observe(
                 http.response.status_code = status,
                 latency_ms,
                 client.address = %client_text,
+                enduser.id = %user,
                 request.id = %request_id,
                 node.name = %ctx.state.name,
                 "request"

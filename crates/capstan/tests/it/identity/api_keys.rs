@@ -276,4 +276,12 @@ async fn a_keys_secret_is_in_no_table_and_no_log_line_and_its_use_is_recorded() 
     );
     assert!(!log.contains(secret), "the node logged the key's secret");
     assert!(log.contains(created["key_id"].as_str().unwrap()), "{log}");
+    // Each request's line names who sent it by the key's public id.
+    let named = format!("deploy-bot (key {})", created["key_id"].as_str().unwrap());
+    assert!(
+        log.lines()
+            .any(|line| line.contains("request") && line.contains(&named)),
+        "no request line names {named}:
+{log}"
+    );
 }
