@@ -208,6 +208,7 @@ pub(crate) async fn environment_id(ctx: &NodeContext, name: &str) -> Result<i64,
 ))]
 pub(crate) async fn list_agents(
     State(ctx): State<Arc<NodeContext>>,
+    axum::Extension(caller): axum::Extension<super::access::Caller>,
     ApiQuery(query): ApiQuery<AgentQuery>,
 ) -> Result<Json<AgentPage>, ApiError> {
     let keyset = Keyset::parse(query.limit, query.cursor.as_deref(), DEFAULT_PAGE)?;
@@ -233,6 +234,7 @@ pub(crate) async fn list_agents(
             health: query.health.as_deref(),
             after: keyset.cursor,
             limit: keyset.fetch(),
+            viewer: caller.viewer(),
         },
     )
     .await
@@ -374,8 +376,9 @@ pub(crate) async fn create_environment(
 ))]
 pub(crate) async fn list_environments(
     State(ctx): State<Arc<NodeContext>>,
+    axum::Extension(caller): axum::Extension<super::access::Caller>,
 ) -> Result<Json<EnvironmentList>, ApiError> {
-    let rows = agents::list_environments(&ctx.pools.api)
+    let rows = agents::list_environments(&ctx.pools.api, caller.viewer())
         .await
         .map_err(|e| ApiError::from_db(e, String::new))?;
     Ok(Json(EnvironmentList {

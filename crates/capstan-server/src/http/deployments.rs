@@ -78,8 +78,11 @@ fn stop_note(body: &[u8]) -> Result<String, ApiError> {
 ))]
 pub(crate) async fn create_deployment(
     State(ctx): State<Arc<NodeContext>>,
+    Extension(caller): Extension<super::access::Caller>,
     ApiJson(request): ApiJson<CreateDeploymentRequest>,
 ) -> Result<Response, ApiError> {
+    super::access::check_create_deployment(&ctx, &caller, request.release_id, &request.environment)
+        .await?;
     let id = deployments::create(&ctx, &request).await?;
     let shown = deployments::show(&ctx, id).await?;
     let mut response = (StatusCode::CREATED, Json(shown)).into_response();
@@ -97,6 +100,7 @@ pub(crate) async fn create_deployment(
 ))]
 pub(crate) async fn list_deployments(
     State(ctx): State<Arc<NodeContext>>,
+    Extension(caller): Extension<super::access::Caller>,
     ApiQuery(query): ApiQuery<DeploymentQuery>,
 ) -> Result<Json<DeploymentPage>, ApiError> {
     let keyset = Keyset::parse(query.limit, query.cursor.as_deref(), DEFAULT_PAGE)?;
@@ -130,6 +134,7 @@ pub(crate) async fn list_deployments(
             state: query.state,
             before: keyset.cursor,
             limit: keyset.fetch(),
+            viewer: caller.viewer(),
         },
     )
     .await
