@@ -134,3 +134,21 @@ pub(crate) fn ids(body: &Value) -> Vec<i64> {
         .map(|items| items.iter().filter_map(|i| i["id"].as_i64()).collect())
         .unwrap_or_default()
 }
+
+/// Makes user `name` a system administrator through a team of its own, as the admin.
+pub(crate) async fn make_administrator(node: &str, name: &str) {
+    let (status, users) = call(
+        node,
+        ADMIN_KEY,
+        "GET",
+        &format!("/api/users?name={name}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{users}");
+    let user = users["items"][0]["id"].as_i64().unwrap();
+    let team = create_team(node, &format!("{name} administrators")).await;
+    add_member(node, team, user).await;
+    let administrator = role_id(node, "system administrator").await;
+    grant(node, team, administrator, None, None).await;
+}
