@@ -143,3 +143,145 @@ pub struct CreateGrantRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub environment_ids: Option<Vec<i64>>,
 }
+
+use reqwest::Method;
+
+use crate::{ApiClient, ClientError, Problem};
+
+impl ApiClient {
+    /// `GET /api/roles`.
+    pub async fn list_roles(&self) -> Result<RoleList, ClientError> {
+        self.call(Method::GET, "/api/roles", None::<&()>).await
+    }
+
+    /// A role by id, or by name (in any case).
+    pub async fn find_role(&self, name_or_id: &str) -> Result<RoleResponse, ClientError> {
+        let roles = self.list_roles().await?;
+        roles
+            .items
+            .into_iter()
+            .find(|r| r.id.to_string() == name_or_id || r.name.eq_ignore_ascii_case(name_or_id))
+            .ok_or_else(|| not_found(format!("no role is named `{name_or_id}`")))
+    }
+
+    /// `POST /api/roles`.
+    pub async fn create_role(
+        &self,
+        request: &CreateRoleRequest,
+    ) -> Result<RoleResponse, ClientError> {
+        self.call(Method::POST, "/api/roles", Some(request)).await
+    }
+
+    /// `PATCH /api/roles/{id}`.
+    pub async fn update_role(
+        &self,
+        id: i64,
+        request: &UpdateRoleRequest,
+    ) -> Result<RoleResponse, ClientError> {
+        self.call(Method::PATCH, &format!("/api/roles/{id}"), Some(request))
+            .await
+    }
+
+    /// `DELETE /api/roles/{id}`.
+    pub async fn delete_role(&self, id: i64) -> Result<(), ClientError> {
+        self.call(Method::DELETE, &format!("/api/roles/{id}"), None::<&()>)
+            .await
+    }
+
+    /// `GET /api/teams`.
+    pub async fn list_teams(&self) -> Result<TeamList, ClientError> {
+        self.call(Method::GET, "/api/teams", None::<&()>).await
+    }
+
+    /// A team by id, or by name (in any case).
+    pub async fn find_team(&self, name_or_id: &str) -> Result<TeamResponse, ClientError> {
+        let teams = self.list_teams().await?;
+        teams
+            .items
+            .into_iter()
+            .find(|t| t.id.to_string() == name_or_id || t.name.eq_ignore_ascii_case(name_or_id))
+            .ok_or_else(|| not_found(format!("no team is named `{name_or_id}`")))
+    }
+
+    /// `POST /api/teams`.
+    pub async fn create_team(
+        &self,
+        request: &CreateTeamRequest,
+    ) -> Result<TeamResponse, ClientError> {
+        self.call(Method::POST, "/api/teams", Some(request)).await
+    }
+
+    /// `DELETE /api/teams/{id}`.
+    pub async fn delete_team(&self, id: i64) -> Result<(), ClientError> {
+        self.call(Method::DELETE, &format!("/api/teams/{id}"), None::<&()>)
+            .await
+    }
+
+    /// `GET /api/teams/{id}/members`.
+    pub async fn list_members(&self, team: i64) -> Result<MemberList, ClientError> {
+        self.call(
+            Method::GET,
+            &format!("/api/teams/{team}/members"),
+            None::<&()>,
+        )
+        .await
+    }
+
+    /// `POST /api/teams/{id}/members`.
+    pub async fn add_member(&self, team: i64, user_id: i64) -> Result<(), ClientError> {
+        self.call(
+            Method::POST,
+            &format!("/api/teams/{team}/members"),
+            Some(&AddMemberRequest { user_id }),
+        )
+        .await
+    }
+
+    /// `DELETE /api/teams/{id}/members/{user_id}`.
+    pub async fn remove_member(&self, team: i64, user_id: i64) -> Result<(), ClientError> {
+        self.call(
+            Method::DELETE,
+            &format!("/api/teams/{team}/members/{user_id}"),
+            None::<&()>,
+        )
+        .await
+    }
+
+    /// `GET /api/teams/{id}/grants`.
+    pub async fn list_grants(&self, team: i64) -> Result<GrantList, ClientError> {
+        self.call(
+            Method::GET,
+            &format!("/api/teams/{team}/grants"),
+            None::<&()>,
+        )
+        .await
+    }
+
+    /// `POST /api/teams/{id}/grants`.
+    pub async fn create_grant(
+        &self,
+        team: i64,
+        request: &CreateGrantRequest,
+    ) -> Result<GrantResponse, ClientError> {
+        self.call(
+            Method::POST,
+            &format!("/api/teams/{team}/grants"),
+            Some(request),
+        )
+        .await
+    }
+
+    /// `DELETE /api/teams/{id}/grants/{grant_id}`.
+    pub async fn delete_grant(&self, team: i64, grant: i64) -> Result<(), ClientError> {
+        self.call(
+            Method::DELETE,
+            &format!("/api/teams/{team}/grants/{grant}"),
+            None::<&()>,
+        )
+        .await
+    }
+}
+
+fn not_found(detail: String) -> ClientError {
+    ClientError::Api(Problem::new(404, "Not Found", detail))
+}

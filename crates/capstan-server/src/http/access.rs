@@ -308,7 +308,7 @@ pub fn requirement(method: &str, path: &str) -> Option<Requirement> {
 /// The caller as the handlers see it: who, and what their grants allow. Put into a
 /// request's extensions by [`check`].
 #[derive(Clone)]
-pub(crate) struct Caller {
+pub struct Caller {
     pub principal: Principal,
     /// `None`: the admin key, which may do everything.
     grants: Option<Grants>,

@@ -1,6 +1,6 @@
 //! The HTTP surface of a node: the router and the layers every request passes.
 
-mod access;
+pub mod access;
 mod agent_protocol;
 mod agents;
 mod artifacts;

@@ -2,6 +2,7 @@
 //! project and environment, lists show only what the caller may view, and a change of
 //! grants applies on every node at once.
 
+mod cli;
 mod deploy_scope;
 mod grants;
 mod matrix;
