@@ -467,19 +467,24 @@ pub async fn forbidden(ctx: &NodeContext, permission: Permission, scope: Scope) 
 
 /// The 404 of an object the caller may not see, worded as its handler words a
 /// missing one.
-fn hidden(requirement: Requirement, id: i64) -> ApiError {
+fn hidden(requirement: Requirement, route: &str, id: i64, name: Option<&str>) -> ApiError {
+    // An artifact is looked up by task and name at once.
+    if let (R::Task(_), Some(name)) = (requirement, name)
+        && route.contains("/artifacts/")
+    {
+        return ApiError::not_found(format!("task {id} has no artifact `{name}`"));
+    }
     let what = match requirement {
         R::Project(_) => "project",
         R::Release(_) => "release",
         R::Deployment(_) => "deployment",
-        R::Task(_) => "task",
+        // The task's artifacts and commands say it without "with id".
+        R::Task(_) if route.contains("/artifacts") || route.ends_with("/commands") => "task",
+        R::Task(_) => "task with id",
         R::Agent(_) => "agent",
         _ => "environment",
     };
-    ApiError::not_found(format!(
-        "there is no {what}{} {id}",
-        if what == "task" { " with id" } else { "" }
-    ))
+    ApiError::not_found(format!("there is no {what} {id}"))
 }
 
 /// `POST /api/releases`: `create_release` on the body's project. A project the
@@ -579,21 +584,35 @@ pub(crate) async fn check(
         _ => None,
     };
     let caller = Caller::new(principal, grants);
-    let id = RawPathParams::from_request_parts(&mut parts, &())
+    let params: Vec<(String, String)> = RawPathParams::from_request_parts(&mut parts, &())
         .await
-        .ok()
-        .and_then(|params| {
+        .map(|params| {
             params
                 .iter()
-                .find(|(name, _)| *name == "id")
-                .and_then(|(_, value)| value.parse::<i64>().ok())
-        });
+                .map(|(name, value)| (name.to_owned(), value.to_owned()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let param = |wanted: &str| {
+        params
+            .iter()
+            .find(|(name, _)| name == wanted)
+            .map(|(_, value)| value.as_str())
+    };
+    let id = param("id").and_then(|value| value.parse::<i64>().ok());
     match decide(&ctx, &caller, requirement, id)
         .await
         .map_err(|e| ApiError::from_db(e, String::new))?
     {
         Ok(()) => {}
-        Err(Refusal::Hidden) => return Err(hidden(requirement, id.unwrap_or_default())),
+        Err(Refusal::Hidden) => {
+            return Err(hidden(
+                requirement,
+                &route,
+                id.unwrap_or_default(),
+                param("name"),
+            ));
+        }
         Err(Refusal::Forbidden { permission, scope }) => {
             return Err(forbidden(&ctx, permission, scope).await);
         }

@@ -127,8 +127,11 @@ impl World {
     }
 
     /// How the access layer words a hidden object of `scope` (as a missing one).
-    fn hidden(&self, scope: &str) -> Option<String> {
+    fn hidden(&self, scope: &str, path: &str) -> Option<String> {
         Some(match scope {
+            "task" if path.contains("/artifacts") || path.ends_with("/commands") => {
+                format!("there is no task {}", self.task)
+            }
             "project" => format!("there is no project {}", self.shop),
             "release" => format!("there is no release {}", self.release),
             "deployment" => format!("there is no deployment {}", self.deployment),
@@ -149,6 +152,17 @@ impl World {
             _ => None,
         }
     }
+}
+
+/// The id `fill` puts for `{id}` in `template`.
+fn path_id(world: &World, template: &str) -> String {
+    let filled = world.fill(template);
+    let prefix = &template[..template.find("{id}").unwrap_or(template.len())];
+    filled[prefix.len()..]
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .to_owned()
 }
 
 /// Whether a refused caller's answer is a refusal of the kind `scope` calls for.
@@ -297,8 +311,31 @@ async fn every_endpoint_refuses_callers_without_its_permission_and_admits_those_
         let path = world.fill(template);
         let body = world.body(method, template);
 
+        // What the admin hears about a missing object on this route: a hidden one must
+        // read the same, with its own id.
+        let hideable = world.hidden(scope, template).is_some();
+        let missing = if hideable {
+            let missing_path = world.fill(&template.replace("{id}", "987654321"));
+            let (status, answer) =
+                call(&node, ADMIN_KEY, method, &missing_path, body.clone()).await;
+            (status == 404).then(|| {
+                answer["detail"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .replace("987654321", &path_id(&world, template))
+            })
+        } else {
+            None
+        };
         for (who, key) in [("outsider", &outsider), ("nobody", &nobody)] {
             let (status, answer) = call(&node, key, method, &path, body.clone()).await;
+            if let Some(wording) = &missing
+                && (status != 404 || answer["detail"] != wording.as_str())
+            {
+                failures.push(format!(
+                    "{who}: {method} {template} tells a hidden object from a missing one (\"{wording}\"): {status} {answer}"
+                ));
+            }
             let expected_refusal = match (scope, who) {
                 ("authenticated", _) => status != 401 && status != 403,
                 // The shared feed admits any grant of the permission, wherever.
@@ -349,7 +386,7 @@ async fn every_endpoint_refuses_callers_without_its_permission_and_admits_those_
         let (status, answer) = call(&node, &insider, method, &path, body.clone()).await;
         let hidden = status == 404
             && world
-                .hidden(scope)
+                .hidden(scope, template)
                 .is_some_and(|wording| answer["detail"] == wording.as_str());
         let missing_from_list = scope == "listed"
             && world
