@@ -225,6 +225,18 @@ pub(crate) async fn list_agents(
                 .map_err(|e| ApiError::bad_request(e.detail))?,
         ),
     };
+    // An environment the caller may not view is named as a missing one.
+    if let (Some(id), Some(name)) = (environment_id, query.environment.as_deref())
+        && !caller.may(
+            capstan_core::access::Permission::View,
+            capstan_core::access::Scope::Environment(id),
+        )
+    {
+        return Err(ApiError::bad_request(format!(
+            "there is no environment `{}`",
+            names::nfc(name)
+        )));
+    }
     let tag = query.tag.as_deref().map(names::nfc);
     let rows = agents::list_agents(
         &ctx.pools.api,

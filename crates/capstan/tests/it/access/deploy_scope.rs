@@ -64,6 +64,25 @@ async fn a_deployer_on_test_only_is_refused_production_before_anything_is_queued
     assert_eq!(ids(&environments), [test]);
     let (_, agents) = call(&node, &key, "GET", "/api/agents", None).await;
     assert!(ids(&agents).is_empty(), "{agents}");
+    let (hidden, hidden_body) = call(
+        &node,
+        &key,
+        "GET",
+        "/api/agents?environment=Production",
+        None,
+    )
+    .await;
+    let (missing, missing_body) =
+        call(&node, &key, "GET", "/api/agents?environment=Nowhere", None).await;
+    assert_eq!(
+        (hidden, missing),
+        (400, 400),
+        "{hidden_body} {missing_body}"
+    );
+    assert_eq!(
+        detail(&hidden_body).replace("Production", "Nowhere"),
+        detail(&missing_body)
+    );
     let (status, body) = call(
         &node,
         &key,
