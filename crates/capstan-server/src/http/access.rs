@@ -15,7 +15,7 @@ use std::{collections::HashMap, sync::Arc, sync::LazyLock};
 
 use axum::{
     extract::{FromRequestParts, MatchedPath, RawPathParams, Request, State},
-    http::{Method, StatusCode},
+    http::StatusCode,
     middleware::Next,
     response::Response,
 };
@@ -559,7 +559,7 @@ pub(crate) async fn check(
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_default();
-    let Some(requirement) = requirement(method_name(&parts.method), &route) else {
+    let Some(requirement) = requirement(parts.method.as_str(), &route) else {
         tracing::error!(http.route = %route, "route {} {route} declares no permission; refused", parts.method);
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -574,14 +574,15 @@ pub(crate) async fn check(
             "send an API key as `Authorization: Bearer <key>`",
         ));
     };
+    // The admin key has no user and no grants: it may do everything.
     let grants = match principal.user_id() {
-        Some(user) if principal != Principal::AdminKey => Some(
+        Some(user) => Some(
             ctx.access
                 .grants(&ctx.pools.api, user)
                 .await
                 .map_err(|e| ApiError::from_db(e, String::new))?,
         ),
-        _ => None,
+        None => None,
     };
     let caller = Caller::new(principal, grants);
     let params: Vec<(String, String)> = RawPathParams::from_request_parts(&mut parts, &())
@@ -621,10 +622,6 @@ pub(crate) async fn check(
     Ok(next.run(Request::from_parts(parts, body)).await)
 }
 
-fn method_name(method: &Method) -> &str {
-    method.as_str()
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::HashSet;
@@ -661,6 +658,60 @@ mod tests {
             .filter(|(_, p, _)| !matches!(*p, "/healthz" | "/metrics" | "/api/openapi.json"))
             .collect();
         assert!(undocumented.is_empty(), "undocumented: {undocumented:?}");
+    }
+
+    fn deployer_on(project: i64, environment: i64) -> Caller {
+        let grant = capstan_core::access::Grant {
+            permissions: [P::View, P::Deploy].into_iter().collect(),
+            projects: Some([project].into_iter().collect()),
+            environments: Some([environment].into_iter().collect()),
+        };
+        Caller::new(
+            Principal::ApiKey {
+                user_id: 1,
+                user_name: "ci".to_owned(),
+                service: true,
+                key_id: "AAAAAAAAAAAA".to_owned(),
+            },
+            Some(vec![grant].into()),
+        )
+    }
+
+    #[test]
+    fn what_the_caller_may_not_view_is_hidden_and_the_rest_is_forbidden() {
+        let caller = deployer_on(1, 10);
+        let at = |project, environment| Scope::Deployment {
+            project,
+            environment,
+        };
+        assert_eq!(refusal(&caller, P::Deploy, at(1, 10)), Ok(()));
+        assert_eq!(
+            refusal(&caller, P::Deploy, at(1, 11)),
+            Err(Refusal::Hidden),
+            "a deployment in an environment the caller cannot see"
+        );
+        assert_eq!(
+            refusal(&caller, P::View, Scope::Project(2)),
+            Err(Refusal::Hidden)
+        );
+        assert_eq!(
+            refusal(&caller, P::EditProcess, Scope::Project(1)),
+            Err(Refusal::Forbidden {
+                permission: P::EditProcess,
+                scope: Scope::Project(1)
+            })
+        );
+        assert_eq!(
+            refusal(&caller, P::ManageNodes, Scope::System),
+            Err(Refusal::Forbidden {
+                permission: P::ManageNodes,
+                scope: Scope::System
+            })
+        );
+        let admin = Caller::new(Principal::AdminKey, None);
+        assert_eq!(refusal(&admin, P::ManageUsers, Scope::System), Ok(()));
+        assert_eq!(admin.viewer(), Viewer::All);
+        assert_eq!(caller.viewer(), Viewer::User(1));
     }
 
     #[test]
