@@ -785,7 +785,7 @@ impl ApiClient {
         Err(ClientError::Api(problem_from(status, &bytes)))
     }
 
-    async fn call<B: serde::Serialize + ?Sized, T: DeserializeOwned>(
+    pub(crate) async fn call<B: serde::Serialize + ?Sized, T: DeserializeOwned>(
         &self,
         method: Method,
         path: &str,

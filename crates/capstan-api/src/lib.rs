@@ -5,6 +5,7 @@
 //! the `application/problem+json` error body and a thin typed client. It must never
 //! import sqlx, axum or object_store: the server adapts to these types, not the reverse.
 
+pub mod access;
 pub mod agents;
 pub mod audit;
 pub mod client;

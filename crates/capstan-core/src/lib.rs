@@ -37,6 +37,7 @@ macro_rules! state_text {
     };
 }
 
+pub mod access;
 pub mod agent;
 pub mod audit;
 pub mod command;

@@ -29,12 +29,18 @@ pub async fn create_environment(
     Ok(row)
 }
 
-pub async fn list_environments(db: impl PgExecutor<'_>) -> Result<Vec<EnvironmentRow>, DbError> {
-    Ok(
-        sqlx::query_as("SELECT * FROM environments ORDER BY lower(name) LIMIT 10000")
-            .fetch_all(db)
-            .await?,
-    )
+/// Environments by name; only those `viewer` may view.
+pub async fn list_environments(
+    db: impl PgExecutor<'_>,
+    viewer: crate::access::Viewer,
+) -> Result<Vec<EnvironmentRow>, DbError> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT * FROM environments WHERE {} ORDER BY lower(name) LIMIT 10000",
+        crate::access::visible(1, None, Some("environments.id"))
+    ))
+    .bind(viewer.user_id())
+    .fetch_all(db)
+    .await?)
 }
 
 pub async fn get_environment(db: impl PgExecutor<'_>, id: i64) -> Result<EnvironmentRow, DbError> {
@@ -338,6 +344,8 @@ pub struct AgentFilter<'a> {
     pub health: Option<&'a str>,
     pub after: Option<i64>,
     pub limit: i64,
+    /// Only the agents this viewer may view.
+    pub viewer: crate::access::Viewer,
 }
 
 pub async fn list_agents(
@@ -350,13 +358,16 @@ pub async fn list_agents(
            AND ($2::text IS NULL OR a.tags @> ARRAY[$2::text])
            AND ($3::text IS NULL OR a.health = $3)
            AND ($4::bigint IS NULL OR a.id > $4)
-         ORDER BY a.id LIMIT $5"
+           AND {}
+         ORDER BY a.id LIMIT $5",
+        crate::access::visible(6, None, Some("a.environment_id"))
     ))
     .bind(filter.environment_id)
     .bind(filter.tag)
     .bind(filter.health)
     .bind(filter.after)
     .bind(filter.limit)
+    .bind(filter.viewer.user_id())
     .fetch_all(db)
     .await?)
 }

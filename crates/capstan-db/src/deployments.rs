@@ -183,6 +183,8 @@ pub struct DeploymentFilter {
     pub state: Option<DeploymentState>,
     pub before: Option<i64>,
     pub limit: i64,
+    /// Only the deployments this viewer may view.
+    pub viewer: crate::access::Viewer,
 }
 
 pub async fn list(
@@ -194,9 +196,11 @@ pub async fn list(
             WHERE ($1::bigint IS NULL OR d.project_id = $1)
               AND ($2::bigint IS NULL OR d.environment_id = $2)
               AND ($3::bigint IS NULL OR d.release_id = $3)
-              AND ($5::bigint IS NULL OR d.id < $5)) x
+              AND ($5::bigint IS NULL OR d.id < $5)
+              AND {}) x
          WHERE ($4::text IS NULL OR x.state = $4)
-         ORDER BY x.id DESC LIMIT $6"
+         ORDER BY x.id DESC LIMIT $6",
+        crate::access::visible(7, Some("d.project_id"), Some("d.environment_id"))
     ))
     .bind(filter.project_id)
     .bind(filter.environment_id)
@@ -204,6 +208,7 @@ pub async fn list(
     .bind(filter.state.map(DeploymentState::as_str))
     .bind(filter.before)
     .bind(filter.limit)
+    .bind(filter.viewer.user_id())
     .fetch_all(db)
     .await?)
 }

@@ -9,6 +9,7 @@
 //! statement. This crate must never import axum, hyper
 //! or object_store: it knows tables, not HTTP.
 
+pub mod access;
 pub mod agents;
 pub mod artifacts;
 pub mod audit;

@@ -73,6 +73,10 @@ pub enum UserNotice {
     Changed(i64),
     /// `key:<api key row id>`: the key was revoked.
     KeyRevoked(i64),
+    /// `access`: a role, team, membership or grant changed; every cached grant is
+    /// stale. One notice for all users: such changes are rare, and working out whom a
+    /// role change touches would cost more than reloading.
+    AccessChanged,
 }
 
 /// A notification of any channel Capstan listens on.
@@ -148,10 +152,14 @@ impl UserNotice {
         match self {
             Self::Changed(user) => format!("user:{user}"),
             Self::KeyRevoked(key) => format!("key:{key}"),
+            Self::AccessChanged => "access".to_owned(),
         }
     }
 
     pub fn parse(payload: &str) -> Result<Self, UnknownNotice> {
+        if payload == "access" {
+            return Ok(Self::AccessChanged);
+        }
         let parsed = payload.split_once(':').and_then(|(kind, rest)| {
             let make = match kind {
                 "user" => Self::Changed,
@@ -256,6 +264,7 @@ mod tests {
     fn user_notices_round_trip() {
         round_trips(Notice::User(UserNotice::Changed(3)), "user:3");
         round_trips(Notice::User(UserNotice::KeyRevoked(12)), "key:12");
+        round_trips(Notice::User(UserNotice::AccessChanged), "access");
     }
 
     #[test]
@@ -276,6 +285,7 @@ mod tests {
             (AGENTS_CHANNEL, "cancel:4"),
             (USERS_CHANNEL, "user:"),
             (USERS_CHANNEL, "key:x"),
+            (USERS_CHANNEL, "access:1"),
             (USERS_CHANNEL, "mail:4"),
             ("capstan_other", "queued"),
         ] {

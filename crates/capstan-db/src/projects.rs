@@ -71,9 +71,10 @@ pub async fn get_for_update(conn: &mut PgConnection, id: i64) -> Result<ProjectR
 }
 
 /// Projects by id after `after`; `name` matches a whole name and `search` a part, in
-/// any case.
+/// any case. Only those `viewer` may view.
 pub async fn list(
     db: impl PgExecutor<'_>,
+    viewer: crate::access::Viewer,
     name: Option<&str>,
     search: Option<&str>,
     after: Option<i64>,
@@ -85,12 +86,15 @@ pub async fn list(
          WHERE ($1::text IS NULL OR lower(name) = lower($1))
            AND ($2::text IS NULL OR name ILIKE $2)
            AND ($3::bigint IS NULL OR id > $3)
-         ORDER BY id LIMIT $4"
+           AND {}
+         ORDER BY id LIMIT $4",
+        crate::access::visible(5, Some("projects.id"), None)
     ))
     .bind(name)
     .bind(pattern)
     .bind(after)
     .bind(limit)
+    .bind(viewer.user_id())
     .fetch_all(db)
     .await?)
 }

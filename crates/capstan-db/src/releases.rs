@@ -113,22 +113,26 @@ pub async fn variables(db: impl PgExecutor<'_>, release: i64) -> Result<Vec<Vari
     .await?)
 }
 
-/// Releases newest first (by id), before `before`.
+/// Releases newest first (by id), before `before`; only those `viewer` may view.
 pub async fn list(
     db: impl PgExecutor<'_>,
+    viewer: crate::access::Viewer,
     project: Option<i64>,
     before: Option<i64>,
     limit: i64,
 ) -> Result<Vec<ReleaseSummaryRow>, DbError> {
-    Ok(sqlx::query_as(
+    Ok(sqlx::query_as(&format!(
         "SELECT id, project_id, version, notes, created_at FROM releases
          WHERE ($1::bigint IS NULL OR project_id = $1)
            AND ($2::bigint IS NULL OR id < $2)
+           AND {}
          ORDER BY id DESC LIMIT $3",
-    )
+        crate::access::visible(4, Some("releases.project_id"), None)
+    ))
     .bind(project)
     .bind(before)
     .bind(limit)
+    .bind(viewer.user_id())
     .fetch_all(db)
     .await?)
 }

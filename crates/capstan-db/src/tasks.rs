@@ -64,6 +64,9 @@ pub struct TaskFilter {
     pub node_id: Option<Uuid>,
     pub before: Option<i64>,
     pub limit: i64,
+    /// Only the tasks this viewer may view: a deployment's by its project and
+    /// environment, any other only through a grant scoped to everything.
+    pub viewer: crate::access::Viewer,
 }
 
 /// The most attempts a task shows; one requeued more often than this is a loop.
@@ -434,13 +437,20 @@ pub async fn list(db: impl PgExecutor<'_>, filter: &TaskFilter) -> Result<Vec<Ta
            AND ($2::text IS NULL OR t.kind = $2)
            AND ($3::uuid IS NULL OR t.node_id = $3)
            AND ($4::bigint IS NULL OR t.id < $4)
-         ORDER BY t.id DESC LIMIT $5"
+           AND ($6::bigint IS NULL OR EXISTS (
+               SELECT 1 FROM deployments d WHERE d.task_id = t.id
+                 AND {}) OR (NOT EXISTS (SELECT 1 FROM deployments d WHERE d.task_id = t.id)
+                 AND {}))
+         ORDER BY t.id DESC LIMIT $5",
+        crate::access::visible(6, Some("d.project_id"), Some("d.environment_id")),
+        crate::access::visible(6, None, None)
     ))
     .bind(filter.state.map(TaskState::as_str))
     .bind(&filter.kind)
     .bind(filter.node_id)
     .bind(filter.before)
     .bind(filter.limit)
+    .bind(filter.viewer.user_id())
     .fetch_all(db)
     .await?;
     Ok(rows)

@@ -11,8 +11,10 @@ mod nodes;
 mod output;
 mod packages;
 mod projects;
+mod roles;
 mod signals;
 mod tasks;
+mod teams;
 mod users;
 
 use std::process::ExitCode;
@@ -56,6 +58,10 @@ enum Command {
     Users(users::UsersArgs),
     /// Create, list and revoke users' and service accounts' API keys.
     ApiKeys(users::ApiKeysArgs),
+    /// Create teams, add members, and grant them roles in projects and environments.
+    Teams(teams::TeamsArgs),
+    /// List the built-in roles; create, change and delete custom ones.
+    Roles(roles::RolesArgs),
     /// Deploy a project's release to an environment, optionally following it to the end.
     Deploy(Box<deployments::DeployArgs>),
     /// List and show deployments, cancel or abandon them, answer their questions.
@@ -107,6 +113,8 @@ fn main() -> ExitCode {
         Command::Releases(args) => run_client(projects::releases(args)),
         Command::Users(args) => run_client(users::users(args)),
         Command::ApiKeys(args) => run_client(users::api_keys(args)),
+        Command::Teams(args) => run_client(teams::run(args)),
+        Command::Roles(args) => run_client(roles::run(args)),
         Command::Deploy(args) => run_client(deployments::deploy(*args)),
         Command::Deployments(args) => run_client(deployments::run(args)),
         Command::Login(args) => run_client(login::login(args)),

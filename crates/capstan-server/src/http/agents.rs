@@ -257,6 +257,7 @@ pub(crate) async fn environment_id(ctx: &NodeContext, name: &str) -> Result<i64,
 ))]
 pub(crate) async fn list_agents(
     State(ctx): State<Arc<NodeContext>>,
+    axum::Extension(caller): axum::Extension<super::access::Caller>,
     ApiQuery(query): ApiQuery<AgentQuery>,
 ) -> Result<Json<AgentPage>, ApiError> {
     let keyset = Keyset::parse(query.limit, query.cursor.as_deref(), DEFAULT_PAGE)?;
@@ -273,6 +274,18 @@ pub(crate) async fn list_agents(
                 .map_err(|e| ApiError::bad_request(e.detail))?,
         ),
     };
+    // An environment the caller may not view is named as a missing one.
+    if let (Some(id), Some(name)) = (environment_id, query.environment.as_deref())
+        && !caller.may(
+            capstan_core::access::Permission::View,
+            capstan_core::access::Scope::Environment(id),
+        )
+    {
+        return Err(ApiError::bad_request(format!(
+            "there is no environment `{}`",
+            names::nfc(name)
+        )));
+    }
     let tag = query.tag.as_deref().map(names::nfc);
     let rows = agents::list_agents(
         &ctx.pools.api,
@@ -282,6 +295,7 @@ pub(crate) async fn list_agents(
             health: query.health.as_deref(),
             after: keyset.cursor,
             limit: keyset.fetch(),
+            viewer: caller.viewer(),
         },
     )
     .await
@@ -463,8 +477,9 @@ pub(crate) async fn create_environment(
 ))]
 pub(crate) async fn list_environments(
     State(ctx): State<Arc<NodeContext>>,
+    axum::Extension(caller): axum::Extension<super::access::Caller>,
 ) -> Result<Json<EnvironmentList>, ApiError> {
-    let rows = agents::list_environments(&ctx.pools.api)
+    let rows = agents::list_environments(&ctx.pools.api, caller.viewer())
         .await
         .map_err(|e| ApiError::from_db(e, String::new))?;
     Ok(Json(EnvironmentList {

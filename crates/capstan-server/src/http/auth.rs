@@ -1,8 +1,8 @@
 //! Bearer API keys: `CAPSTAN_ADMIN_API_KEY`, or a user's or service account's key
 //! (`capk_…`, see [`crate::identity::keys`]); without an `Authorization` header, a
 //! person's session cookie (see [`crate::identity::sessions`]). The request's
-//! [`Principal`] goes into its extensions. Until roles exist, every valid principal has
-//! full access.
+//! [`Principal`] goes into its extensions; what it may do is the next layer's question
+//! (see [`super::access`]).
 //!
 //! A request made with the session cookie that changes anything (POST, PUT, PATCH,
 //! DELETE) must carry the session's CSRF token, in the `X-CSRF-Token` header or, for a

@@ -85,8 +85,11 @@ fn stop_note(body: &[u8]) -> Result<String, ApiError> {
 pub(crate) async fn create_deployment(
     State(ctx): State<Arc<NodeContext>>,
     ChangedBy(actor): ChangedBy,
+    Extension(caller): Extension<super::access::Caller>,
     ApiJson(request): ApiJson<CreateDeploymentRequest>,
 ) -> Result<Response, ApiError> {
+    super::access::check_create_deployment(&ctx, &caller, request.release_id, &request.environment)
+        .await?;
     let id = deployments::create(&ctx, &actor, &request).await?;
     let shown = deployments::show(&ctx, id).await?;
     let mut response = (StatusCode::CREATED, Json(shown)).into_response();
@@ -104,6 +107,7 @@ pub(crate) async fn create_deployment(
 ))]
 pub(crate) async fn list_deployments(
     State(ctx): State<Arc<NodeContext>>,
+    Extension(caller): Extension<super::access::Caller>,
     ApiQuery(query): ApiQuery<DeploymentQuery>,
 ) -> Result<Json<DeploymentPage>, ApiError> {
     let keyset = Keyset::parse(query.limit, query.cursor.as_deref(), DEFAULT_PAGE)?;
@@ -137,6 +141,7 @@ pub(crate) async fn list_deployments(
             state: query.state,
             before: keyset.cursor,
             limit: keyset.fetch(),
+            viewer: caller.viewer(),
         },
     )
     .await

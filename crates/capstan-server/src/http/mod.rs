@@ -1,5 +1,6 @@
 //! The HTTP surface of a node: the router and the layers every request passes.
 
+pub mod access;
 mod agent_protocol;
 mod agents;
 mod artifacts;
@@ -22,9 +23,11 @@ mod paging;
 pub(crate) mod problems;
 mod projects;
 mod releases;
+mod roles;
 mod scripts;
 mod task_logs;
 mod tasks;
+mod teams;
 mod timeout;
 mod users;
 
@@ -197,6 +200,45 @@ pub fn router(ctx: Arc<NodeContext>) -> Router {
             delete(users::revoke_api_key),
         )
         .route("/api/audit", get(audit::list_audit))
+        .route(
+            "/api/roles",
+            get(roles::list_roles).post(roles::create_role),
+        )
+        .route(
+            "/api/roles/{id}",
+            get(roles::get_role)
+                .patch(roles::update_role)
+                .delete(roles::delete_role),
+        )
+        .route(
+            "/api/teams",
+            get(teams::list_teams).post(teams::create_team),
+        )
+        .route(
+            "/api/teams/{id}",
+            get(teams::get_team)
+                .patch(teams::update_team)
+                .delete(teams::delete_team),
+        )
+        .route(
+            "/api/teams/{id}/members",
+            get(teams::list_members).post(teams::add_member),
+        )
+        .route(
+            "/api/teams/{id}/members/{user_id}",
+            delete(teams::remove_member),
+        )
+        .route(
+            "/api/teams/{id}/grants",
+            get(teams::list_grants).post(teams::create_grant),
+        )
+        .route(
+            "/api/teams/{id}/grants/{grant_id}",
+            delete(teams::delete_grant),
+        )
+        // The permission check runs after authentication: route layers added later
+        // run first.
+        .route_layer(middleware::from_fn_with_state(ctx.clone(), access::check))
         .route_layer(middleware::from_fn_with_state(
             ctx.clone(),
             auth::require_api_key,
@@ -214,6 +256,7 @@ pub fn router(ctx: Arc<NodeContext>) -> Router {
             "/api/tasks/{id}/artifacts/{name}",
             post(artifacts::upload_artifact),
         )
+        .route_layer(middleware::from_fn_with_state(ctx.clone(), access::check))
         .route_layer(middleware::from_fn_with_state(
             ctx.clone(),
             auth::require_api_key,

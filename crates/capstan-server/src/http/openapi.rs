@@ -1,6 +1,11 @@
 //! `GET /api/openapi.json`: the API's OpenAPI document, generated from the handlers.
 
 use axum::Json;
+use capstan_api::access::{
+    AddMemberRequest, CreateGrantRequest, CreateRoleRequest, CreateTeamRequest, GrantList,
+    GrantResponse, MemberList, MemberResponse, RoleList, RoleResponse, TeamList, TeamResponse,
+    UpdateRoleRequest, UpdateTeamRequest,
+};
 use capstan_api::{
     AgentCommand, AgentFacts, AgentHealth, AgentPage, AgentResponse, ArtifactList,
     ArtifactResponse, AttemptList, AttemptResponse, Blocked, BlockedBy, CommandBody, CommandList,
@@ -50,8 +55,8 @@ use capstan_core::deployment::{
 };
 
 use super::{
-    agent_protocol, agents, artifacts, audit, deployments, login, master_key, nodes, packages,
-    projects, releases, scripts, task_logs, tasks, users,
+    access, agent_protocol, agents, artifacts, audit, deployments, login, master_key, nodes,
+    packages, projects, releases, roles, scripts, task_logs, tasks, teams, users,
 };
 
 #[derive(OpenApi)]
@@ -87,6 +92,11 @@ use super::{
         login::login, login::create_login_key, login::get_session, login::logout,
         login::set_password, login::start_oidc_login, login::finish_oidc_login,
         login::create_code_key, audit::list_audit,
+        roles::list_roles, roles::get_role, roles::create_role, roles::update_role,
+        roles::delete_role,
+        teams::list_teams, teams::create_team, teams::get_team, teams::update_team,
+        teams::delete_team, teams::list_members, teams::add_member, teams::remove_member,
+        teams::list_grants, teams::create_grant, teams::delete_grant,
     ),
     components(schemas(
         CreateUserRequest, UpdateUserRequest, UserKind, UserResponse, UserPage,
@@ -112,8 +122,11 @@ use super::{
         AnswerRequest, StopRequest, DeploymentPage,
         DeploymentState, CellState, InterventionKind, InterventionAnswer, OfflineTargets,
         AuditPage, AuditEvent, AuditActor, AuditObject,
+        RoleResponse, RoleList, CreateRoleRequest, UpdateRoleRequest, TeamResponse, TeamList,
+        CreateTeamRequest, UpdateTeamRequest, MemberResponse, MemberList, AddMemberRequest,
+        GrantResponse, GrantList, CreateGrantRequest,
     )),
-    modifiers(&BearerAuth, &GenericResponses),
+    modifiers(&BearerAuth, &GenericResponses, &AccessRequirements),
     security(("api_key" = []), ("session" = []))
 )]
 pub struct ApiDoc;
@@ -249,6 +262,59 @@ fn applies(status: &str, path: &str, operation: &Operation) -> bool {
         "413" | "415" => json_body,
         "422" => json_body || has(ParameterIn::Path) || has(ParameterIn::Query),
         _ => true,
+    }
+}
+
+/// Each operation's requirement from the route table, as `x-capstan-access`:
+/// `{"permission": "deploy" | null, "scope": "deployment"}`. An operation the table
+/// does not declare gets none, which the matrix test reports. Every operation that
+/// names a permission can also answer 403.
+struct AccessRequirements;
+
+impl Modify for AccessRequirements {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            for (method, operation) in [
+                ("GET", item.get.as_mut()),
+                ("PUT", item.put.as_mut()),
+                ("POST", item.post.as_mut()),
+                ("DELETE", item.delete.as_mut()),
+                ("PATCH", item.patch.as_mut()),
+            ] {
+                let (Some(operation), Some(requirement)) =
+                    (operation, access::requirement(method, path))
+                else {
+                    continue;
+                };
+                let permission = requirement
+                    .permission()
+                    .map(capstan_core::access::Permission::as_str);
+                operation
+                    .extensions
+                    .get_or_insert_with(Default::default)
+                    .insert(
+                        "x-capstan-access".to_owned(),
+                        serde_json::json!({"permission": permission, "scope": requirement.scope()}),
+                    );
+                if permission.is_some() {
+                    operation
+                        .responses
+                        .responses
+                        .entry("403".to_owned())
+                        .or_insert_with(|| {
+                            RefOr::T(
+                                Response::builder()
+                                    .description("The caller's grants do not allow this here; `missing_permission` names what is missing")
+                                    .content(
+                                        capstan_api::PROBLEM_JSON,
+                                        Content::new(Some(RefOr::Ref(Ref::from_schema_name("Problem")))),
+                                    )
+                                    .build(),
+                            )
+                        });
+                }
+            }
+        }
     }
 }
 

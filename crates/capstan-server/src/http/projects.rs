@@ -118,12 +118,14 @@ pub(crate) async fn create_project(
     responses((status = 200, body = ProjectPage)))]
 pub(crate) async fn list_projects(
     State(ctx): State<Arc<NodeContext>>,
+    axum::Extension(caller): axum::Extension<super::access::Caller>,
     ApiQuery(query): ApiQuery<ProjectQuery>,
 ) -> Result<Json<ProjectPage>, ApiError> {
     let keyset = Keyset::parse(query.limit, query.cursor.as_deref(), DEFAULT_PAGE)?;
     let name = query.name.as_deref().map(names::nfc);
     let rows = projects::list(
         &ctx.pools.api,
+        caller.viewer(),
         name.as_deref(),
         query.search.as_deref(),
         keyset.cursor,

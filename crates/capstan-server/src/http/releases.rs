@@ -64,8 +64,10 @@ fn release_response(
 pub(crate) async fn create_release(
     State(ctx): State<Arc<NodeContext>>,
     ChangedBy(actor): ChangedBy,
+    axum::Extension(caller): axum::Extension<super::access::Caller>,
     ApiJson(request): ApiJson<CreateReleaseRequest>,
 ) -> Result<(StatusCode, Json<ReleaseResponse>), ApiError> {
+    super::access::check_create_release(&ctx, &caller, request.project_id).await?;
     let (row, variables) = create::create(&ctx, &actor, &request).await?;
     Ok((StatusCode::CREATED, Json(release_response(row, variables)?)))
 }
@@ -75,11 +77,13 @@ pub(crate) async fn create_release(
     responses((status = 200, body = ReleasePage)))]
 pub(crate) async fn list_releases(
     State(ctx): State<Arc<NodeContext>>,
+    axum::Extension(caller): axum::Extension<super::access::Caller>,
     ApiQuery(query): ApiQuery<ReleaseQuery>,
 ) -> Result<Json<ReleasePage>, ApiError> {
     let keyset = Keyset::parse(query.limit, query.cursor.as_deref(), DEFAULT_PAGE)?;
     let rows = releases::list(
         &ctx.pools.api,
+        caller.viewer(),
         query.project_id,
         keyset.cursor,
         keyset.fetch(),

@@ -128,6 +128,7 @@ pub(crate) async fn create_tasks(
 ))]
 pub(crate) async fn list_tasks(
     State(ctx): State<Arc<NodeContext>>,
+    axum::Extension(caller): axum::Extension<super::access::Caller>,
     ApiQuery(query): ApiQuery<TaskQuery>,
 ) -> Result<Json<TaskPage>, ApiError> {
     let keyset = Keyset::parse(query.limit, query.cursor.as_deref(), DEFAULT_PAGE)?;
@@ -141,6 +142,7 @@ pub(crate) async fn list_tasks(
         node_id,
         before: keyset.cursor,
         limit: keyset.fetch(),
+        viewer: caller.viewer(),
     };
     let rows = tasks::list(&ctx.pools.api, &filter)
         .await

@@ -4,6 +4,7 @@
 //! the cached check on every node at once. When and from where a key was last used is
 //! gathered in memory and written once per heartbeat.
 
+pub mod access;
 pub mod keys;
 pub mod oidc;
 pub mod password;
@@ -166,6 +167,7 @@ impl KeyCache {
         match notice {
             UserNotice::Changed(user) => checked.retain(|_, (row, _)| row.user_id != user),
             UserNotice::KeyRevoked(key) => checked.retain(|_, (row, _)| row.id != key),
+            UserNotice::AccessChanged => {}
         }
     }
 

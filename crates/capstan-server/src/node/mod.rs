@@ -51,6 +51,8 @@ pub struct NodeContext {
     pub secrets: crate::secrets::Secrets,
     /// API keys this node has checked, and uses of them not yet written.
     pub api_keys: crate::identity::KeyCache,
+    /// Users' grants this node has read.
+    pub access: crate::identity::access::AccessCache,
 }
 
 /// Open files a node wants: each agent's long poll holds a connection.
@@ -231,6 +233,7 @@ impl Node {
                 agents: Default::default(),
                 secrets: keys.secrets,
                 api_keys: Default::default(),
+                access: Default::default(),
             }),
             listener,
             local_addr,

@@ -26,6 +26,7 @@ pub(crate) async fn run(ctx: Arc<NodeContext>) {
             ListenEvent::Connected => {
                 ctx.agents.resync();
                 ctx.api_keys.clear();
+                ctx.access.clear();
                 refresh_settings(&ctx).await;
                 ctx.runner.wake();
             }
@@ -37,7 +38,10 @@ pub(crate) async fn run(ctx: Arc<NodeContext>) {
                 }
             }
             ListenEvent::Notice(Notice::Agent(notice)) => ctx.agents.notified(notice),
-            ListenEvent::Notice(Notice::User(notice)) => ctx.api_keys.notified(notice),
+            ListenEvent::Notice(Notice::User(notice)) => {
+                ctx.api_keys.notified(notice);
+                ctx.access.notified(notice);
+            }
             ListenEvent::Notice(Notice::Task(TaskNotice::Cancel(id))) => {
                 if ctx.runner.cancel(id) {
                     tracing::info!(node.name = %ctx.state.name, task.id = id, "cancelling task {id} as requested");

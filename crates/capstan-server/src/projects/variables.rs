@@ -253,12 +253,13 @@ async fn check_environments(
     ctx: &NodeContext,
     scopes: &[VariableScope],
 ) -> Result<(), VariablesError> {
-    let known: HashSet<String> = capstan_db::agents::list_environments(&ctx.pools.api)
-        .await
-        .map_err(db_error)?
-        .into_iter()
-        .map(|e| e.name.to_lowercase())
-        .collect();
+    let known: HashSet<String> =
+        capstan_db::agents::list_environments(&ctx.pools.api, capstan_db::access::Viewer::All)
+            .await
+            .map_err(db_error)?
+            .into_iter()
+            .map(|e| e.name.to_lowercase())
+            .collect();
     for (i, scope) in scopes.iter().enumerate() {
         if let Some(unknown) = scope
             .environments

@@ -1,6 +1,7 @@
 //! The server's behaviour, tested through real HTTP against real nodes and a real
 //! PostgreSQL. Files mirror the URL tree and the operator's view.
 
+mod access;
 mod agents;
 mod alerts;
 mod api;

@@ -178,6 +178,7 @@ async fn an_answer_given_with_a_service_accounts_key_names_that_account() {
         )
         .await;
     assert_eq!(status, 201, "{key}");
+    crate::access::make_administrator(&fleet.cluster.node(0).url(), "release-bot").await;
     let id = fleet
         .deploy(json!({ "release_id": release, "environment": "Production" }))
         .await;

@@ -13,7 +13,7 @@ use crate::{capstan_bin, projects::variables::tables_holding};
 async fn refused_within(node: &str, key: &str, within: Duration) -> String {
     let start = Instant::now();
     loop {
-        let (status, body) = call(node, key, "GET", "/api/nodes", None).await;
+        let (status, body) = call(node, key, "GET", "/api/projects", None).await;
         if status == 401 {
             return detail(&body).to_owned();
         }
@@ -34,7 +34,7 @@ async fn a_service_accounts_key_opens_the_api() {
     let created = create_key(&node, user, json!({"purpose": "CI", "expires_in": "90d"})).await;
     let key = created["key"].as_str().unwrap();
     assert!(key.starts_with("capk_"), "{created}");
-    let (status, body) = call(&node, key, "GET", "/api/nodes", None).await;
+    let (status, body) = call(&node, key, "GET", "/api/projects", None).await;
     assert_eq!(status, 200, "{body}");
     // 90 days, not the default 180.
     let expires = time::OffsetDateTime::parse(
@@ -68,7 +68,7 @@ async fn a_revoked_key_is_refused_on_every_node_within_a_second() {
     let key = created["key"].as_str().unwrap();
     // Both nodes have checked (and cached) it.
     for node in [&a, &b] {
-        assert_eq!(call(node, key, "GET", "/api/nodes", None).await.0, 200);
+        assert_eq!(call(node, key, "GET", "/api/projects", None).await.0, 200);
     }
     let key_id = created["key_id"].as_str().unwrap();
     let (status, body) = call(
@@ -105,7 +105,7 @@ async fn disabling_the_owner_stops_its_keys_on_every_node_and_enabling_restores_
         .unwrap()
         .to_owned();
     for node in [&a, &b] {
-        assert_eq!(call(node, &key, "GET", "/api/nodes", None).await.0, 200);
+        assert_eq!(call(node, &key, "GET", "/api/projects", None).await.0, 200);
     }
     let path = format!("/api/users/{user}");
     let (status, body) = call(
@@ -132,7 +132,7 @@ async fn disabling_the_owner_stops_its_keys_on_every_node_and_enabling_restores_
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     for node in [&a, &b] {
-        assert_eq!(call(node, &key, "GET", "/api/nodes", None).await.0, 200);
+        assert_eq!(call(node, &key, "GET", "/api/projects", None).await.0, 200);
     }
     // Deleting the user ends its keys at once too.
     let (status, _) = call(&a, ADMIN_KEY, "DELETE", &path, None).await;
@@ -151,7 +151,7 @@ async fn an_expired_key_is_refused_as_expired() {
     let created = create_key(&node, user, json!({"purpose": "short", "expires_in": "1s"})).await;
     let key = created["key"].as_str().unwrap();
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let (status, body) = call(&node, key, "GET", "/api/nodes", None).await;
+    let (status, body) = call(&node, key, "GET", "/api/projects", None).await;
     assert_eq!(status, 401, "{body}");
     assert_eq!(detail(&body), "the API key has expired; create a new one");
 }
@@ -166,7 +166,7 @@ async fn malformed_and_mistyped_keys_are_told_apart_from_wrong_ones() {
         .unwrap()
         .to_owned();
 
-    let (status, body) = call(&node, "capk_short", "GET", "/api/nodes", None).await;
+    let (status, body) = call(&node, "capk_short", "GET", "/api/projects", None).await;
     assert_eq!(status, 401);
     assert!(
         detail(&body).starts_with("the API key is malformed"),
@@ -176,7 +176,7 @@ async fn malformed_and_mistyped_keys_are_told_apart_from_wrong_ones() {
     let mut typo = key.clone().into_bytes();
     typo[20] = if typo[20] == b'a' { b'b' } else { b'a' };
     let typo = String::from_utf8(typo).unwrap();
-    let (status, body) = call(&node, &typo, "GET", "/api/nodes", None).await;
+    let (status, body) = call(&node, &typo, "GET", "/api/projects", None).await;
     assert_eq!(status, 401);
     assert!(
         detail(&body).starts_with("the API key fails its checksum"),
@@ -187,8 +187,8 @@ async fn malformed_and_mistyped_keys_are_told_apart_from_wrong_ones() {
     // the same: nobody learns which key ids exist.
     let unknown = well_formed("capk_000000000000_", &key[18..50]);
     let wrong_secret = well_formed(&key[..18], "00000000000000000000000000000000");
-    let (unknown_status, unknown_body) = call(&node, &unknown, "GET", "/api/nodes", None).await;
-    let (wrong_status, wrong_body) = call(&node, &wrong_secret, "GET", "/api/nodes", None).await;
+    let (unknown_status, unknown_body) = call(&node, &unknown, "GET", "/api/projects", None).await;
+    let (wrong_status, wrong_body) = call(&node, &wrong_secret, "GET", "/api/projects", None).await;
     assert_eq!((unknown_status, wrong_status), (401, 401));
     assert_eq!(unknown_body, wrong_body);
     assert_eq!(detail(&unknown_body), "the API key is not valid");
@@ -244,7 +244,7 @@ async fn a_keys_secret_is_in_no_table_and_no_log_line_and_its_use_is_recorded() 
     let key = created["key"].as_str().unwrap();
     let secret = &key[18..50];
     for _ in 0..3 {
-        assert_eq!(call(&url, key, "GET", "/api/nodes", None).await.0, 200);
+        assert_eq!(call(&url, key, "GET", "/api/projects", None).await.0, 200);
     }
     // Recorded at a heartbeat, not on each request.
     let start = Instant::now();

@@ -51,6 +51,9 @@ async fn operators_manage_service_accounts_and_their_keys_from_the_cli() {
             .unwrap()
             .to_owned();
 
+        // Listing users needs `manage_users`, which the account gets through a team.
+        tokio::runtime::Handle::current()
+            .block_on(crate::access::make_administrator(&server, "deploy-bot"));
         // The new key works as CAPSTAN_API_KEY.
         let (ok, out, err) = capstan_as(&server, &key, &["users", "list"]);
         assert!(ok, "{out}{err}");

@@ -206,5 +206,15 @@ async fn every_payload_the_statements_send_parses_as_its_notice() {
     users::delete(db, user.id).await.unwrap();
     expect(&mut events, Notice::User(UserNotice::Changed(user.id))).await;
 
+    // Whatever changes a user's grants is announced in its transaction.
+    let team = capstan_db::access::create_team(db, "deployers", "")
+        .await
+        .unwrap();
+    let role = capstan_db::access::list_roles(db, 1).await.unwrap()[0].id;
+    capstan_db::access::create_grant(db, team.id, role, None, None)
+        .await
+        .unwrap();
+    expect(&mut events, Notice::User(UserNotice::AccessChanged)).await;
+
     listener.abort();
 }
