@@ -99,6 +99,24 @@ pub async fn end(db: impl PgExecutor<'_>, public_id: &str) -> Result<SessionRow,
     .await?)
 }
 
+/// Ends every live session of `user_id` but `keep` (a public id): a new password
+/// signs out whoever held the old one. Returns how many ended.
+pub async fn end_all_of(
+    db: impl PgExecutor<'_>,
+    user_id: i64,
+    keep: Option<&str>,
+) -> Result<u64, DbError> {
+    let done = sqlx::query(
+        "UPDATE sessions SET ended_at = now()
+         WHERE user_id = $1 AND ended_at IS NULL AND public_id IS DISTINCT FROM $2",
+    )
+    .bind(user_id)
+    .bind(keep)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected())
+}
+
 /// Deletes sessions that ended or expired before `before`.
 pub async fn delete_stale(db: impl PgExecutor<'_>, before: OffsetDateTime) -> Result<u64, DbError> {
     let done = sqlx::query("DELETE FROM sessions WHERE expires_at < $1 OR ended_at < $1")

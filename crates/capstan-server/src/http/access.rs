@@ -573,7 +573,13 @@ pub(crate) async fn check(
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_default();
-    let Some(requirement) = requirement(parts.method.as_str(), &route) else {
+    // axum answers HEAD with the GET handler, so HEAD needs what GET needs.
+    let method = if parts.method == axum::http::Method::HEAD {
+        "GET"
+    } else {
+        parts.method.as_str()
+    };
+    let Some(requirement) = requirement(method, &route) else {
         tracing::error!(http.route = %route, "route {} {route} declares no permission; refused", parts.method);
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,

@@ -329,6 +329,17 @@ pub(crate) async fn set_password(
     capstan_db::users::set_password(&mut *tx, id, &hash)
         .await
         .map_err(|e| ApiError::from_db(e, || format!("there is no user {id}")))?;
+    // Whoever signed in with the old password is signed out; the session changing its
+    // own password stays.
+    let own_session = match &principal {
+        Principal::Session { session_id, .. } if principal.user_id() == Some(id) => {
+            Some(session_id.as_str())
+        }
+        _ => None,
+    };
+    capstan_db::sessions::end_all_of(&mut *tx, id, own_session)
+        .await
+        .map_err(|e| ApiError::from_db(e, String::new))?;
     capstan_db::audit::append(
         &mut *tx,
         &NewEvent {
@@ -435,6 +446,8 @@ pub(crate) async fn start_oidc_login(
     (status = 303, description = "Signed in: the answer sets the `capstan_session` cookie and sends the browser to /"),
     (status = 400, body = Problem, content_type = "application/problem+json",
         description = "The sign-in is unknown, used, expired, from another browser, or refused by the provider"),
+    (status = 404, body = Problem, content_type = "application/problem+json",
+        description = "Single sign-on is not configured"),
     (status = 502, body = Problem, content_type = "application/problem+json"),
 ))]
 pub(crate) async fn finish_oidc_login(

@@ -106,7 +106,7 @@ fn random_base62(len: usize) -> String {
 
 /// CRC32 (IEEE) of `text` in base62, fixed width. Written out rather than taken from a
 /// crate: eight lines, and the format must never change under us.
-fn checksum(text: &str) -> String {
+pub fn checksum(text: &str) -> String {
     let mut crc = 0xFFFF_FFFFu32;
     for byte in text.bytes() {
         crc ^= u32::from(byte);

@@ -344,7 +344,8 @@ pub async fn create_key(
         return Err(IdentityError::Invalid(problems));
     };
     problems.finish()?;
-    let user = capstan_db::users::get(&mut *db, user_id)
+    // Locked until the key commits, so two requests cannot both pass the limit below.
+    let user = capstan_db::users::get_for_update(&mut *db, user_id)
         .await
         .map_err(|e| not_found(e, user_id))?;
     if capstan_db::users::count_live_keys(&mut *db, user.id).await? >= MAX_KEYS_PER_USER {

@@ -19,9 +19,11 @@ pub(crate) async fn cluster(n: usize) -> TestCluster {
     .await
 }
 
-/// Creates person `name` with the test password: its id.
+/// Creates person `name` with the test password, an administrator (these tests are
+/// about signing in, not about what the person may then do): its id.
 pub(crate) async fn person(node: &str, name: &str) -> i64 {
     let id = create_user(node, name, "person").await;
+    crate::access::make_administrator(node, name).await;
     let (status, body) = call(
         node,
         ADMIN_KEY,
@@ -299,6 +301,12 @@ async fn a_person_changing_their_own_password_gives_the_current_one() {
     let cluster = cluster(1).await;
     let node = cluster.node(0).url();
     let id = person(&node, "alice").await;
+    // Another browser signed in with the old password.
+    let other = session_cookie(
+        &login(&node, "alice", PASSWORD, "198.51.100.8")
+            .await
+            .cookies,
+    );
     let answer = login(&node, "alice", PASSWORD, "198.51.100.7").await;
     let cookie = session_cookie(&answer.cookies);
     let csrf = answer.body["csrf_token"].as_str();
@@ -333,6 +341,11 @@ async fn a_person_changing_their_own_password_gives_the_current_one() {
     )
     .await;
     assert_eq!(changed.status, 204, "{}", changed.body);
+    // The new password signs the other browser out; this one stays.
+    let other_now = with_cookie(&node, &other, None, "GET", "/api/session", None).await;
+    assert_eq!(other_now.status, 401, "{}", other_now.body);
+    let this_now = with_cookie(&node, &cookie, None, "GET", "/api/session", None).await;
+    assert_eq!(this_now.status, 200, "{}", this_now.body);
     assert_eq!(
         login(&node, "alice", "a brand new passphrase", "198.51.100.7")
             .await

@@ -307,7 +307,7 @@ async fn capstan_login_in_the_browser_gets_a_key_through_a_one_time_code() {
     )
     .unwrap();
     let key = stored["key"].as_str().unwrap();
-    let (status, body) = call(&node, key, "GET", "/api/nodes", None).await;
+    let (status, body) = call(&node, key, "GET", "/api/projects", None).await;
     assert_eq!(status, 200, "{body}");
     // The code worked once.
     let code = location.split("code=").nth(1).unwrap();
