@@ -2,10 +2,13 @@
 //! object lives (its project and environment) for the permission check; and the SQL
 //! filter that keeps lists to what a caller may view.
 //!
-//! Every change announces [`UserNotice::AccessChanged`] in its own transaction, so
-//! every node drops its cached grants at once.
+//! Every change of who may do what announces [`UserNotice::AccessChanged`] in its own
+//! transaction, so every node drops its cached grants at once. The changes take any
+//! [`Acquire`]: a pool (they run in a transaction of their own) or the caller's
+//! transaction (they run in a savepoint of it, and the notice is sent when the caller
+//! commits, with its audit row).
 
-use sqlx::{PgExecutor, PgPool};
+use sqlx::{Acquire, PgConnection, PgExecutor, Postgres};
 use time::OffsetDateTime;
 
 use crate::{
@@ -144,6 +147,14 @@ pub async fn get_role(db: impl PgExecutor<'_>, id: i64) -> Result<RoleRow, DbErr
         .await?)
 }
 
+/// A role, locked until the caller's transaction ends.
+pub async fn get_role_for_update(conn: &mut PgConnection, id: i64) -> Result<RoleRow, DbError> {
+    Ok(sqlx::query_as(&format!("{ROLE} WHERE id = $1 FOR UPDATE"))
+        .bind(id)
+        .fetch_one(conn)
+        .await?)
+}
+
 pub async fn create_role(
     db: impl PgExecutor<'_>,
     name: &str,
@@ -163,8 +174,8 @@ pub async fn create_role(
 
 /// Changes a custom role; `NotFound` for a missing or built-in one (the caller tells
 /// them apart first).
-pub async fn update_role(
-    db: &PgPool,
+pub async fn update_role<'c>(
+    db: impl Acquire<'c, Database = Postgres>,
     id: i64,
     name: Option<&str>,
     description: Option<&str>,
@@ -216,6 +227,15 @@ pub async fn get_team(db: impl PgExecutor<'_>, id: i64) -> Result<TeamRow, DbErr
         .await?)
 }
 
+/// A team, locked until the caller's transaction ends: its members and grants cannot
+/// change meanwhile.
+pub async fn get_team_for_update(conn: &mut PgConnection, id: i64) -> Result<TeamRow, DbError> {
+    Ok(sqlx::query_as(&format!("{TEAM} WHERE id = $1 FOR UPDATE"))
+        .bind(id)
+        .fetch_one(conn)
+        .await?)
+}
+
 pub async fn create_team(
     db: impl PgExecutor<'_>,
     name: &str,
@@ -248,7 +268,10 @@ pub async fn update_team(
     .await?)
 }
 
-pub async fn delete_team(db: &PgPool, id: i64) -> Result<(), DbError> {
+pub async fn delete_team<'c>(
+    db: impl Acquire<'c, Database = Postgres>,
+    id: i64,
+) -> Result<(), DbError> {
     let mut tx = db.begin().await?;
     let done = sqlx::query("DELETE FROM teams WHERE id = $1")
         .bind(id)
@@ -279,6 +302,23 @@ pub async fn list_members(
     .await?)
 }
 
+/// One member of a team, if the user is one, locked until the caller's transaction
+/// ends.
+pub async fn get_member_for_update(
+    conn: &mut PgConnection,
+    team_id: i64,
+    user_id: i64,
+) -> Result<Option<MemberRow>, DbError> {
+    Ok(sqlx::query_as(
+        "SELECT u.id AS user_id, u.name, u.kind FROM team_members m JOIN users u ON u.id = m.user_id
+         WHERE m.team_id = $1 AND m.user_id = $2 FOR UPDATE OF m",
+    )
+    .bind(team_id)
+    .bind(user_id)
+    .fetch_optional(conn)
+    .await?)
+}
+
 pub async fn count_members(db: impl PgExecutor<'_>, team_id: i64) -> Result<i64, DbError> {
     Ok(
         sqlx::query_scalar("SELECT count(*) FROM team_members WHERE team_id = $1")
@@ -289,7 +329,11 @@ pub async fn count_members(db: impl PgExecutor<'_>, team_id: i64) -> Result<i64,
 }
 
 /// Adds a user to a team; adding a member twice is not an error.
-pub async fn add_member(db: &PgPool, team_id: i64, user_id: i64) -> Result<(), DbError> {
+pub async fn add_member<'c>(
+    db: impl Acquire<'c, Database = Postgres>,
+    team_id: i64,
+    user_id: i64,
+) -> Result<(), DbError> {
     let mut tx = db.begin().await?;
     sqlx::query(
         "INSERT INTO team_members (team_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
@@ -303,7 +347,11 @@ pub async fn add_member(db: &PgPool, team_id: i64, user_id: i64) -> Result<(), D
     Ok(())
 }
 
-pub async fn remove_member(db: &PgPool, team_id: i64, user_id: i64) -> Result<(), DbError> {
+pub async fn remove_member<'c>(
+    db: impl Acquire<'c, Database = Postgres>,
+    team_id: i64,
+    user_id: i64,
+) -> Result<(), DbError> {
     let mut tx = db.begin().await?;
     let done = sqlx::query("DELETE FROM team_members WHERE team_id = $1 AND user_id = $2")
         .bind(team_id)
@@ -334,6 +382,21 @@ pub async fn list_grants(
     .await?)
 }
 
+/// One grant of a team, locked until the caller's transaction ends.
+pub async fn get_grant_for_update(
+    conn: &mut PgConnection,
+    team_id: i64,
+    id: i64,
+) -> Result<GrantRow, DbError> {
+    Ok(sqlx::query_as(&format!(
+        "{GRANT} WHERE g.id = $1 AND g.team_id = $2 FOR UPDATE OF g"
+    ))
+    .bind(id)
+    .bind(team_id)
+    .fetch_one(conn)
+    .await?)
+}
+
 pub async fn count_grants(db: impl PgExecutor<'_>, team_id: i64) -> Result<i64, DbError> {
     Ok(
         sqlx::query_scalar("SELECT count(*) FROM grants WHERE team_id = $1")
@@ -344,8 +407,8 @@ pub async fn count_grants(db: impl PgExecutor<'_>, team_id: i64) -> Result<i64, 
 }
 
 /// Gives `team_id` the role in the projects and environments given (`None`: all).
-pub async fn create_grant(
-    db: &PgPool,
+pub async fn create_grant<'c>(
+    db: impl Acquire<'c, Database = Postgres>,
     team_id: i64,
     role_id: i64,
     project_ids: Option<&[i64]>,
@@ -371,7 +434,11 @@ pub async fn create_grant(
     Ok(row)
 }
 
-pub async fn delete_grant(db: &PgPool, team_id: i64, id: i64) -> Result<(), DbError> {
+pub async fn delete_grant<'c>(
+    db: impl Acquire<'c, Database = Postgres>,
+    team_id: i64,
+    id: i64,
+) -> Result<(), DbError> {
     let mut tx = db.begin().await?;
     let done = sqlx::query("DELETE FROM grants WHERE id = $1 AND team_id = $2")
         .bind(id)
@@ -399,6 +466,25 @@ pub async fn missing_ids(
     Ok(sqlx::query_scalar(&format!(
         "SELECT id FROM unnest($1::bigint[]) AS x(id)
          WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE t.id = x.id) ORDER BY id"
+    ))
+    .bind(ids)
+    .fetch_all(db)
+    .await?)
+}
+
+/// The names of `ids` in their order; an id whose object is gone reads `#<id>`.
+pub async fn names(
+    db: impl PgExecutor<'_>,
+    table: ScopeTable,
+    ids: &[i64],
+) -> Result<Vec<String>, DbError> {
+    let table = match table {
+        ScopeTable::Projects => "projects",
+        ScopeTable::Environments => "environments",
+    };
+    Ok(sqlx::query_scalar(&format!(
+        "SELECT coalesce(t.name, '#' || x.id) FROM unnest($1::bigint[]) WITH ORDINALITY AS x(id, n)
+         LEFT JOIN {table} t ON t.id = x.id ORDER BY x.n"
     ))
     .bind(ids)
     .fetch_all(db)

@@ -69,6 +69,25 @@ pub const AUDITED_ROUTES: &[(&str, &str, &str)] = &[
     ("post", "/api/login/cli-code", "login"),
     ("post", "/api/logout", "logout"),
     ("put", "/api/users/{id}/password", "user.set_password"),
+    ("post", "/api/roles", "role.create"),
+    ("patch", "/api/roles/{id}", "role.update"),
+    ("delete", "/api/roles/{id}", "role.delete"),
+    ("post", "/api/teams", "team.create"),
+    ("patch", "/api/teams/{id}", "team.update"),
+    ("delete", "/api/teams/{id}", "team.delete"),
+    // Adding a member again records it too, with the member as its `before`.
+    ("post", "/api/teams/{id}/members", "team.member_add"),
+    (
+        "delete",
+        "/api/teams/{id}/members/{user_id}",
+        "team.member_remove",
+    ),
+    ("post", "/api/teams/{id}/grants", "grant.create"),
+    (
+        "delete",
+        "/api/teams/{id}/grants/{grant_id}",
+        "grant.delete",
+    ),
 ];
 
 /// `(method, path, why)` for the POSTs that change nothing an operator made: they

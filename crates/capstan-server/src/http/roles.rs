@@ -15,7 +15,10 @@ use super::{
     extract::{ApiJson, ApiPath},
     problems::Problems,
 };
-use crate::node::NodeContext;
+use crate::{
+    audit::{self, Change, ChangedBy},
+    node::NodeContext,
+};
 
 /// Most roles a list shows and a cluster holds.
 pub const MAX_ROLES: i64 = 500;
@@ -101,9 +104,13 @@ fn role_error(e: DbError, id: i64, name: &str) -> ApiError {
     }
 }
 
-/// Refuses to change a built-in role, naming it.
-async fn custom_role(ctx: &NodeContext, id: i64) -> Result<RoleRow, ApiError> {
-    let row = db::get_role(&ctx.pools.api, id)
+/// The role, locked until `conn`'s transaction ends; refuses a built-in one, naming
+/// it.
+async fn custom_role_for_update(
+    conn: &mut sqlx::PgConnection,
+    id: i64,
+) -> Result<RoleRow, ApiError> {
+    let row = db::get_role_for_update(conn, id)
         .await
         .map_err(|e| role_error(e, id, ""))?;
     if row.built_in {
@@ -154,6 +161,7 @@ pub(crate) async fn get_role(
 ))]
 pub(crate) async fn create_role(
     State(ctx): State<Arc<NodeContext>>,
+    ChangedBy(actor): ChangedBy,
     ApiJson(request): ApiJson<CreateRoleRequest>,
 ) -> Result<(StatusCode, Json<RoleResponse>), ApiError> {
     let mut problems = Problems::new();
@@ -171,15 +179,25 @@ pub(crate) async fn create_role(
             "there are {MAX_ROLES} roles already; delete one first"
         )));
     }
+    let failed = |e| role_error(e, 0, &name);
+    let mut tx = audit::begin(&ctx.pools.api).await.map_err(failed)?;
     let row = db::create_role(
-        &ctx.pools.api,
+        &mut *tx,
         &name,
         description.as_deref().unwrap_or_default(),
         &permissions,
     )
     .await
-    .map_err(|e| role_error(e, 0, &name))?;
-    Ok((StatusCode::CREATED, Json(role_response(row))))
+    .map_err(failed)?;
+    let role = role_response(row);
+    Change::new("role.create")
+        .object(role.id, &role.name)
+        .after(&role)
+        .record(&mut *tx, &actor)
+        .await
+        .map_err(failed)?;
+    audit::commit(tx).await.map_err(failed)?;
+    Ok((StatusCode::CREATED, Json(role)))
 }
 
 /// `PATCH /api/roles/{id}`: a custom role's name, description or permissions; every
@@ -193,6 +211,7 @@ pub(crate) async fn create_role(
 ))]
 pub(crate) async fn update_role(
     State(ctx): State<Arc<NodeContext>>,
+    ChangedBy(actor): ChangedBy,
     ApiPath(id): ApiPath<i64>,
     ApiJson(request): ApiJson<UpdateRoleRequest>,
 ) -> Result<Json<RoleResponse>, ApiError> {
@@ -215,18 +234,29 @@ pub(crate) async fn update_role(
         .as_deref()
         .map(|p| check_permissions(&mut problems, p));
     problems.finish()?;
-    custom_role(&ctx, id).await?;
+    let failed = |e| role_error(e, id, name.as_deref().unwrap_or_default());
+    let mut tx = audit::begin(&ctx.pools.api).await.map_err(failed)?;
+    let before = role_response(custom_role_for_update(&mut tx, id).await?);
     let row = db::update_role(
-        &ctx.pools.api,
+        &mut *tx,
         id,
         name.as_deref(),
         description.as_deref(),
         permissions.as_deref(),
     )
     .await
-    .map_err(|e| role_error(e, id, name.as_deref().unwrap_or_default()))?;
+    .map_err(failed)?;
+    let role = role_response(row);
+    Change::new("role.update")
+        .object(id, &role.name)
+        .before(&before)
+        .after(&role)
+        .record(&mut *tx, &actor)
+        .await
+        .map_err(failed)?;
+    audit::commit(tx).await.map_err(failed)?;
     ctx.access.clear();
-    Ok(Json(role_response(row)))
+    Ok(Json(role))
 }
 
 /// `DELETE /api/roles/{id}`: a custom role no grant uses.
@@ -238,11 +268,19 @@ pub(crate) async fn update_role(
 ))]
 pub(crate) async fn delete_role(
     State(ctx): State<Arc<NodeContext>>,
+    ChangedBy(actor): ChangedBy,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<StatusCode, ApiError> {
-    custom_role(&ctx, id).await?;
-    db::delete_role(&ctx.pools.api, id)
+    let failed = |e| role_error(e, id, "");
+    let mut tx = audit::begin(&ctx.pools.api).await.map_err(failed)?;
+    let before = role_response(custom_role_for_update(&mut tx, id).await?);
+    db::delete_role(&mut *tx, id).await.map_err(failed)?;
+    Change::new("role.delete")
+        .object(id, &before.name)
+        .before(&before)
+        .record(&mut *tx, &actor)
         .await
-        .map_err(|e| role_error(e, id, ""))?;
+        .map_err(failed)?;
+    audit::commit(tx).await.map_err(failed)?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -12,8 +12,9 @@ use capstan_api::{
 };
 use capstan_db::{
     DbError,
-    access::{self as db, GrantRow, ScopeTable, TeamRow},
+    access::{self as db, GrantRow, MemberRow, ScopeTable, TeamRow},
 };
+use serde::Serialize;
 
 use super::{
     ApiError,
@@ -21,7 +22,10 @@ use super::{
     problems::Problems,
     roles::{check_description, check_name},
 };
-use crate::node::NodeContext;
+use crate::{
+    audit::{self, Change, ChangedBy},
+    node::NodeContext,
+};
 
 /// Most teams a cluster holds, members a team holds and grants a team holds.
 pub const MAX_TEAMS: i64 = 500;
@@ -46,6 +50,55 @@ fn grant_response(row: GrantRow) -> GrantResponse {
         project_ids: row.project_ids,
         environment_ids: row.environment_ids,
         created_at: row.created_at,
+    }
+}
+
+fn member_response(row: MemberRow) -> MemberResponse {
+    MemberResponse {
+        user_id: row.user_id,
+        name: row.name,
+        kind: row.kind,
+    }
+}
+
+/// A grant as its audit row shows it: as the API does, with the names of its team,
+/// projects and environments, so the row alone says who was given what where.
+#[derive(Debug, Serialize)]
+struct GrantRecord {
+    #[serde(flatten)]
+    grant: GrantResponse,
+    team_name: String,
+    /// `null`: every project.
+    project_names: Option<Vec<String>>,
+    /// `null`: every environment.
+    environment_names: Option<Vec<String>>,
+}
+
+impl GrantRecord {
+    async fn read(
+        conn: &mut sqlx::PgConnection,
+        team: &TeamRow,
+        grant: GrantResponse,
+    ) -> Result<Self, DbError> {
+        let project_names = match &grant.project_ids {
+            Some(ids) => Some(db::names(&mut *conn, ScopeTable::Projects, ids).await?),
+            None => None,
+        };
+        let environment_names = match &grant.environment_ids {
+            Some(ids) => Some(db::names(&mut *conn, ScopeTable::Environments, ids).await?),
+            None => None,
+        };
+        Ok(Self {
+            grant,
+            team_name: team.name.clone(),
+            project_names,
+            environment_names,
+        })
+    }
+
+    /// The row's object name: `<role> for team <team>`.
+    fn name(&self) -> String {
+        format!("{} for team {}", self.grant.role_name, self.team_name)
     }
 }
 
@@ -87,6 +140,7 @@ pub(crate) async fn list_teams(
 ))]
 pub(crate) async fn create_team(
     State(ctx): State<Arc<NodeContext>>,
+    ChangedBy(actor): ChangedBy,
     ApiJson(request): ApiJson<CreateTeamRequest>,
 ) -> Result<(StatusCode, Json<TeamResponse>), ApiError> {
     let mut problems = Problems::new();
@@ -103,14 +157,20 @@ pub(crate) async fn create_team(
             "there are {MAX_TEAMS} teams already; delete one first"
         )));
     }
-    let row = db::create_team(
-        &ctx.pools.api,
-        &name,
-        description.as_deref().unwrap_or_default(),
-    )
-    .await
-    .map_err(|e| team_error(e, 0, &name))?;
-    Ok((StatusCode::CREATED, Json(team_response(row))))
+    let failed = |e| team_error(e, 0, &name);
+    let mut tx = audit::begin(&ctx.pools.api).await.map_err(failed)?;
+    let row = db::create_team(&mut *tx, &name, description.as_deref().unwrap_or_default())
+        .await
+        .map_err(failed)?;
+    let team = team_response(row);
+    Change::new("team.create")
+        .object(team.id, &team.name)
+        .after(&team)
+        .record(&mut *tx, &actor)
+        .await
+        .map_err(failed)?;
+    audit::commit(tx).await.map_err(failed)?;
+    Ok((StatusCode::CREATED, Json(team)))
 }
 
 /// `GET /api/teams/{id}`.
@@ -136,6 +196,7 @@ pub(crate) async fn get_team(
 ))]
 pub(crate) async fn update_team(
     State(ctx): State<Arc<NodeContext>>,
+    ChangedBy(actor): ChangedBy,
     ApiPath(id): ApiPath<i64>,
     ApiJson(request): ApiJson<UpdateTeamRequest>,
 ) -> Result<Json<TeamResponse>, ApiError> {
@@ -154,10 +215,22 @@ pub(crate) async fn update_team(
         .as_deref()
         .and_then(|d| check_description(&mut problems, d));
     problems.finish()?;
-    let row = db::update_team(&ctx.pools.api, id, name.as_deref(), description.as_deref())
+    let failed = |e| team_error(e, id, name.as_deref().unwrap_or_default());
+    let mut tx = audit::begin(&ctx.pools.api).await.map_err(failed)?;
+    let before = team_response(db::get_team_for_update(&mut tx, id).await.map_err(failed)?);
+    let row = db::update_team(&mut *tx, id, name.as_deref(), description.as_deref())
         .await
-        .map_err(|e| team_error(e, id, name.as_deref().unwrap_or_default()))?;
-    Ok(Json(team_response(row)))
+        .map_err(failed)?;
+    let team = team_response(row);
+    Change::new("team.update")
+        .object(id, &team.name)
+        .before(&before)
+        .after(&team)
+        .record(&mut *tx, &actor)
+        .await
+        .map_err(failed)?;
+    audit::commit(tx).await.map_err(failed)?;
+    Ok(Json(team))
 }
 
 /// `DELETE /api/teams/{id}`: with its memberships and grants, which end at once.
@@ -168,11 +241,20 @@ pub(crate) async fn update_team(
 ))]
 pub(crate) async fn delete_team(
     State(ctx): State<Arc<NodeContext>>,
+    ChangedBy(actor): ChangedBy,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<StatusCode, ApiError> {
-    db::delete_team(&ctx.pools.api, id)
+    let failed = |e| team_error(e, id, "");
+    let mut tx = audit::begin(&ctx.pools.api).await.map_err(failed)?;
+    let before = team_response(db::get_team_for_update(&mut tx, id).await.map_err(failed)?);
+    db::delete_team(&mut *tx, id).await.map_err(failed)?;
+    Change::new("team.delete")
+        .object(id, &before.name)
+        .before(&before)
+        .record(&mut *tx, &actor)
         .await
-        .map_err(|e| team_error(e, id, ""))?;
+        .map_err(failed)?;
+    audit::commit(tx).await.map_err(failed)?;
     ctx.access.clear();
     Ok(StatusCode::NO_CONTENT)
 }
@@ -192,14 +274,7 @@ pub(crate) async fn list_members(
         .await
         .map_err(|e| ApiError::from_db(e, String::new))?;
     Ok(Json(MemberList {
-        items: rows
-            .into_iter()
-            .map(|m| MemberResponse {
-                user_id: m.user_id,
-                name: m.name,
-                kind: m.kind,
-            })
-            .collect(),
+        items: rows.into_iter().map(member_response).collect(),
     }))
 }
 
@@ -213,31 +288,55 @@ pub(crate) async fn list_members(
 ))]
 pub(crate) async fn add_member(
     State(ctx): State<Arc<NodeContext>>,
+    ChangedBy(actor): ChangedBy,
     ApiPath(id): ApiPath<i64>,
     ApiJson(request): ApiJson<AddMemberRequest>,
 ) -> Result<StatusCode, ApiError> {
-    existing_team(&ctx, id).await?;
-    let db = &ctx.pools.api;
-    if let Err(e) = capstan_db::users::get(db, request.user_id).await {
-        return Err(match e {
-            DbError::NotFound => ApiError::from(Problems::one(
+    let user_id = request.user_id;
+    let failed = |e| team_error(e, id, "");
+    let mut tx = audit::begin(&ctx.pools.api).await.map_err(failed)?;
+    let team = db::get_team_for_update(&mut tx, id).await.map_err(failed)?;
+    let user = match capstan_db::users::get(&mut *tx, user_id).await {
+        Ok(user) => user,
+        Err(DbError::NotFound) => {
+            return Err(ApiError::from(Problems::one(
                 "user_id",
-                format!("there is no user {}", request.user_id),
-            )),
-            other => ApiError::from_db(other, String::new),
-        });
-    }
-    let count = db::count_members(db, id)
+                format!("there is no user {user_id}"),
+            )));
+        }
+        Err(other) => return Err(ApiError::from_db(other, String::new)),
+    };
+    let before = db::get_member_for_update(&mut tx, id, user_id)
         .await
-        .map_err(|e| ApiError::from_db(e, String::new))?;
-    if count >= MAX_MEMBERS {
-        return Err(ApiError::conflict(format!(
-            "team {id} has {MAX_MEMBERS} members already"
-        )));
+        .map_err(failed)?
+        .map(member_response);
+    if before.is_none() {
+        let count = db::count_members(&mut *tx, id).await.map_err(failed)?;
+        if count >= MAX_MEMBERS {
+            return Err(ApiError::conflict(format!(
+                "team {id} has {MAX_MEMBERS} members already"
+            )));
+        }
     }
-    db::add_member(db, id, request.user_id)
+    db::add_member(&mut *tx, id, user_id)
         .await
-        .map_err(|e| team_error(e, id, ""))?;
+        .map_err(failed)?;
+    let after = MemberResponse {
+        user_id,
+        name: user.name,
+        kind: user.kind,
+    };
+    // The team is the object; the member is what changed in it.
+    let mut change = Change::new("team.member_add").object(id, &team.name);
+    if let Some(before) = &before {
+        change = change.before(before);
+    }
+    change
+        .after(&after)
+        .record(&mut *tx, &actor)
+        .await
+        .map_err(failed)?;
+    audit::commit(tx).await.map_err(failed)?;
     ctx.access.clear();
     Ok(StatusCode::NO_CONTENT)
 }
@@ -250,13 +349,30 @@ pub(crate) async fn add_member(
 ))]
 pub(crate) async fn remove_member(
     State(ctx): State<Arc<NodeContext>>,
+    ChangedBy(actor): ChangedBy,
     ApiPath((id, user_id)): ApiPath<(i64, i64)>,
 ) -> Result<StatusCode, ApiError> {
-    db::remove_member(&ctx.pools.api, id, user_id)
+    let failed =
+        |e| ApiError::from_db(e, || format!("user {user_id} is not a member of team {id}"));
+    let mut tx = audit::begin(&ctx.pools.api).await.map_err(failed)?;
+    let team = db::get_team_for_update(&mut tx, id)
         .await
-        .map_err(|e| {
-            ApiError::from_db(e, || format!("user {user_id} is not a member of team {id}"))
-        })?;
+        .map_err(|e| team_error(e, id, ""))?;
+    let before = db::get_member_for_update(&mut tx, id, user_id)
+        .await
+        .map_err(failed)?
+        .map(member_response)
+        .ok_or_else(|| failed(DbError::NotFound))?;
+    db::remove_member(&mut *tx, id, user_id)
+        .await
+        .map_err(failed)?;
+    Change::new("team.member_remove")
+        .object(id, &team.name)
+        .before(&before)
+        .record(&mut *tx, &actor)
+        .await
+        .map_err(failed)?;
+    audit::commit(tx).await.map_err(failed)?;
     ctx.access.clear();
     Ok(StatusCode::NO_CONTENT)
 }
@@ -330,6 +446,7 @@ async fn check_scope(
 ))]
 pub(crate) async fn create_grant(
     State(ctx): State<Arc<NodeContext>>,
+    ChangedBy(actor): ChangedBy,
     ApiPath(id): ApiPath<i64>,
     ApiJson(request): ApiJson<CreateGrantRequest>,
 ) -> Result<(StatusCode, Json<GrantResponse>), ApiError> {
@@ -359,25 +476,37 @@ pub(crate) async fn create_grant(
     )
     .await?;
     problems.finish()?;
-    let count = db::count_grants(&ctx.pools.api, id)
-        .await
-        .map_err(|e| ApiError::from_db(e, String::new))?;
+    let failed = |e| team_error(e, id, "");
+    let mut tx = audit::begin(&ctx.pools.api).await.map_err(failed)?;
+    let team = db::get_team_for_update(&mut tx, id).await.map_err(failed)?;
+    let count = db::count_grants(&mut *tx, id).await.map_err(failed)?;
     if count >= MAX_GRANTS {
         return Err(ApiError::conflict(format!(
             "team {id} has {MAX_GRANTS} grants already"
         )));
     }
     let row = db::create_grant(
-        &ctx.pools.api,
+        &mut *tx,
         id,
         request.role_id,
         projects.as_deref(),
         environments.as_deref(),
     )
     .await
-    .map_err(|e| team_error(e, id, ""))?;
+    .map_err(failed)?;
+    let grant = grant_response(row);
+    let record = GrantRecord::read(&mut tx, &team, grant.clone())
+        .await
+        .map_err(failed)?;
+    Change::new("grant.create")
+        .object(grant.id, record.name())
+        .after(&record)
+        .record(&mut *tx, &actor)
+        .await
+        .map_err(failed)?;
+    audit::commit(tx).await.map_err(failed)?;
     ctx.access.clear();
-    Ok((StatusCode::CREATED, Json(grant_response(row))))
+    Ok((StatusCode::CREATED, Json(grant)))
 }
 
 /// `DELETE /api/teams/{id}/grants/{grant_id}`.
@@ -388,11 +517,32 @@ pub(crate) async fn create_grant(
 ))]
 pub(crate) async fn delete_grant(
     State(ctx): State<Arc<NodeContext>>,
+    ChangedBy(actor): ChangedBy,
     ApiPath((id, grant_id)): ApiPath<(i64, i64)>,
 ) -> Result<StatusCode, ApiError> {
-    db::delete_grant(&ctx.pools.api, id, grant_id)
+    let failed = |e| ApiError::from_db(e, || format!("team {id} has no grant {grant_id}"));
+    let mut tx = audit::begin(&ctx.pools.api).await.map_err(failed)?;
+    let team = db::get_team_for_update(&mut tx, id)
         .await
-        .map_err(|e| ApiError::from_db(e, || format!("team {id} has no grant {grant_id}")))?;
+        .map_err(|e| team_error(e, id, ""))?;
+    let before = grant_response(
+        db::get_grant_for_update(&mut tx, id, grant_id)
+            .await
+            .map_err(failed)?,
+    );
+    let record = GrantRecord::read(&mut tx, &team, before)
+        .await
+        .map_err(failed)?;
+    db::delete_grant(&mut *tx, id, grant_id)
+        .await
+        .map_err(failed)?;
+    Change::new("grant.delete")
+        .object(grant_id, record.name())
+        .before(&record)
+        .record(&mut *tx, &actor)
+        .await
+        .map_err(failed)?;
+    audit::commit(tx).await.map_err(failed)?;
     ctx.access.clear();
     Ok(StatusCode::NO_CONTENT)
 }

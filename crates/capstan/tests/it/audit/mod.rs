@@ -2,6 +2,7 @@
 //! how, from where, and the object before and after; never a secret; kept for the
 //! retention, then archived to the blob store by day.
 
+mod access_changes;
 mod actions;
 mod addresses;
 mod deployments;
