@@ -105,6 +105,24 @@ async fn a_rollback_picks_the_last_good_release_before_the_current_one_and_is_la
         .wait_state(good_rollback, &["succeeded"], Duration::from_secs(60))
         .await;
 
+    // Audited like any deployment, as a rollback.
+    let (status, audit) = fleet
+        .api
+        .get(&format!(
+            "/api/audit?action=deployment.create&object_id={good_rollback}"
+        ))
+        .await;
+    assert_eq!(status, 200, "{audit}");
+    let row = &audit["items"][0];
+    assert!(
+        row["object"]["name"]
+            .as_str()
+            .unwrap()
+            .starts_with("rollback: "),
+        "{audit:#}"
+    );
+    assert_eq!(row["after"]["rollback_of"], done[1]["id"], "{audit:#}");
+
     // Labelled in lists, and plain deployments are not.
     let (status, page) = fleet
         .api
@@ -133,6 +151,33 @@ async fn a_rollback_picks_the_last_good_release_before_the_current_one_and_is_la
         .unwrap_or_else(|| panic!("{out}"));
     assert!(
         line.contains(&format!("rollback of {}", done[1]["id"])),
+        "{out}"
+    );
+
+    // `capstan deploy --rollback`: the rollback just made is now current, and
+    // deployments of its release (R1) are passed over: back to R2.
+    let server = fleet.cluster.node(0).url();
+    let (ok, out) = tokio::task::spawn_blocking(move || {
+        capstan(
+            &server,
+            &[
+                "deploy",
+                "--rollback",
+                "--project",
+                "Good",
+                "--environment",
+                "Production",
+                "--follow",
+            ],
+        )
+    })
+    .await
+    .unwrap();
+    assert!(ok, "{out}");
+    assert!(
+        out.contains(&format!(
+            "rollback of {good_rollback}: Good 0.0.2 to Production"
+        )),
         "{out}"
     );
 }
