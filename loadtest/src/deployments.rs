@@ -210,7 +210,7 @@ async fn release(admin: &ApiClient, args: &DeploymentsArgs) -> anyhow::Result<i6
 async fn deploy(admin: &ApiClient, release_id: i64) -> anyhow::Result<DeploymentResponse> {
     Ok(admin
         .create_deployment(&CreateDeploymentRequest {
-            release_id,
+            release_id: Some(release_id),
             environment: ENVIRONMENT.to_owned(),
             ..Default::default()
         })

@@ -12,11 +12,18 @@ use time::OffsetDateTime;
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateDeploymentRequest {
-    pub release_id: i64,
+    /// The release to deploy; absent for a rollback, which picks it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release_id: Option<i64>,
     /// The project the release must belong to, when the caller knows it: a release of
-    /// another project is then refused.
+    /// another project is then refused. Required for a rollback.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub project_id: Option<i64>,
+    /// Redeploy the release of the newest successful deployment of this project ×
+    /// environment that is older than the pair's latest deployment and of another
+    /// release than it. Needs `project_id`, forbids `release_id`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rollback: bool,
     /// The environment's name.
     pub environment: String,
     /// Only these agents (by name); every one must be a target of the environment.
@@ -61,6 +68,9 @@ pub struct DeploymentSummary {
     #[serde(with = "crate::timestamp::option")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub finished_at: Option<OffsetDateTime>,
+    /// Set on a rollback: the deployment it rolls back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_of: Option<i64>,
 }
 
 /// `GET /api/deployments/{id}`: the deployment, its grid and its questions.

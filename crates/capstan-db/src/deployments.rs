@@ -34,6 +34,8 @@ pub struct NewDeployment {
     pub environment_id: i64,
     pub options: serde_json::Value,
     pub on_node_lost: &'static str,
+    /// The deployment this one rolls back, when it is a rollback.
+    pub rollback_of: Option<i64>,
 }
 
 /// Queues a deployment and the task that runs it in one transaction. The task's key
@@ -46,13 +48,14 @@ pub async fn queue(
 ) -> Result<(i64, i64), DbError> {
     let mut tx = db.begin().await?;
     let (id,): (i64,) = sqlx::query_as(
-        "INSERT INTO deployments (project_id, release_id, environment_id, options)
-         VALUES ($1, $2, $3, $4) RETURNING id",
+        "INSERT INTO deployments (project_id, release_id, environment_id, options, rollback_of)
+         VALUES ($1, $2, $3, $4, $5) RETURNING id",
     )
     .bind(new.project_id)
     .bind(new.release_id)
     .bind(new.environment_id)
     .bind(&new.options)
+    .bind(new.rollback_of)
     .fetch_one(&mut *tx)
     .await?;
     let key = format!("deploy:{}:{}", new.project_id, new.environment_id);
@@ -103,6 +106,8 @@ pub struct DeploymentRow {
     pub queued_at: OffsetDateTime,
     pub started_at: Option<OffsetDateTime>,
     pub finished_at: Option<OffsetDateTime>,
+    /// The deployment this one rolls back, when it is a rollback.
+    pub rollback_of: Option<i64>,
 }
 
 /// A deployment's state as readers see it: the engine's, unless its task ended
@@ -119,7 +124,8 @@ const SELECT_DEPLOYMENT: &str = "SELECT d.id, d.task_id, d.project_id, p.name AS
                   THEN t.error END) AS error,
         d.stopped_by, d.queued_at, coalesce(d.started_at, t.started_at) AS started_at,
         coalesce(d.finished_at, CASE WHEN d.state IN ('queued', 'running', 'awaiting_intervention')
-                  THEN t.finished_at END) AS finished_at
+                  THEN t.finished_at END) AS finished_at,
+        d.rollback_of
     FROM deployments d
     JOIN projects p ON p.id = d.project_id
     JOIN releases r ON r.id = d.release_id
@@ -185,6 +191,35 @@ pub struct DeploymentFilter {
     pub limit: i64,
     /// Only the deployments this viewer may view.
     pub viewer: crate::access::Viewer,
+}
+
+/// What a rollback of a project × environment redeploys: `(current, release)`, where
+/// `current` is the pair's latest deployment whatever its state (the one rolled back)
+/// and `release` the release of the newest successful deployment older than it whose
+/// release differs from `current`'s (`None` when there is none). `None` when the pair
+/// has no deployment at all.
+pub async fn rollback_target(
+    db: impl PgExecutor<'_>,
+    project_id: i64,
+    environment_id: i64,
+) -> Result<Option<(i64, Option<i64>)>, DbError> {
+    Ok(sqlx::query_as::<_, (i64, Option<i64>)>(
+        "WITH current AS (
+             SELECT id, release_id FROM deployments
+              WHERE project_id = $1 AND environment_id = $2
+              ORDER BY id DESC LIMIT 1)
+         SELECT c.id,
+                (SELECT d.release_id FROM deployments d
+                  WHERE d.project_id = $1 AND d.environment_id = $2
+                    AND d.id < c.id AND d.state = 'succeeded'
+                    AND d.release_id <> c.release_id
+                  ORDER BY d.id DESC LIMIT 1)
+           FROM current c",
+    )
+    .bind(project_id)
+    .bind(environment_id)
+    .fetch_optional(db)
+    .await?)
 }
 
 pub async fn list(

@@ -35,8 +35,17 @@ pub struct DeployArgs {
     #[arg(long)]
     project: String,
     /// The release's version.
+    #[arg(
+        long,
+        required_unless_present = "rollback",
+        conflicts_with = "rollback"
+    )]
+    release: Option<String>,
+    /// Redeploy the release that last succeeded on this project × environment before
+    /// the current one: the newest successful deployment older than the pair's latest
+    /// deployment, of another release than it.
     #[arg(long)]
-    release: String,
+    rollback: bool,
     /// The environment's name.
     #[arg(long)]
     environment: String,
@@ -186,11 +195,15 @@ impl AnswerFlags {
 pub async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
     let client = ApiClient::new(&args.client.server, args.client.api_key);
     let project = client.find_project(&args.project).await?;
-    let release = client.find_release(project.id, &args.release).await?;
+    let release_id = match &args.release {
+        Some(version) => Some(client.find_release(project.id, version).await?.id),
+        None => None,
+    };
     let deployment = client
         .create_deployment(&CreateDeploymentRequest {
-            release_id: release.id,
+            release_id,
             project_id: Some(project.id),
+            rollback: args.rollback,
             environment: args.environment,
             targets: args.targets,
             exclude_targets: args.exclude_targets,
@@ -241,7 +254,7 @@ pub async fn run(args: DeploymentsArgs) -> anyhow::Result<()> {
                 return Ok(());
             }
             outln!(
-                "{:>6}  {:<24}  {:<14}  {:<16}  {:<21}  {:<27}  ERROR",
+                "{:>6}  {:<24}  {:<14}  {:<16}  {:<21}  {:<27}  NOTE",
                 "ID",
                 "PROJECT",
                 "RELEASE",
@@ -258,7 +271,7 @@ pub async fn run(args: DeploymentsArgs) -> anyhow::Result<()> {
                     d.environment,
                     d.state,
                     timestamp::format(d.queued_at),
-                    d.error.as_deref().unwrap_or("")
+                    render::note(d)
                 )?;
             }
             if page.next.is_some() {

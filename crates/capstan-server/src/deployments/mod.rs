@@ -86,21 +86,87 @@ impl Caller {
     }
 }
 
-/// Checks a request and queues the deployment. Nothing is stored unless every check
-/// passes.
+/// What a request deploys: the release it names, or, for a rollback, the one
+/// [`db::rollback_target`] picks, with the deployment it rolls back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resolved {
+    pub release_id: i64,
+    pub rollback_of: Option<i64>,
+}
+
+/// Resolves the release a request deploys, before the access check (which is by
+/// release) and before [`create`].
+pub async fn resolve(
+    ctx: &NodeContext,
+    request: &CreateDeploymentRequest,
+) -> Result<Resolved, DeploymentError> {
+    let db = &ctx.pools.api;
+    if !request.rollback {
+        return match request.release_id {
+            Some(release_id) => Ok(Resolved {
+                release_id,
+                rollback_of: None,
+            }),
+            None => {
+                Err(FieldProblems::one("release_id", "required, unless `rollback` is true").into())
+            }
+        };
+    }
+    let mut problems = FieldProblems::new();
+    if request.release_id.is_some() {
+        problems.add(
+            "release_id",
+            "a rollback picks its release: leave `release_id` out",
+        );
+    }
+    let Some(project_id) = request.project_id else {
+        problems.add("project_id", "a rollback needs the project");
+        return Err(problems.into());
+    };
+    let environment =
+        agents::find_environment(db, &capstan_core::names::nfc(&request.environment)).await?;
+    let Some(environment) = environment else {
+        problems.add(
+            "environment",
+            format!("there is no environment `{}`", request.environment),
+        );
+        return Err(problems.into());
+    };
+    if !problems.is_empty() {
+        return Err(problems.into());
+    }
+    match db::rollback_target(db, project_id, environment.id).await? {
+        Some((current, Some(release_id))) => Ok(Resolved {
+            release_id,
+            rollback_of: Some(current),
+        }),
+        Some((current, None)) => Err(DeploymentError::Conflict(format!(
+            "nothing to roll back to: no deployment of project {project_id} to {} older than deployment {current} succeeded with another release",
+            environment.name
+        ))),
+        None => Err(DeploymentError::Conflict(format!(
+            "nothing to roll back: project {project_id} was never deployed to {}",
+            environment.name
+        ))),
+    }
+}
+
+/// Checks a request and queues the deployment of the release [`resolve`] found.
+/// Nothing is stored unless every check passes.
 pub async fn create(
     ctx: &NodeContext,
     actor: &AuditActor,
     request: &CreateDeploymentRequest,
+    resolved: Resolved,
 ) -> Result<i64, DeploymentError> {
     let db = &ctx.pools.api;
     let mut problems = FieldProblems::new();
-    let release = match releases::get(db, request.release_id).await {
+    let release = match releases::get(db, resolved.release_id).await {
         Ok(release) => Some(release),
         Err(DbError::NotFound) => {
             problems.add(
                 "release_id",
-                format!("there is no release {}", request.release_id),
+                format!("there is no release {}", resolved.release_id),
             );
             None
         }
@@ -185,16 +251,22 @@ pub async fn create(
             environment_id: environment.id,
             options,
             on_node_lost: NodeLostPolicy::Resume.as_str(),
+            rollback_of: resolved.rollback_of,
         },
         ctx.state.id,
     )
     .await?;
     let created = db::get(&mut *tx, id).await?;
+    let rollback = if resolved.rollback_of.is_some() {
+        "rollback: "
+    } else {
+        ""
+    };
     Change::new("deployment.create")
         .object(
             id,
             format!(
-                "{} {} to {}",
+                "{rollback}{} {} to {}",
                 created.project, release.version, environment.name
             ),
         )
@@ -367,6 +439,7 @@ pub fn summary(row: DeploymentRow) -> DeploymentSummary {
         queued_at: row.queued_at,
         started_at: row.started_at,
         finished_at: row.finished_at,
+        rollback_of: row.rollback_of,
     }
 }
 

@@ -80,6 +80,7 @@ fn stop_note(body: &[u8]) -> Result<String, ApiError> {
 #[utoipa::path(post, path = "/api/deployments", tag = "deployments",
     request_body = CreateDeploymentRequest, responses(
     (status = 201, body = DeploymentResponse),
+    (status = 409, body = Problem, content_type = "application/problem+json"),
     (status = 422, body = Problem, content_type = "application/problem+json"),
 ))]
 pub(crate) async fn create_deployment(
@@ -88,9 +89,15 @@ pub(crate) async fn create_deployment(
     Extension(caller): Extension<super::access::Caller>,
     ApiJson(request): ApiJson<CreateDeploymentRequest>,
 ) -> Result<Response, ApiError> {
-    super::access::check_create_deployment(&ctx, &caller, request.release_id, &request.environment)
-        .await?;
-    let id = deployments::create(&ctx, &actor, &request).await?;
+    let resolved = deployments::resolve(&ctx, &request).await?;
+    super::access::check_create_deployment(
+        &ctx,
+        &caller,
+        resolved.release_id,
+        &request.environment,
+    )
+    .await?;
+    let id = deployments::create(&ctx, &actor, &request, resolved).await?;
     let shown = deployments::show(&ctx, id).await?;
     let mut response = (StatusCode::CREATED, Json(shown)).into_response();
     if let Ok(location) = format!("/api/deployments/{id}").parse() {

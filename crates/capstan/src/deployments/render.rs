@@ -322,12 +322,26 @@ impl Finishes {
     }
 }
 
-/// `Web shop 2.4.0 to Production`.
+/// `Web shop 2.4.0 to Production`, or `rollback of 11: Web shop 2.3.0 to Production`.
 pub fn describe(summary: &DeploymentSummary) -> String {
-    format!(
+    let what = format!(
         "{} {} to {}",
         summary.project, summary.release, summary.environment
-    )
+    );
+    match summary.rollback_of {
+        Some(of) => format!("rollback of {of}: {what}"),
+        None => what,
+    }
+}
+
+/// The last column of `deployments list`: whether it is a rollback, and its error.
+pub fn note(summary: &DeploymentSummary) -> String {
+    let rollback = summary.rollback_of.map(|of| format!("rollback of {of}"));
+    [rollback.as_deref(), summary.error.as_deref()]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// `deployment 12 (Web shop 2.4.0 to Production) succeeded in 3m12s`, with the error
@@ -503,6 +517,7 @@ mod tests {
                 queued_at: T0,
                 started_at: Some(T0),
                 finished_at: None,
+                rollback_of: None,
             },
             options: DeploymentOptions::default(),
             blocked_by: None,

@@ -11,6 +11,7 @@ mod locks;
 mod parking;
 mod policies;
 mod resume;
+mod rollback;
 
 use std::{path::Path, time::Duration};
 
