@@ -89,6 +89,21 @@ pub(crate) async fn create_deployment(
     Extension(caller): Extension<super::access::Caller>,
     ApiJson(request): ApiJson<CreateDeploymentRequest>,
 ) -> Result<Response, ApiError> {
+    // A rollback names its project: one the caller may not view reads as one never
+    // deployed, so the answer does not tell whether it exists.
+    if request.rollback
+        && let Some(project) = request.project_id
+        && !caller.may(
+            capstan_core::access::Permission::View,
+            capstan_core::access::Scope::Project(project),
+        )
+    {
+        return Err(deployments::DeploymentError::Conflict(format!(
+            "nothing to roll back: project {project} was never deployed to {}",
+            capstan_core::names::nfc(&request.environment)
+        ))
+        .into());
+    }
     let resolved = deployments::resolve(&ctx, &request).await?;
     super::access::check_create_deployment(
         &ctx,

@@ -231,4 +231,29 @@ async fn a_rollback_with_nothing_to_go_back_to_or_badly_asked_is_refused() {
         .await;
     assert_eq!(status, 422, "{body}");
     assert!(body.to_string().contains("release_id"), "{body}");
+
+    // Someone who may not view the project learns nothing: its answer is that of a
+    // project that does not exist.
+    let node = fleet.cluster.node(0).url();
+    let outsider = crate::identity::create_user(&node, "outsider", "service").await;
+    let key = crate::identity::create_key(&node, outsider, json!({"purpose": "test"})).await;
+    let ask = |project: i64| {
+        crate::identity::call(
+            &node,
+            key["key"].as_str().unwrap(),
+            "POST",
+            "/api/deployments",
+            Some(json!({ "rollback": true, "project_id": project, "environment": "Production" })),
+        )
+    };
+    let (hidden_status, hidden) = ask(project).await;
+    let (missing_status, missing) = ask(project + 1000).await;
+    assert_eq!(hidden_status, 409, "{hidden}");
+    assert_eq!(missing_status, 409, "{missing}");
+    assert_eq!(
+        hidden.to_string(),
+        missing
+            .to_string()
+            .replace(&(project + 1000).to_string(), &project.to_string())
+    );
 }
