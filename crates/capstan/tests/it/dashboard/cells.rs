@@ -147,6 +147,27 @@ async fn cells_show_the_newest_deployment_who_queued_it_and_whether_a_newer_rele
         blog_release
     );
 
+    // The CLI: a row per project, the release and state under each environment.
+    let (ok, out) = crate::secrets::capstan(&node, &["dashboard"]).await;
+    assert!(ok, "{out}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines[0].starts_with("PROJECT") && lines[0].contains("Production"),
+        "{out}"
+    );
+    assert!(
+        lines[1].starts_with("Blog") && lines[1].contains("succeeded"),
+        "{out}"
+    );
+    assert!(
+        lines[2].starts_with("Shop") && lines[2].contains("succeeded"),
+        "{out}"
+    );
+    let (ok, out) = crate::secrets::capstan(&node, &["dashboard", "--json"]).await;
+    assert!(ok, "{out}");
+    let json: Value = serde_json::from_str(out.trim()).expect("one JSON page");
+    assert_eq!(json["cells"].as_array().unwrap().len(), 2, "{out}");
+
     // Bad input is a 400 naming it.
     let (status, body) = call(&node, ADMIN_KEY, "GET", "/api/dashboard?limit=0", None).await;
     assert_eq!(status, 400, "{body}");
