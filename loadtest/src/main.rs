@@ -11,9 +11,12 @@
 //! - `capstan-loadtest deployments` deploys a release to 1,000 simulated agents on one
 //!   and three nodes: the engine's overhead per target-action, reading the grid, node
 //!   memory, and how soon another node goes on after the one running it is killed.
+//! - `capstan-loadtest dashboard` times `GET /api/dashboard` over 500 projects × 20
+//!   environments seeded straight into PostgreSQL, and checks its plan.
 
 mod agents;
 mod blob;
+mod dashboard;
 mod database;
 mod deployments;
 mod nodes;
@@ -46,6 +49,8 @@ enum Benchmark {
     Agents(agents::AgentsArgs),
     /// A release deployed to simulated agents: overhead, grid reads, memory, resume.
     Deployments(deployments::DeploymentsArgs),
+    /// `GET /api/dashboard` over 500 projects × 20 environments seeded in PostgreSQL.
+    Dashboard(dashboard::DashboardArgs),
 }
 
 fn main() -> ExitCode {
@@ -54,9 +59,10 @@ fn main() -> ExitCode {
         // One runtime thread: the node under test shares the machine's two cores with
         // this client, whose file I/O has threads of its own.
         Benchmark::Blob(_) => tokio::runtime::Builder::new_current_thread(),
-        Benchmark::QueueAnchor { .. } | Benchmark::Agents(_) | Benchmark::Deployments(_) => {
-            tokio::runtime::Builder::new_multi_thread()
-        }
+        Benchmark::QueueAnchor { .. }
+        | Benchmark::Agents(_)
+        | Benchmark::Deployments(_)
+        | Benchmark::Dashboard(_) => tokio::runtime::Builder::new_multi_thread(),
     }
     .enable_all()
     .build()
@@ -66,6 +72,7 @@ fn main() -> ExitCode {
         Benchmark::Blob(args) => runtime.block_on(blob::run(args)),
         Benchmark::Agents(args) => runtime.block_on(agents::run(args)),
         Benchmark::Deployments(args) => runtime.block_on(deployments::run(args)),
+        Benchmark::Dashboard(args) => runtime.block_on(dashboard::run(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

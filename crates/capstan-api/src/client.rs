@@ -388,6 +388,17 @@ impl ApiClient {
         self.call(Method::GET, &url, None::<&()>).await
     }
 
+    pub async fn dashboard(
+        &self,
+        query: &crate::dashboard::DashboardQuery,
+    ) -> Result<crate::dashboard::Dashboard, ClientError> {
+        let mut url = url_with_query("/api/dashboard", query);
+        if url.ends_with('?') {
+            url.pop();
+        }
+        self.call(Method::GET, &url, None::<&()>).await
+    }
+
     /// A user by id, or by name (in any case).
     pub async fn find_user(&self, name_or_id: &str) -> Result<crate::UserResponse, ClientError> {
         if let Ok(id) = name_or_id.parse::<i64>() {

@@ -9,6 +9,7 @@ pub mod access;
 pub mod agents;
 pub mod audit;
 pub mod client;
+pub mod dashboard;
 pub mod deployments;
 pub mod login;
 pub mod master_key;

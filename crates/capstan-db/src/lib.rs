@@ -15,6 +15,7 @@ pub mod artifacts;
 pub mod audit;
 pub mod blobs;
 pub mod blocked;
+pub mod dashboard;
 pub mod deployments;
 pub mod error;
 pub mod listen;

@@ -3,6 +3,7 @@
 
 mod agents;
 mod audit;
+mod dashboard;
 mod deployments;
 mod dev;
 mod login;
@@ -73,6 +74,8 @@ enum Command {
     Logout(login::LogoutArgs),
     /// Show the audit log: who changed what, when, from where, before and after.
     Audit(audit::AuditArgs),
+    /// Show which release is where: projects × environments, sized to the terminal.
+    Dashboard(dashboard::DashboardArgs),
 }
 
 /// Parses the command line. A command that talks to the API and was given no key
@@ -120,6 +123,7 @@ fn main() -> ExitCode {
         Command::Login(args) => run_client(login::login(args)),
         Command::Logout(args) => run_client(login::logout(args)),
         Command::Audit(args) => run_client(audit::run(args)),
+        Command::Dashboard(args) => run_client(dashboard::run(args)),
     }
 }
 

@@ -189,6 +189,7 @@ pub const ROUTES: &[(&str, &str, Requirement)] = &[
         "/api/environments/{id}",
         R::Environment(P::ManageEnvironments),
     ),
+    ("GET", "/api/dashboard", R::Listed),
     ("GET", "/api/projects", R::Listed),
     ("POST", "/api/projects", R::System(P::ManageProjects)),
     ("GET", "/api/projects/{id}", R::Project(P::View)),

@@ -7,6 +7,7 @@ mod artifacts;
 mod audit;
 mod auth;
 pub mod client_addr;
+mod dashboard;
 mod deployments;
 mod download;
 mod error;
@@ -123,6 +124,7 @@ pub fn router(ctx: Arc<NodeContext>) -> Router {
                 .put(agents::update_environment)
                 .delete(agents::delete_environment),
         )
+        .route("/api/dashboard", get(dashboard::get_dashboard))
         .route(
             "/api/projects",
             get(projects::list_projects).post(projects::create_project),

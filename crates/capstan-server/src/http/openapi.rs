@@ -45,6 +45,7 @@ use utoipa::{
     },
 };
 
+use capstan_api::dashboard::{Dashboard, DashboardCell, DashboardEnvironment, DashboardProject};
 use capstan_api::deployments::{
     Actor, AnswerRequest, Answered, Cell, CreateDeploymentRequest, DeploymentOptions,
     DeploymentPage, DeploymentResponse, DeploymentSummary, GridStep, GridTarget, Intervention,
@@ -55,8 +56,8 @@ use capstan_core::deployment::{
 };
 
 use super::{
-    access, agent_protocol, agents, artifacts, audit, deployments, login, master_key, nodes,
-    packages, projects, releases, roles, scripts, task_logs, tasks, teams, users,
+    access, agent_protocol, agents, artifacts, audit, dashboard, deployments, login, master_key,
+    nodes, packages, projects, releases, roles, scripts, task_logs, tasks, teams, users,
 };
 
 #[derive(OpenApi)]
@@ -86,6 +87,7 @@ use super::{
         deployments::create_deployment, deployments::list_deployments,
         deployments::get_deployment, deployments::cancel_deployment,
         deployments::abandon_deployment, deployments::answer_intervention,
+        dashboard::get_dashboard,
         users::create_user, users::list_users, users::get_user, users::update_user,
         users::delete_user, users::create_api_key, users::list_api_keys,
         users::revoke_api_key,
@@ -113,6 +115,7 @@ use super::{
         CommandOutcome, AgentFacts, RunScriptRequest, SseEvent, PackageVersionRef, CommandResponse,
         CommandList, MasterKeyStatus, MasterKeyVersion, NodeKeyVersions, RotateMasterKeyResponse,
         CommandList, ProjectRequest, UpdateProjectRequest, ProjectResponse, ProjectPage,
+        Dashboard, DashboardProject, DashboardEnvironment, DashboardCell,
         ProcessRequest, ProcessResponse, Warning, Step, StartTrigger, RunCondition,
         FailurePolicy, NamedLock, LockScope, Action, VariableScope, VariableInput,
         VariableResponse, VariablesRequest, VariablesResponse, PreviewRequest, PreviewResponse,

@@ -9,6 +9,7 @@ mod audit;
 mod blobs;
 mod cli;
 mod crash;
+mod dashboard;
 mod deployments;
 mod dev;
 mod haproxy;

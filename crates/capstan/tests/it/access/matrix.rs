@@ -30,13 +30,14 @@ const PERMISSIONS: [&str; 11] = [
 
 /// The operations any authenticated caller may use: the roles (a vocabulary) and the
 /// lists, which show each caller only what it may view.
-const OPEN: [&str; 10] = [
+const OPEN: [&str; 11] = [
     // The caller's own session only.
     "GET /api/session",
     "POST /api/logout",
     "GET /api/roles",
     "GET /api/roles/{id}",
     "GET /api/agents",
+    "GET /api/dashboard",
     "GET /api/deployments",
     "GET /api/environments",
     "GET /api/projects",
