@@ -10,6 +10,7 @@ pub mod agents;
 pub mod audit;
 pub mod client;
 pub mod deployments;
+pub mod lifecycles;
 pub mod login;
 pub mod master_key;
 pub mod nodes;

@@ -17,6 +17,7 @@ pub mod blobs;
 pub mod blocked;
 pub mod deployments;
 pub mod error;
+pub mod lifecycles;
 pub mod listen;
 pub mod liveness;
 pub mod mailbox;

@@ -12,6 +12,7 @@ mod download;
 mod error;
 mod extract;
 mod health;
+mod lifecycles;
 mod log_reader;
 mod login;
 mod master_key;
@@ -122,6 +123,18 @@ pub fn router(ctx: Arc<NodeContext>) -> Router {
             get(agents::get_environment)
                 .put(agents::update_environment)
                 .delete(agents::delete_environment),
+        )
+        .route(
+            "/api/lifecycles",
+            get(lifecycles::list_lifecycles).post(lifecycles::create_lifecycle),
+        )
+        .route(
+            "/api/lifecycles/{id}",
+            get(lifecycles::get_lifecycle).delete(lifecycles::delete_lifecycle),
+        )
+        .route(
+            "/api/projects/{id}/lifecycle",
+            put(lifecycles::put_project_lifecycle),
         )
         .route(
             "/api/projects",
