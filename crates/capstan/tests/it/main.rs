@@ -13,6 +13,7 @@ mod deployments;
 mod dev;
 mod haproxy;
 mod identity;
+mod lifecycles;
 mod observability;
 mod outage;
 mod projects;
