@@ -66,3 +66,45 @@ pub struct LifecycleList {
 pub struct ProjectLifecycle {
     pub lifecycle_id: Option<i64>,
 }
+
+use reqwest::Method;
+
+use crate::{ApiClient, ClientError};
+
+impl ApiClient {
+    /// `GET /api/lifecycles`.
+    pub async fn list_lifecycles(&self) -> Result<LifecycleList, ClientError> {
+        self.call(Method::GET, "/api/lifecycles", None::<&()>).await
+    }
+
+    /// A lifecycle by id, or by name (in any case).
+    pub async fn find_lifecycle(&self, name_or_id: &str) -> Result<LifecycleResponse, ClientError> {
+        self.list_lifecycles()
+            .await?
+            .items
+            .into_iter()
+            .find(|l| l.id.to_string() == name_or_id || l.name.eq_ignore_ascii_case(name_or_id))
+            .ok_or_else(|| {
+                crate::access::not_found(format!("no lifecycle is named `{name_or_id}`"))
+            })
+    }
+
+    /// `POST /api/lifecycles`.
+    pub async fn create_lifecycle(
+        &self,
+        request: &LifecycleRequest,
+    ) -> Result<LifecycleResponse, ClientError> {
+        self.call(Method::POST, "/api/lifecycles", Some(request))
+            .await
+    }
+
+    /// `DELETE /api/lifecycles/{id}`.
+    pub async fn delete_lifecycle(&self, id: i64) -> Result<(), ClientError> {
+        self.call(
+            Method::DELETE,
+            &format!("/api/lifecycles/{id}"),
+            None::<&()>,
+        )
+        .await
+    }
+}

@@ -207,3 +207,56 @@ async fn bad_lifecycles_are_refused_naming_the_field() {
     assert_eq!(status, 422, "{body}");
     assert_eq!(body["errors"][0]["field"], "lifecycle_id");
 }
+
+async fn cli(server: &str, args: &[&str]) -> (bool, String) {
+    let server = server.to_owned();
+    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        crate::cli::capstan(&server, &args)
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn the_cli_creates_lists_shows_and_deletes_lifecycles() {
+    let cluster = TestCluster::start(1).await;
+    let server = cluster.node(0).url();
+    let client = cluster.node(0).client();
+    for environment in ["Dev", "Test", "Staging", "Production"] {
+        ensure_environment(&client, environment).await;
+    }
+    let (ok, out) = cli(
+        &server,
+        &[
+            "lifecycles",
+            "create",
+            "Standard",
+            "--phase",
+            "Dev=Dev",
+            "--phase",
+            "Test=Test,Staging:1",
+            "--phase",
+            "Prod=Production",
+        ],
+    )
+    .await;
+    assert!(ok, "{out}");
+    assert!(out.contains("created lifecycle"), "{out}");
+    let (ok, out) = cli(&server, &["lifecycles", "show", "standard"]).await;
+    assert!(ok, "{out}");
+    assert!(out.contains("at least 1 of Staging, Test"), "{out}");
+    let (ok, out) = cli(&server, &["lifecycles", "list"]).await;
+    assert!(ok && out.contains("Standard"), "{out}");
+    let (ok, out) = cli(
+        &server,
+        &["lifecycles", "create", "Bad", "--phase", "Dev=Dev,Dev"],
+    )
+    .await;
+    assert!(!ok && out.contains("phases[0].environments[1]"), "{out}");
+    let (ok, out) = cli(&server, &["lifecycles", "delete", "Standard"]).await;
+    assert!(ok, "{out}");
+    let (_, out) = cli(&server, &["lifecycles", "list"]).await;
+    assert!(!out.contains("Standard"), "{out}");
+}
