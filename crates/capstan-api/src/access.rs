@@ -282,6 +282,6 @@ impl ApiClient {
     }
 }
 
-fn not_found(detail: String) -> ClientError {
+pub(crate) fn not_found(detail: String) -> ClientError {
     ClientError::Api(Problem::new(404, "Not Found", detail))
 }

@@ -44,6 +44,7 @@ pub mod command;
 pub mod deployment;
 pub mod duration;
 pub mod error_chain;
+pub mod lifecycle;
 pub mod names;
 pub mod node;
 pub mod package;

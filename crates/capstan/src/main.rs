@@ -6,6 +6,7 @@ mod audit;
 mod dashboard;
 mod deployments;
 mod dev;
+mod lifecycles;
 mod login;
 mod master_key;
 mod nodes;
@@ -63,6 +64,8 @@ enum Command {
     Teams(teams::TeamsArgs),
     /// List the built-in roles; create, change and delete custom ones.
     Roles(roles::RolesArgs),
+    /// List, show, create and delete lifecycles (the order releases are promoted in).
+    Lifecycles(lifecycles::LifecyclesArgs),
     /// Deploy a project's release to an environment, optionally following it to the end.
     Deploy(Box<deployments::DeployArgs>),
     /// List and show deployments, cancel or abandon them, answer their questions.
@@ -118,6 +121,7 @@ fn main() -> ExitCode {
         Command::ApiKeys(args) => run_client(users::api_keys(args)),
         Command::Teams(args) => run_client(teams::run(args)),
         Command::Roles(args) => run_client(roles::run(args)),
+        Command::Lifecycles(args) => run_client(lifecycles::run(args)),
         Command::Deploy(args) => run_client(deployments::deploy(*args)),
         Command::Deployments(args) => run_client(deployments::run(args)),
         Command::Login(args) => run_client(login::login(args)),

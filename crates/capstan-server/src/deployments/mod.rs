@@ -23,7 +23,7 @@ use capstan_db::{
     audit::Actor as AuditActor,
     deployments as db,
     deployments::{DeploymentRow, Fence, NewDeployment},
-    releases,
+    lifecycles, releases,
 };
 use time::OffsetDateTime;
 
@@ -51,6 +51,9 @@ pub enum DeploymentError {
     /// Not possible in the state the deployment or question is in.
     #[error("{0}")]
     Conflict(String),
+    /// The project's lifecycle does not let the release into the environment yet.
+    #[error("{0}")]
+    NotPromoted(String),
     /// Stored data this node cannot read.
     #[error("{0}")]
     Stored(String),
@@ -240,6 +243,7 @@ pub async fn create(
     if !problems.is_empty() {
         return Err(problems.into());
     }
+    check_lifecycle(ctx, &release, &environment).await?;
     let options = serde_json::to_value(options_of(request))
         .map_err(|e| DeploymentError::Stored(e.to_string()))?;
     let mut tx = db.begin().await.map_err(DbError::from)?;
@@ -278,6 +282,29 @@ pub async fn create(
     tx.commit().await.map_err(DbError::from)?;
     ctx.runner.wake();
     Ok(id)
+}
+
+/// Refuses a release its project's lifecycle does not let into `environment` yet. A
+/// project without a lifecycle may deploy anything anywhere.
+async fn check_lifecycle(
+    ctx: &NodeContext,
+    release: &releases::ReleaseRow,
+    environment: &agents::EnvironmentRow,
+) -> Result<(), DeploymentError> {
+    let mut conn = ctx.pools.api.acquire().await.map_err(DbError::from)?;
+    let Some(lifecycle) = lifecycles::of_project(&mut conn, release.project_id).await? else {
+        return Ok(());
+    };
+    let succeeded = lifecycles::succeeded_environments(&mut *conn, release.id).await?;
+    capstan_core::lifecycle::may_deploy(&lifecycle.phases, environment.id, &succeeded).map_err(
+        |refusal| {
+            DeploymentError::NotPromoted(refusal.describe(
+                &release.version,
+                &environment.name,
+                &lifecycle.row.name,
+            ))
+        },
+    )
 }
 
 /// A deployment as its audit rows show it: its summary, with the options it was asked

@@ -190,6 +190,20 @@ pub const ROUTES: &[(&str, &str, Requirement)] = &[
         R::Environment(P::ManageEnvironments),
     ),
     ("GET", "/api/dashboard", R::Listed),
+    // A lifecycle names environments: reading one needs `view` everywhere.
+    ("GET", "/api/lifecycles", R::System(P::View)),
+    ("POST", "/api/lifecycles", R::System(P::ManageEnvironments)),
+    ("GET", "/api/lifecycles/{id}", R::System(P::View)),
+    (
+        "DELETE",
+        "/api/lifecycles/{id}",
+        R::System(P::ManageEnvironments),
+    ),
+    (
+        "PUT",
+        "/api/projects/{id}/lifecycle",
+        R::Project(P::ManageProjects),
+    ),
     ("GET", "/api/projects", R::Listed),
     ("POST", "/api/projects", R::System(P::ManageProjects)),
     ("GET", "/api/projects/{id}", R::Project(P::View)),

@@ -153,7 +153,9 @@ impl From<crate::deployments::DeploymentError> for ApiError {
         match error {
             DeploymentError::Invalid(problems) => problems.into(),
             DeploymentError::NotFound(detail) => Self::not_found(detail),
-            DeploymentError::Conflict(detail) => Self::conflict(detail),
+            DeploymentError::Conflict(detail) | DeploymentError::NotPromoted(detail) => {
+                Self::conflict(detail)
+            }
             e @ DeploymentError::Stored(_) => Self::internal(&e),
             DeploymentError::Db(e) => Self::from_db(e, String::new),
         }

@@ -13,6 +13,7 @@ mod download;
 mod error;
 mod extract;
 mod health;
+mod lifecycles;
 mod log_reader;
 mod login;
 mod master_key;
@@ -125,6 +126,18 @@ pub fn router(ctx: Arc<NodeContext>) -> Router {
                 .delete(agents::delete_environment),
         )
         .route("/api/dashboard", get(dashboard::get_dashboard))
+        .route(
+            "/api/lifecycles",
+            get(lifecycles::list_lifecycles).post(lifecycles::create_lifecycle),
+        )
+        .route(
+            "/api/lifecycles/{id}",
+            get(lifecycles::get_lifecycle).delete(lifecycles::delete_lifecycle),
+        )
+        .route(
+            "/api/projects/{id}/lifecycle",
+            put(lifecycles::put_project_lifecycle),
+        )
         .route(
             "/api/projects",
             get(projects::list_projects).post(projects::create_project),

@@ -51,13 +51,17 @@ use capstan_api::deployments::{
     DeploymentPage, DeploymentResponse, DeploymentSummary, GridStep, GridTarget, Intervention,
     StopRequest,
 };
+use capstan_api::lifecycles::{
+    LifecycleList, LifecycleRequest, LifecycleResponse, PhaseBody, PhaseRule, ProjectLifecycle,
+};
 use capstan_core::deployment::{
     CellState, DeploymentState, InterventionAnswer, InterventionKind, OfflineTargets,
 };
 
 use super::{
-    access, agent_protocol, agents, artifacts, audit, dashboard, deployments, login, master_key,
-    nodes, packages, projects, releases, roles, scripts, task_logs, tasks, teams, users,
+    access, agent_protocol, agents, artifacts, audit, dashboard, deployments, lifecycles, login,
+    master_key, nodes, packages, projects, releases, roles, scripts, task_logs, tasks, teams,
+    users,
 };
 
 #[derive(OpenApi)]
@@ -74,6 +78,8 @@ use super::{
         agents::list_agents, agents::get_agent, agents::update_agent, agents::delete_agent,
         agents::create_environment, agents::list_environments, agents::get_environment,
         agents::update_environment, agents::delete_environment,
+        lifecycles::create_lifecycle, lifecycles::list_lifecycles, lifecycles::get_lifecycle,
+        lifecycles::delete_lifecycle, lifecycles::put_project_lifecycle,
         agent_protocol::poll, agent_protocol::ack, agent_protocol::output,
         agent_protocol::result, agent_protocol::package,
         scripts::run_script, scripts::task_commands,
@@ -128,6 +134,7 @@ use super::{
         RoleResponse, RoleList, CreateRoleRequest, UpdateRoleRequest, TeamResponse, TeamList,
         CreateTeamRequest, UpdateTeamRequest, MemberResponse, MemberList, AddMemberRequest,
         GrantResponse, GrantList, CreateGrantRequest,
+        LifecycleRequest, LifecycleResponse, LifecycleList, PhaseBody, PhaseRule, ProjectLifecycle,
     )),
     modifiers(&BearerAuth, &GenericResponses, &AccessRequirements),
     security(("api_key" = []), ("session" = []))

@@ -14,6 +14,7 @@ mod deployments;
 mod dev;
 mod haproxy;
 mod identity;
+mod lifecycles;
 mod observability;
 mod outage;
 mod projects;

@@ -105,6 +105,8 @@ impl World {
             self.victim_team.to_string()
         } else if path.starts_with("/api/roles/") {
             self.custom_role.to_string()
+        } else if path.starts_with("/api/lifecycles/") {
+            "1".to_owned()
         } else {
             String::new()
         };
