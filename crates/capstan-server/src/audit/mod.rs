@@ -201,22 +201,17 @@ impl FromRequestParts<std::sync::Arc<crate::node::NodeContext>> for RequestAddre
         parts: &mut Parts,
         ctx: &std::sync::Arc<crate::node::NodeContext>,
     ) -> Result<Self, Self::Rejection> {
-        let Some(peer) = parts
+        let peer = parts
             .extensions
             .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-            .map(|info| info.0.ip())
-        else {
-            return Ok(Self(None));
-        };
-        let forwarded: Vec<&str> = parts
-            .headers
-            .get_all("x-forwarded-for")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .collect();
-        Ok(Self(Some(
-            crate::http::client_addr::client_addr(peer, &forwarded, &ctx.settings.trusted_proxies)
-                .to_string(),
-        )))
+            .map(|info| info.0.ip());
+        Ok(Self(
+            crate::http::client_addr::of_request(
+                peer,
+                &parts.headers,
+                &ctx.settings.trusted_proxies,
+            )
+            .map(|ip| ip.to_string()),
+        ))
     }
 }

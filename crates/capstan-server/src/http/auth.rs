@@ -22,7 +22,7 @@ use axum::{
 use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
 
-use super::{ApiError, client_addr::client_addr};
+use super::{ApiError, client_addr};
 use crate::{
     identity::{ClientAddress, Principal, keys, sessions},
     node::NodeContext,
@@ -192,15 +192,8 @@ pub(crate) fn client_address(
     headers: &HeaderMap,
     peer: Option<SocketAddr>,
 ) -> String {
-    let Some(peer) = peer.map(|p| p.ip()) else {
-        return "unknown".to_owned();
-    };
-    let forwarded: Vec<&str> = headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .collect();
-    client_addr(peer, &forwarded, &ctx.settings.trusted_proxies).to_string()
+    client_addr::of_request(peer.map(|p| p.ip()), headers, &ctx.settings.trusted_proxies)
+        .map_or_else(|| "unknown".to_owned(), |ip| ip.to_string())
 }
 
 /// Compares digests so the time taken does not reveal how much of a key was right.

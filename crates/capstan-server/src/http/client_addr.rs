@@ -34,6 +34,21 @@ pub fn client_addr(peer: IpAddr, forwarded_for: &[&str], trusted: &[IpNet]) -> I
     candidate
 }
 
+/// The client's address of a request from `peer` with `headers`; none without a peer
+/// (a request that did not come through the listener).
+pub fn of_request(
+    peer: Option<IpAddr>,
+    headers: &axum::http::HeaderMap,
+    trusted: &[IpNet],
+) -> Option<IpAddr> {
+    let forwarded: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    peer.map(|peer| client_addr(peer, &forwarded, trusted))
+}
+
 /// Accepts `1.2.3.4`, `1.2.3.4:5678`, `::1` and `[::1]:5678`.
 fn parse_entry(entry: &str) -> Option<IpAddr> {
     if let Ok(ip) = entry.parse() {

@@ -23,8 +23,7 @@ use capstan_db::{
 };
 
 use super::{
-    ApiError,
-    client_addr::client_addr,
+    ApiError, client_addr,
     extract::{ApiJson, ApiPath, ApiQuery},
     paging::Keyset,
 };
@@ -44,17 +43,16 @@ fn caller(
     peer: Option<SocketAddr>,
     headers: &HeaderMap,
 ) -> Caller {
-    let forwarded: Vec<&str> = headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .collect();
     Caller {
         who: principal.map_or_else(|| "admin key".to_owned(), |p| p.0.to_string()),
         by,
         note: String::new(),
-        address: peer
-            .map(|p| client_addr(p.ip(), &forwarded, &ctx.settings.trusted_proxies).to_string()),
+        address: client_addr::of_request(
+            peer.map(|p| p.ip()),
+            headers,
+            &ctx.settings.trusted_proxies,
+        )
+        .map(|ip| ip.to_string()),
     }
 }
 

@@ -10,7 +10,7 @@ use axum::{
 };
 use tracing::{Instrument, Level, field::Empty};
 
-use super::client_addr::client_addr;
+use super::client_addr;
 use crate::{identity::Principal, node::NodeContext};
 
 /// Routes an orchestrator or a load balancer calls every few seconds: logged at debug
@@ -53,13 +53,7 @@ pub(crate) async fn observe(
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|info| info.0.ip());
-    let forwarded: Vec<&str> = request
-        .headers()
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .collect();
-    let client = peer.map(|peer| client_addr(peer, &forwarded, &ctx.settings.trusted_proxies));
+    let client = client_addr::of_request(peer, request.headers(), &ctx.settings.trusted_proxies);
     let client_text = client.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
 
     // An agent's poll waits up to a minute and a node holds thousands of them: each
