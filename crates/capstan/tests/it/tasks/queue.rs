@@ -585,7 +585,11 @@ async fn the_queue_metrics_count_what_happened() {
             .await
             .ok()?
             .items;
-        let periodic = ["task-history-retention", "blob-retention"];
+        let periodic = [
+            "task-history-retention",
+            "blob-retention",
+            "audit-retention",
+        ];
         periodic
             .iter()
             .all(|kind| items.iter().any(|t| t.kind == *kind))
