@@ -291,6 +291,31 @@ pub enum BlockedBy {
         environment: String,
         tags: Vec<String>,
     },
+    /// The deployment waits for approvals before it starts.
+    AwaitingApproval {
+        /// Approvals given so far.
+        given: u32,
+        /// Approvals it needs.
+        needed: u32,
+        /// The team whose members may approve.
+        team: String,
+        /// False when the person who queued the deployment may not approve it.
+        deployer_may_approve: bool,
+    },
+    /// A freeze window is open where the deployment would run.
+    Freeze {
+        window: String,
+        /// When the window closes and the deployment may start.
+        #[serde(with = "crate::timestamp")]
+        #[schema(value_type = String, format = DateTime)]
+        until: OffsetDateTime,
+    },
+    /// The deployment was scheduled to start later.
+    Scheduled {
+        #[serde(with = "crate::timestamp")]
+        #[schema(value_type = String, format = DateTime)]
+        at: OffsetDateTime,
+    },
 }
 
 /// A node's load, as the task cap sees it.
@@ -362,6 +387,23 @@ impl BlockedBy {
                 "no enabled, healthy agent of environment {environment} carries any of the tags {}",
                 tags.join(", ")
             ),
+            Self::AwaitingApproval {
+                given,
+                needed,
+                team,
+                deployer_may_approve,
+            } => format!(
+                "awaiting approval: {given} of {needed} from team {team}{}",
+                if *deployer_may_approve {
+                    ""
+                } else {
+                    ", not from the person who queued it"
+                }
+            ),
+            Self::Freeze { window, until } => {
+                format!("freeze window `{window}` is open until {}", at(until))
+            }
+            Self::Scheduled { at: when } => format!("scheduled to start at {}", at(when)),
         }
     }
 }

@@ -122,7 +122,9 @@ const SELECT_DEPLOYMENT: &str = "SELECT d.id, d.task_id, d.project_id, p.name AS
              ELSE d.state END AS state,
         coalesce(d.error, CASE WHEN d.state IN ('queued', 'running', 'awaiting_intervention')
                   THEN t.error END) AS error,
-        d.stopped_by, d.queued_at, coalesce(d.started_at, t.started_at) AS started_at,
+        d.stopped_by, d.queued_at,
+        -- A held deployment's task was claimed only to find it may not start yet.
+        coalesce(d.started_at, CASE WHEN d.held IS NULL THEN t.started_at END) AS started_at,
         coalesce(d.finished_at, CASE WHEN d.state IN ('queued', 'running', 'awaiting_intervention')
                   THEN t.finished_at END) AS finished_at,
         d.rollback_of

@@ -32,6 +32,9 @@ pub struct Outcome {
     /// Succeeded, failed or cancelled.
     pub state: TaskState,
     pub error: Option<String>,
+    /// For a task handed back to the queue (`state` queued, parked): when a node may
+    /// claim it again by itself; `None` waits for its service to un-park it.
+    pub parked_until: Option<OffsetDateTime>,
 }
 
 /// What one claim cycle did.
@@ -76,8 +79,9 @@ pub async fn complete_and_claim(
     let statement = client
         .prepare_cached(
             "WITH o AS (
-                SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[], $4::text[])
-                    AS o(id, attempt, state, error)
+                SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[], $4::text[],
+                                     $10::timestamptz[])
+                    AS o(id, attempt, state, error, parked_until)
              ), done AS (
                 UPDATE tasks t SET state = o.state, lease_expires_at = NULL,
                     -- `queued`: parked until an operator answers (see `parked`).
@@ -85,7 +89,8 @@ pub async fn complete_and_claim(
                     finished_at = CASE WHEN o.state = 'queued' THEN NULL
                                        ELSE statement_timestamp() END,
                     node_id = CASE WHEN o.state = 'queued' THEN NULL ELSE t.node_id END,
-                    parked = (o.state = 'queued')
+                    parked = (o.state = 'queued'),
+                    parked_until = CASE WHEN o.state = 'queued' THEN o.parked_until END
                 FROM o
                 WHERE t.id = o.id AND t.attempt = o.attempt AND t.node_id = $5
                   AND t.state = 'running'
@@ -100,7 +105,8 @@ pub async fn complete_and_claim(
                 WHERE concurrency_key IS NOT NULL LIMIT 1
              ), candidates AS (
                 SELECT t.id FROM tasks t
-                WHERE t.state = 'queued' AND NOT t.parked
+                WHERE t.state = 'queued'
+                  AND (NOT t.parked OR t.parked_until <= statement_timestamp())
                   AND array_position($8, t.kind) IS NOT NULL
                   AND (t.concurrency_key IS NULL OR NOT EXISTS (
                         SELECT 1 FROM tasks k
@@ -111,7 +117,7 @@ pub async fn complete_and_claim(
                 FOR UPDATE OF t SKIP LOCKED
              ), claimed AS (
                 UPDATE tasks t SET state = 'running', node_id = $5, attempt = t.attempt + 1,
-                    started_at = statement_timestamp(),
+                    started_at = statement_timestamp(), parked = false, parked_until = NULL,
                     lease_expires_at = statement_timestamp() + $7 * interval '1 millisecond'
                 FROM candidates c WHERE t.id = c.id
                 RETURNING t.id, t.kind, t.args, t.attempt, t.queued_at, t.started_at
@@ -127,6 +133,8 @@ pub async fn complete_and_claim(
     let attempts: Vec<i32> = outcomes.iter().map(|o| o.attempt).collect();
     let states: Vec<&str> = outcomes.iter().map(|o| o.state.as_str()).collect();
     let errors: Vec<Option<&str>> = outcomes.iter().map(|o| o.error.as_deref()).collect();
+    let parked_until: Vec<Option<OffsetDateTime>> =
+        outcomes.iter().map(|o| o.parked_until).collect();
     let rows = client
         .query(
             &statement,
@@ -140,6 +148,7 @@ pub async fn complete_and_claim(
                 &millis(claimer.lease_ttl),
                 &claimer.kinds,
                 &TASKS_CHANNEL,
+                &parked_until,
             ],
         )
         .await?;

@@ -6,6 +6,7 @@
 mod actions;
 mod dispatch;
 mod engine;
+pub mod gates;
 
 use std::{collections::HashSet, sync::Arc, time::Duration};
 
@@ -260,6 +261,9 @@ pub async fn create(
         ctx.state.id,
     )
     .await?;
+    if let gates::Gate::Cancel { why } = gates::at_queue(ctx, &mut tx, id).await? {
+        return Err(DeploymentError::Conflict(why));
+    }
     let created = db::get(&mut *tx, id).await?;
     let rollback = if resolved.rollback_of.is_some() {
         "rollback: "
@@ -660,6 +664,25 @@ pub async fn run(run: TaskRun, id: i64) -> Result<Ran, String> {
         attempt: run.attempt,
     };
     let log = run.log.clone();
+    let db = &ctx.pools.api;
+    match gates::at_claim(&ctx, id)
+        .await
+        .map_err(|e| format!("cannot check whether deployment {id} may start: {e}"))?
+    {
+        gates::Gate::Open => {}
+        gates::Gate::Hold { reason, until } => {
+            let why = format!("deployment {id} may not start yet: {}", reason.in_words());
+            log.info(format!("{why}; it waits in the queue, holding no slot"));
+            return Ok(Ran::Parked { why, until });
+        }
+        gates::Gate::Cancel { why } => {
+            db::set_state(db, fence, id, DeploymentState::Cancelled, Some(&why))
+                .await
+                .map_err(|e| format!("cannot record that deployment {id} is cancelled: {e}"))?;
+            log.warn(format!("deployment {id} is cancelled: {why}"));
+            return Ok(Ran::Cancelled { why });
+        }
+    }
     let loaded = load(&run, id)
         .await
         .map_err(|e| format!("cannot start deployment {id}: {e}"))?;
@@ -668,7 +691,6 @@ pub async fn run(run: TaskRun, id: i64) -> Result<Ran, String> {
         ended = engine.run() => Some(ended),
         () = run.stop.cancelled() => None,
     };
-    let db = &ctx.pools.api;
     if matches!(ended, Some(Ok(_) | Err(engine::EngineError::Park))) {
         engine.flush_output().await;
     }
@@ -710,7 +732,7 @@ pub async fn run(run: TaskRun, id: i64) -> Result<Ran, String> {
             log.info(format!(
                 "{why}; it gives its slot back and waits in the queue until answered"
             ));
-            Ok(Ran::Parked { why })
+            Ok(Ran::Parked { why, until: None })
         }
         Some(Err(e)) => {
             let why = format!("the engine stopped: {e}");

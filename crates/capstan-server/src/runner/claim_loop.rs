@@ -176,6 +176,7 @@ fn accept(
                 attempt: finished.attempt,
                 state,
                 error,
+                parked_until: finished.parked_until,
             });
             pending_kinds.push((finished.kind, finished.logged));
         }

@@ -60,6 +60,8 @@ struct Finished {
     kind: String,
     /// `None` when the run was fenced off: there is nothing it may write.
     outcome: Option<(TaskState, Option<String>)>,
+    /// A parked run's time to be claimed again (see [`kinds::Ran::Parked`]).
+    parked_until: Option<time::OffsetDateTime>,
     /// The run stored some of the task's log, to be compacted once the outcome is in.
     logged: bool,
 }

@@ -46,6 +46,7 @@ pub(crate) fn start(ctx: &Arc<NodeContext>, task: ClaimedTask, sent: Option<Sent
                     ctx.state.name, task.kind
                 )),
             )),
+            parked_until: None,
             logged: false,
         });
         return;
@@ -81,6 +82,7 @@ pub(crate) fn start(ctx: &Arc<NodeContext>, task: ClaimedTask, sent: Option<Sent
             }
         };
         let stop_reason = reason.lock().expect("reason lock").clone();
+        let mut parked_until = None;
         let outcome = match (ended, stop_reason) {
             (_, Some(StopReason::Fenced(why))) => {
                 tracing::warn!(node.name = %node_name, task.id = task.id, task.attempt = task.attempt, "abandoned task {}: {why}", task.id);
@@ -88,7 +90,11 @@ pub(crate) fn start(ctx: &Arc<NodeContext>, task: ClaimedTask, sent: Option<Sent
             }
             (Some(Ok(Ok(Ran::Done))), _) => Some((TaskState::Succeeded, None)),
             // Back to the queue until an operator answers; the slot is freed with it.
-            (Some(Ok(Ok(Ran::Parked { why }))), _) => Some((TaskState::Queued, Some(why))),
+            (Some(Ok(Ok(Ran::Parked { why, until }))), _) => {
+                parked_until = until;
+                Some((TaskState::Queued, Some(why)))
+            }
+            (Some(Ok(Ok(Ran::Cancelled { why }))), _) => Some((TaskState::Cancelled, Some(why))),
             (Some(Ok(Err(reason))), _) => Some((TaskState::Failed, Some(reason))),
             (Some(Err(join)), _) if join.is_panic() => {
                 tracing::error!(task.id = task.id, "task {} panicked: {join}", task.id);
@@ -118,6 +124,7 @@ pub(crate) fn start(ctx: &Arc<NodeContext>, task: ClaimedTask, sent: Option<Sent
             attempt: task.attempt,
             kind: task.kind,
             outcome,
+            parked_until,
             logged,
         });
     });

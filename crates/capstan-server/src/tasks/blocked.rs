@@ -41,6 +41,16 @@ pub async fn look_up(pool: &sqlx::PgPool, ids: &[i64]) -> Result<HashMap<i64, Bl
             blocked.summary = summary(&blocked.reasons);
         }
     }
+    // A deployment held by one of its gates (approvals, a freeze, its schedule)
+    // waits for that alone.
+    for (task, reason) in capstan_db::held::reasons(&mut *db, &ids).await? {
+        if let (Some(blocked), Ok(reason)) = (found.get_mut(&task), serde_json::from_value(reason))
+        {
+            blocked.reasons = vec![reason];
+            blocked.ahead.clear();
+            blocked.summary = summary(&blocked.reasons);
+        }
+    }
     // A key held by a deployment's task names the deployment too.
     let holders: Vec<i64> = waiting.tasks.iter().filter_map(|t| t.key_holder).collect();
     if !holders.is_empty() {

@@ -79,11 +79,17 @@ impl StopCause {
 pub enum Ran {
     /// The task is done: it succeeded.
     Done,
-    /// The task waits for an operator: it goes back to the queue, parked, holding no
-    /// slot of any node's task cap, until what it waits for is given (its kind's
-    /// service un-parks it); a node then claims it again and its next attempt goes on
-    /// from what the last one stored.
-    Parked { why: String },
+    /// The task waits for an operator or a time: it goes back to the queue, parked,
+    /// holding no slot of any node's task cap, until what it waits for is given (its
+    /// kind's service un-parks it) or `until` has come; a node then claims it again
+    /// and its next attempt goes on from what the last one stored.
+    Parked {
+        why: String,
+        until: Option<time::OffsetDateTime>,
+    },
+    /// The task will not run: it ends cancelled, for the reason given (a deployment
+    /// whose `no_deploy_after` passed before it could start).
+    Cancelled { why: String },
 }
 
 /// A kind of task.

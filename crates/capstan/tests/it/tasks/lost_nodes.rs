@@ -249,6 +249,7 @@ async fn writes_under_a_stale_attempt_are_refused() {
         attempt: 1,
         state: TaskState::Succeeded,
         error: None,
+        parked_until: None,
     };
     let cycle = queue::complete_and_claim(&pools.liveness, a, &[stale], 0)
         .await
@@ -267,6 +268,7 @@ async fn writes_under_a_stale_attempt_are_refused() {
         attempt: 2,
         state: TaskState::Failed,
         error: None,
+        parked_until: None,
     };
     let cycle = queue::complete_and_claim(&pools.liveness, a, &[forged], 0)
         .await
@@ -278,6 +280,7 @@ async fn writes_under_a_stale_attempt_are_refused() {
         attempt: 2,
         state: TaskState::Succeeded,
         error: None,
+        parked_until: None,
     };
     let cycle = queue::complete_and_claim(&pools.liveness, b, &[current], 0)
         .await
