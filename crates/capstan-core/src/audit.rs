@@ -13,15 +13,19 @@ pub enum ActorKind {
     Agent,
     /// Nobody proven yet: a failed login.
     Anonymous,
+    /// A node acting by itself: a lifecycle's automatic deployment, an automatic
+    /// rollback, retention.
+    System,
 }
 
 impl ActorKind {
-    pub const ALL: [ActorKind; 5] = [
+    pub const ALL: [ActorKind; 6] = [
         Self::Person,
         Self::Service,
         Self::AdminKey,
         Self::Agent,
         Self::Anonymous,
+        Self::System,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -31,12 +35,13 @@ impl ActorKind {
             Self::AdminKey => "admin_key",
             Self::Agent => "agent",
             Self::Anonymous => "anonymous",
+            Self::System => "system",
         }
     }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("`{0}` is not an actor kind; use person, service, admin_key, agent or anonymous")]
+#[error("`{0}` is not an actor kind; use person, service, admin_key, agent, anonymous or system")]
 pub struct UnknownActorKind(pub String);
 
 state_text!(ActorKind, UnknownActorKind);
@@ -52,7 +57,7 @@ pub enum AuthMethod {
     Oidc,
     AgentCredential,
     RegistrationToken,
-    /// Nothing: a failed login.
+    /// Nothing: a failed login, or a node acting by itself.
     None,
 }
 

@@ -21,6 +21,20 @@ pub struct Actor {
     pub address: Option<String>,
 }
 
+impl Actor {
+    /// Node `node` acting by itself, for `what` (e.g. "lifecycle", "automatic rollback").
+    pub fn system(node: &str, what: &str) -> Self {
+        Self {
+            kind: ActorKind::System,
+            id: None,
+            name: format!("{what} on node {node}"),
+            method: AuthMethod::None,
+            credential: None,
+            address: None,
+        }
+    }
+}
+
 /// One audit row to append.
 #[derive(Debug, Clone)]
 pub struct NewEvent<'a> {
