@@ -71,6 +71,9 @@ pub struct DeploymentSummary {
     /// Set on a rollback: the deployment it rolls back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollback_of: Option<i64>,
+    /// A rollback the node queued by itself when `rollback_of` failed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub automatic_rollback: bool,
 }
 
 /// `GET /api/deployments/{id}`: the deployment, its grid and its questions.

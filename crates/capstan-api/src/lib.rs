@@ -8,6 +8,7 @@
 pub mod access;
 pub mod agents;
 pub mod audit;
+pub mod auto_rollbacks;
 pub mod client;
 pub mod dashboard;
 pub mod deployments;

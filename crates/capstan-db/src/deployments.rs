@@ -36,6 +36,8 @@ pub struct NewDeployment {
     pub on_node_lost: &'static str,
     /// The deployment this one rolls back, when it is a rollback.
     pub rollback_of: Option<i64>,
+    /// A rollback a node queued by itself when `rollback_of` failed.
+    pub automatic_rollback: bool,
 }
 
 /// Queues a deployment and the task that runs it in one transaction. The task's key
@@ -48,14 +50,16 @@ pub async fn queue(
 ) -> Result<(i64, i64), DbError> {
     let mut tx = db.begin().await?;
     let (id,): (i64,) = sqlx::query_as(
-        "INSERT INTO deployments (project_id, release_id, environment_id, options, rollback_of)
-         VALUES ($1, $2, $3, $4, $5) RETURNING id",
+        "INSERT INTO deployments (project_id, release_id, environment_id, options, rollback_of,
+                                  automatic_rollback)
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
     )
     .bind(new.project_id)
     .bind(new.release_id)
     .bind(new.environment_id)
     .bind(&new.options)
     .bind(new.rollback_of)
+    .bind(new.automatic_rollback)
     .fetch_one(&mut *tx)
     .await?;
     let key = format!("deploy:{}:{}", new.project_id, new.environment_id);
@@ -108,6 +112,8 @@ pub struct DeploymentRow {
     pub finished_at: Option<OffsetDateTime>,
     /// The deployment this one rolls back, when it is a rollback.
     pub rollback_of: Option<i64>,
+    /// The rollback was queued by a node when `rollback_of` failed.
+    pub automatic_rollback: bool,
 }
 
 /// A deployment's state as readers see it: the engine's, unless its task ended
@@ -127,7 +133,7 @@ const SELECT_DEPLOYMENT: &str = "SELECT d.id, d.task_id, d.project_id, p.name AS
         coalesce(d.started_at, CASE WHEN d.held IS NULL THEN t.started_at END) AS started_at,
         coalesce(d.finished_at, CASE WHEN d.state IN ('queued', 'running', 'awaiting_intervention')
                   THEN t.finished_at END) AS finished_at,
-        d.rollback_of
+        d.rollback_of, d.automatic_rollback
     FROM deployments d
     JOIN projects p ON p.id = d.project_id
     JOIN releases r ON r.id = d.release_id

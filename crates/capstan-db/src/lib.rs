@@ -13,6 +13,7 @@ pub mod access;
 pub mod agents;
 pub mod artifacts;
 pub mod audit;
+pub mod auto_rollbacks;
 pub mod blobs;
 pub mod blocked;
 pub mod dashboard;

@@ -46,6 +46,18 @@ enum ProjectsCommand {
     /// Save variables from a JSON file as `variables` printed it; a sensitive variable
     /// without a `value` keeps its value.
     VariablesPut { project: String, file: PathBuf },
+    /// Show, or with `--environment`/`--off` set, where a failed deployment of the
+    /// project is rolled back once, automatically.
+    AutoRollback {
+        project: String,
+        /// Roll back automatically in this environment (repeat for several); replaces
+        /// the list.
+        #[arg(long = "environment", conflicts_with = "off")]
+        environments: Vec<String>,
+        /// Turn automatic rollback off everywhere.
+        #[arg(long)]
+        off: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -120,6 +132,35 @@ pub async fn projects(args: ProjectsArgs) -> anyhow::Result<()> {
                 .create_project(&ProjectRequest { name, description })
                 .await?;
             outln!("created project {} ({})", project.id, project.name)?;
+        }
+        ProjectsCommand::AutoRollback {
+            project,
+            environments,
+            off,
+        } => {
+            let project = client.find_project(&project).await?;
+            let shown = if off || !environments.is_empty() {
+                client
+                    .set_auto_rollback(
+                        project.id,
+                        &capstan_api::auto_rollbacks::AutoRollback { environments },
+                    )
+                    .await?
+            } else {
+                client.auto_rollback(project.id).await?
+            };
+            if shown.environments.is_empty() {
+                outln!(
+                    "{}: a failed deployment is not rolled back automatically",
+                    project.name
+                )?;
+            } else {
+                outln!(
+                    "{}: a failed deployment to {} is rolled back once, automatically",
+                    project.name,
+                    shown.environments.join(", ")
+                )?;
+            }
         }
         ProjectsCommand::Delete { project } => {
             let project = client.find_project(&project).await?;

@@ -38,6 +38,11 @@ pub const AUDITED_ROUTES: &[(&str, &str, &str)] = &[
     ("post", "/api/lifecycles", "lifecycle.create"),
     ("delete", "/api/lifecycles/{id}", "lifecycle.delete"),
     ("put", "/api/projects/{id}/lifecycle", "project.lifecycle"),
+    (
+        "put",
+        "/api/projects/{id}/auto-rollback",
+        "project.auto_rollback",
+    ),
     ("post", "/api/projects", "project.create"),
     ("patch", "/api/projects/{id}", "project.update"),
     ("delete", "/api/projects/{id}", "project.delete"),

@@ -4,6 +4,7 @@
 //! [`DeploymentError`]; nothing here knows HTTP.
 
 mod actions;
+mod auto_rollback;
 mod dispatch;
 mod engine;
 pub mod gates;
@@ -257,6 +258,7 @@ pub async fn create(
             options,
             on_node_lost: NodeLostPolicy::Resume.as_str(),
             rollback_of: resolved.rollback_of,
+            automatic_rollback: false,
         },
         ctx.state.id,
     )
@@ -471,6 +473,7 @@ pub fn summary(row: DeploymentRow) -> DeploymentSummary {
         started_at: row.started_at,
         finished_at: row.finished_at,
         rollback_of: row.rollback_of,
+        automatic_rollback: row.automatic_rollback,
     }
 }
 
@@ -737,7 +740,7 @@ pub async fn run(run: TaskRun, id: i64) -> Result<Ran, String> {
         Some(Err(e)) => {
             let why = format!("the engine stopped: {e}");
             let _ = engine.release_everything().await;
-            let _ = db::set_state(db, fence, id, DeploymentState::Failed, Some(&why)).await;
+            let _ = record_end(&ctx, fence, id, DeploymentState::Failed, Some(&why), &log).await;
             Err(why)
         }
         Some(Ok(finished)) => {
@@ -745,9 +748,16 @@ pub async fn run(run: TaskRun, id: i64) -> Result<Ran, String> {
                 .release_everything()
                 .await
                 .map_err(|e| format!("cannot give back the deployment's locks: {e}"))?;
-            db::set_state(db, fence, id, finished.state, finished.error.as_deref())
-                .await
-                .map_err(|e| format!("cannot record how deployment {id} ended: {e}"))?;
+            record_end(
+                &ctx,
+                fence,
+                id,
+                finished.state,
+                finished.error.as_deref(),
+                &log,
+            )
+            .await
+            .map_err(|e| format!("cannot record how deployment {id} ended: {e}"))?;
             match finished.state {
                 DeploymentState::Succeeded => {
                     log.info(format!("deployment {id} succeeded"));
@@ -759,6 +769,43 @@ pub async fn run(run: TaskRun, id: i64) -> Result<Ran, String> {
             }
         }
     }
+}
+
+/// Records how deployment `id` ended and, in the same transaction, what its end sets
+/// off (a failure's automatic rollback), so that happens exactly once: only the attempt
+/// that holds the fence commits.
+async fn record_end(
+    ctx: &NodeContext,
+    fence: Fence,
+    id: i64,
+    state: DeploymentState,
+    error: Option<&str>,
+    log: &crate::runner::TaskLog,
+) -> Result<(), DbError> {
+    let mut tx = ctx.pools.api.begin().await?;
+    db::set_state(&mut *tx, fence, id, state, error).await?;
+    let rollback = if state == DeploymentState::Failed {
+        auto_rollback::after_failure(ctx, &mut tx, id).await?
+    } else {
+        auto_rollback::AfterFailure::NotAsked
+    };
+    tx.commit().await?;
+    match rollback {
+        auto_rollback::AfterFailure::NotAsked => {}
+        auto_rollback::AfterFailure::Skipped(why) => {
+            log.warn(format!("no automatic rollback: {why}"));
+        }
+        auto_rollback::AfterFailure::Queued {
+            deployment_id,
+            release,
+        } => {
+            log.warn(format!(
+                "automatic rollback: deployment {deployment_id} redeploys release {release}"
+            ));
+            ctx.runner.wake();
+        }
+    }
+    Ok(())
 }
 
 async fn load(run: &TaskRun, id: i64) -> Result<engine::Loaded, String> {

@@ -204,6 +204,17 @@ pub const ROUTES: &[(&str, &str, Requirement)] = &[
         "/api/projects/{id}/lifecycle",
         R::Project(P::ManageProjects),
     ),
+    (
+        "GET",
+        "/api/projects/{id}/auto-rollback",
+        R::Project(P::View),
+    ),
+    // The handler also checks `deploy` on each environment turned on.
+    (
+        "PUT",
+        "/api/projects/{id}/auto-rollback",
+        R::Project(P::ManageProjects),
+    ),
     ("GET", "/api/projects", R::Listed),
     ("POST", "/api/projects", R::System(P::ManageProjects)),
     ("GET", "/api/projects/{id}", R::Project(P::View)),

@@ -6,6 +6,7 @@ mod agents;
 mod artifacts;
 mod audit;
 mod auth;
+mod auto_rollbacks;
 pub mod client_addr;
 mod dashboard;
 mod deployments;
@@ -137,6 +138,10 @@ pub fn router(ctx: Arc<NodeContext>) -> Router {
         .route(
             "/api/projects/{id}/lifecycle",
             put(lifecycles::put_project_lifecycle),
+        )
+        .route(
+            "/api/projects/{id}/auto-rollback",
+            get(auto_rollbacks::get_auto_rollback).put(auto_rollbacks::put_auto_rollback),
         )
         .route(
             "/api/projects",

@@ -45,6 +45,7 @@ use utoipa::{
     },
 };
 
+use capstan_api::auto_rollbacks::AutoRollback;
 use capstan_api::dashboard::{Dashboard, DashboardCell, DashboardEnvironment, DashboardProject};
 use capstan_api::deployments::{
     Actor, AnswerRequest, Answered, Cell, CreateDeploymentRequest, DeploymentOptions,
@@ -59,9 +60,9 @@ use capstan_core::deployment::{
 };
 
 use super::{
-    access, agent_protocol, agents, artifacts, audit, dashboard, deployments, lifecycles, login,
-    master_key, nodes, packages, projects, releases, roles, scripts, task_logs, tasks, teams,
-    users,
+    access, agent_protocol, agents, artifacts, audit, auto_rollbacks, dashboard, deployments,
+    lifecycles, login, master_key, nodes, packages, projects, releases, roles, scripts, task_logs,
+    tasks, teams, users,
 };
 
 #[derive(OpenApi)]
@@ -80,6 +81,7 @@ use super::{
         agents::update_environment, agents::delete_environment,
         lifecycles::create_lifecycle, lifecycles::list_lifecycles, lifecycles::get_lifecycle,
         lifecycles::delete_lifecycle, lifecycles::put_project_lifecycle,
+        auto_rollbacks::get_auto_rollback, auto_rollbacks::put_auto_rollback,
         agent_protocol::poll, agent_protocol::ack, agent_protocol::output,
         agent_protocol::result, agent_protocol::package,
         scripts::run_script, scripts::task_commands,
@@ -135,6 +137,7 @@ use super::{
         CreateTeamRequest, UpdateTeamRequest, MemberResponse, MemberList, AddMemberRequest,
         GrantResponse, GrantList, CreateGrantRequest,
         LifecycleRequest, LifecycleResponse, LifecycleList, PhaseBody, PhaseRule, ProjectLifecycle,
+        AutoRollback,
     )),
     modifiers(&BearerAuth, &GenericResponses, &AccessRequirements),
     security(("api_key" = []), ("session" = []))

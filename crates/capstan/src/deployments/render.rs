@@ -329,14 +329,23 @@ pub fn describe(summary: &DeploymentSummary) -> String {
         summary.project, summary.release, summary.environment
     );
     match summary.rollback_of {
-        Some(of) => format!("rollback of {of}: {what}"),
+        Some(of) => format!("{}: {what}", rollback_label(summary, of)),
         None => what,
+    }
+}
+
+/// `rollback of 11`, or `automatic rollback of 11`.
+fn rollback_label(summary: &DeploymentSummary, of: i64) -> String {
+    if summary.automatic_rollback {
+        format!("automatic rollback of {of}")
+    } else {
+        format!("rollback of {of}")
     }
 }
 
 /// The last column of `deployments list`: whether it is a rollback, and its error.
 pub fn note(summary: &DeploymentSummary) -> String {
-    let rollback = summary.rollback_of.map(|of| format!("rollback of {of}"));
+    let rollback = summary.rollback_of.map(|of| rollback_label(summary, of));
     [rollback.as_deref(), summary.error.as_deref()]
         .into_iter()
         .flatten()
@@ -518,6 +527,7 @@ mod tests {
                 started_at: Some(T0),
                 finished_at: None,
                 rollback_of: None,
+                automatic_rollback: false,
             },
             options: DeploymentOptions::default(),
             blocked_by: None,

@@ -6,13 +6,25 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use capstan_testkit::eventually;
+
 use super::{Fleet, step};
 use crate::cli::capstan;
 
 /// A project whose single step fails when the release's `Outcome` is not `ok`, and
 /// one release per outcome, in order: (project, releases).
 async fn project_with_releases(fleet: &Fleet, name: &str, outcomes: &[&str]) -> (i64, Vec<i64>) {
-    let steps = json!([step("Check", "test \"#{Outcome}\" = ok")]);
+    project_running(fleet, name, "test \"#{Outcome}\" = ok", outcomes).await
+}
+
+/// As [`project_with_releases`], the step running `script`.
+async fn project_running(
+    fleet: &Fleet,
+    name: &str,
+    script: &str,
+    outcomes: &[&str],
+) -> (i64, Vec<i64>) {
+    let steps = json!([step("Check", script)]);
     let (project, first) = fleet
         .release(
             name,
@@ -255,5 +267,151 @@ async fn a_rollback_with_nothing_to_go_back_to_or_badly_asked_is_refused() {
         missing
             .to_string()
             .replace(&(project + 1000).to_string(), &project.to_string())
+    );
+}
+
+/// The automatic rollback of the deployment `failed` of `project`, once there is one.
+async fn automatic_rollback_of(fleet: &Fleet, project: i64, failed: i64) -> Value {
+    eventually(
+        Duration::from_secs(30),
+        &format!("an automatic rollback of deployment {failed}"),
+        || async {
+            let (_, page) = fleet
+                .api
+                .get(&format!("/api/deployments?project_id={project}"))
+                .await;
+            page["items"]
+                .as_array()?
+                .iter()
+                .find(|d| d["rollback_of"] == failed)
+                .cloned()
+        },
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_deployment_is_rolled_back_automatically_once_and_a_rollback_never_is() {
+    let fleet = Fleet::start(2, 1).await;
+    let broken = fleet.dir().join("broken");
+    let script = format!(
+        "test \"#{{Outcome}}\" = ok && test ! -e '{}'",
+        broken.display()
+    );
+    let (project, releases) = project_running(&fleet, "AutoBack", &script, &["ok", "broken"]).await;
+
+    // Asked for per project × environment; an unknown environment is named.
+    let path = format!("/api/projects/{project}/auto-rollback");
+    let (status, body) = fleet
+        .api
+        .put(&path, json!({ "environments": ["Nowhere"] }))
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body.to_string().contains("environments[0]"), "{body}");
+    let (status, body) = fleet
+        .api
+        .put(&path, json!({ "environments": ["Production"] }))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["environments"], json!(["Production"]));
+
+    // R1 succeeds, R2 fails: R1 comes back by itself, labelled.
+    let done = deploy_in_turn(&fleet, project, &releases).await;
+    let states: Vec<&str> = done.iter().map(|d| d["state"].as_str().unwrap()).collect();
+    assert_eq!(states, ["succeeded", "failed"]);
+    let failed = done[1]["id"].as_i64().unwrap();
+    let back = automatic_rollback_of(&fleet, project, failed).await;
+    assert_eq!(back["automatic_rollback"], true, "{back:#}");
+    assert_eq!(back["release_id"], releases[0], "{back:#}");
+    let back_id = back["id"].as_i64().unwrap();
+    let back = fleet
+        .wait_state(back_id, &["succeeded", "failed"], Duration::from_secs(60))
+        .await;
+    assert_eq!(back["state"], "succeeded", "{back:#}");
+    let log = fleet.log(&done[1]).await;
+    assert!(
+        log.contains(&format!("automatic rollback: deployment {back_id}")),
+        "{log}"
+    );
+
+    // The node queued it, and the audit log says so.
+    let (status, audit) = fleet
+        .api
+        .get(&format!(
+            "/api/audit?action=deployment.create&object_id={back_id}"
+        ))
+        .await;
+    assert_eq!(status, 200, "{audit}");
+    let row = &audit["items"][0];
+    assert_eq!(row["actor"]["kind"], "system", "{audit:#}");
+    assert!(
+        row["object"]["name"]
+            .as_str()
+            .unwrap()
+            .starts_with("automatic rollback: "),
+        "{audit:#}"
+    );
+
+    // Now every deployment fails: R2 again, then its automatic rollback to R1, which is
+    // not rolled back in turn.
+    std::fs::write(&broken, "").unwrap();
+    let again = deploy_in_turn(&fleet, project, &releases[1..]).await;
+    assert_eq!(again[0]["state"], "failed");
+    let again_id = again[0]["id"].as_i64().unwrap();
+    let second = automatic_rollback_of(&fleet, project, again_id).await;
+    let second = fleet
+        .wait_state(
+            second["id"].as_i64().unwrap(),
+            &["succeeded", "failed"],
+            Duration::from_secs(60),
+        )
+        .await;
+    assert_eq!(second["state"], "failed", "{second:#}");
+    let second_id = second["id"].as_i64().unwrap();
+    let log = eventually(
+        Duration::from_secs(30),
+        "the failed rollback's log to say it is not rolled back",
+        || async {
+            let log = fleet.log(&second).await;
+            log.contains("no automatic rollback").then_some(log)
+        },
+    )
+    .await;
+    assert!(log.contains("is itself a rollback"), "{log}");
+    let (_, page) = fleet
+        .api
+        .get(&format!("/api/deployments?project_id={project}"))
+        .await;
+    let items = page["items"].as_array().unwrap();
+    assert_eq!(items.len(), 5, "{page:#}");
+    assert!(
+        items.iter().all(|d| d["rollback_of"] != second_id),
+        "{page:#}"
+    );
+    let rollbacks_of_again = items
+        .iter()
+        .filter(|d| d["rollback_of"] == again_id)
+        .count();
+    assert_eq!(rollbacks_of_again, 1, "{page:#}");
+
+    // The CLI shows the setting and labels the rollbacks.
+    let server = fleet.cluster.node(0).url();
+    let (ok, out) = tokio::task::spawn_blocking(move || {
+        let shown = capstan(&server, &["projects", "auto-rollback", "AutoBack"]);
+        let listed = capstan(&server, &["deployments", "list", "--project", "AutoBack"]);
+        (shown.0 && listed.0, format!("{}\n{}", shown.1, listed.1))
+    })
+    .await
+    .unwrap();
+    assert!(ok, "{out}");
+    assert!(
+        out.contains(
+            "AutoBack: a failed deployment to Production is rolled back once, automatically"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("automatic rollback of {failed}")),
+        "{out}"
     );
 }
