@@ -252,6 +252,26 @@ pub const ROUTES: &[(&str, &str, Requirement)] = &[
         "/api/deployments/{id}/interventions/{iid}",
         R::Deployment(P::AnswerInterventions),
     ),
+    // Approvals: rules need `manage_environments` on their environment (checked by the
+    // handler); deciding needs membership of the rule's team (checked by the service).
+    ("GET", "/api/approval-rules", R::Listed),
+    (
+        "PUT",
+        "/api/approval-rules",
+        R::InHandler(P::ManageEnvironments),
+    ),
+    (
+        "DELETE",
+        "/api/approval-rules/{id}",
+        R::InHandler(P::ManageEnvironments),
+    ),
+    ("GET", "/api/approvals", R::Listed),
+    (
+        "POST",
+        "/api/deployments/{id}/approve",
+        R::Deployment(P::View),
+    ),
+    ("POST", "/api/deployments/{id}/deny", R::Deployment(P::View)),
     ("GET", "/api/users", R::System(P::ManageUsers)),
     ("POST", "/api/users", R::System(P::ManageUsers)),
     ("GET", "/api/users/{id}", R::OwnUserOr(P::ManageUsers)),

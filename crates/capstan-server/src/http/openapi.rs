@@ -45,6 +45,10 @@ use utoipa::{
     },
 };
 
+use capstan_api::approvals::{
+    Approval, ApprovalRuleList, ApprovalRuleRequest, ApprovalRuleResponse, AwaitingApproval,
+    AwaitingApprovalList, DecisionRequest,
+};
 use capstan_api::dashboard::{Dashboard, DashboardCell, DashboardEnvironment, DashboardProject};
 use capstan_api::deployments::{
     Actor, AnswerRequest, Answered, Cell, CreateDeploymentRequest, DeploymentOptions,
@@ -59,9 +63,9 @@ use capstan_core::deployment::{
 };
 
 use super::{
-    access, agent_protocol, agents, artifacts, audit, dashboard, deployments, lifecycles, login,
-    master_key, nodes, packages, projects, releases, roles, scripts, task_logs, tasks, teams,
-    users,
+    access, agent_protocol, agents, approvals, artifacts, audit, dashboard, deployments,
+    lifecycles, login, master_key, nodes, packages, projects, releases, roles, scripts, task_logs,
+    tasks, teams, users,
 };
 
 #[derive(OpenApi)]
@@ -105,6 +109,8 @@ use super::{
         teams::list_teams, teams::create_team, teams::get_team, teams::update_team,
         teams::delete_team, teams::list_members, teams::add_member, teams::remove_member,
         teams::list_grants, teams::create_grant, teams::delete_grant,
+        approvals::list_rules, approvals::put_rule, approvals::delete_rule,
+        approvals::list_awaiting, approvals::approve, approvals::deny,
     ),
     components(schemas(
         CreateUserRequest, UpdateUserRequest, UserKind, UserResponse, UserPage,
@@ -135,6 +141,8 @@ use super::{
         CreateTeamRequest, UpdateTeamRequest, MemberResponse, MemberList, AddMemberRequest,
         GrantResponse, GrantList, CreateGrantRequest,
         LifecycleRequest, LifecycleResponse, LifecycleList, PhaseBody, PhaseRule, ProjectLifecycle,
+        ApprovalRuleRequest, ApprovalRuleResponse, ApprovalRuleList, DecisionRequest, Approval,
+        AwaitingApproval, AwaitingApprovalList, capstan_core::approval::Decision,
     )),
     modifiers(&BearerAuth, &GenericResponses, &AccessRequirements),
     security(("api_key" = []), ("session" = []))

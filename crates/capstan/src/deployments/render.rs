@@ -542,6 +542,7 @@ mod tests {
                 .collect(),
             grid,
             interventions: Vec::new(),
+            approvals: Vec::new(),
         }
     }
 
