@@ -1,6 +1,7 @@
 //! Approvals: the rules that make deployments to an environment (or of one project to
-//! it) wait for N approvals from a team (`/api/approval-rules`), the deployments
-//! waiting (`GET /api/approvals`), and approving or denying one
+//! it) wait for N approvals from a team (`GET /api/approval-rules`,
+//! `PUT|DELETE /api/environments/{id}/approval-rule`), the deployments waiting
+//! (`GET /api/approvals`), and approving or denying one
 //! (`POST /api/deployments/{id}/approve|deny`).
 
 use capstan_core::approval::Decision;
@@ -10,13 +11,12 @@ use time::OffsetDateTime;
 
 use crate::{ApiClient, ClientError, deployments::DeploymentSummary};
 
-/// `PUT /api/approval-rules`: sets the rule of an environment, or of one project in
-/// it (which overrides the environment's), replacing the one there was.
+/// `PUT /api/environments/{id}/approval-rule`: sets the rule of the environment, or
+/// of one project in it (which overrides the environment's), replacing the one there
+/// was.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ApprovalRuleRequest {
-    /// The environment's name.
-    pub environment: String,
     /// Only this project's deployments to the environment.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub project_id: Option<i64>,
@@ -48,6 +48,15 @@ pub struct ApprovalRuleResponse {
     #[serde(with = "crate::timestamp")]
     #[schema(value_type = String, format = DateTime)]
     pub updated_at: OffsetDateTime,
+}
+
+/// `DELETE /api/environments/{id}/approval-rule`: which rule; without `project_id`,
+/// the environment's own.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalRuleQuery {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project_id: Option<i64>,
 }
 
 /// `GET /api/approval-rules`: the rules of the environments the caller may view.
@@ -108,20 +117,31 @@ impl ApiClient {
             .await
     }
 
-    /// `PUT /api/approval-rules`.
+    /// `PUT /api/environments/{id}/approval-rule`.
     pub async fn set_approval_rule(
         &self,
+        environment_id: i64,
         request: &ApprovalRuleRequest,
     ) -> Result<ApprovalRuleResponse, ClientError> {
-        self.call(Method::PUT, "/api/approval-rules", Some(request))
-            .await
+        self.call(
+            Method::PUT,
+            &format!("/api/environments/{environment_id}/approval-rule"),
+            Some(request),
+        )
+        .await
     }
 
-    /// `DELETE /api/approval-rules/{id}`.
-    pub async fn delete_approval_rule(&self, id: i64) -> Result<(), ClientError> {
+    /// `DELETE /api/environments/{id}/approval-rule`: the project's rule there, or the
+    /// environment's own.
+    pub async fn delete_approval_rule(
+        &self,
+        environment_id: i64,
+        project_id: Option<i64>,
+    ) -> Result<(), ClientError> {
+        let query = project_id.map_or_else(String::new, |p| format!("?project_id={p}"));
         self.call(
             Method::DELETE,
-            &format!("/api/approval-rules/{id}"),
+            &format!("/api/environments/{environment_id}/approval-rule{query}"),
             None::<&()>,
         )
         .await

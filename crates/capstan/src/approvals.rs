@@ -61,8 +61,12 @@ enum RulesCommand {
         #[arg(long)]
         deployer_may_approve: bool,
     },
-    /// Delete a rule by id.
-    Delete { id: i64 },
+    /// Delete the rule of ENVIRONMENT (of one project's there with --project).
+    Delete {
+        environment: String,
+        #[arg(long)]
+        project: Option<i64>,
+    },
 }
 
 fn describe_rule(rule: &ApprovalRuleResponse) -> anyhow::Result<()> {
@@ -82,6 +86,17 @@ fn describe_rule(rule: &ApprovalRuleResponse) -> anyhow::Result<()> {
             ", not the deployer"
         }
     )
+}
+
+async fn environment_id(client: &ApiClient, name: &str) -> anyhow::Result<i64> {
+    client
+        .list_environments()
+        .await?
+        .items
+        .into_iter()
+        .find(|e| e.name.eq_ignore_ascii_case(name) || e.id.to_string() == name)
+        .map(|e| e.id)
+        .ok_or_else(|| anyhow::anyhow!("there is no environment `{name}`"))
 }
 
 pub async fn run(args: ApprovalsArgs) -> anyhow::Result<()> {
@@ -147,20 +162,27 @@ pub async fn run(args: ApprovalsArgs) -> anyhow::Result<()> {
                 project,
                 deployer_may_approve,
             } => {
+                let environment_id = environment_id(&client, &environment).await?;
                 let rule = client
-                    .set_approval_rule(&ApprovalRuleRequest {
-                        environment,
-                        project_id: project,
-                        team,
-                        needed,
-                        deployer_may_approve,
-                    })
+                    .set_approval_rule(
+                        environment_id,
+                        &ApprovalRuleRequest {
+                            project_id: project,
+                            team,
+                            needed,
+                            deployer_may_approve,
+                        },
+                    )
                     .await?;
                 describe_rule(&rule)?;
             }
-            RulesCommand::Delete { id } => {
-                client.delete_approval_rule(id).await?;
-                outln!("deleted approval rule {id}")?;
+            RulesCommand::Delete {
+                environment,
+                project,
+            } => {
+                let id = environment_id(&client, &environment).await?;
+                client.delete_approval_rule(id, project).await?;
+                outln!("deleted the approval rule")?;
             }
         },
     }

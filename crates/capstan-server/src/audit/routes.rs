@@ -57,8 +57,16 @@ pub const AUDITED_ROUTES: &[(&str, &str, &str)] = &[
         "/api/deployments/{id}/interventions/{iid}",
         "deployment.answer",
     ),
-    ("put", "/api/approval-rules", "approval_rule.set"),
-    ("delete", "/api/approval-rules/{id}", "approval_rule.delete"),
+    (
+        "put",
+        "/api/environments/{id}/approval-rule",
+        "approval_rule.set",
+    ),
+    (
+        "delete",
+        "/api/environments/{id}/approval-rule",
+        "approval_rule.delete",
+    ),
     (
         "post",
         "/api/deployments/{id}/approve",

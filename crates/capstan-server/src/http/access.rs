@@ -252,18 +252,17 @@ pub const ROUTES: &[(&str, &str, Requirement)] = &[
         "/api/deployments/{id}/interventions/{iid}",
         R::Deployment(P::AnswerInterventions),
     ),
-    // Approvals: rules need `manage_environments` on their environment (checked by the
-    // handler); deciding needs membership of the rule's team (checked by the service).
+    // Approvals: deciding needs membership of the rule's team (checked by the service).
     ("GET", "/api/approval-rules", R::Listed),
     (
         "PUT",
-        "/api/approval-rules",
-        R::InHandler(P::ManageEnvironments),
+        "/api/environments/{id}/approval-rule",
+        R::Environment(P::ManageEnvironments),
     ),
     (
         "DELETE",
-        "/api/approval-rules/{id}",
-        R::InHandler(P::ManageEnvironments),
+        "/api/environments/{id}/approval-rule",
+        R::Environment(P::ManageEnvironments),
     ),
     ("GET", "/api/approvals", R::Listed),
     (

@@ -9,8 +9,8 @@ use axum::{Extension, Json, extract::State, http::StatusCode};
 use capstan_api::{
     Problem,
     approvals::{
-        ApprovalRuleList, ApprovalRuleRequest, ApprovalRuleResponse, AwaitingApprovalList,
-        DecisionRequest,
+        ApprovalRuleList, ApprovalRuleQuery, ApprovalRuleRequest, ApprovalRuleResponse,
+        AwaitingApprovalList, DecisionRequest,
     },
     deployments::DeploymentResponse,
 };
@@ -19,12 +19,12 @@ use capstan_core::{
     approval::{self, Decision},
     names,
 };
-use capstan_db::{DbError, agents, approvals as db, approvals::RuleTerms};
+use capstan_db::{DbError, approvals as db, approvals::RuleTerms};
 
 use super::{
     ApiError,
-    access::{Caller, Refusal, forbidden, refusal},
-    extract::{ApiJson, ApiPath},
+    access::Caller,
+    extract::{ApiJson, ApiPath, ApiQuery},
     problems::Problems,
 };
 use crate::{
@@ -87,34 +87,34 @@ pub(crate) async fn list_rules(
     }))
 }
 
-/// `PUT /api/approval-rules`: sets the rule of an environment, or of a project in it,
-/// replacing the one there was. Needs `manage_environments` on the environment.
-#[utoipa::path(put, path = "/api/approval-rules", tag = "approvals",
-    request_body = ApprovalRuleRequest, responses(
+/// Environment `id`, which the access layer let the caller manage; a missing one is
+/// answered as the layer answers one the caller may not see.
+async fn environment(ctx: &NodeContext, id: i64) -> Result<String, ApiError> {
+    capstan_db::access::environment_name(&ctx.pools.api, id)
+        .await
+        .map_err(db_error)?
+        .ok_or_else(|| ApiError::not_found(format!("there is no environment {id}")))
+}
+
+/// `PUT /api/environments/{id}/approval-rule`: sets the rule of the environment, or
+/// of a project in it, replacing the one there was.
+#[utoipa::path(put, path = "/api/environments/{id}/approval-rule", tag = "approvals",
+    params(("id" = i64, Path)), request_body = ApprovalRuleRequest, responses(
     (status = 200, body = ApprovalRuleResponse),
-    (status = 403, body = Problem, content_type = "application/problem+json"),
+    (status = 404, body = Problem, content_type = "application/problem+json"),
     (status = 422, body = Problem, content_type = "application/problem+json"),
 ))]
 pub(crate) async fn put_rule(
     State(ctx): State<Arc<NodeContext>>,
     ChangedBy(actor): ChangedBy,
     Extension(caller): Extension<Caller>,
+    ApiPath(id): ApiPath<i64>,
     ApiJson(request): ApiJson<ApprovalRuleRequest>,
 ) -> Result<Json<ApprovalRuleResponse>, ApiError> {
     let db = &ctx.pools.api;
+    environment(&ctx, id).await?;
     let mut problems = Problems::new();
     problems.check("needed", approval::check_needed(request.needed));
-    let environment_name = names::nfc(&request.environment);
-    let environment = agents::find_environment(db, &environment_name)
-        .await
-        .map_err(db_error)?
-        .filter(|e| caller.may(Permission::View, Scope::Environment(e.id)));
-    if environment.is_none() {
-        problems.add(
-            "environment",
-            format!("there is no environment `{}`", request.environment),
-        );
-    }
     let team = db::team_named(db, &names::nfc(&request.team))
         .await
         .map_err(db_error)?;
@@ -131,15 +131,14 @@ pub(crate) async fn put_rule(
         }
     }
     problems.finish()?;
-    let (Some(environment), Some(team_id)) = (environment, team) else {
-        return Err(ApiError::unprocessable("the request names nothing"));
+    let Some(team_id) = team else {
+        return Err(Problems::one("team", "required").into());
     };
-    check_manage(&ctx, &caller, environment.id).await?;
     let shown = service::put_rule(
         &ctx,
         &actor,
         &RuleTerms {
-            environment_id: environment.id,
+            environment_id: id,
             project_id: request.project_id,
             team_id,
             needed: i32::try_from(request.needed).unwrap_or(1),
@@ -153,36 +152,23 @@ pub(crate) async fn put_rule(
                 "another change set this rule at the same time; read the rules and try again",
             )
         }
+        DbError::Conflict { constraint } if constraint == "approval_rules_team" => {
+            ApiError::conflict(format!(
+                "team `{}` was deleted meanwhile; name another",
+                request.team
+            ))
+        }
         e => db_error(e),
     })?;
     Ok(Json(shown))
 }
 
-async fn check_manage(
-    ctx: &NodeContext,
-    caller: &Caller,
-    environment: i64,
-) -> Result<(), ApiError> {
-    match refusal(
-        caller,
-        Permission::ManageEnvironments,
-        Scope::Environment(environment),
-    ) {
-        Ok(()) => Ok(()),
-        Err(Refusal::Hidden) => Err(ApiError::not_found(format!(
-            "there is no environment {environment}"
-        ))),
-        Err(Refusal::Forbidden { permission, scope }) => {
-            Err(forbidden(ctx, permission, scope).await)
-        }
-    }
-}
-
-/// `DELETE /api/approval-rules/{id}`: deployments it held are looked at again at once.
-#[utoipa::path(delete, path = "/api/approval-rules/{id}", tag = "approvals",
-    params(("id" = i64, Path)), responses(
+/// `DELETE /api/environments/{id}/approval-rule`: the environment's own rule, or with
+/// `project_id` that project's there. Deployments it held are looked at again at
+/// once.
+#[utoipa::path(delete, path = "/api/environments/{id}/approval-rule", tag = "approvals",
+    params(("id" = i64, Path), ApprovalRuleQuery), responses(
     (status = 204, description = "Deleted"),
-    (status = 403, body = Problem, content_type = "application/problem+json"),
     (status = 404, body = Problem, content_type = "application/problem+json"),
 ))]
 pub(crate) async fn delete_rule(
@@ -190,16 +176,28 @@ pub(crate) async fn delete_rule(
     ChangedBy(actor): ChangedBy,
     Extension(caller): Extension<Caller>,
     ApiPath(id): ApiPath<i64>,
+    ApiQuery(query): ApiQuery<ApprovalRuleQuery>,
 ) -> Result<StatusCode, ApiError> {
-    let missing = || format!("there is no approval rule {id}");
-    let rule = db::get_rule(&ctx.pools.api, id)
+    let name = environment(&ctx, id).await?;
+    let missing = || match query.project_id {
+        Some(project) => {
+            format!("there is no approval rule for project {project} in environment {name}")
+        }
+        None => format!("environment {name} has no approval rule of its own"),
+    };
+    let mut conn = ctx
+        .pools
+        .api
+        .acquire()
         .await
-        .map_err(|e| ApiError::from_db(e, missing))?;
-    if !may_view(&caller, &rule) {
-        return Err(ApiError::not_found(missing()));
-    }
-    check_manage(&ctx, &caller, rule.environment_id).await?;
-    service::delete_rule(&ctx, &actor, id)
+        .map_err(|e| db_error(e.into()))?;
+    let rule = db::rule_at_for_update(&mut conn, id, query.project_id)
+        .await
+        .map_err(db_error)?
+        .filter(|rule| may_view(&caller, rule))
+        .ok_or_else(|| ApiError::not_found(missing()))?;
+    drop(conn);
+    service::delete_rule(&ctx, &actor, rule.id)
         .await
         .map_err(|e| ApiError::from_db(e, missing))?;
     Ok(StatusCode::NO_CONTENT)

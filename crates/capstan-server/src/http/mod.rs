@@ -195,11 +195,11 @@ pub fn router(ctx: Arc<NodeContext>) -> Router {
             post(deployments::answer_intervention),
         )
         // Approvals (docs/approvals.md).
+        .route("/api/approval-rules", get(approvals::list_rules))
         .route(
-            "/api/approval-rules",
-            get(approvals::list_rules).put(approvals::put_rule),
+            "/api/environments/{id}/approval-rule",
+            put(approvals::put_rule).delete(approvals::delete_rule),
         )
-        .route("/api/approval-rules/{id}", delete(approvals::delete_rule))
         .route("/api/approvals", get(approvals::list_awaiting))
         .route("/api/deployments/{id}/approve", post(approvals::approve))
         .route("/api/deployments/{id}/deny", post(approvals::deny))
