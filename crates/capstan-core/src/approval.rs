@@ -138,7 +138,11 @@ mod tests {
 
     #[test]
     fn a_rule_needs_one_to_ten_approvals() {
-        assert!(check_needed(0).unwrap_err().contains("from 1 to 10, not 0"));
+        assert!(
+            check_needed(0)
+                .unwrap_err()
+                .contains("from 1 to 10 approvals, not 0")
+        );
         assert_eq!(check_needed(1), Ok(1));
         assert_eq!(check_needed(10), Ok(10));
         assert!(check_needed(11).is_err());
