@@ -63,9 +63,9 @@ use capstan_core::deployment::{
 };
 
 use super::{
-    access, agent_protocol, agents, approvals, artifacts, audit, dashboard, deployments,
-    lifecycles, login, master_key, nodes, packages, projects, releases, roles, scripts, task_logs,
-    tasks, teams, users,
+    access, agent_protocol, agents, artifacts, audit, dashboard, deployments, lifecycles, login,
+    master_key, nodes, packages, projects, releases, roles, scripts, task_logs, tasks, teams,
+    users,
 };
 
 #[derive(OpenApi)]
@@ -109,8 +109,8 @@ use super::{
         teams::list_teams, teams::create_team, teams::get_team, teams::update_team,
         teams::delete_team, teams::list_members, teams::add_member, teams::remove_member,
         teams::list_grants, teams::create_grant, teams::delete_grant,
-        approvals::list_rules, approvals::put_rule, approvals::delete_rule,
-        approvals::list_awaiting, approvals::approve, approvals::deny,
+        super::approvals::list_rules, super::approvals::put_rule, super::approvals::delete_rule,
+        super::approvals::list_awaiting, super::approvals::approve, super::approvals::deny,
     ),
     components(schemas(
         CreateUserRequest, UpdateUserRequest, UserKind, UserResponse, UserPage,
