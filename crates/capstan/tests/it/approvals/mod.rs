@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use capstan_testkit::ADMIN_KEY;
+use capstan_testkit::{ADMIN_KEY, eventually};
 use serde_json::{Value, json};
 
 use crate::{
@@ -372,10 +372,57 @@ async fn the_cli_sets_rules_lists_and_approves_and_deleting_a_rule_lets_a_deploy
         "{out}"
     );
 
-    let (_, release) = fleet
+    let (shop, release) = fleet
         .release("Shop", json!([step("hello", "echo hi")]), json!([]))
         .await;
+    let shop = shop.to_string();
+
+    // Shop's own rule in Production overrides the environment's.
+    let (ok, out) = cli(
+        &node,
+        ADMIN_KEY,
+        &[
+            "approvals",
+            "rules",
+            "set",
+            "Production",
+            "--project",
+            &shop,
+            "--team",
+            "release managers",
+            "--needed",
+            "2",
+        ],
+    )
+    .await;
+    assert!(ok && out.contains("Shop in Production"), "{out}");
     let id = deploy_as(&node, &people.deployer, release).await;
+    let (_, shown) = fleet.api.get(&format!("/api/deployments/{id}")).await;
+    assert_eq!(awaiting(&shown).unwrap()["needed"], 2, "{shown:#}");
+    // Without it, the environment's rule holds the deployment again, needing 1.
+    let (ok, out) = cli(
+        &node,
+        ADMIN_KEY,
+        &[
+            "approvals",
+            "rules",
+            "delete",
+            "Production",
+            "--project",
+            &shop,
+        ],
+    )
+    .await;
+    assert!(ok, "{out}");
+    eventually(
+        Duration::from_secs(30),
+        "the environment's rule to hold the deployment",
+        || async {
+            let (_, shown) = fleet.api.get(&format!("/api/deployments/{id}")).await;
+            (awaiting(&shown).is_some_and(|a| a["needed"] == 1)).then_some(())
+        },
+    )
+    .await;
     let (ok, out) = cli(&node, &people.alice, &["approvals", "list"]).await;
     assert!(ok, "{out}");
     assert!(out.contains("0 of 1 from team release managers"), "{out}");
@@ -405,8 +452,8 @@ async fn the_cli_sets_rules_lists_and_approves_and_deleting_a_rule_lets_a_deploy
     assert_eq!(done["state"], "succeeded", "{done:#}");
     assert_eq!(
         audit(&node, "approval_rule.delete").await.len(),
-        1,
-        "the deletion is audited"
+        2,
+        "both deletions are audited"
     );
     let _ = people.bob;
     let _ = people.carol;
