@@ -95,6 +95,9 @@ pub struct DeploymentResponse {
     /// One cell per step × target × action that the deployment has reached.
     pub grid: Vec<Cell>,
     pub interventions: Vec<Intervention>,
+    /// Approvals and denials given, oldest first (see docs/approvals.md).
+    #[serde(default)]
+    pub approvals: Vec<crate::approvals::Approval>,
 }
 
 /// What the deployment was asked to do.

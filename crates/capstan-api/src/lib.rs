@@ -7,6 +7,7 @@
 
 pub mod access;
 pub mod agents;
+pub mod approvals;
 pub mod audit;
 pub mod auto_rollbacks;
 pub mod client;

@@ -39,6 +39,7 @@ macro_rules! state_text {
 
 pub mod access;
 pub mod agent;
+pub mod approval;
 pub mod audit;
 pub mod command;
 pub mod deployment;

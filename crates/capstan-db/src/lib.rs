@@ -11,6 +11,7 @@
 
 pub mod access;
 pub mod agents;
+pub mod approvals;
 pub mod artifacts;
 pub mod audit;
 pub mod auto_rollbacks;

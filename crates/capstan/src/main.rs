@@ -2,6 +2,7 @@
 //! through its API. Operator commands never touch the database directly.
 
 mod agents;
+mod approvals;
 mod audit;
 mod dashboard;
 mod deployments;
@@ -66,6 +67,8 @@ enum Command {
     Roles(roles::RolesArgs),
     /// List, show, create and delete lifecycles (the order releases are promoted in).
     Lifecycles(lifecycles::LifecyclesArgs),
+    /// Deployments waiting for approval: list, approve, deny; and the approval rules.
+    Approvals(approvals::ApprovalsArgs),
     /// Deploy a project's release to an environment, optionally following it to the end.
     Deploy(Box<deployments::DeployArgs>),
     /// List and show deployments, cancel or abandon them, answer their questions.
@@ -122,6 +125,7 @@ fn main() -> ExitCode {
         Command::Teams(args) => run_client(teams::run(args)),
         Command::Roles(args) => run_client(roles::run(args)),
         Command::Lifecycles(args) => run_client(lifecycles::run(args)),
+        Command::Approvals(args) => run_client(approvals::run(args)),
         Command::Deploy(args) => run_client(deployments::deploy(*args)),
         Command::Deployments(args) => run_client(deployments::run(args)),
         Command::Login(args) => run_client(login::login(args)),

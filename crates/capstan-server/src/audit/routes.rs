@@ -62,6 +62,22 @@ pub const AUDITED_ROUTES: &[(&str, &str, &str)] = &[
         "/api/deployments/{id}/interventions/{iid}",
         "deployment.answer",
     ),
+    (
+        "put",
+        "/api/environments/{id}/approval-rule",
+        "approval_rule.set",
+    ),
+    (
+        "delete",
+        "/api/environments/{id}/approval-rule",
+        "approval_rule.delete",
+    ),
+    (
+        "post",
+        "/api/deployments/{id}/approve",
+        "deployment.approve",
+    ),
+    ("post", "/api/deployments/{id}/deny", "deployment.deny"),
     ("post", "/api/users", "user.create"),
     ("patch", "/api/users/{id}", "user.update"),
     ("delete", "/api/users/{id}", "user.delete"),

@@ -8,6 +8,7 @@ use capstan_db::{DbError, deployments::DeploymentRow, held};
 use sqlx::PgConnection;
 use time::OffsetDateTime;
 
+use super::approvals;
 use crate::node::NodeContext;
 
 /// What the gates say about a deployment that has not started.
@@ -31,7 +32,9 @@ pub async fn check(
     conn: &mut PgConnection,
     row: &DeploymentRow,
 ) -> Result<Gate, DbError> {
-    let _ = (ctx, &mut *conn, row);
+    if let Some(gate) = approvals::gate(ctx, conn, row).await? {
+        return Ok(gate);
+    }
     Ok(Gate::Open)
 }
 

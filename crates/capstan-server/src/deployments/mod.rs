@@ -4,7 +4,11 @@
 //! [`DeploymentError`]; nothing here knows HTTP.
 
 mod actions;
+<<<<<<< HEAD
 mod auto_rollback;
+=======
+pub mod approvals;
+>>>>>>> wt-approvals
 mod dispatch;
 mod engine;
 pub mod gates;
@@ -263,6 +267,8 @@ pub async fn create(
         ctx.state.id,
     )
     .await?;
+    // Approvals: who queued it may be barred from approving it.
+    capstan_db::approvals::set_queued_by(&mut *tx, id, queued_by(actor)).await?;
     if let gates::Gate::Cancel { why } = gates::at_queue(ctx, &mut tx, id).await? {
         return Err(DeploymentError::Conflict(why));
     }
@@ -288,6 +294,14 @@ pub async fn create(
     tx.commit().await.map_err(DbError::from)?;
     ctx.runner.wake();
     Ok(id)
+}
+
+/// The user who queues a deployment: a person or a service account, not the admin key.
+fn queued_by(actor: &AuditActor) -> Option<i64> {
+    use capstan_core::audit::ActorKind;
+    matches!(actor.kind, ActorKind::Person | ActorKind::Service)
+        .then_some(actor.id)
+        .flatten()
 }
 
 /// Refuses a release its project's lifecycle does not let into `environment` yet. A
@@ -392,6 +406,7 @@ pub async fn show(ctx: &NodeContext, id: i64) -> Result<DeploymentResponse, Depl
             error: c.error,
         });
     }
+    let approvals = approvals::given(db, id).await?;
     let mut questions = Vec::with_capacity(interventions.len());
     for i in interventions {
         let answer = i.answer()?;
@@ -416,6 +431,7 @@ pub async fn show(ctx: &NodeContext, id: i64) -> Result<DeploymentResponse, Depl
         });
     }
     Ok(DeploymentResponse {
+        approvals,
         stopped_by: row.stopped_by.as_ref().map(actor_of),
         options,
         blocked_by,

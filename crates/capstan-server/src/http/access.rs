@@ -263,6 +263,25 @@ pub const ROUTES: &[(&str, &str, Requirement)] = &[
         "/api/deployments/{id}/interventions/{iid}",
         R::Deployment(P::AnswerInterventions),
     ),
+    // Approvals: deciding needs membership of the rule's team (checked by the service).
+    ("GET", "/api/approval-rules", R::Listed),
+    (
+        "PUT",
+        "/api/environments/{id}/approval-rule",
+        R::Environment(P::ManageEnvironments),
+    ),
+    (
+        "DELETE",
+        "/api/environments/{id}/approval-rule",
+        R::Environment(P::ManageEnvironments),
+    ),
+    ("GET", "/api/approvals", R::Listed),
+    (
+        "POST",
+        "/api/deployments/{id}/approve",
+        R::Deployment(P::View),
+    ),
+    ("POST", "/api/deployments/{id}/deny", R::Deployment(P::View)),
     ("GET", "/api/users", R::System(P::ManageUsers)),
     ("POST", "/api/users", R::System(P::ManageUsers)),
     ("GET", "/api/users/{id}", R::OwnUserOr(P::ManageUsers)),

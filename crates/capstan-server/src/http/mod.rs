@@ -3,6 +3,7 @@
 pub mod access;
 mod agent_protocol;
 mod agents;
+mod approvals;
 mod artifacts;
 mod audit;
 mod auth;
@@ -198,6 +199,15 @@ pub fn router(ctx: Arc<NodeContext>) -> Router {
             "/api/deployments/{id}/interventions/{iid}",
             post(deployments::answer_intervention),
         )
+        // Approvals (docs/approvals.md).
+        .route("/api/approval-rules", get(approvals::list_rules))
+        .route(
+            "/api/environments/{id}/approval-rule",
+            put(approvals::put_rule).delete(approvals::delete_rule),
+        )
+        .route("/api/approvals", get(approvals::list_awaiting))
+        .route("/api/deployments/{id}/approve", post(approvals::approve))
+        .route("/api/deployments/{id}/deny", post(approvals::deny))
         .route(
             "/api/users",
             get(users::list_users).post(users::create_user),

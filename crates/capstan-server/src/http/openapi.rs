@@ -45,7 +45,14 @@ use utoipa::{
     },
 };
 
+<<<<<<< HEAD
 use capstan_api::auto_rollbacks::AutoRollback;
+=======
+use capstan_api::approvals::{
+    Approval, ApprovalRuleList, ApprovalRuleRequest, ApprovalRuleResponse, AwaitingApproval,
+    AwaitingApprovalList, DecisionRequest,
+};
+>>>>>>> wt-approvals
 use capstan_api::dashboard::{Dashboard, DashboardCell, DashboardEnvironment, DashboardProject};
 use capstan_api::deployments::{
     Actor, AnswerRequest, Answered, Cell, CreateDeploymentRequest, DeploymentOptions,
@@ -107,6 +114,8 @@ use super::{
         teams::list_teams, teams::create_team, teams::get_team, teams::update_team,
         teams::delete_team, teams::list_members, teams::add_member, teams::remove_member,
         teams::list_grants, teams::create_grant, teams::delete_grant,
+        super::approvals::list_rules, super::approvals::put_rule, super::approvals::delete_rule,
+        super::approvals::list_awaiting, super::approvals::approve, super::approvals::deny,
     ),
     components(schemas(
         CreateUserRequest, UpdateUserRequest, UserKind, UserResponse, UserPage,
@@ -137,7 +146,12 @@ use super::{
         CreateTeamRequest, UpdateTeamRequest, MemberResponse, MemberList, AddMemberRequest,
         GrantResponse, GrantList, CreateGrantRequest,
         LifecycleRequest, LifecycleResponse, LifecycleList, PhaseBody, PhaseRule, ProjectLifecycle,
+<<<<<<< HEAD
         AutoRollback,
+=======
+        ApprovalRuleRequest, ApprovalRuleResponse, ApprovalRuleList, DecisionRequest, Approval,
+        AwaitingApproval, AwaitingApprovalList, capstan_core::approval::Decision,
+>>>>>>> wt-approvals
     )),
     modifiers(&BearerAuth, &GenericResponses, &AccessRequirements),
     security(("api_key" = []), ("session" = []))

@@ -107,6 +107,12 @@ fn team_error(e: DbError, id: i64, name: &str) -> ApiError {
         DbError::Conflict { constraint } if constraint == "teams_name" => {
             ApiError::conflict(format!("a team named `{name}` already exists"))
         }
+        // Approvals: a rule's team cannot go, or the rule would let everything through.
+        DbError::Conflict { constraint } if constraint == "approval_rules_team" => {
+            ApiError::conflict(format!(
+                "team {id} approves deployments under approval rules (GET /api/approval-rules); give them another team or delete them first"
+            ))
+        }
         other => ApiError::from_db(other, || format!("there is no team {id}")),
     }
 }

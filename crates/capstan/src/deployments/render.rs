@@ -552,6 +552,7 @@ mod tests {
                 .collect(),
             grid,
             interventions: Vec::new(),
+            approvals: Vec::new(),
         }
     }
 

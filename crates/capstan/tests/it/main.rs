@@ -5,6 +5,7 @@ mod access;
 mod agents;
 mod alerts;
 mod api;
+mod approvals;
 mod audit;
 mod blobs;
 mod cli;

@@ -30,7 +30,7 @@ const PERMISSIONS: [&str; 11] = [
 
 /// The operations any authenticated caller may use: the roles (a vocabulary) and the
 /// lists, which show each caller only what it may view.
-const OPEN: [&str; 11] = [
+const OPEN: [&str; 13] = [
     // The caller's own session only.
     "GET /api/session",
     "POST /api/logout",
@@ -43,6 +43,9 @@ const OPEN: [&str; 11] = [
     "GET /api/projects",
     "GET /api/releases",
     "GET /api/tasks",
+    // Approvals: rules and waiting deployments the caller may view.
+    "GET /api/approval-rules",
+    "GET /api/approvals",
 ];
 
 /// Deletions run last, the ones whose objects others hang on after those others.
