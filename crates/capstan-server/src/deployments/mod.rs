@@ -4,11 +4,8 @@
 //! [`DeploymentError`]; nothing here knows HTTP.
 
 mod actions;
-<<<<<<< HEAD
-mod auto_rollback;
-=======
 pub mod approvals;
->>>>>>> wt-approvals
+mod auto_rollback;
 mod dispatch;
 mod engine;
 pub mod gates;

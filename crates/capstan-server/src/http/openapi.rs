@@ -45,14 +45,11 @@ use utoipa::{
     },
 };
 
-<<<<<<< HEAD
-use capstan_api::auto_rollbacks::AutoRollback;
-=======
 use capstan_api::approvals::{
     Approval, ApprovalRuleList, ApprovalRuleRequest, ApprovalRuleResponse, AwaitingApproval,
     AwaitingApprovalList, DecisionRequest,
 };
->>>>>>> wt-approvals
+use capstan_api::auto_rollbacks::AutoRollback;
 use capstan_api::dashboard::{Dashboard, DashboardCell, DashboardEnvironment, DashboardProject};
 use capstan_api::deployments::{
     Actor, AnswerRequest, Answered, Cell, CreateDeploymentRequest, DeploymentOptions,
@@ -146,12 +143,9 @@ use super::{
         CreateTeamRequest, UpdateTeamRequest, MemberResponse, MemberList, AddMemberRequest,
         GrantResponse, GrantList, CreateGrantRequest,
         LifecycleRequest, LifecycleResponse, LifecycleList, PhaseBody, PhaseRule, ProjectLifecycle,
-<<<<<<< HEAD
         AutoRollback,
-=======
         ApprovalRuleRequest, ApprovalRuleResponse, ApprovalRuleList, DecisionRequest, Approval,
         AwaitingApproval, AwaitingApprovalList, capstan_core::approval::Decision,
->>>>>>> wt-approvals
     )),
     modifiers(&BearerAuth, &GenericResponses, &AccessRequirements),
     security(("api_key" = []), ("session" = []))
