@@ -43,6 +43,7 @@ pub mod audit;
 pub mod command;
 pub mod deployment;
 pub mod duration;
+pub mod freeze;
 pub mod error_chain;
 pub mod lifecycle;
 pub mod names;
