@@ -11,6 +11,7 @@ pub mod audit;
 pub mod client;
 pub mod dashboard;
 pub mod deployments;
+pub mod freezes;
 pub mod lifecycles;
 pub mod login;
 pub mod master_key;

@@ -375,8 +375,8 @@ mod tests {
 
     #[test]
     fn a_fixed_window_is_half_open() {
-        let holidays = Schedule::fixed(at("2026-12-24T00:00:00Z"), at("2027-01-02T00:00:00Z"))
-            .unwrap();
+        let holidays =
+            Schedule::fixed(at("2026-12-24T00:00:00Z"), at("2027-01-02T00:00:00Z")).unwrap();
         assert_eq!(holidays.occurrence_at(at("2026-12-23T23:59:59Z")), None);
         assert!(holidays.occurrence_at(at("2026-12-24T00:00:00Z")).is_some());
         assert_eq!(holidays.occurrence_at(at("2027-01-02T00:00:00Z")), None);
@@ -393,7 +393,8 @@ mod tests {
         let b = Schedule::fixed(at("2026-12-01T11:00:00Z"), at("2026-12-01T14:00:00Z")).unwrap();
         // Starts exactly where `b` ends.
         let c = Schedule::fixed(at("2026-12-01T14:00:00Z"), at("2026-12-01T15:00:00Z")).unwrap();
-        let later = Schedule::fixed(at("2026-12-01T16:00:00Z"), at("2026-12-01T17:00:00Z")).unwrap();
+        let later =
+            Schedule::fixed(at("2026-12-01T16:00:00Z"), at("2026-12-01T17:00:00Z")).unwrap();
         let windows = [&a, &b, &c, &later];
         assert_eq!(
             frozen_at(&windows, at("2026-12-01T10:30:00Z")),
@@ -435,7 +436,12 @@ mod tests {
             ["cron"]
         );
         assert_eq!(
-            fields(Schedule::recurring("0 18 * * FRI", "1h", "Mars/Olympus", now)),
+            fields(Schedule::recurring(
+                "0 18 * * FRI",
+                "1h",
+                "Mars/Olympus",
+                now
+            )),
             ["time_zone"]
         );
         assert_eq!(

@@ -6,6 +6,7 @@ mod audit;
 mod dashboard;
 mod deployments;
 mod dev;
+mod freezes;
 mod lifecycles;
 mod login;
 mod master_key;
@@ -66,6 +67,8 @@ enum Command {
     Roles(roles::RolesArgs),
     /// List, show, create and delete lifecycles (the order releases are promoted in).
     Lifecycles(lifecycles::LifecyclesArgs),
+    /// List, show, create, update and delete freeze windows (when deployments wait).
+    Freezes(freezes::FreezesArgs),
     /// Deploy a project's release to an environment, optionally following it to the end.
     Deploy(Box<deployments::DeployArgs>),
     /// List and show deployments, cancel or abandon them, answer their questions.
@@ -122,6 +125,7 @@ fn main() -> ExitCode {
         Command::Teams(args) => run_client(teams::run(args)),
         Command::Roles(args) => run_client(roles::run(args)),
         Command::Lifecycles(args) => run_client(lifecycles::run(args)),
+        Command::Freezes(args) => run_client(freezes::run(args)),
         Command::Deploy(args) => run_client(deployments::deploy(*args)),
         Command::Deployments(args) => run_client(deployments::run(args)),
         Command::Login(args) => run_client(login::login(args)),

@@ -12,6 +12,7 @@ mod deployments;
 mod download;
 mod error;
 mod extract;
+mod freezes;
 mod health;
 mod lifecycles;
 mod log_reader;
@@ -137,6 +138,16 @@ pub fn router(ctx: Arc<NodeContext>) -> Router {
         .route(
             "/api/projects/{id}/lifecycle",
             put(lifecycles::put_project_lifecycle),
+        )
+        .route(
+            "/api/freezes",
+            get(freezes::list_freezes).post(freezes::create_freeze),
+        )
+        .route(
+            "/api/freezes/{id}",
+            get(freezes::get_freeze)
+                .put(freezes::update_freeze)
+                .delete(freezes::delete_freeze),
         )
         .route(
             "/api/projects",

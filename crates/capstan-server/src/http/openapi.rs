@@ -51,6 +51,7 @@ use capstan_api::deployments::{
     DeploymentPage, DeploymentResponse, DeploymentSummary, GridStep, GridTarget, Intervention,
     StopRequest,
 };
+use capstan_api::freezes::{FreezeKind, FreezeList, FreezeRequest, FreezeResponse, IfFrozen};
 use capstan_api::lifecycles::{
     LifecycleList, LifecycleRequest, LifecycleResponse, PhaseBody, PhaseRule, ProjectLifecycle,
 };
@@ -59,9 +60,9 @@ use capstan_core::deployment::{
 };
 
 use super::{
-    access, agent_protocol, agents, artifacts, audit, dashboard, deployments, lifecycles, login,
-    master_key, nodes, packages, projects, releases, roles, scripts, task_logs, tasks, teams,
-    users,
+    access, agent_protocol, agents, artifacts, audit, dashboard, deployments, freezes, lifecycles,
+    login, master_key, nodes, packages, projects, releases, roles, scripts, task_logs, tasks,
+    teams, users,
 };
 
 #[derive(OpenApi)]
@@ -80,6 +81,8 @@ use super::{
         agents::update_environment, agents::delete_environment,
         lifecycles::create_lifecycle, lifecycles::list_lifecycles, lifecycles::get_lifecycle,
         lifecycles::delete_lifecycle, lifecycles::put_project_lifecycle,
+        freezes::list_freezes, freezes::get_freeze, freezes::create_freeze,
+        freezes::update_freeze, freezes::delete_freeze,
         agent_protocol::poll, agent_protocol::ack, agent_protocol::output,
         agent_protocol::result, agent_protocol::package,
         scripts::run_script, scripts::task_commands,
@@ -122,6 +125,7 @@ use super::{
         CommandList, MasterKeyStatus, MasterKeyVersion, NodeKeyVersions, RotateMasterKeyResponse,
         CommandList, ProjectRequest, UpdateProjectRequest, ProjectResponse, ProjectPage,
         Dashboard, DashboardProject, DashboardEnvironment, DashboardCell,
+        FreezeRequest, FreezeResponse, FreezeList, FreezeKind, IfFrozen,
         ProcessRequest, ProcessResponse, Warning, Step, StartTrigger, RunCondition,
         FailurePolicy, NamedLock, LockScope, Action, VariableScope, VariableInput,
         VariableResponse, VariablesRequest, VariablesResponse, PreviewRequest, PreviewResponse,
