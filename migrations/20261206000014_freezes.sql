@@ -51,3 +51,14 @@ CREATE TABLE freeze_overrides (
     windows       text[]      NOT NULL,
     created_at    timestamptz NOT NULL DEFAULT now()
 );
+
+-- The permission to start a deployment while a window holds it: roles may carry it,
+-- and the system administrator (every permission) does.
+ALTER TABLE roles DROP CONSTRAINT roles_permissions;
+ALTER TABLE roles ADD CONSTRAINT roles_permissions CHECK (permissions <@ ARRAY[
+    'view', 'edit_process', 'create_release', 'deploy', 'answer_interventions',
+    'manage_projects', 'manage_environments', 'manage_agents', 'manage_nodes',
+    'manage_users', 'view_audit', 'override_freeze']::text[]);
+UPDATE roles SET permissions = array_append(permissions, 'override_freeze')
+WHERE built_in AND name = 'system administrator'
+  AND NOT ('override_freeze' = ANY (permissions));
