@@ -38,7 +38,7 @@ pub enum Schedule {
     /// Once, from `start` up to `end`.
     Fixed { start: Timestamp, end: Timestamp },
     /// Each time `cron` fires on the wall clock of `zone`, for `duration`.
-    Recurring(Recurring),
+    Recurring(Box<Recurring>),
 }
 
 /// A recurring schedule, checked: its cron fires, its zone is known.
@@ -197,7 +197,7 @@ impl Schedule {
                 format!("`{cron}` never fires (no date matches it)"),
             )]);
         }
-        Ok(Self::Recurring(recurring))
+        Ok(Self::Recurring(Box::new(recurring)))
     }
 
     /// The occurrence of the window that holds `t`: its start and end. Of two

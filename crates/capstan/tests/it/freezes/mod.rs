@@ -183,12 +183,13 @@ async fn refusing_overriding_and_deleting_a_window_that_holds_a_deployment() {
     assert_eq!(rows.len(), 1, "{audit}");
     assert_eq!(rows[0]["object"]["id"], overriding.to_string(), "{audit}");
     assert_eq!(rows[0]["after"]["windows"], json!(["Holidays"]), "{audit}");
+    let overriding_id = overriding.to_string();
     let (_, created) = fleet.api.get("/api/audit?action=deployment.create").await;
     let row = created["items"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|r| r["object"]["id"] == overriding.to_string())
+        .find(|r| r["object"]["id"].as_str() == Some(overriding_id.as_str()))
         .unwrap_or_else(|| panic!("{created}"));
     assert_eq!(row["after"]["override_freeze"], true, "{row}");
 
@@ -323,4 +324,120 @@ async fn bad_windows_are_refused_naming_the_field() {
     assert_eq!(answer["errors"][0]["field"], "time_zone", "{answer}");
     let (status, answer) = api.call("GET", "/api/freezes/999999", None).await;
     assert_eq!(status, 404, "{answer}");
+}
+
+async fn cli(server: &str, args: &[&str]) -> (bool, String) {
+    let server = server.to_owned();
+    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        crate::cli::capstan(&server, &args)
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn the_cli_manages_windows_and_deploys_past_or_around_them() {
+    let fleet = Fleet::start(1, 1).await;
+    let server = fleet.cluster.node(0).url();
+    let (_, release) = fleet
+        .release("Shop", json!([step("hello", "echo hi")]), json!([]))
+        .await;
+    let (_, shown) = fleet.api.get(&format!("/api/releases/{release}")).await;
+    let version = shown["version"].as_str().unwrap().to_owned();
+
+    let (ok, out) = cli(
+        &server,
+        &[
+            "freezes",
+            "create",
+            "Weekend",
+            "--cron",
+            "0 18 * * FRI",
+            "--duration",
+            "62h",
+            "--time-zone",
+            "Europe/Berlin",
+        ],
+    )
+    .await;
+    assert!(ok && out.contains("created freeze window"), "{out}");
+    assert!(out.contains("every project in every environment"), "{out}");
+    let (ok, out) = cli(
+        &server,
+        &[
+            "freezes",
+            "create",
+            "Never",
+            "--cron",
+            "0 0 30 2 *",
+            "--duration",
+            "1h",
+            "--time-zone",
+            "UTC",
+        ],
+    )
+    .await;
+    assert!(
+        !ok && out.contains("cron") && out.contains("never fires"),
+        "{out}"
+    );
+
+    // Turn it into a holiday freeze of Production that is open now.
+    let now = OffsetDateTime::now_utc();
+    let start = rfc3339(now - time::Duration::hours(1));
+    let end = rfc3339(now + time::Duration::hours(1));
+    let (ok, out) = cli(
+        &server,
+        &[
+            "freezes",
+            "update",
+            "weekend",
+            "--name",
+            "Holidays",
+            "--environment",
+            "Production",
+            "--start",
+            &start,
+            "--end",
+            &end,
+        ],
+    )
+    .await;
+    assert!(ok && out.contains("updated freeze window"), "{out}");
+    let (ok, out) = cli(&server, &["freezes", "show", "holidays"]).await;
+    assert!(ok && out.contains("open until"), "{out}");
+    let (ok, out) = cli(&server, &["freezes", "list"]).await;
+    assert!(
+        ok && out.contains("Holidays") && out.contains("Production"),
+        "{out}"
+    );
+
+    let deploy = |extra: &'static [&'static str]| {
+        let mut args = vec![
+            "deploy",
+            "--project",
+            "Shop",
+            "--release",
+            version.as_str(),
+            "--environment",
+            "Production",
+        ];
+        args.extend_from_slice(extra);
+        args.into_iter().map(str::to_owned).collect::<Vec<_>>()
+    };
+    let args = deploy(&["--if-frozen", "refuse"]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (ok, out) = cli(&server, &args).await;
+    assert!(!ok && out.contains("freeze window `Holidays`"), "{out}");
+    let args = deploy(&["--override-freeze", "--follow"]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (ok, out) = cli(&server, &args).await;
+    assert!(ok, "{out}");
+
+    let (ok, out) = cli(&server, &["freezes", "delete", "Holidays"]).await;
+    assert!(ok && out.contains("deleted freeze window"), "{out}");
+    let (_, out) = cli(&server, &["freezes", "list"]).await;
+    assert!(!out.contains("Holidays"), "{out}");
 }
