@@ -94,10 +94,9 @@ pub fn check_name(name: &str) -> Result<(), String> {
             "a freeze window's name has at most {MAX_NAME} characters"
         ));
     }
-    if name.chars().any(char::is_control) {
-        return Err("a freeze window's name has no control characters".to_owned());
-    }
-    Ok(())
+    crate::names::normalize(name)
+        .map(|_| ())
+        .map_err(|e| format!("a freeze window's name {e}"))
 }
 
 /// Looks a zone up by its IANA name in the built-in database.

@@ -139,7 +139,7 @@ async fn check(ctx: &NodeContext, request: &FreezeRequest) -> Result<NewWindow, 
         request.cron.is_some() || request.duration.is_some() || request.time_zone.is_some();
     let now = jiff::Timestamp::now();
     let mut window = NewWindow {
-        name: request.name.clone(),
+        name: names::nfc(&request.name),
         description: request.description.clone(),
         starts_at: None,
         ends_at: None,

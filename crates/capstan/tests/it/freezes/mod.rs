@@ -441,3 +441,67 @@ async fn the_cli_manages_windows_and_deploys_past_or_around_them() {
     let (_, out) = cli(&server, &["freezes", "list"]).await;
     assert!(!out.contains("Holidays"), "{out}");
 }
+
+#[tokio::test]
+async fn a_window_created_after_a_deployment_was_queued_holds_it_when_it_comes_to_start() {
+    let fleet = Fleet::start(1, 1).await;
+    // The first fails and waits for an operator; the second waits behind it (one
+    // project, one environment) until the first is answered.
+    // Only the first run fails.
+    let once = fleet.dir().join("failed-once");
+    let mut failing = step(
+        "Deploy",
+        &format!("[ -e '{0}' ] || {{ touch '{0}'; exit 4; }}", once.display()),
+    );
+    failing["failure_policy"] = json!({ "mode": "guided" });
+    let (_, release) = fleet.release("Shop", json!([failing]), json!([])).await;
+    let first = fleet
+        .deploy(json!({ "release_id": release, "environment": "Production" }))
+        .await;
+    let (_, question) = fleet.wait_question(first, Duration::from_secs(30)).await;
+    let second = fleet
+        .deploy(json!({ "release_id": release, "environment": "Production" }))
+        .await;
+    let (_, shown) = fleet.api.get(&format!("/api/deployments/{second}")).await;
+    assert_eq!(shown["state"], "queued", "{shown:#}");
+
+    let now = OffsetDateTime::now_utc();
+    let (status, window) = fleet
+        .api
+        .post(
+            "/api/freezes",
+            json!({
+                "name": "Late",
+                "start": rfc3339(now - time::Duration::minutes(1)),
+                "end": rfc3339(now + time::Duration::hours(1)),
+                "projects": ["Shop"],
+            }),
+        )
+        .await;
+    assert_eq!(status, 201, "{window}");
+    let (status, body) = fleet.answer(first, &question, "ignore").await;
+    assert_eq!(status, 200, "{body}");
+    fleet.wait_state(first, DONE, Duration::from_secs(60)).await;
+    let held = held_reason(&fleet, second).await;
+    assert_eq!(held["blocked_by"]["reasons"][0]["window"], "Late");
+
+    // Shortened to have ended already: the held deployment is asked again at once.
+    let (status, body) = fleet
+        .api
+        .put(
+            &format!("/api/freezes/{}", window["id"]),
+            json!({
+                "name": "Late",
+                "start": rfc3339(now - time::Duration::minutes(1)),
+                "end": rfc3339(now - time::Duration::seconds(1)),
+                "projects": ["Shop"],
+            }),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["open_until"].is_null(), "{body}");
+    let done = fleet
+        .wait_state(second, DONE, Duration::from_secs(60))
+        .await;
+    assert_eq!(done["state"], "succeeded", "{done:#}");
+}
