@@ -18,7 +18,7 @@ pub struct RoleResponse {
     pub built_in: bool,
     /// `view`, `edit_process`, `create_release`, `deploy`, `answer_interventions`,
     /// `manage_projects`, `manage_environments`, `manage_agents`, `manage_nodes`,
-    /// `manage_users`, `view_audit`.
+    /// `manage_users`, `view_audit`, `override_freeze`.
     pub permissions: Vec<String>,
     #[serde(with = "crate::timestamp")]
     #[schema(value_type = String, format = DateTime)]

@@ -42,6 +42,13 @@ pub struct CreateDeploymentRequest {
     /// is skipped from then on.
     #[serde(default)]
     pub offline_targets: OfflineTargets,
+    /// When a freeze window holds the deployment now: wait for it to close (default),
+    /// or refuse the request (409).
+    #[serde(default, skip_serializing_if = "crate::freezes::IfFrozen::is_wait")]
+    pub if_frozen: crate::freezes::IfFrozen,
+    /// Start regardless of freeze windows; needs `override_freeze`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub override_freeze: bool,
 }
 
 /// A deployment in lists.

@@ -13,6 +13,7 @@ pub mod auto_rollbacks;
 pub mod client;
 pub mod dashboard;
 pub mod deployments;
+pub mod freezes;
 pub mod lifecycles;
 pub mod login;
 pub mod master_key;

@@ -34,10 +34,12 @@ pub enum Permission {
     ManageUsers,
     /// Read the audit log.
     ViewAudit,
+    /// Start a deployment while a freeze window holds its project and environment.
+    OverrideFreeze,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 11] = [
+    pub const ALL: [Permission; 12] = [
         Self::View,
         Self::EditProcess,
         Self::CreateRelease,
@@ -49,6 +51,7 @@ impl Permission {
         Self::ManageNodes,
         Self::ManageUsers,
         Self::ViewAudit,
+        Self::OverrideFreeze,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -64,6 +67,7 @@ impl Permission {
             Self::ManageNodes => "manage_nodes",
             Self::ManageUsers => "manage_users",
             Self::ViewAudit => "view_audit",
+            Self::OverrideFreeze => "override_freeze",
         }
     }
 
@@ -75,7 +79,7 @@ impl Permission {
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error(
-    "`{0}` is not a permission; use view, edit_process, create_release, deploy, answer_interventions, manage_projects, manage_environments, manage_agents, manage_nodes, manage_users or view_audit"
+    "`{0}` is not a permission; use view, edit_process, create_release, deploy, answer_interventions, manage_projects, manage_environments, manage_agents, manage_nodes, manage_users, view_audit or override_freeze"
 )]
 pub struct UnknownPermission(pub String);
 

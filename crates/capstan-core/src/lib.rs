@@ -45,6 +45,7 @@ pub mod command;
 pub mod deployment;
 pub mod duration;
 pub mod error_chain;
+pub mod freeze;
 pub mod lifecycle;
 pub mod names;
 pub mod node;

@@ -20,6 +20,7 @@ pub mod blocked;
 pub mod dashboard;
 pub mod deployments;
 pub mod error;
+pub mod freezes;
 pub mod held;
 pub mod lifecycles;
 pub mod listen;

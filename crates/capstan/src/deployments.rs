@@ -69,6 +69,13 @@ pub struct DeployArgs {
     /// unless it succeeded.
     #[arg(long, short)]
     follow: bool,
+    /// When a freeze window holds the deployment now: queue it to start when the
+    /// window closes (`wait`), or refuse it (`refuse`).
+    #[arg(long, value_enum, default_value_t = IfFrozenArg::Wait)]
+    if_frozen: IfFrozenArg,
+    /// Start regardless of freeze windows (needs the `override_freeze` permission).
+    #[arg(long)]
+    override_freeze: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -192,6 +199,22 @@ impl AnswerFlags {
     }
 }
 
+/// `--if-frozen`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum IfFrozenArg {
+    Wait,
+    Refuse,
+}
+
+impl From<IfFrozenArg> for capstan_api::freezes::IfFrozen {
+    fn from(arg: IfFrozenArg) -> Self {
+        match arg {
+            IfFrozenArg::Wait => Self::Wait,
+            IfFrozenArg::Refuse => Self::Refuse,
+        }
+    }
+}
+
 pub async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
     let client = ApiClient::new(&args.client.server, args.client.api_key);
     let project = client.find_project(&args.project).await?;
@@ -210,6 +233,8 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
             skip_steps: args.skip_steps,
             guided_failure: args.guided_failure,
             offline_targets: args.offline_targets.into(),
+            if_frozen: args.if_frozen.into(),
+            override_freeze: args.override_freeze,
         })
         .await?;
     let summary = &deployment.summary;

@@ -7,6 +7,7 @@ mod audit;
 mod dashboard;
 mod deployments;
 mod dev;
+mod freezes;
 mod lifecycles;
 mod login;
 mod master_key;
@@ -69,6 +70,8 @@ enum Command {
     Lifecycles(lifecycles::LifecyclesArgs),
     /// Deployments waiting for approval: list, approve, deny; and the approval rules.
     Approvals(approvals::ApprovalsArgs),
+    /// List, show, create, update and delete freeze windows (when deployments wait).
+    Freezes(freezes::FreezesArgs),
     /// Deploy a project's release to an environment, optionally following it to the end.
     Deploy(Box<deployments::DeployArgs>),
     /// List and show deployments, cancel or abandon them, answer their questions.
@@ -126,6 +129,7 @@ fn main() -> ExitCode {
         Command::Roles(args) => run_client(roles::run(args)),
         Command::Lifecycles(args) => run_client(lifecycles::run(args)),
         Command::Approvals(args) => run_client(approvals::run(args)),
+        Command::Freezes(args) => run_client(freezes::run(args)),
         Command::Deploy(args) => run_client(deployments::deploy(*args)),
         Command::Deployments(args) => run_client(deployments::run(args)),
         Command::Login(args) => run_client(login::login(args)),

@@ -50,7 +50,11 @@ pub const AUDITED_ROUTES: &[(&str, &str, &str)] = &[
     ("put", "/api/projects/{id}/variables", "variables.update"),
     ("post", "/api/releases", "release.create"),
     ("delete", "/api/releases/{id}", "release.delete"),
+    // With `override_freeze`, also `deployment.override_freeze`.
     ("post", "/api/deployments", "deployment.create"),
+    ("post", "/api/freezes", "freeze.create"),
+    ("put", "/api/freezes/{id}", "freeze.update"),
+    ("delete", "/api/freezes/{id}", "freeze.delete"),
     ("post", "/api/deployments/{id}/cancel", "deployment.cancel"),
     (
         "post",

@@ -35,6 +35,9 @@ pub async fn check(
     if let Some(gate) = approvals::gate(ctx, conn, row).await? {
         return Ok(gate);
     }
+    if let Some(gate) = super::freezes::gate(ctx, conn, row).await? {
+        return Ok(gate);
+    }
     Ok(Gate::Open)
 }
 

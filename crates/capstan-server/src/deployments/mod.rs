@@ -8,6 +8,7 @@ pub mod approvals;
 mod auto_rollback;
 mod dispatch;
 mod engine;
+pub mod freezes;
 pub mod gates;
 
 use std::{collections::HashSet, sync::Arc, time::Duration};
@@ -57,6 +58,13 @@ pub enum DeploymentError {
     /// The project's lifecycle does not let the release into the environment yet.
     #[error("{0}")]
     NotPromoted(String),
+    /// A freeze window holds the deployment and the caller asked to be refused then.
+    #[error("{detail}")]
+    Frozen {
+        window: String,
+        until: OffsetDateTime,
+        detail: String,
+    },
     /// Stored data this node cannot read.
     #[error("{0}")]
     Stored(String),
@@ -266,6 +274,8 @@ pub async fn create(
     .await?;
     // Approvals: who queued it may be barred from approving it.
     capstan_db::approvals::set_queued_by(&mut *tx, id, queued_by(actor)).await?;
+    let queued = db::get(&mut *tx, id).await?;
+    let overrides_freeze = freezes::at_queue(&mut tx, &queued, request, actor).await?;
     if let gates::Gate::Cancel { why } = gates::at_queue(ctx, &mut tx, id).await? {
         return Err(DeploymentError::Conflict(why));
     }
@@ -285,7 +295,7 @@ pub async fn create(
         )
         .project(release.project_id)
         .environment(environment.id)
-        .after(&audited(&created))
+        .after(&with_override(audited(&created), overrides_freeze))
         .record(&mut *tx, actor)
         .await?;
     tx.commit().await.map_err(DbError::from)?;
@@ -331,6 +341,14 @@ fn audited(row: &DeploymentRow) -> serde_json::Value {
     if let Some(fields) = shown.as_object_mut() {
         fields.insert("options".to_owned(), row.options.clone());
         fields.insert("targets".to_owned(), row.targets.clone());
+    }
+    shown
+}
+
+/// A deployment's audit row says when it was queued past the freeze windows.
+fn with_override(mut shown: serde_json::Value, overrides_freeze: bool) -> serde_json::Value {
+    if overrides_freeze && let Some(fields) = shown.as_object_mut() {
+        fields.insert("override_freeze".to_owned(), serde_json::Value::Bool(true));
     }
     shown
 }

@@ -215,6 +215,21 @@ pub const ROUTES: &[(&str, &str, Requirement)] = &[
         "/api/projects/{id}/auto-rollback",
         R::Project(P::ManageProjects),
     ),
+    // Freeze windows: managing one needs `manage_environments` where it applies,
+    // checked by the handler against the body and the stored window.
+    ("GET", "/api/freezes", R::System(P::View)),
+    ("POST", "/api/freezes", R::InHandler(P::ManageEnvironments)),
+    ("GET", "/api/freezes/{id}", R::System(P::View)),
+    (
+        "PUT",
+        "/api/freezes/{id}",
+        R::InHandler(P::ManageEnvironments),
+    ),
+    (
+        "DELETE",
+        "/api/freezes/{id}",
+        R::InHandler(P::ManageEnvironments),
+    ),
     ("GET", "/api/projects", R::Listed),
     ("POST", "/api/projects", R::System(P::ManageProjects)),
     ("GET", "/api/projects/{id}", R::Project(P::View)),

@@ -110,6 +110,10 @@ pub(crate) async fn create_deployment(
         &request.environment,
     )
     .await?;
+    if request.override_freeze {
+        super::freezes::check_override(&ctx, &caller, resolved.release_id, &request.environment)
+            .await?;
+    }
     let id = deployments::create(&ctx, &actor, &request, resolved).await?;
     let shown = deployments::show(&ctx, id).await?;
     let mut response = (StatusCode::CREATED, Json(shown)).into_response();

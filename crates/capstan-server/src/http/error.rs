@@ -156,6 +156,11 @@ impl From<crate::deployments::DeploymentError> for ApiError {
             DeploymentError::Conflict(detail) | DeploymentError::NotPromoted(detail) => {
                 Self::conflict(detail)
             }
+            DeploymentError::Frozen {
+                window,
+                until,
+                detail,
+            } => super::freezes::frozen(window, until, detail),
             e @ DeploymentError::Stored(_) => Self::internal(&e),
             DeploymentError::Db(e) => Self::from_db(e, String::new),
         }

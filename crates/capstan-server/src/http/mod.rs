@@ -14,6 +14,7 @@ mod deployments;
 mod download;
 mod error;
 mod extract;
+mod freezes;
 mod health;
 mod lifecycles;
 mod log_reader;
@@ -143,6 +144,16 @@ pub fn router(ctx: Arc<NodeContext>) -> Router {
         .route(
             "/api/projects/{id}/auto-rollback",
             get(auto_rollbacks::get_auto_rollback).put(auto_rollbacks::put_auto_rollback),
+        )
+        .route(
+            "/api/freezes",
+            get(freezes::list_freezes).post(freezes::create_freeze),
+        )
+        .route(
+            "/api/freezes/{id}",
+            get(freezes::get_freeze)
+                .put(freezes::update_freeze)
+                .delete(freezes::delete_freeze),
         )
         .route(
             "/api/projects",

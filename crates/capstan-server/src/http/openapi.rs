@@ -56,6 +56,7 @@ use capstan_api::deployments::{
     DeploymentPage, DeploymentResponse, DeploymentSummary, GridStep, GridTarget, Intervention,
     StopRequest,
 };
+use capstan_api::freezes::{FreezeKind, FreezeList, FreezeRequest, FreezeResponse, IfFrozen};
 use capstan_api::lifecycles::{
     LifecycleList, LifecycleRequest, LifecycleResponse, PhaseBody, PhaseRule, ProjectLifecycle,
 };
@@ -65,8 +66,8 @@ use capstan_core::deployment::{
 
 use super::{
     access, agent_protocol, agents, artifacts, audit, auto_rollbacks, dashboard, deployments,
-    lifecycles, login, master_key, nodes, packages, projects, releases, roles, scripts, task_logs,
-    tasks, teams, users,
+    freezes, lifecycles, login, master_key, nodes, packages, projects, releases, roles, scripts,
+    task_logs, tasks, teams, users,
 };
 
 #[derive(OpenApi)]
@@ -86,6 +87,8 @@ use super::{
         lifecycles::create_lifecycle, lifecycles::list_lifecycles, lifecycles::get_lifecycle,
         lifecycles::delete_lifecycle, lifecycles::put_project_lifecycle,
         auto_rollbacks::get_auto_rollback, auto_rollbacks::put_auto_rollback,
+        freezes::list_freezes, freezes::get_freeze, freezes::create_freeze,
+        freezes::update_freeze, freezes::delete_freeze,
         agent_protocol::poll, agent_protocol::ack, agent_protocol::output,
         agent_protocol::result, agent_protocol::package,
         scripts::run_script, scripts::task_commands,
@@ -130,6 +133,7 @@ use super::{
         CommandList, MasterKeyStatus, MasterKeyVersion, NodeKeyVersions, RotateMasterKeyResponse,
         CommandList, ProjectRequest, UpdateProjectRequest, ProjectResponse, ProjectPage,
         Dashboard, DashboardProject, DashboardEnvironment, DashboardCell,
+        FreezeRequest, FreezeResponse, FreezeList, FreezeKind, IfFrozen,
         ProcessRequest, ProcessResponse, Warning, Step, StartTrigger, RunCondition,
         FailurePolicy, NamedLock, LockScope, Action, VariableScope, VariableInput,
         VariableResponse, VariablesRequest, VariablesResponse, PreviewRequest, PreviewResponse,

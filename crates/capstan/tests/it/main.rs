@@ -13,6 +13,7 @@ mod crash;
 mod dashboard;
 mod deployments;
 mod dev;
+mod freezes;
 mod haproxy;
 mod identity;
 mod lifecycles;

@@ -14,7 +14,7 @@ use super::{
 };
 use crate::deployments::{Fleet, step};
 
-const PERMISSIONS: [&str; 11] = [
+const PERMISSIONS: [&str; 12] = [
     "view",
     "edit_process",
     "create_release",
@@ -26,6 +26,7 @@ const PERMISSIONS: [&str; 11] = [
     "manage_nodes",
     "manage_users",
     "view_audit",
+    "override_freeze",
 ];
 
 /// The operations any authenticated caller may use: the roles (a vocabulary) and the
@@ -80,6 +81,7 @@ struct World {
     victim_team: i64,
     victim_grant: i64,
     custom_role: i64,
+    freeze: i64,
 }
 
 impl World {
@@ -110,6 +112,8 @@ impl World {
             self.custom_role.to_string()
         } else if path.starts_with("/api/lifecycles/") {
             "1".to_owned()
+        } else if path.starts_with("/api/freezes/") {
+            self.freeze.to_string()
         } else {
             String::new()
         };
@@ -157,10 +161,25 @@ impl World {
             ("POST", "/api/deployments") => Some(json!({
                 "release_id": self.release, "environment": "Production"
             })),
+            // A window of Production only, far off.
+            ("POST" | "PUT", "/api/freezes" | "/api/freezes/{id}") => Some(json!({
+                "name": if method == "POST" { "matrix new" } else { "matrix" },
+                "start": "2099-12-24T00:00:00Z", "end": "2099-12-27T00:00:00Z",
+                "environments": ["Production"],
+            })),
             ("POST" | "PUT" | "PATCH", _) => Some(json!({})),
             _ => None,
         }
     }
+}
+
+/// The window `{id}` of `/api/freezes/{id}` is.
+fn world_freeze_body() -> Option<Value> {
+    Some(json!({
+        "name": "matrix",
+        "start": "2099-12-24T00:00:00Z", "end": "2099-12-27T00:00:00Z",
+        "environments": ["Production"],
+    }))
 }
 
 /// The id `fill` puts for `{id}` in `template`.
@@ -179,10 +198,11 @@ fn refused(scope: &str, status: u16, body: &Value, world: &World, path: &str) ->
     match scope {
         "listed" => status == 200 && world.listed(path).is_none_or(|id| !ids(body).contains(&id)),
         "body" => {
-            status == 422
+            (status == 422
                 && body["detail"]
                     .as_str()
-                    .is_some_and(|d| d.contains("there is no"))
+                    .is_some_and(|d| d.contains("there is no")))
+                || (status == 403 && body["missing_permission"].is_string())
         }
         "system" | "any_project" | "own_user" => {
             status == 403 && body["missing_permission"].is_string()
@@ -232,6 +252,15 @@ async fn every_endpoint_refuses_callers_without_its_permission_and_admits_those_
     let viewer = role_id(&node, "project viewer").await;
     let victim_grant = grant(&node, victim_team, viewer, Some(&[shop]), None).await;
     let custom_role = create_role(&node, "custom", &["view"]).await;
+    let (status, freeze) = call(
+        &node,
+        ADMIN_KEY,
+        "POST",
+        "/api/freezes",
+        world_freeze_body(),
+    )
+    .await;
+    assert_eq!(status, 201, "{freeze}");
     let world = World {
         shop,
         release,
@@ -246,6 +275,7 @@ async fn every_endpoint_refuses_callers_without_its_permission_and_admits_those_
         victim_team,
         victim_grant,
         custom_role,
+        freeze: freeze["id"].as_i64().unwrap(),
     };
 
     let mut only = std::collections::HashMap::new();
