@@ -42,6 +42,28 @@ pub struct CreateDeploymentRequest {
     /// is skipped from then on.
     #[serde(default)]
     pub offline_targets: OfflineTargets,
+    /// Do not start before this time (RFC 3339; at most a year ahead). It waits
+    /// parked in the queue until then, holding no slot.
+    #[serde(
+        default,
+        with = "crate::timestamp::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub deploy_at: Option<OffsetDateTime>,
+    /// Do not start after this time (RFC 3339, in the future, after `deploy_at`): a
+    /// deployment still queued then is cancelled.
+    #[serde(
+        default,
+        with = "crate::timestamp::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub no_deploy_after: Option<OffsetDateTime>,
+    /// Leave the older queued deployments of this project × environment queued;
+    /// by default they are superseded (cancelled) by this one.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub keep_queued: bool,
 }
 
 /// A deployment in lists.
@@ -71,6 +93,26 @@ pub struct DeploymentSummary {
     /// Set on a rollback: the deployment it rolls back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollback_of: Option<i64>,
+    /// It does not start before this time.
+    #[serde(
+        default,
+        with = "crate::timestamp::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub deploy_at: Option<OffsetDateTime>,
+    /// It is cancelled if it has not started by this time.
+    #[serde(
+        default,
+        with = "crate::timestamp::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub no_deploy_after: Option<OffsetDateTime>,
+    /// The newer deployment of the same project × environment that replaced this one
+    /// while it was queued (it was cancelled).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub superseded_by: Option<i64>,
 }
 
 /// `GET /api/deployments/{id}`: the deployment, its grid and its questions.

@@ -31,7 +31,9 @@ pub async fn check(
     conn: &mut PgConnection,
     row: &DeploymentRow,
 ) -> Result<Gate, DbError> {
-    let _ = (ctx, &mut *conn, row);
+    if let Some(gate) = super::schedule::gate(ctx, conn, row).await? {
+        return Ok(gate);
+    }
     Ok(Gate::Open)
 }
 
