@@ -92,7 +92,7 @@ pub async fn queue(
         .execute(&mut *tx)
         .await?;
     if !new.keep_queued {
-        crate::schedule::supersede(&mut *tx, id).await?;
+        crate::schedule::supersede(&mut tx, id).await?;
     }
     tx.commit().await?;
     Ok((id, task_id))

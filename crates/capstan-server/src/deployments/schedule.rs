@@ -135,7 +135,7 @@ pub async fn expire_overdue(ctx: &NodeContext) -> Result<u64, DbError> {
     let mut total = 0;
     loop {
         let mut tx = ctx.pools.api.begin().await?;
-        let stopped = db::expire(&mut *tx, &expired_because).await?;
+        let stopped = db::expire(&mut tx, &expired_because).await?;
         for deployment in &stopped {
             capstan_db::audit::append(&mut *tx, &db::expired_event(&actor, deployment)).await?;
         }
