@@ -244,6 +244,9 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
         render::describe(summary),
         summary.task_id
     )?;
+    if let Some(at) = summary.deploy_at {
+        outln!("it starts at {} at the earliest", timestamp::format(at))?;
+    }
     if args.follow {
         follow(&client, summary.id).await?;
     }
