@@ -21,7 +21,8 @@ async fn a_deployment_scheduled_five_seconds_ahead_waits_parked_and_then_runs() 
     let (status, queued) = fleet.api.get(&format!("/api/deployments/{id}")).await;
     assert_eq!(status, 200, "{queued}");
     assert_eq!(queued["deploy_at"], deploy_at, "{queued:#}");
-    if queued["state"] == "queued" {
+    assert_eq!(queued["state"], "queued", "{queued:#}");
+    {
         let reasons = &queued["blocked_by"]["reasons"];
         assert_eq!(reasons[0]["reason"], "scheduled", "{queued:#}");
         assert_eq!(reasons[0]["at"], deploy_at, "{queued:#}");

@@ -63,16 +63,29 @@ async fn ten_deployments_queued_behind_a_running_one_collapse_to_the_newest() {
     }
 
     open_gate(&fleet, "go");
+    let mut done = Vec::new();
     for id in [running, newest] {
-        let done = fleet
+        let finished = fleet
             .wait_state(
                 id,
                 &["succeeded", "failed", "cancelled"],
                 Duration::from_secs(60),
             )
             .await;
-        assert_eq!(done["state"], "succeeded", "{done:#}");
+        assert_eq!(finished["state"], "succeeded", "{finished:#}");
+        done.push(finished);
     }
+    let at = |d: &serde_json::Value, field: &str| {
+        time::OffsetDateTime::parse(
+            d[field].as_str().unwrap(),
+            &time::format_description::well_known::Rfc3339,
+        )
+        .unwrap()
+    };
+    assert!(
+        at(&done[1], "started_at") >= at(&done[0], "finished_at"),
+        "the newest started before the running one ended: {done:#?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
