@@ -198,6 +198,16 @@ impl ApiClient {
         .await
     }
 
+    /// `POST /api/tasks/{id}/move-to-front`.
+    pub async fn move_task_to_front(&self, id: i64) -> Result<TaskResponse, ClientError> {
+        self.call(
+            Method::POST,
+            &format!("/api/tasks/{id}/move-to-front"),
+            None::<&()>,
+        )
+        .await
+    }
+
     /// `POST /api/agents/registration-tokens`.
     pub async fn create_registration_token(
         &self,

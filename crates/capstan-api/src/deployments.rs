@@ -49,6 +49,28 @@ pub struct CreateDeploymentRequest {
     /// Start regardless of freeze windows; needs `override_freeze`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub override_freeze: bool,
+    /// Do not start before this time (RFC 3339; at most a year ahead). It waits
+    /// parked in the queue until then, holding no slot.
+    #[serde(
+        default,
+        with = "crate::timestamp::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub deploy_at: Option<OffsetDateTime>,
+    /// Do not start after this time (RFC 3339, in the future, after `deploy_at`): a
+    /// deployment still queued then is cancelled.
+    #[serde(
+        default,
+        with = "crate::timestamp::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub no_deploy_after: Option<OffsetDateTime>,
+    /// Leave the older queued deployments of this project × environment queued;
+    /// by default they are superseded (cancelled) by this one.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub keep_queued: bool,
 }
 
 /// A deployment in lists.
@@ -81,6 +103,26 @@ pub struct DeploymentSummary {
     /// A rollback the node queued by itself when `rollback_of` failed.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub automatic_rollback: bool,
+    /// It does not start before this time.
+    #[serde(
+        default,
+        with = "crate::timestamp::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub deploy_at: Option<OffsetDateTime>,
+    /// It is cancelled if it has not started by this time.
+    #[serde(
+        default,
+        with = "crate::timestamp::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub no_deploy_after: Option<OffsetDateTime>,
+    /// The newer deployment of the same project × environment that replaced this one
+    /// while it was queued (it was cancelled).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub superseded_by: Option<i64>,
 }
 
 /// `GET /api/deployments/{id}`: the deployment, its grid and its questions.

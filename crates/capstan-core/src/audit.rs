@@ -14,7 +14,7 @@ pub enum ActorKind {
     /// Nobody proven yet: a failed login.
     Anonymous,
     /// A node acting by itself: a lifecycle's automatic deployment, an automatic
-    /// rollback, retention.
+    /// rollback, a deployment expired or superseded, retention.
     System,
 }
 

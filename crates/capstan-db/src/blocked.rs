@@ -17,10 +17,10 @@ pub const FRONT_LIMIT: i64 = 20;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueuedTask {
     pub id: i64,
-    /// 1 for the oldest queued task.
+    /// 1 for the first in line (see [`crate::schedule`] for the order).
     pub position: i64,
     pub concurrency_key: Option<String>,
-    /// The running task with the same key, or else the oldest older queued one.
+    /// The running task with the same key, or else the first queued one ahead of it.
     pub key_holder: Option<i64>,
 }
 
@@ -40,7 +40,7 @@ pub struct Waiting {
     /// The tasks asked about that are still queued, by id; the others have started or
     /// finished since they were read.
     pub tasks: Vec<QueuedTask>,
-    /// The first [`FRONT_LIMIT`] queued tasks, oldest first.
+    /// The first [`FRONT_LIMIT`] queued tasks that are not parked, in line order.
     pub front: Vec<i64>,
     /// The nodes that are up, by name.
     pub nodes: Vec<LiveNode>,
@@ -69,10 +69,12 @@ pub async fn look_up(db: impl PgExecutor<'_>, ids: &[i64]) -> Result<Waiting, Db
     }
     let parts = sqlx::query_as::<_, Part>(concat!(
         "WITH page AS (
-            SELECT id, concurrency_key FROM tasks WHERE id = ANY($1) AND state = 'queued'
+            SELECT id, concurrency_key, coalesce(queue_order, id) AS o FROM tasks
+            WHERE id = ANY($1) AND state = 'queued'
          ), line AS (
-            SELECT id, row_number() OVER (ORDER BY id) AS position FROM tasks
-            WHERE state = 'queued' AND id <= (SELECT max(id) FROM page)
+            SELECT id, row_number() OVER (ORDER BY coalesce(queue_order, id)) AS position
+            FROM tasks
+            WHERE state = 'queued' AND coalesce(queue_order, id) <= (SELECT max(o) FROM page)
               AND (NOT parked OR id = ANY($1))
          )
          SELECT 'task' AS part, p.id, l.position, p.concurrency_key,
@@ -82,15 +84,16 @@ pub async fn look_up(db: impl PgExecutor<'_>, ids: &[i64]) -> Result<Waiting, Db
                   LIMIT 1),
                  (SELECT k.id FROM tasks k
                   WHERE k.concurrency_key = p.concurrency_key AND k.state = 'queued'
-                    AND k.id < p.id
-                  ORDER BY k.id LIMIT 1)) AS key_holder,
+                    AND coalesce(k.queue_order, k.id) < p.o
+                  ORDER BY coalesce(k.queue_order, k.id) LIMIT 1)) AS key_holder,
              NULL::text AS name, NULL::int4 AS task_cap, NULL::bool AS draining,
              NULL::int4 AS running_tasks
          FROM page p JOIN line l ON l.id = p.id
          UNION ALL
-         SELECT 'front', f.id, NULL, NULL, NULL, NULL, NULL, NULL, NULL
-         FROM (SELECT id FROM tasks WHERE state = 'queued' AND NOT parked
-               ORDER BY id LIMIT $2) f
+         SELECT 'front', f.id, f.o, NULL, NULL, NULL, NULL, NULL, NULL
+         FROM (SELECT id, coalesce(queue_order, id) AS o FROM tasks
+               WHERE state = 'queued' AND NOT parked
+               ORDER BY coalesce(queue_order, id) LIMIT $2) f
          UNION ALL
          SELECT 'node', NULL, NULL, NULL, NULL, nodes.name, nodes.task_cap, nodes.draining,
              (SELECT count(*)::int4 FROM tasks
@@ -104,6 +107,7 @@ pub async fn look_up(db: impl PgExecutor<'_>, ids: &[i64]) -> Result<Waiting, Db
     .await?;
 
     let mut waiting = Waiting::default();
+    let mut front = Vec::new();
     for part in parts {
         match (part.part.as_str(), part.id) {
             ("task", Some(id)) => waiting.tasks.push(QueuedTask {
@@ -112,7 +116,7 @@ pub async fn look_up(db: impl PgExecutor<'_>, ids: &[i64]) -> Result<Waiting, Db
                 concurrency_key: part.concurrency_key,
                 key_holder: part.key_holder,
             }),
-            ("front", Some(id)) => waiting.front.push(id),
+            ("front", Some(id)) => front.push((part.position.unwrap_or(id), id)),
             _ => {
                 if let Some(name) = part.name {
                     waiting.nodes.push(LiveNode {
@@ -126,7 +130,8 @@ pub async fn look_up(db: impl PgExecutor<'_>, ids: &[i64]) -> Result<Waiting, Db
         }
     }
     waiting.tasks.sort_by_key(|t| t.id);
-    waiting.front.sort_unstable();
+    front.sort_unstable();
+    waiting.front = front.into_iter().map(|(_, id)| id).collect();
     waiting.nodes.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(waiting)
 }

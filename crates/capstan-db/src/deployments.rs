@@ -27,7 +27,7 @@ pub struct Fence {
 }
 
 /// A deployment about to be queued.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct NewDeployment {
     pub project_id: i64,
     pub release_id: i64,
@@ -38,11 +38,19 @@ pub struct NewDeployment {
     pub rollback_of: Option<i64>,
     /// A rollback a node queued by itself when `rollback_of` failed.
     pub automatic_rollback: bool,
+    /// It may not start before this time.
+    pub deploy_at: Option<OffsetDateTime>,
+    /// It must not start after this time: it is cancelled instead.
+    pub no_deploy_after: Option<OffsetDateTime>,
+    /// Leave the older queued deployments of the pair alone instead of superseding
+    /// them (see [`crate::schedule::supersede`]).
+    pub keep_queued: bool,
 }
 
 /// Queues a deployment and the task that runs it in one transaction. The task's key
 /// makes deployments of one project to one environment run one at a time, oldest
-/// first.
+/// first. Unless `keep_queued`, the pair's older deployments that are still queued and
+/// never started are superseded by it in the same transaction.
 pub async fn queue(
     db: impl sqlx::Acquire<'_, Database = sqlx::Postgres>,
     new: &NewDeployment,
@@ -51,8 +59,8 @@ pub async fn queue(
     let mut tx = db.begin().await?;
     let (id,): (i64,) = sqlx::query_as(
         "INSERT INTO deployments (project_id, release_id, environment_id, options, rollback_of,
-                                  automatic_rollback)
-         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+                                  automatic_rollback, deploy_at, no_deploy_after)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
     )
     .bind(new.project_id)
     .bind(new.release_id)
@@ -60,6 +68,8 @@ pub async fn queue(
     .bind(&new.options)
     .bind(new.rollback_of)
     .bind(new.automatic_rollback)
+    .bind(new.deploy_at)
+    .bind(new.no_deploy_after)
     .fetch_one(&mut *tx)
     .await?;
     let key = format!("deploy:{}:{}", new.project_id, new.environment_id);
@@ -84,6 +94,9 @@ pub async fn queue(
         .bind(task_id)
         .execute(&mut *tx)
         .await?;
+    if !new.keep_queued {
+        crate::schedule::supersede(&mut tx, id).await?;
+    }
     tx.commit().await?;
     Ok((id, task_id))
 }
@@ -114,6 +127,10 @@ pub struct DeploymentRow {
     pub rollback_of: Option<i64>,
     /// The rollback was queued by a node when `rollback_of` failed.
     pub automatic_rollback: bool,
+    pub deploy_at: Option<OffsetDateTime>,
+    pub no_deploy_after: Option<OffsetDateTime>,
+    /// The newer deployment that replaced this one while it was queued.
+    pub superseded_by: Option<i64>,
 }
 
 /// A deployment's state as readers see it: the engine's, unless its task ended
@@ -133,7 +150,7 @@ const SELECT_DEPLOYMENT: &str = "SELECT d.id, d.task_id, d.project_id, p.name AS
         coalesce(d.started_at, CASE WHEN d.held IS NULL THEN t.started_at END) AS started_at,
         coalesce(d.finished_at, CASE WHEN d.state IN ('queued', 'running', 'awaiting_intervention')
                   THEN t.finished_at END) AS finished_at,
-        d.rollback_of, d.automatic_rollback
+        d.rollback_of, d.automatic_rollback, d.deploy_at, d.no_deploy_after, d.superseded_by
     FROM deployments d
     JOIN projects p ON p.id = d.project_id
     JOIN releases r ON r.id = d.release_id

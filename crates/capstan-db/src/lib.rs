@@ -33,6 +33,7 @@ pub mod pools;
 pub mod projects;
 pub mod queue;
 pub mod releases;
+pub mod schedule;
 pub mod secrets;
 pub mod sessions;
 pub mod task_logs;

@@ -55,18 +55,19 @@ pub struct Claimer<'a> {
     pub kinds: &'a [String],
 }
 
-/// Writes `outcomes` and claims up to `want` of the oldest claimable tasks in one
+/// Writes `outcomes` and claims up to `want` of the first claimable tasks in line
+/// (`coalesce(queue_order, id)`: by id, unless one was moved to the front) in one
 /// statement, so one round trip and one commit serve a whole cycle: the slots the
 /// outcomes free are reused at the same commit, and a claim's `started_at` equals the
 /// `finished_at` of the run whose slot it takes, never earlier.
 ///
 /// The kind test is written as `array_position(...) IS NOT NULL` rather than
 /// `kind = ANY(...)` on purpose: the planner guesses the latter matches almost nothing,
-/// and then reads every queued row and sorts them instead of walking `tasks_queued` in
-/// id order and stopping after `want` rows, which makes each claim cost O(queue).
+/// and then reads every queued row and sorts them instead of walking `tasks_queued_order`
+/// in line order and stopping after `want` rows, which makes each claim cost O(queue).
 ///
 /// A queued task is claimable when its kind is one the node knows, no task with its
-/// concurrency key is running, and no older task with that key is queued. A keyed task
+/// concurrency key is running, and no task with that key is queued ahead of it. A keyed task
 /// finishing here does not unblock the next one in this same statement (it still
 /// reads as running); the notification sent for it wakes a claimer for that.
 pub async fn complete_and_claim(
@@ -111,8 +112,11 @@ pub async fn complete_and_claim(
                   AND (t.concurrency_key IS NULL OR NOT EXISTS (
                         SELECT 1 FROM tasks k
                         WHERE k.concurrency_key = t.concurrency_key
-                          AND (k.state = 'running' OR (k.state = 'queued' AND k.id < t.id))))
-                ORDER BY t.id
+                          AND (k.state = 'running'
+                               OR (k.state = 'queued'
+                                   AND coalesce(k.queue_order, k.id)
+                                       < coalesce(t.queue_order, t.id)))))
+                ORDER BY coalesce(t.queue_order, t.id)
                 LIMIT $6
                 FOR UPDATE OF t SKIP LOCKED
              ), claimed AS (

@@ -25,7 +25,7 @@ struct ListArgs {
     /// The actor's name (a user, a service account, an agent, `admin key`).
     #[arg(long)]
     actor: Option<String>,
-    /// person, service, admin_key, agent or anonymous.
+    /// person, service, admin_key, agent, anonymous or system.
     #[arg(long)]
     actor_kind: Option<String>,
     /// The user's or agent's id.

@@ -65,6 +65,17 @@ pub struct DeployArgs {
     /// skipped from then on.
     #[arg(long, value_enum, default_value_t = Offline::Fail)]
     offline_targets: Offline,
+    /// Do not start before this time: RFC 3339 (`2026-12-24T22:00:00Z`) or from now
+    /// (`+30m`, `+2h`).
+    #[arg(long, value_name = "TIME", value_parser = time_arg)]
+    at: Option<time::OffsetDateTime>,
+    /// Cancel it if it has not started by this time (RFC 3339 or `+DURATION`).
+    #[arg(long, value_name = "TIME", value_parser = time_arg)]
+    no_deploy_after: Option<time::OffsetDateTime>,
+    /// Leave the older queued deployments of this project × environment queued
+    /// instead of superseding them.
+    #[arg(long)]
+    keep_queued: bool,
     /// Show progress until it finishes, asking for answers on a terminal; exit 1
     /// unless it succeeded.
     #[arg(long, short)]
@@ -76,6 +87,17 @@ pub struct DeployArgs {
     /// Start regardless of freeze windows (needs the `override_freeze` permission).
     #[arg(long)]
     override_freeze: bool,
+}
+
+/// A time given as RFC 3339, or as `+DURATION` from now.
+fn time_arg(s: &str) -> Result<time::OffsetDateTime, String> {
+    if let Some(after) = s.strip_prefix('+') {
+        let after = capstan_core::duration::parse_duration(after).map_err(|e| e.to_string())?;
+        return Ok(time::OffsetDateTime::now_utc() + after);
+    }
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).map_err(|e| {
+        format!("`{s}` is neither an RFC 3339 time (2026-12-24T22:00:00Z) nor `+DURATION` ({e})")
+    })
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -235,6 +257,9 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
             offline_targets: args.offline_targets.into(),
             if_frozen: args.if_frozen.into(),
             override_freeze: args.override_freeze,
+            deploy_at: args.at,
+            no_deploy_after: args.no_deploy_after,
+            keep_queued: args.keep_queued,
         })
         .await?;
     let summary = &deployment.summary;
@@ -244,6 +269,9 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
         render::describe(summary),
         summary.task_id
     )?;
+    if let Some(at) = summary.deploy_at {
+        outln!("it starts at {} at the earliest", timestamp::format(at))?;
+    }
     if args.follow {
         follow(&client, summary.id).await?;
     }

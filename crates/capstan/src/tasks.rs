@@ -1,4 +1,4 @@
-//! `capstan tasks ...`: list, show, queue and cancel tasks, say why one has not
+//! `capstan tasks ...`: list, show, queue, cancel and reorder tasks, say why one has not
 //! started, and read their logs.
 
 use std::time::Duration;
@@ -61,6 +61,8 @@ enum TasksCommand {
     },
     /// Cancel a queued task at once, or ask the node running it to stop it.
     Cancel { id: i64 },
+    /// Put a queued task ahead of every other queued task.
+    MoveToFront { id: i64 },
     /// Say in one sentence why a task has not started, or where it stands if it has.
     Why { id: i64 },
     /// Print a task's log: `<time> <LEVEL> <text>` per line.
@@ -163,6 +165,15 @@ pub async fn run(args: TasksArgs) -> anyhow::Result<()> {
                 follow_log(&client, id).await?;
             } else {
                 print_log(&client, id).await?;
+            }
+        }
+        TasksCommand::MoveToFront { id } => {
+            let task = client.move_task_to_front(id).await?;
+            outln!("task {id} moved to the front of the queue")?;
+            if let Some(blocked) = &task.blocked_by
+                && !blocked.reasons.is_empty()
+            {
+                outln!("it still waits: {}", blocked.summary)?;
             }
         }
         TasksCommand::Cancel { id } => {

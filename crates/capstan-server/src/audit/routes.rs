@@ -10,6 +10,11 @@ pub const AUDITED_ROUTES: &[(&str, &str, &str)] = &[
     ("post", "/api/tasks", "task.create"),
     ("post", "/api/tasks/batch", "task.batch"),
     ("post", "/api/tasks/{id}/cancel", "task.cancel"),
+    (
+        "post",
+        "/api/tasks/{id}/move-to-front",
+        "task.move_to_front",
+    ),
     ("post", "/api/master-key/rotate", "master_key.rotate"),
     ("post", "/api/packages/raw", "package.upload"),
     ("delete", "/api/packages/{id}/{version}", "package.delete"),

@@ -66,6 +66,7 @@ pub async fn after_failure(
             on_node_lost: NodeLostPolicy::Resume.as_str(),
             rollback_of: Some(failed),
             automatic_rollback: true,
+            ..NewDeployment::default()
         },
         ctx.state.id,
     )

@@ -32,6 +32,9 @@ pub async fn check(
     conn: &mut PgConnection,
     row: &DeploymentRow,
 ) -> Result<Gate, DbError> {
+    if let Some(gate) = super::schedule::gate(ctx, conn, row).await? {
+        return Ok(gate);
+    }
     if let Some(gate) = approvals::gate(ctx, conn, row).await? {
         return Ok(gate);
     }

@@ -10,6 +10,7 @@ mod dispatch;
 mod engine;
 pub mod freezes;
 pub mod gates;
+pub mod schedule;
 
 use std::{collections::HashSet, sync::Arc, time::Duration};
 
@@ -175,6 +176,7 @@ pub async fn create(
 ) -> Result<i64, DeploymentError> {
     let db = &ctx.pools.api;
     let mut problems = FieldProblems::new();
+    schedule::check_request(request, OffsetDateTime::now_utc(), &mut problems);
     let release = match releases::get(db, resolved.release_id).await {
         Ok(release) => Some(release),
         Err(DbError::NotFound) => {
@@ -268,6 +270,9 @@ pub async fn create(
             on_node_lost: NodeLostPolicy::Resume.as_str(),
             rollback_of: resolved.rollback_of,
             automatic_rollback: false,
+            deploy_at: request.deploy_at,
+            no_deploy_after: request.no_deploy_after,
+            keep_queued: request.keep_queued,
         },
         ctx.state.id,
     )
@@ -505,6 +510,9 @@ pub fn summary(row: DeploymentRow) -> DeploymentSummary {
         finished_at: row.finished_at,
         rollback_of: row.rollback_of,
         automatic_rollback: row.automatic_rollback,
+        deploy_at: row.deploy_at,
+        no_deploy_after: row.no_deploy_after,
+        superseded_by: row.superseded_by,
     }
 }
 
@@ -713,6 +721,11 @@ pub async fn run(run: TaskRun, id: i64) -> Result<Ran, String> {
             db::set_state(db, fence, id, DeploymentState::Cancelled, Some(&why))
                 .await
                 .map_err(|e| format!("cannot record that deployment {id} is cancelled: {e}"))?;
+            if let Err(e) = schedule::audit_cancelled_at_claim(&ctx, id).await {
+                log.warn(format!(
+                    "cannot record why deployment {id} is cancelled: {e}"
+                ));
+            }
             log.warn(format!("deployment {id} is cancelled: {why}"));
             return Ok(Ran::Cancelled { why });
         }

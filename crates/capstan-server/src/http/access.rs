@@ -123,6 +123,7 @@ pub const ROUTES: &[(&str, &str, Requirement)] = &[
     ("GET", "/api/tasks/{id}", R::Task(P::View)),
     ("GET", "/api/tasks/{id}/attempts", R::Task(P::View)),
     ("POST", "/api/tasks/{id}/cancel", R::Task(P::Deploy)),
+    ("POST", "/api/tasks/{id}/move-to-front", R::Task(P::Deploy)),
     ("GET", "/api/tasks/{id}/artifacts", R::Task(P::View)),
     ("GET", "/api/tasks/{id}/artifacts/{name}", R::Task(P::View)),
     (

@@ -31,6 +31,7 @@ mod releases;
 mod roles;
 mod scripts;
 mod task_logs;
+mod task_order;
 mod tasks;
 mod teams;
 mod timeout;
@@ -80,6 +81,10 @@ pub fn router(ctx: Arc<NodeContext>) -> Router {
         .route("/api/tasks/{id}", get(tasks::get_task))
         .route("/api/tasks/{id}/attempts", get(tasks::task_attempts))
         .route("/api/tasks/{id}/cancel", post(tasks::cancel_task))
+        .route(
+            "/api/tasks/{id}/move-to-front",
+            post(task_order::move_to_front),
+        )
         .route("/api/tasks/{id}/artifacts", get(artifacts::list_artifacts))
         .route(
             "/api/tasks/{id}/artifacts/{name}",

@@ -67,7 +67,7 @@ use capstan_core::deployment::{
 use super::{
     access, agent_protocol, agents, artifacts, audit, auto_rollbacks, dashboard, deployments,
     freezes, lifecycles, login, master_key, nodes, packages, projects, releases, roles, scripts,
-    task_logs, tasks, teams, users,
+    task_logs, task_order, tasks, teams, users,
 };
 
 #[derive(OpenApi)]
@@ -76,7 +76,8 @@ use super::{
     paths(
         nodes::ping, nodes::list_nodes, nodes::get_node, nodes::update_node, nodes::delete_node,
         tasks::create_task, tasks::create_tasks, tasks::list_tasks, tasks::get_task,
-        tasks::task_attempts, tasks::cancel_task, task_logs::get_task_log,
+        tasks::task_attempts, tasks::cancel_task, task_order::move_to_front,
+        task_logs::get_task_log,
         artifacts::upload_artifact, artifacts::list_artifacts, artifacts::download_artifact,
         packages::upload_package, packages::list_packages, packages::list_versions,
         packages::get_package, packages::download_package, packages::delete_package,

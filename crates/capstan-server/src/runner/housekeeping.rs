@@ -1,6 +1,7 @@
 //! What every node does for the whole cluster, once per heartbeat interval: rescue
-//! tasks whose lease expired, queue periodic tasks whose period began, compact the logs
-//! of finished tasks whose node died before it could, and refresh the queue gauges.
+//! tasks whose lease expired, cancel queued deployments past their `no_deploy_after`,
+//! queue periodic tasks whose period began, compact the logs of finished tasks whose
+//! node died before it could, and refresh the queue gauges.
 //! Any node may do each of these; the database makes sure each happens once (SKIP
 //! LOCKED for rescue and compaction, a unique key per period for periodic tasks).
 
@@ -117,6 +118,7 @@ pub(crate) async fn run(ctx: Arc<NodeContext>) {
         rescue_expired(&ctx).await;
         crate::agents::housekeeping(&ctx).await;
         ctx.api_keys.flush_uses(&ctx.pools.api).await;
+        expire_overdue_deployments(&ctx).await;
         ticks = ticks.wrapping_add(1);
         if ticks % COMPACT_EVERY_HEARTBEATS == 0 {
             compact_left_over_logs(&ctx).await;
@@ -145,6 +147,17 @@ async fn free_finished_deployments_locks(ctx: &NodeContext) {
         Ok(0) => {}
         Ok(n) => tracing::info!("freed {n} lock(s) held by deployments that have ended"),
         Err(e) => tracing::debug!("cannot free the locks of ended deployments: {e}"),
+    }
+}
+
+/// Cancels the queued deployments whose `no_deploy_after` passed before they started.
+async fn expire_overdue_deployments(ctx: &NodeContext) {
+    match crate::deployments::schedule::expire_overdue(ctx).await {
+        Ok(0) => {}
+        Ok(n) => {
+            tracing::info!("cancelled {n} deployment(s) not started before their no_deploy_after")
+        }
+        Err(e) => tracing::debug!("cannot look for expired deployments: {e}"),
     }
 }
 

@@ -109,11 +109,14 @@ fn explain_one(task: &QueuedTask, waiting: &Waiting, cluster: Option<&BlockedBy>
     let summary = summary(&reasons);
     Blocked {
         position: u32::try_from(task.position).unwrap_or(u32::MAX),
+        // `front` is in line order and `position` counts the tasks ahead of it in
+        // that same line.
         ahead: waiting
             .front
             .iter()
             .copied()
-            .filter(|id| *id < task.id)
+            .take(usize::try_from(task.position - 1).unwrap_or(0))
+            .filter(|id| *id != task.id)
             .collect(),
         reasons,
         summary,

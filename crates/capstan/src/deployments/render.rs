@@ -343,14 +343,29 @@ fn rollback_label(summary: &DeploymentSummary, of: i64) -> String {
     }
 }
 
-/// The last column of `deployments list`: whether it is a rollback, and its error.
+/// The last column of `deployments list`: whether it is a rollback, when it was
+/// scheduled for, what superseded it, and its error.
 pub fn note(summary: &DeploymentSummary) -> String {
     let rollback = summary.rollback_of.map(|of| rollback_label(summary, of));
-    [rollback.as_deref(), summary.error.as_deref()]
-        .into_iter()
-        .flatten()
-        .collect::<Vec<_>>()
-        .join("; ")
+    let scheduled = summary
+        .deploy_at
+        .filter(|_| summary.started_at.is_none())
+        .map(|at| format!("scheduled for {}", capstan_api::timestamp::format(at)));
+    let superseded = summary
+        .superseded_by
+        .map(|by| format!("superseded by {by}"));
+    // A superseded deployment's error says the same again.
+    let error = summary.error.as_deref().filter(|_| superseded.is_none());
+    [
+        rollback.as_deref(),
+        scheduled.as_deref(),
+        superseded.as_deref(),
+        error,
+    ]
+    .into_iter()
+    .flatten()
+    .collect::<Vec<_>>()
+    .join("; ")
 }
 
 /// `deployment 12 (Web shop 2.4.0 to Production) succeeded in 3m12s`, with the error
@@ -528,6 +543,9 @@ mod tests {
                 finished_at: None,
                 rollback_of: None,
                 automatic_rollback: false,
+                deploy_at: None,
+                no_deploy_after: None,
+                superseded_by: None,
             },
             options: DeploymentOptions::default(),
             blocked_by: None,

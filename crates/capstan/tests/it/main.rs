@@ -20,6 +20,7 @@ mod lifecycles;
 mod observability;
 mod outage;
 mod projects;
+mod schedule;
 mod secrets;
 mod startup;
 mod tasks;
