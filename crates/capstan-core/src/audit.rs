@@ -13,15 +13,18 @@ pub enum ActorKind {
     Agent,
     /// Nobody proven yet: a failed login.
     Anonymous,
+    /// Capstan itself: lifecycle automation, release retention.
+    System,
 }
 
 impl ActorKind {
-    pub const ALL: [ActorKind; 5] = [
+    pub const ALL: [ActorKind; 6] = [
         Self::Person,
         Self::Service,
         Self::AdminKey,
         Self::Agent,
         Self::Anonymous,
+        Self::System,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -31,12 +34,13 @@ impl ActorKind {
             Self::AdminKey => "admin_key",
             Self::Agent => "agent",
             Self::Anonymous => "anonymous",
+            Self::System => "system",
         }
     }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("`{0}` is not an actor kind; use person, service, admin_key, agent or anonymous")]
+#[error("`{0}` is not an actor kind; use person, service, admin_key, agent, anonymous or system")]
 pub struct UnknownActorKind(pub String);
 
 state_text!(ActorKind, UnknownActorKind);

@@ -108,6 +108,8 @@ pub struct DeploymentRow {
     pub finished_at: Option<OffsetDateTime>,
     /// The deployment this one rolls back, when it is a rollback.
     pub rollback_of: Option<i64>,
+    /// Why it was queued when nobody asked for it (lifecycle automation).
+    pub trigger: Option<serde_json::Value>,
 }
 
 /// A deployment's state as readers see it: the engine's, unless its task ended
@@ -127,7 +129,7 @@ const SELECT_DEPLOYMENT: &str = "SELECT d.id, d.task_id, d.project_id, p.name AS
         coalesce(d.started_at, CASE WHEN d.held IS NULL THEN t.started_at END) AS started_at,
         coalesce(d.finished_at, CASE WHEN d.state IN ('queued', 'running', 'awaiting_intervention')
                   THEN t.finished_at END) AS finished_at,
-        d.rollback_of
+        d.rollback_of, d.trigger
     FROM deployments d
     JOIN projects p ON p.id = d.project_id
     JOIN releases r ON r.id = d.release_id

@@ -37,6 +37,7 @@ pub const AUDITED_ROUTES: &[(&str, &str, &str)] = &[
     ("delete", "/api/environments/{id}", "environment.delete"),
     ("post", "/api/lifecycles", "lifecycle.create"),
     ("delete", "/api/lifecycles/{id}", "lifecycle.delete"),
+    ("put", "/api/lifecycles/{id}", "lifecycle.update"),
     ("put", "/api/projects/{id}/lifecycle", "project.lifecycle"),
     ("post", "/api/projects", "project.create"),
     ("patch", "/api/projects/{id}", "project.update"),

@@ -7,6 +7,7 @@ mod actions;
 mod dispatch;
 mod engine;
 pub mod gates;
+pub mod promotion;
 
 use std::{collections::HashSet, sync::Arc, time::Duration};
 
@@ -471,6 +472,9 @@ pub fn summary(row: DeploymentRow) -> DeploymentSummary {
         started_at: row.started_at,
         finished_at: row.finished_at,
         rollback_of: row.rollback_of,
+        trigger: row
+            .trigger
+            .and_then(|trigger| serde_json::from_value(trigger).ok()),
     }
 }
 
@@ -745,9 +749,13 @@ pub async fn run(run: TaskRun, id: i64) -> Result<Ran, String> {
                 .release_everything()
                 .await
                 .map_err(|e| format!("cannot give back the deployment's locks: {e}"))?;
-            db::set_state(db, fence, id, finished.state, finished.error.as_deref())
-                .await
-                .map_err(|e| format!("cannot record how deployment {id} ended: {e}"))?;
+            match finished.state {
+                DeploymentState::Succeeded => {
+                    promotion::record_success(&ctx, fence, id, &log).await
+                }
+                _ => db::set_state(db, fence, id, finished.state, finished.error.as_deref()).await,
+            }
+            .map_err(|e| format!("cannot record how deployment {id} ended: {e}"))?;
             match finished.state {
                 DeploymentState::Succeeded => {
                     log.info(format!("deployment {id} succeeded"));

@@ -54,6 +54,8 @@ use capstan_api::deployments::{
 use capstan_api::lifecycles::{
     LifecycleList, LifecycleRequest, LifecycleResponse, PhaseBody, PhaseRule, ProjectLifecycle,
 };
+// Lifecycle automation.
+use capstan_api::{deployments::DeploymentTrigger, lifecycles::RetentionBody};
 use capstan_core::deployment::{
     CellState, DeploymentState, InterventionAnswer, InterventionKind, OfflineTargets,
 };
@@ -80,6 +82,7 @@ use super::{
         agents::update_environment, agents::delete_environment,
         lifecycles::create_lifecycle, lifecycles::list_lifecycles, lifecycles::get_lifecycle,
         lifecycles::delete_lifecycle, lifecycles::put_project_lifecycle,
+        lifecycles::update_lifecycle,
         agent_protocol::poll, agent_protocol::ack, agent_protocol::output,
         agent_protocol::result, agent_protocol::package,
         scripts::run_script, scripts::task_commands,
@@ -135,6 +138,7 @@ use super::{
         CreateTeamRequest, UpdateTeamRequest, MemberResponse, MemberList, AddMemberRequest,
         GrantResponse, GrantList, CreateGrantRequest,
         LifecycleRequest, LifecycleResponse, LifecycleList, PhaseBody, PhaseRule, ProjectLifecycle,
+        RetentionBody, DeploymentTrigger,
     )),
     modifiers(&BearerAuth, &GenericResponses, &AccessRequirements),
     security(("api_key" = []), ("session" = []))

@@ -337,11 +337,16 @@ pub fn describe(summary: &DeploymentSummary) -> String {
 /// The last column of `deployments list`: whether it is a rollback, and its error.
 pub fn note(summary: &DeploymentSummary) -> String {
     let rollback = summary.rollback_of.map(|of| format!("rollback of {of}"));
-    [rollback.as_deref(), summary.error.as_deref()]
-        .into_iter()
-        .flatten()
-        .collect::<Vec<_>>()
-        .join("; ")
+    let trigger = summary.trigger.as_ref().map(|t| t.in_words());
+    [
+        rollback.as_deref(),
+        trigger.as_deref(),
+        summary.error.as_deref(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect::<Vec<_>>()
+    .join("; ")
 }
 
 /// `deployment 12 (Web shop 2.4.0 to Production) succeeded in 3m12s`, with the error
@@ -518,6 +523,7 @@ mod tests {
                 started_at: Some(T0),
                 finished_at: None,
                 rollback_of: None,
+                trigger: None,
             },
             options: DeploymentOptions::default(),
             blocked_by: None,
