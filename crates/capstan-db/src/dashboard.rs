@@ -3,7 +3,9 @@
 //! per-row subquery run by the client).
 //!
 //! "A newer release waits" means a release of the project sorts after the cell's by
-//! version: there are no lifecycles yet to say which environment comes next.
+//! version and may be deployed to the cell's environment now: under the project's
+//! lifecycle it has completed the phases before the environment's (see
+//! `capstan_core::lifecycle::may_deploy`, which [`NEWER_RELEASE`] mirrors in SQL).
 
 use capstan_core::deployment::DeploymentState;
 use sqlx::PgExecutor;
@@ -105,6 +107,40 @@ const STATE: &str = "CASE WHEN d.state IN ('queued', 'running', 'awaiting_interv
              THEN CASE t.state WHEN 'cancelled' THEN 'cancelled' ELSE 'aborted' END
              ELSE d.state END";
 
+/// Whether a release of project `{project}` newer than the cell's release `r` may be
+/// deployed to environment `{environment}`: the project has no lifecycle, or the
+/// environment is in one of its phases and the release has, in every earlier phase that
+/// is not optional, as many successful environments as the phase's rule needs. The
+/// newest candidates come first from `releases_newest`; the successes are counted
+/// through `deployments_release_state`.
+const NEWER_RELEASE: &str = "coalesce((
+        SELECT true FROM releases nr
+        JOIN projects np ON np.id = nr.project_id
+        LEFT JOIN lifecycle_phase_environments ep
+               ON ep.lifecycle_id = np.lifecycle_id AND ep.environment_id = {environment}
+        WHERE nr.project_id = {project} AND nr.version_key > r.version_key
+          AND (np.lifecycle_id IS NULL OR (ep.position IS NOT NULL AND NOT EXISTS (
+                SELECT 1 FROM lifecycle_phases lp
+                CROSS JOIN LATERAL (SELECT count(*) AS n FROM lifecycle_phase_environments c
+                                    WHERE c.lifecycle_id = lp.lifecycle_id
+                                      AND c.position = lp.position) pe
+                WHERE lp.lifecycle_id = np.lifecycle_id AND lp.position < ep.position
+                  AND lp.rule <> 'optional'
+                  AND (SELECT count(DISTINCT s.environment_id) FROM deployments s
+                       JOIN lifecycle_phase_environments se
+                         ON se.environment_id = s.environment_id
+                        AND se.lifecycle_id = lp.lifecycle_id AND se.position = lp.position
+                       WHERE s.release_id = nr.id AND s.state = 'succeeded')
+                      < CASE WHEN lp.rule = 'at_least' THEN least(lp.min_count, pe.n)
+                             ELSE pe.n END)))
+        ORDER BY nr.version_key DESC LIMIT 1), false)";
+
+fn newer_release(project: &str, environment: &str) -> String {
+    NEWER_RELEASE
+        .replace("{project}", project)
+        .replace("{environment}", environment)
+}
+
 /// The cells of `projects` × `environments` that have a deployment the viewer may see.
 pub async fn cells(
     db: impl PgExecutor<'_>,
@@ -119,7 +155,7 @@ pub async fn cells(
                 coalesce(d.finished_at, CASE WHEN d.state IN ('queued', 'running',
                          'awaiting_intervention') THEN t.finished_at END) AS finished_at,
                 a.actor_name AS queued_by,
-                coalesce(latest.version_key > r.version_key, false) AS newer_release
+                {} AS newer_release
          FROM unnest($1::bigint[]) AS pid (id)
          CROSS JOIN unnest($2::bigint[]) AS eid (id)
          JOIN LATERAL (SELECT * FROM deployments
@@ -127,14 +163,12 @@ pub async fn cells(
                        ORDER BY id DESC LIMIT 1) d ON true
          JOIN releases r ON r.id = d.release_id
          LEFT JOIN tasks t ON t.id = d.task_id
-         LEFT JOIN LATERAL (SELECT version_key FROM releases
-                            WHERE project_id = pid.id ORDER BY version_key DESC LIMIT 1)
-                   latest ON true
          LEFT JOIN LATERAL (SELECT actor_name FROM audit_events
                             WHERE object_kind = 'deployment' AND object_id = d.id::text
                               AND action = 'deployment.create'
                             ORDER BY id LIMIT 1) a ON true
          WHERE {}",
+        newer_release("pid.id", "eid.id"),
         crate::access::visible(3, Some("pid.id"), Some("eid.id"))
     ))
     .bind(projects)
@@ -158,15 +192,12 @@ pub async fn machine(
                 r.version AS release, {STATE} AS state, d.queued_at,
                 coalesce(d.started_at, t.started_at) AS started_at,
                 d.finished_at, a.actor_name AS queued_by,
-                coalesce(latest.version_key > r.version_key, false) AS newer_release
+                {} AS newer_release
          FROM (SELECT DISTINCT deployment_id FROM deployment_cells
                WHERE agent_id = $1 AND state = 'succeeded') c
          JOIN deployments d ON d.id = c.deployment_id
          JOIN releases r ON r.id = d.release_id
          LEFT JOIN tasks t ON t.id = d.task_id
-         LEFT JOIN LATERAL (SELECT version_key FROM releases
-                            WHERE project_id = d.project_id ORDER BY version_key DESC LIMIT 1)
-                   latest ON true
          LEFT JOIN LATERAL (SELECT actor_name FROM audit_events
                             WHERE object_kind = 'deployment' AND object_id = d.id::text
                               AND action = 'deployment.create'
@@ -177,6 +208,7 @@ pub async fn machine(
            AND {}
          ORDER BY d.project_id, d.environment_id, d.id DESC
          LIMIT $2",
+        newer_release("d.project_id", "d.environment_id"),
         crate::access::visible(3, Some("d.project_id"), Some("d.environment_id"))
     ))
     .bind(agent_id)

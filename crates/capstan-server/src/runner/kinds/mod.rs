@@ -131,6 +131,7 @@ impl TaskKinds {
         kinds.register(MasterKeyRotation);
         kinds.register(deploy::Deploy);
         kinds.register(crate::audit::retention::AuditRetention);
+        kinds.register(crate::lifecycles::retention::ReleaseRetention);
         kinds
     }
 
