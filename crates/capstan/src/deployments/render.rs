@@ -337,7 +337,10 @@ pub fn describe(summary: &DeploymentSummary) -> String {
 /// The last column of `deployments list`: whether it is a rollback, and its error.
 pub fn note(summary: &DeploymentSummary) -> String {
     let rollback = summary.rollback_of.map(|of| format!("rollback of {of}"));
-    let trigger = summary.trigger.as_ref().map(|t| t.in_words());
+    let trigger = summary
+        .trigger
+        .as_ref()
+        .map(capstan_api::deployments::DeploymentTrigger::in_words);
     [
         rollback.as_deref(),
         trigger.as_deref(),
