@@ -11,7 +11,7 @@ pub const MAX_PAGE: u32 = 500;
 #[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct AuditQuery {
-    /// `person`, `service`, `admin_key`, `agent` or `anonymous`.
+    /// `person`, `service`, `admin_key`, `agent`, `anonymous` or `system`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub actor_kind: Option<String>,
     /// The user's or agent's id.
@@ -48,7 +48,7 @@ pub struct AuditQuery {
 /// Who made a change and how they proved it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AuditActor {
-    /// `person`, `service`, `admin_key`, `agent` or `anonymous`.
+    /// `person`, `service`, `admin_key`, `agent`, `anonymous` or `system`.
     pub kind: String,
     pub id: Option<i64>,
     pub name: String,
