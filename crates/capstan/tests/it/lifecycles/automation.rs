@@ -188,6 +188,7 @@ async fn two_successes_on_two_nodes_at_once_queue_one_deployment_per_test_enviro
         .await;
     assert_eq!(status, 201, "{lifecycle}");
     let dir = fleet.dir().display().to_string();
+    let pool = sqlx::PgPool::connect(&fleet.cluster.db.url).await.unwrap();
     for round in 0..4 {
         let gate = format!("{dir}/go-{round}");
         let (project, release) = fleet
@@ -213,8 +214,31 @@ async fn two_successes_on_two_nodes_at_once_queue_one_deployment_per_test_enviro
         fleet
             .wait_state(second, &["running"], Duration::from_secs(60))
             .await;
-        // Both wait on the same file: they end within a poll of each other.
+        // Both wait on the same file, and their successes then wait on the rows this
+        // transaction holds: once it lets go, the two nodes record them at once.
+        let mut hold = pool.begin().await.unwrap();
+        sqlx::query("SELECT id FROM deployments WHERE id = ANY($1) FOR NO KEY UPDATE")
+            .bind(vec![first, second])
+            .execute(&mut *hold)
+            .await
+            .unwrap();
         std::fs::write(&gate, b"go").unwrap();
+        eventually(
+            Duration::from_secs(60),
+            "both successes to wait on the held rows",
+            || async {
+                let waiting: i64 = sqlx::query_scalar(
+                    "SELECT count(*) FROM pg_stat_activity
+                     WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                )
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+                (waiting >= 2).then_some(())
+            },
+        )
+        .await;
+        hold.rollback().await.unwrap();
         for id in [first, second] {
             let shown = fleet.wait_state(id, DONE, Duration::from_secs(60)).await;
             assert_eq!(shown["state"], "succeeded", "round {round}: {shown}");
