@@ -2,6 +2,7 @@
 //! deployment is queued, and bad lifecycles refused naming the field.
 
 mod automation;
+mod dashboard;
 mod retention;
 mod update;
 
