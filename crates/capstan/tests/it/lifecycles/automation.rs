@@ -263,6 +263,20 @@ async fn two_successes_on_two_nodes_at_once_queue_one_deployment_per_test_enviro
             fleet.wait_state(id, DONE, Duration::from_secs(60)).await;
         }
     }
+    // The database itself refuses a second automatic deployment of a release to an
+    // environment.
+    let twice = sqlx::query(
+        "INSERT INTO deployments (project_id, release_id, environment_id, trigger)
+         SELECT project_id, release_id, environment_id, trigger FROM deployments
+         WHERE trigger IS NOT NULL LIMIT 1",
+    )
+    .execute(&pool)
+    .await
+    .unwrap_err();
+    assert!(
+        twice.to_string().contains("deployments_automatic_once"),
+        "{twice}"
+    );
     // Each of the four rounds left exactly two automatic deployments.
     let automatic = eventually(Duration::from_secs(5), "the audit rows", || async {
         let (_, audit) = fleet
