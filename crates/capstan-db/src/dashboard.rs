@@ -5,7 +5,8 @@
 //! "A newer release waits" means a release of the project sorts after the cell's by
 //! version and may be deployed to the cell's environment now: under the project's
 //! lifecycle it has completed the phases before the environment's (see
-//! `capstan_core::lifecycle::may_deploy`, which [`NEWER_RELEASE`] mirrors in SQL).
+//! `capstan_core::lifecycle::may_deploy`, which [`NEWER_RELEASE`] mirrors in SQL, one
+//! more LATERAL walk per cell).
 
 use capstan_core::deployment::DeploymentState;
 use sqlx::PgExecutor;
@@ -107,33 +108,34 @@ const STATE: &str = "CASE WHEN d.state IN ('queued', 'running', 'awaiting_interv
              THEN CASE t.state WHEN 'cancelled' THEN 'cancelled' ELSE 'aborted' END
              ELSE d.state END";
 
-/// Whether a release of project `{project}` newer than the cell's release `r` may be
-/// deployed to environment `{environment}`: the project has no lifecycle, or the
-/// environment is in one of its phases and the release has, in every earlier phase that
-/// is not optional, as many successful environments as the phase's rule needs. The
-/// newest candidates come first from `releases_newest`; the successes are counted
-/// through `deployments_release_state`.
-const NEWER_RELEASE: &str = "coalesce((
-        SELECT true FROM releases nr
+/// Joined as `newer`: `waits` is set when a release of project `{project}` newer than
+/// the cell's release `r` may be deployed to environment `{environment}`. Either the
+/// project has no lifecycle, or the environment is in one of its phases and the release
+/// has, in every earlier phase that is not optional, as many successful environments
+/// as the phase's rule needs. The newest candidates come first from `releases_newest`,
+/// and the first that may go answers; the successes are counted through
+/// `deployments_release_state`.
+const NEWER_RELEASE: &str = "LEFT JOIN LATERAL (
+        SELECT true AS waits FROM releases nr
         JOIN projects np ON np.id = nr.project_id
         LEFT JOIN lifecycle_phase_environments ep
                ON ep.lifecycle_id = np.lifecycle_id AND ep.environment_id = {environment}
         WHERE nr.project_id = {project} AND nr.version_key > r.version_key
           AND (np.lifecycle_id IS NULL OR (ep.position IS NOT NULL AND NOT EXISTS (
                 SELECT 1 FROM lifecycle_phases lp
-                CROSS JOIN LATERAL (SELECT count(*) AS n FROM lifecycle_phase_environments c
-                                    WHERE c.lifecycle_id = lp.lifecycle_id
-                                      AND c.position = lp.position) pe
+                JOIN LATERAL (SELECT count(DISTINCT c.environment_id) AS n,
+                                     count(DISTINCT s.environment_id) AS done
+                              FROM lifecycle_phase_environments c
+                              LEFT JOIN deployments s
+                                     ON s.release_id = nr.id AND s.state = 'succeeded'
+                                    AND s.environment_id = c.environment_id
+                              WHERE c.lifecycle_id = lp.lifecycle_id
+                                AND c.position = lp.position) pe ON true
                 WHERE lp.lifecycle_id = np.lifecycle_id AND lp.position < ep.position
                   AND lp.rule <> 'optional'
-                  AND (SELECT count(DISTINCT s.environment_id) FROM deployments s
-                       JOIN lifecycle_phase_environments se
-                         ON se.environment_id = s.environment_id
-                        AND se.lifecycle_id = lp.lifecycle_id AND se.position = lp.position
-                       WHERE s.release_id = nr.id AND s.state = 'succeeded')
-                      < CASE WHEN lp.rule = 'at_least' THEN least(lp.min_count, pe.n)
-                             ELSE pe.n END)))
-        ORDER BY nr.version_key DESC LIMIT 1), false)";
+                  AND pe.done < CASE WHEN lp.rule = 'at_least' THEN least(lp.min_count, pe.n)
+                                     ELSE pe.n END)))
+        ORDER BY nr.version_key DESC LIMIT 1) newer ON true";
 
 fn newer_release(project: &str, environment: &str) -> String {
     NEWER_RELEASE
@@ -155,7 +157,7 @@ pub async fn cells(
                 coalesce(d.finished_at, CASE WHEN d.state IN ('queued', 'running',
                          'awaiting_intervention') THEN t.finished_at END) AS finished_at,
                 a.actor_name AS queued_by,
-                {} AS newer_release
+                coalesce(newer.waits, false) AS newer_release
          FROM unnest($1::bigint[]) AS pid (id)
          CROSS JOIN unnest($2::bigint[]) AS eid (id)
          JOIN LATERAL (SELECT * FROM deployments
@@ -163,6 +165,7 @@ pub async fn cells(
                        ORDER BY id DESC LIMIT 1) d ON true
          JOIN releases r ON r.id = d.release_id
          LEFT JOIN tasks t ON t.id = d.task_id
+         {}
          LEFT JOIN LATERAL (SELECT actor_name FROM audit_events
                             WHERE object_kind = 'deployment' AND object_id = d.id::text
                               AND action = 'deployment.create'
@@ -192,12 +195,13 @@ pub async fn machine(
                 r.version AS release, {STATE} AS state, d.queued_at,
                 coalesce(d.started_at, t.started_at) AS started_at,
                 d.finished_at, a.actor_name AS queued_by,
-                {} AS newer_release
+                coalesce(newer.waits, false) AS newer_release
          FROM (SELECT DISTINCT deployment_id FROM deployment_cells
                WHERE agent_id = $1 AND state = 'succeeded') c
          JOIN deployments d ON d.id = c.deployment_id
          JOIN releases r ON r.id = d.release_id
          LEFT JOIN tasks t ON t.id = d.task_id
+         {}
          LEFT JOIN LATERAL (SELECT actor_name FROM audit_events
                             WHERE object_kind = 'deployment' AND object_id = d.id::text
                               AND action = 'deployment.create'
