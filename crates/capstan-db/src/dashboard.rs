@@ -112,15 +112,20 @@ const STATE: &str = "CASE WHEN d.state IN ('queued', 'running', 'awaiting_interv
 /// the cell's release `r` may be deployed to environment `{environment}`. Either the
 /// project has no lifecycle, or the environment is in one of its phases and the release
 /// has, in every earlier phase that is not optional, as many successful environments
-/// as the phase's rule needs. The newest candidates come first from `releases_newest`,
-/// and the first that may go answers; the successes are counted through
-/// `deployments_release_state`.
-const NEWER_RELEASE: &str = "LEFT JOIN LATERAL (
+/// as the phase's rule needs. The project's newest release comes from
+/// `releases_newest` first: a cell that shows it looks no further (a one-time filter).
+/// Otherwise the newer candidates come newest first from the same index, and the first
+/// that may go answers; the successes are counted through `deployments_release_state`.
+const NEWER_RELEASE: &str = "LEFT JOIN LATERAL (SELECT version_key FROM releases
+                   WHERE project_id = {project} ORDER BY version_key DESC LIMIT 1) latest ON true
+    LEFT JOIN LATERAL (
+        -- Most cells show their project's newest release: nothing more to look at.
         SELECT true AS waits FROM releases nr
         JOIN projects np ON np.id = nr.project_id
         LEFT JOIN lifecycle_phase_environments ep
                ON ep.lifecycle_id = np.lifecycle_id AND ep.environment_id = {environment}
-        WHERE nr.project_id = {project} AND nr.version_key > r.version_key
+        WHERE latest.version_key > r.version_key
+          AND nr.project_id = {project} AND nr.version_key > r.version_key
           AND (np.lifecycle_id IS NULL OR (ep.position IS NOT NULL AND NOT EXISTS (
                 SELECT 1 FROM lifecycle_phases lp
                 JOIN LATERAL (SELECT count(DISTINCT c.environment_id) AS n,
