@@ -138,13 +138,13 @@ async fn a_dev_success_queues_one_test_deployment_with_its_reason() {
         "{skipped:?}"
     );
 
-    // The second Dev success lets the release into nothing new.
+    // The second Dev success lets the release into nothing new, and Prod is not
+    // automatic: the Test success queued nothing.
     succeed(&fleet, release, "Dev2").await;
     let all = deployments_of(&fleet, release).await;
     assert_eq!(to(&all, "Test").len(), 1, "{all:?}");
     assert!(to(&all, "Production").is_empty(), "{all:?}");
 
-    // Prod is not automatic: Test's success queues nothing.
     let (ok, out) = cli(
         &fleet.cluster.node(0).url(),
         &["deployments", "show", &automatic.to_string()],
