@@ -25,9 +25,3 @@ CREATE INDEX tasks_queued_order ON tasks ((coalesce(queue_order, id))) WHERE sta
 CREATE INDEX tasks_queued_concurrency_key_order ON tasks (concurrency_key, (coalesce(queue_order, id)))
     WHERE state = 'queued' AND concurrency_key IS NOT NULL;
 DROP INDEX tasks_queued_concurrency_key;
-
--- Changes the system makes by itself (an expired or superseded deployment cancelled)
--- are recorded with actor kind `system`.
-ALTER TABLE audit_events DROP CONSTRAINT audit_actor_kind;
-ALTER TABLE audit_events ADD CONSTRAINT audit_actor_kind
-    CHECK (actor_kind IN ('person', 'service', 'admin_key', 'agent', 'anonymous', 'system'));

@@ -67,8 +67,9 @@ pub struct DashboardCell {
     pub finished_at: Option<OffsetDateTime>,
     /// Who queued it; absent once the audit row that named them has been swept.
     pub queued_by: Option<String>,
-    /// A release of the project sorts after this one by version: it waits to be
-    /// promoted here.
+    /// A release of the project sorts after this one by version and may be deployed
+    /// here now (under the project's lifecycle, it completed the earlier phases): it
+    /// waits to be promoted here.
     pub newer_release: bool,
 }
 

@@ -123,6 +123,34 @@ pub struct DeploymentSummary {
     /// while it was queued (it was cancelled).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub superseded_by: Option<i64>,
+    /// Set when nobody asked for it: why Capstan queued it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<DeploymentTrigger>,
+}
+
+/// Why Capstan queued a deployment nobody asked for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum DeploymentTrigger {
+    /// Deployment `after_deployment` succeeded and let the release into `phase`, an
+    /// automatic phase of the project's lifecycle.
+    Lifecycle {
+        phase: String,
+        after_deployment: i64,
+    },
+}
+
+impl DeploymentTrigger {
+    pub fn in_words(&self) -> String {
+        match self {
+            Self::Lifecycle {
+                phase,
+                after_deployment,
+            } => format!(
+                "queued by the lifecycle: deployment {after_deployment} let the release into automatic phase {phase}"
+            ),
+        }
+    }
 }
 
 /// `GET /api/deployments/{id}`: the deployment, its grid and its questions.

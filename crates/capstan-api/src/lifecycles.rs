@@ -28,9 +28,29 @@ pub struct PhaseBody {
     /// For `at_least`: from 1 to the number of environments.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_count: Option<u32>,
+    /// A release the earlier phases let in is deployed to every environment of this
+    /// phase without anyone asking. Not on the first phase.
+    #[serde(default)]
+    pub automatic: bool,
+    /// How many of the releases whose latest phase is this one are kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<RetentionBody>,
 }
 
-/// `POST /api/lifecycles`.
+/// One of the two: the newest `keep_releases`, or those of the last `keep_days` days.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionBody {
+    /// From 1 to 10,000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_releases: Option<u32>,
+    /// From 1 to 36,500.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_days: Option<u32>,
+}
+
+/// `POST /api/lifecycles`, and `PUT /api/lifecycles/{id}` (which replaces the name,
+/// description and phases).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LifecycleRequest {
@@ -95,6 +115,16 @@ impl ApiClient {
         request: &LifecycleRequest,
     ) -> Result<LifecycleResponse, ClientError> {
         self.call(Method::POST, "/api/lifecycles", Some(request))
+            .await
+    }
+
+    /// `PUT /api/lifecycles/{id}`.
+    pub async fn update_lifecycle(
+        &self,
+        id: i64,
+        request: &LifecycleRequest,
+    ) -> Result<LifecycleResponse, ClientError> {
+        self.call(Method::PUT, &format!("/api/lifecycles/{id}"), Some(request))
             .await
     }
 

@@ -5,6 +5,10 @@
 //! phase k only once it has completed every earlier phase that is not optional. This
 //! module checks a lifecycle as an operator writes it and makes that decision; the
 //! caller supplies the environments where the release has succeeded.
+//!
+//! A phase may also be automatic (a release that the phases before it let in is
+//! deployed to its environments without anyone asking: [`automatic_entries`]) and keep
+//! only so many releases ([`Retention`], [`to_delete`]).
 
 use std::collections::HashSet;
 
@@ -13,6 +17,9 @@ pub const MAX_PHASES: usize = 50;
 pub const MAX_PHASE_ENVIRONMENTS: usize = 200;
 /// The longest lifecycle or phase name, in characters.
 pub const MAX_NAME: usize = 100;
+/// The most releases, and days, a phase's retention keeps.
+pub const MAX_KEEP_RELEASES: u32 = 10_000;
+pub const MAX_KEEP_DAYS: u32 = 36_500;
 
 /// When a release has completed a phase.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,21 +61,48 @@ pub struct PhaseEnvironment {
     pub name: String,
 }
 
+/// How many of the releases whose latest phase is this one are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retention {
+    /// The newest N.
+    KeepReleases(u32),
+    /// Those created within the last D days.
+    KeepDays(u32),
+}
+
 /// One phase of a stored lifecycle.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Phase {
     pub name: String,
     pub environments: Vec<PhaseEnvironment>,
     pub rule: ProgressRule,
+    /// A release the earlier phases let in is deployed to every environment of the
+    /// phase without anyone asking.
+    pub automatic: bool,
+    pub retention: Option<Retention>,
 }
 
 /// A phase as an operator writes it, before its environments are looked up.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct PhaseDraft<'a> {
     pub name: &'a str,
     pub environments: &'a [String],
     pub rule: &'a str,
     pub min_count: Option<u32>,
+    pub automatic: bool,
+    pub keep_releases: Option<u32>,
+    pub keep_days: Option<u32>,
+}
+
+impl PhaseDraft<'_> {
+    /// The retention the draft asks for, once [`check_phases`] found no problem.
+    pub fn retention(&self) -> Option<Retention> {
+        match (self.keep_releases, self.keep_days) {
+            (Some(n), _) => Some(Retention::KeepReleases(n)),
+            (None, Some(d)) => Some(Retention::KeepDays(d)),
+            (None, None) => None,
+        }
+    }
 }
 
 /// A problem with a lifecycle's input: `field` is a path such as `phases[1].environments`.
@@ -182,8 +216,48 @@ pub fn check_phases(phases: &[PhaseDraft<'_>]) -> Vec<Problem> {
                 ),
             )),
         }
+        check_automation(phases, i, &mut problems);
     }
     problems
+}
+
+/// An automatic phase needs an earlier phase that can hold a release back (otherwise
+/// no success ever lets one in), and a retention one limit within range.
+fn check_automation(phases: &[PhaseDraft<'_>], i: usize, problems: &mut Vec<Problem>) {
+    let phase = &phases[i];
+    if phase.automatic && i == 0 {
+        problems.push(problem(
+            format!("phases[{i}].automatic"),
+            format!(
+                "phase `{}` is the first: every release may be deployed there from the start, so it cannot be automatic",
+                phase.name
+            ),
+        ));
+    } else if phase.automatic && phases[..i].iter().all(|p| p.rule == "optional") {
+        problems.push(problem(
+            format!("phases[{i}].automatic"),
+            format!(
+                "every phase before `{}` is optional: every release may be deployed there from the start, so it cannot be automatic",
+                phase.name
+            ),
+        ));
+    }
+    let field = format!("phases[{i}].retention");
+    match (phase.keep_releases, phase.keep_days) {
+        (Some(_), Some(_)) => problems.push(problem(
+            field,
+            "a retention keeps either keep_releases or keep_days, not both",
+        )),
+        (Some(n), None) if n == 0 || n > MAX_KEEP_RELEASES => problems.push(problem(
+            format!("{field}.keep_releases"),
+            format!("keep_releases is from 1 to {MAX_KEEP_RELEASES}, not {n}"),
+        )),
+        (None, Some(d)) if d == 0 || d > MAX_KEEP_DAYS => problems.push(problem(
+            format!("{field}.keep_days"),
+            format!("keep_days is from 1 to {MAX_KEEP_DAYS}, not {d}"),
+        )),
+        _ => {}
+    }
 }
 
 /// Why a release may not be deployed to an environment yet.
@@ -277,6 +351,71 @@ pub fn may_deploy(
     Ok(())
 }
 
+/// The environments of automatic phases a release enters with a success: those it may
+/// be deployed to with the successes `after`, and might not with those `before`. Each
+/// comes with the index of its phase.
+pub fn automatic_entries<'a>(
+    phases: &'a [Phase],
+    before: &HashSet<i64>,
+    after: &HashSet<i64>,
+) -> Vec<(usize, &'a PhaseEnvironment)> {
+    phases
+        .iter()
+        .enumerate()
+        .filter(|(_, phase)| phase.automatic)
+        .flat_map(|(i, phase)| phase.environments.iter().map(move |e| (i, e)))
+        .filter(|(_, e)| {
+            may_deploy(phases, e.id, after).is_ok() && may_deploy(phases, e.id, before).is_err()
+        })
+        .collect()
+}
+
+/// The latest phase (index) where a release has a success; `None` before its first.
+pub fn reached_phase(phases: &[Phase], succeeded: &HashSet<i64>) -> Option<usize> {
+    phases
+        .iter()
+        .rposition(|p| p.environments.iter().any(|e| succeeded.contains(&e.id)))
+}
+
+/// A release of a project as retention judges it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Judged {
+    pub id: i64,
+    /// The latest phase it reached ([`reached_phase`]).
+    pub reached: Option<usize>,
+    /// Whole days since it was created.
+    pub age_days: u64,
+    /// Never deleted: deployed somewhere now, with a deployment queued or running, or the
+    /// project's newest release.
+    pub protected: bool,
+}
+
+/// The releases the phases' retentions delete, of `releases` given newest first. A
+/// release is judged by the latest phase it reached, one that reached none by the
+/// first; a phase without a retention keeps all of its releases. Protected releases
+/// are never deleted, but count among the N a phase keeps.
+pub fn to_delete(phases: &[Phase], releases: &[Judged]) -> Vec<i64> {
+    let mut kept_in_phase = vec![0u32; phases.len()];
+    let mut doomed = Vec::new();
+    for release in releases {
+        let phase = release.reached.unwrap_or(0);
+        let Some(retention) = phases.get(phase).and_then(|p| p.retention) else {
+            continue;
+        };
+        let beyond = match retention {
+            Retention::KeepReleases(n) => {
+                kept_in_phase[phase] += 1;
+                kept_in_phase[phase] > n
+            }
+            Retention::KeepDays(d) => release.age_days >= u64::from(d),
+        };
+        if beyond && !release.protected {
+            doomed.push(release.id);
+        }
+    }
+    doomed
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -293,6 +432,8 @@ mod tests {
             name: name.to_owned(),
             environments,
             rule,
+            automatic: false,
+            retention: None,
         }
     }
 
@@ -374,7 +515,7 @@ mod tests {
             name,
             environments,
             rule,
-            min_count: None,
+            ..PhaseDraft::default()
         }
     }
 
@@ -425,5 +566,109 @@ mod tests {
         let dev = names(&["Dev"]);
         let problems = check_phases(&[draft("Dev", &dev, "at_least")]);
         assert_eq!(problems[0].field, "phases[0].min_count");
+    }
+    #[test]
+    fn a_success_that_completes_the_phase_before_enters_the_automatic_one() {
+        let mut phases = three();
+        phases[1].automatic = true;
+        phases[1].rule = ProgressRule::All;
+        let entered: Vec<i64> = automatic_entries(&phases, &ids(&[]), &ids(&[1]))
+            .into_iter()
+            .map(|(i, e)| {
+                assert_eq!(i, 1);
+                e.id
+            })
+            .collect();
+        assert_eq!(entered, [2, 3]);
+        // Already in: a second success enters nothing.
+        assert!(automatic_entries(&phases, &ids(&[1]), &ids(&[1, 2])).is_empty());
+        // Prod is not automatic, even once Test is complete.
+        assert!(automatic_entries(&phases, &ids(&[1, 2]), &ids(&[1, 2, 3])).is_empty());
+    }
+
+    #[test]
+    fn all_of_two_enters_after_the_second_and_at_least_one_after_the_first() {
+        let mut phases = vec![
+            phase(
+                "Dev",
+                vec![env(1, "Dev1"), env(2, "Dev2")],
+                ProgressRule::All,
+            ),
+            phase("Test", vec![env(3, "Test")], ProgressRule::All),
+        ];
+        phases[1].automatic = true;
+        assert!(automatic_entries(&phases, &ids(&[]), &ids(&[1])).is_empty());
+        assert_eq!(
+            automatic_entries(&phases, &ids(&[1]), &ids(&[1, 2])).len(),
+            1
+        );
+        phases[0].rule = ProgressRule::AtLeast(1);
+        assert_eq!(automatic_entries(&phases, &ids(&[]), &ids(&[2])).len(), 1);
+        assert!(automatic_entries(&phases, &ids(&[2]), &ids(&[1, 2])).is_empty());
+    }
+
+    #[test]
+    fn the_latest_phase_reached_is_that_of_the_last_success() {
+        assert_eq!(reached_phase(&three(), &ids(&[])), None);
+        assert_eq!(reached_phase(&three(), &ids(&[1, 3])), Some(1));
+        assert_eq!(reached_phase(&three(), &ids(&[4])), Some(2));
+    }
+
+    fn judged(id: i64, reached: Option<usize>, age_days: u64, protected: bool) -> Judged {
+        Judged {
+            id,
+            reached,
+            age_days,
+            protected,
+        }
+    }
+
+    #[test]
+    fn retention_keeps_the_newest_of_each_phase_and_never_a_protected_release() {
+        let mut phases = three();
+        phases[0].retention = Some(Retention::KeepReleases(2));
+        phases[2].retention = Some(Retention::KeepDays(30));
+        let releases = [
+            judged(9, None, 0, true),
+            judged(8, Some(0), 1, false),
+            judged(7, Some(0), 2, false),
+            judged(6, Some(2), 40, true),
+            judged(5, Some(0), 3, true),
+            judged(4, Some(1), 100, false),
+            judged(3, Some(2), 10, false),
+            judged(2, Some(2), 31, false),
+            judged(1, Some(0), 50, false),
+        ];
+        assert_eq!(to_delete(&phases, &releases), [7, 2, 1]);
+    }
+
+    #[test]
+    fn automatic_first_phases_and_double_retentions_are_problems() {
+        let dev = names(&["Dev"]);
+        let test = names(&["Test"]);
+        let mut first = draft("Dev", &dev, "optional");
+        first.automatic = true;
+        let mut second = draft("Test", &test, "all");
+        second.automatic = true;
+        second.keep_releases = Some(3);
+        second.keep_days = Some(3);
+        let fields: Vec<String> = check_phases(&[first, second])
+            .into_iter()
+            .map(|p| p.field)
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                "phases[0].automatic",
+                "phases[1].automatic",
+                "phases[1].retention"
+            ]
+        );
+        let mut zero = draft("Dev", &dev, "all");
+        zero.keep_releases = Some(0);
+        assert_eq!(
+            check_phases(&[zero])[0].field,
+            "phases[0].retention.keep_releases"
+        );
     }
 }

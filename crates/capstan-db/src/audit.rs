@@ -22,12 +22,13 @@ pub struct Actor {
 }
 
 impl Actor {
-    /// Node `node` acting by itself, for `what` (e.g. "lifecycle", "automatic rollback").
-    pub fn system(node: &str, what: &str) -> Self {
+    /// Capstan acting by itself; `name` says which part of it (`lifecycle`,
+    /// `release-retention`, `automatic rollback on node N`, …).
+    pub fn system(name: impl Into<String>) -> Self {
         Self {
             kind: ActorKind::System,
             id: None,
-            name: format!("{what} on node {node}"),
+            name: name.into(),
             method: AuthMethod::None,
             credential: None,
             address: None,

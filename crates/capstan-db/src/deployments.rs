@@ -131,6 +131,8 @@ pub struct DeploymentRow {
     pub no_deploy_after: Option<OffsetDateTime>,
     /// The newer deployment that replaced this one while it was queued.
     pub superseded_by: Option<i64>,
+    /// Why it was queued when nobody asked for it (lifecycle automation).
+    pub trigger: Option<serde_json::Value>,
 }
 
 /// A deployment's state as readers see it: the engine's, unless its task ended
@@ -150,7 +152,8 @@ const SELECT_DEPLOYMENT: &str = "SELECT d.id, d.task_id, d.project_id, p.name AS
         coalesce(d.started_at, CASE WHEN d.held IS NULL THEN t.started_at END) AS started_at,
         coalesce(d.finished_at, CASE WHEN d.state IN ('queued', 'running', 'awaiting_intervention')
                   THEN t.finished_at END) AS finished_at,
-        d.rollback_of, d.automatic_rollback, d.deploy_at, d.no_deploy_after, d.superseded_by
+        d.rollback_of, d.automatic_rollback, d.deploy_at, d.no_deploy_after, d.superseded_by,
+        d.trigger
     FROM deployments d
     JOIN projects p ON p.id = d.project_id
     JOIN releases r ON r.id = d.release_id

@@ -6,10 +6,7 @@
 //! statement that orders queued tasks writes that expression exactly so, which is what
 //! lets it walk the `tasks_queued_order` index.
 
-use capstan_core::{
-    TaskState,
-    audit::{ActorKind, AuthMethod},
-};
+use capstan_core::TaskState;
 use time::OffsetDateTime;
 
 use crate::{
@@ -22,14 +19,7 @@ pub const EXPIRE_BATCH: i64 = 100;
 
 /// Who the changes Capstan makes by itself are recorded as.
 pub fn system_actor() -> Actor {
-    Actor {
-        kind: ActorKind::System,
-        id: None,
-        name: "capstan".to_owned(),
-        method: AuthMethod::None,
-        credential: None,
-        address: None,
-    }
+    Actor::system("capstan")
 }
 
 /// A queued deployment that never started and was cancelled without running.

@@ -69,6 +69,11 @@ pub struct ServerArgs {
     #[arg(long, env = "CAPSTAN_AUDIT_RETENTION_EVERY", default_value = "1h", value_parser = parse_duration_arg)]
     pub audit_retention_every: Duration,
 
+    /// How often release-retention runs (once per period across the cluster): it
+    /// deletes the releases the lifecycles' phase retentions no longer keep.
+    #[arg(long, env = "CAPSTAN_RELEASE_RETENTION_EVERY", default_value = "1h", value_parser = parse_duration_arg)]
+    pub release_retention_every: Duration,
+
     /// How often every enabled agent is health-checked (once per period across the
     /// cluster); `off` checks only on demand.
     #[arg(long, env = "CAPSTAN_AGENT_HEALTH_CHECK_EVERY", default_value = "10m", value_parser = parse_duration_or_off)]
@@ -248,6 +253,7 @@ pub struct Settings {
     pub blob_retention_every: Duration,
     pub audit_retention: Duration,
     pub audit_retention_every: Duration,
+    pub release_retention_every: Duration,
     /// `None`: agents are checked only on demand.
     pub agent_health_check_every: Option<Duration>,
     pub listen: SocketAddr,
@@ -353,6 +359,9 @@ impl ServerArgs {
         if self.audit_retention_every < Duration::from_secs(1) {
             return Err("--audit-retention-every must be at least 1s".to_owned());
         }
+        if self.release_retention_every < Duration::from_secs(1) {
+            return Err("--release-retention-every must be at least 1s".to_owned());
+        }
         if !self.agent_health_check_every.is_zero()
             && self.agent_health_check_every < Duration::from_secs(1)
         {
@@ -443,6 +452,7 @@ impl ServerArgs {
             blob_retention_every: self.blob_retention_every,
             audit_retention: self.audit_retention,
             audit_retention_every: self.audit_retention_every,
+            release_retention_every: self.release_retention_every,
             agent_health_check_every: Some(self.agent_health_check_every)
                 .filter(|every| !every.is_zero()),
             listen: self.listen,

@@ -15,6 +15,7 @@ pub mod deployments;
 pub mod http;
 pub mod identity;
 pub mod invalid;
+pub mod lifecycles;
 pub mod metrics;
 pub mod node;
 pub mod packages;

@@ -51,6 +51,7 @@ pub fn test_settings(database_url: &str, blob_dir: &std::path::Path, name: &str)
         blob_retention_every: Duration::from_secs(3600),
         audit_retention: Duration::from_secs(90 * 24 * 3600),
         audit_retention_every: Duration::from_secs(3600),
+        release_retention_every: Duration::from_secs(3600),
         // Tests check agents when they mean to.
         agent_health_check_every: None,
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),

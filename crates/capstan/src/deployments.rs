@@ -382,6 +382,9 @@ fn print_deployment(deployment: &DeploymentResponse) -> anyhow::Result<()> {
     outln!("release     {} (id {})", s.release, s.release_id)?;
     outln!("environment {}", s.environment)?;
     outln!("state       {}", s.state)?;
+    if let Some(trigger) = &s.trigger {
+        outln!("trigger     {}", trigger.in_words())?;
+    }
     if let Some(error) = &s.error {
         outln!("error       {error}")?;
     }

@@ -144,6 +144,7 @@ async fn run_cluster(
             blob_retention_every: Duration::from_secs(3600),
             audit_retention: Duration::from_secs(90 * 24 * 3600),
             audit_retention_every: Duration::from_secs(3600),
+            release_retention_every: Duration::from_secs(3600),
             agent_health_check_every: Duration::from_secs(600),
             listen: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
             node_name: Some(NodeName::parse(format!("dev-{}", i + 1))?),

@@ -3,7 +3,7 @@
 use anyhow::{Context, bail};
 use capstan_api::{
     ApiClient,
-    lifecycles::{LifecycleRequest, LifecycleResponse, PhaseBody, PhaseRule},
+    lifecycles::{LifecycleRequest, LifecycleResponse, PhaseBody, PhaseRule, RetentionBody},
 };
 use clap::{Args, Subcommand};
 
@@ -24,8 +24,10 @@ enum LifecyclesCommand {
     List,
     /// Show one lifecycle (by id or name).
     Show { lifecycle: String },
-    /// Create a lifecycle: `--phase NAME=ENV[,ENV…][:RULE]` in promotion order, RULE
-    /// being `all` (the default), `optional`, or a number N for "at least N".
+    /// Create a lifecycle: `--phase NAME=ENV[,ENV…][:RULE][:auto][:keep=N|:keep=Dd]` in
+    /// promotion order, RULE being `all` (the default), `optional`, or a number N for
+    /// "at least N"; `auto` makes the phase automatic; `keep=10` keeps the 10 newest
+    /// releases whose latest phase it is, `keep=30d` those of the last 30 days.
     Create {
         name: String,
         #[arg(long = "phase", required = true)]
@@ -33,24 +35,61 @@ enum LifecyclesCommand {
         #[arg(long, default_value = "")]
         description: String,
     },
+    /// Replace a lifecycle's phases (all of them, written as for `create`), and its
+    /// name or description if given; what is not given stays.
+    Update {
+        lifecycle: String,
+        #[arg(long = "phase")]
+        phases: Vec<String>,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        description: Option<String>,
+    },
     /// Delete a lifecycle no project uses.
     Delete { lifecycle: String },
 }
 
-/// `Test=Test,Staging:1` → phase Test, at least 1 of Test and Staging.
+/// `Test=Test,Staging:1:auto:keep=10` → phase Test, at least 1 of Test and Staging,
+/// automatic, keeping 10 releases.
 fn parse_phase(text: &str) -> anyhow::Result<PhaseBody> {
-    let (name, rest) = text
-        .split_once('=')
-        .with_context(|| format!("phase `{text}`: expected NAME=ENV[,ENV…][:RULE]"))?;
-    let (environments, rule) = rest.split_once(':').unwrap_or((rest, "all"));
-    let (rule, min_count) = match rule {
-        "all" => (PhaseRule::All, None),
-        "optional" => (PhaseRule::Optional, None),
-        n => match n.parse::<u32>() {
-            Ok(n) => (PhaseRule::AtLeast, Some(n)),
-            Err(_) => bail!("phase `{text}`: the rule is all, optional or a number, not `{n}`"),
-        },
-    };
+    let (name, rest) = text.split_once('=').with_context(|| {
+        format!("phase `{text}`: expected NAME=ENV[,ENV…][:RULE][:auto][:keep=N|:keep=Dd]")
+    })?;
+    let mut parts = rest.split(':');
+    let environments = parts.next().unwrap_or_default();
+    let (mut rule, mut min_count) = (PhaseRule::All, None);
+    let (mut automatic, mut retention) = (false, None);
+    for part in parts {
+        match part.trim() {
+            "all" => rule = PhaseRule::All,
+            "optional" => rule = PhaseRule::Optional,
+            "auto" => automatic = true,
+            keep if keep.starts_with("keep=") => {
+                let value = &keep["keep=".len()..];
+                retention = Some(match value.strip_suffix('d') {
+                    Some(days) => RetentionBody {
+                        keep_releases: None,
+                        keep_days: Some(days.parse().with_context(|| {
+                            format!("phase `{text}`: keep=Dd takes a number of days")
+                        })?),
+                    },
+                    None => RetentionBody {
+                        keep_releases: Some(value.parse().with_context(|| {
+                            format!("phase `{text}`: keep=N takes a number of releases")
+                        })?),
+                        keep_days: None,
+                    },
+                });
+            }
+            n => match n.parse::<u32>() {
+                Ok(n) => (rule, min_count) = (PhaseRule::AtLeast, Some(n)),
+                Err(_) => bail!(
+                    "phase `{text}`: the rule is all, optional or a number, not `{n}` (or `auto`, `keep=N`, `keep=Dd`)"
+                ),
+            },
+        }
+    }
     Ok(PhaseBody {
         name: name.trim().to_owned(),
         environments: environments
@@ -61,6 +100,8 @@ fn parse_phase(text: &str) -> anyhow::Result<PhaseBody> {
             .collect(),
         rule,
         min_count,
+        automatic,
+        retention,
     })
 }
 
@@ -72,8 +113,19 @@ fn describe(lifecycle: &LifecycleResponse) -> anyhow::Result<()> {
             (PhaseRule::Optional, _) => "optional:".to_owned(),
             (PhaseRule::AtLeast, n) => format!("at least {} of", n.unwrap_or(1)),
         };
+        let automatic = if phase.automatic { ", automatic" } else { "" };
+        let keeps = match &phase.retention {
+            Some(RetentionBody {
+                keep_releases: Some(n),
+                ..
+            }) => format!(", keeps {n} release(s)"),
+            Some(RetentionBody {
+                keep_days: Some(d), ..
+            }) => format!(", keeps releases {d} day(s)"),
+            _ => String::new(),
+        };
         outln!(
-            "        {}. {:<20}  {rule} {}",
+            "        {}. {:<20}  {rule} {}{automatic}{keeps}",
             i + 1,
             phase.name,
             phase.environments.join(", ")
@@ -111,6 +163,34 @@ pub async fn run(args: LifecyclesArgs) -> anyhow::Result<()> {
                 .await?;
             outln!("created lifecycle {} ({})", created.id, created.name)?;
         }
+        LifecyclesCommand::Update {
+            lifecycle,
+            phases,
+            name,
+            description,
+        } => {
+            let current = client.find_lifecycle(&lifecycle).await?;
+            let phases = if phases.is_empty() {
+                current.phases
+            } else {
+                phases
+                    .iter()
+                    .map(|p| parse_phase(p))
+                    .collect::<anyhow::Result<Vec<_>>>()?
+            };
+            let updated = client
+                .update_lifecycle(
+                    current.id,
+                    &LifecycleRequest {
+                        name: name.unwrap_or(current.name),
+                        description: description.unwrap_or(current.description),
+                        phases,
+                    },
+                )
+                .await?;
+            outln!("updated lifecycle {} ({})", updated.id, updated.name)?;
+            describe(&updated)?;
+        }
         LifecyclesCommand::Delete { lifecycle } => {
             let lifecycle = client.find_lifecycle(&lifecycle).await?;
             client.delete_lifecycle(lifecycle.id).await?;
@@ -131,6 +211,13 @@ mod tests {
         assert_eq!(phase.environments, ["Test", "Staging"]);
         assert_eq!((phase.rule, phase.min_count), (PhaseRule::AtLeast, Some(1)));
         assert_eq!(parse_phase("Dev=Dev").unwrap().rule, PhaseRule::All);
+        let phase = parse_phase("Test=Test:auto:keep=30d").unwrap();
+        assert!(phase.automatic);
+        assert_eq!(phase.rule, PhaseRule::All);
+        assert_eq!(phase.retention.unwrap().keep_days, Some(30));
+        let phase = parse_phase("Prod=Prod:2:keep=5").unwrap();
+        assert_eq!(phase.retention.unwrap().keep_releases, Some(5));
+        assert!(!phase.automatic);
         assert!(parse_phase("Dev").is_err());
         assert!(parse_phase("Dev=Dev:sometimes").is_err());
     }

@@ -42,6 +42,7 @@ pub const AUDITED_ROUTES: &[(&str, &str, &str)] = &[
     ("delete", "/api/environments/{id}", "environment.delete"),
     ("post", "/api/lifecycles", "lifecycle.create"),
     ("delete", "/api/lifecycles/{id}", "lifecycle.delete"),
+    ("put", "/api/lifecycles/{id}", "lifecycle.update"),
     ("put", "/api/projects/{id}/lifecycle", "project.lifecycle"),
     (
         "put",

@@ -86,7 +86,7 @@ pub async fn after_failure(
         .after(&audited(&created))
         .record(
             &mut *conn,
-            &Actor::system(&ctx.state.name, "automatic rollback"),
+            &Actor::system(format!("automatic rollback on node {}", ctx.state.name)),
         )
         .await?;
     Ok(AfterFailure::Queued {

@@ -10,6 +10,7 @@ mod dispatch;
 mod engine;
 pub mod freezes;
 pub mod gates;
+pub mod promotion;
 pub mod schedule;
 
 use std::{collections::HashSet, sync::Arc, time::Duration};
@@ -513,6 +514,9 @@ pub fn summary(row: DeploymentRow) -> DeploymentSummary {
         deploy_at: row.deploy_at,
         no_deploy_after: row.no_deploy_after,
         superseded_by: row.superseded_by,
+        trigger: row
+            .trigger
+            .and_then(|trigger| serde_json::from_value(trigger).ok()),
     }
 }
 
@@ -792,15 +796,22 @@ pub async fn run(run: TaskRun, id: i64) -> Result<Ran, String> {
                 .release_everything()
                 .await
                 .map_err(|e| format!("cannot give back the deployment's locks: {e}"))?;
-            record_end(
-                &ctx,
-                fence,
-                id,
-                finished.state,
-                finished.error.as_deref(),
-                &log,
-            )
-            .await
+            match finished.state {
+                DeploymentState::Succeeded => {
+                    promotion::record_success(&ctx, fence, id, &log).await
+                }
+                _ => {
+                    record_end(
+                        &ctx,
+                        fence,
+                        id,
+                        finished.state,
+                        finished.error.as_deref(),
+                        &log,
+                    )
+                    .await
+                }
+            }
             .map_err(|e| format!("cannot record how deployment {id} ended: {e}"))?;
             match finished.state {
                 DeploymentState::Succeeded => {

@@ -196,6 +196,11 @@ pub const ROUTES: &[(&str, &str, Requirement)] = &[
     ("POST", "/api/lifecycles", R::System(P::ManageEnvironments)),
     ("GET", "/api/lifecycles/{id}", R::System(P::View)),
     (
+        "PUT",
+        "/api/lifecycles/{id}",
+        R::System(P::ManageEnvironments),
+    ),
+    (
         "DELETE",
         "/api/lifecycles/{id}",
         R::System(P::ManageEnvironments),

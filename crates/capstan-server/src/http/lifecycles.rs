@@ -9,10 +9,11 @@ use capstan_api::{
     Problem,
     lifecycles::{
         LifecycleList, LifecycleRequest, LifecycleResponse, PhaseBody, PhaseRule, ProjectLifecycle,
+        RetentionBody,
     },
 };
 use capstan_core::{
-    lifecycle::{self, PhaseDraft, ProgressRule},
+    lifecycle::{self, PhaseDraft, ProgressRule, Retention},
     names,
 };
 use capstan_db::{
@@ -53,6 +54,17 @@ fn response(lifecycle: Lifecycle) -> LifecycleResponse {
                     ProgressRule::AtLeast(n) => Some(n),
                     _ => None,
                 },
+                automatic: p.automatic,
+                retention: p.retention.map(|r| match r {
+                    Retention::KeepReleases(n) => RetentionBody {
+                        keep_releases: Some(n),
+                        keep_days: None,
+                    },
+                    Retention::KeepDays(d) => RetentionBody {
+                        keep_releases: None,
+                        keep_days: Some(d),
+                    },
+                }),
             })
             .collect(),
     }
@@ -103,6 +115,9 @@ async fn check(ctx: &NodeContext, request: &LifecycleRequest) -> Result<Vec<NewP
                 PhaseRule::Optional => "optional",
             },
             min_count: p.min_count,
+            automatic: p.automatic,
+            keep_releases: p.retention.as_ref().and_then(|r| r.keep_releases),
+            keep_days: p.retention.as_ref().and_then(|r| r.keep_days),
         })
         .collect();
     let found = lifecycle::check_phases(&drafts);
@@ -133,6 +148,8 @@ async fn check(ctx: &NodeContext, request: &LifecycleRequest) -> Result<Vec<NewP
             rule: ProgressRule::from_parts(draft.rule, draft.min_count)
                 .unwrap_or(ProgressRule::All),
             environment_ids,
+            automatic: draft.automatic,
+            retention: draft.retention(),
         });
     }
     problems.finish()?;
@@ -208,6 +225,41 @@ pub(crate) async fn get_lifecycle(
     Ok(Json(response(
         db::get(&mut conn, id).await.map_err(failed)?,
     )))
+}
+
+/// `PUT /api/lifecycles/{id}`: replaces its name, description and phases. The projects
+/// that follow it follow the new phases from their next deployment on.
+#[utoipa::path(put, path = "/api/lifecycles/{id}", tag = "lifecycles",
+    params(("id" = i64, Path)), request_body = LifecycleRequest, responses(
+    (status = 200, body = LifecycleResponse),
+    (status = 404, body = Problem, content_type = "application/problem+json"),
+    (status = 409, body = Problem, content_type = "application/problem+json"),
+    (status = 422, body = Problem, content_type = "application/problem+json"),
+))]
+pub(crate) async fn update_lifecycle(
+    State(ctx): State<Arc<NodeContext>>,
+    ChangedBy(actor): ChangedBy,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(request): ApiJson<LifecycleRequest>,
+) -> Result<Json<LifecycleResponse>, ApiError> {
+    let phases = check(&ctx, &request).await?;
+    let failed = |e| lifecycle_error(e, &request.name, Some(id));
+    let mut tx = audit::begin(&ctx.pools.api).await.map_err(failed)?;
+    db::lock(&mut tx, id).await.map_err(failed)?;
+    let before = response(db::get(&mut tx, id).await.map_err(failed)?);
+    let updated = db::update(&mut tx, id, &request.name, &request.description, &phases)
+        .await
+        .map_err(failed)?;
+    let shown = response(updated);
+    Change::new("lifecycle.update")
+        .object(id, &shown.name)
+        .before(&before)
+        .after(&shown)
+        .record(&mut *tx, &actor)
+        .await
+        .map_err(failed)?;
+    audit::commit(tx).await.map_err(failed)?;
+    Ok(Json(shown))
 }
 
 /// `DELETE /api/lifecycles/{id}`: only once no project uses it.

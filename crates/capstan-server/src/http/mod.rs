@@ -140,7 +140,9 @@ pub fn router(ctx: Arc<NodeContext>) -> Router {
         )
         .route(
             "/api/lifecycles/{id}",
-            get(lifecycles::get_lifecycle).delete(lifecycles::delete_lifecycle),
+            get(lifecycles::get_lifecycle)
+                .put(lifecycles::update_lifecycle)
+                .delete(lifecycles::delete_lifecycle),
         )
         .route(
             "/api/projects/{id}/lifecycle",

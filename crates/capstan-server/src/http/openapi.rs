@@ -60,6 +60,8 @@ use capstan_api::freezes::{FreezeKind, FreezeList, FreezeRequest, FreezeResponse
 use capstan_api::lifecycles::{
     LifecycleList, LifecycleRequest, LifecycleResponse, PhaseBody, PhaseRule, ProjectLifecycle,
 };
+// Lifecycle automation.
+use capstan_api::{deployments::DeploymentTrigger, lifecycles::RetentionBody};
 use capstan_core::deployment::{
     CellState, DeploymentState, InterventionAnswer, InterventionKind, OfflineTargets,
 };
@@ -90,6 +92,7 @@ use super::{
         auto_rollbacks::get_auto_rollback, auto_rollbacks::put_auto_rollback,
         freezes::list_freezes, freezes::get_freeze, freezes::create_freeze,
         freezes::update_freeze, freezes::delete_freeze,
+        lifecycles::update_lifecycle,
         agent_protocol::poll, agent_protocol::ack, agent_protocol::output,
         agent_protocol::result, agent_protocol::package,
         scripts::run_script, scripts::task_commands,
@@ -151,6 +154,7 @@ use super::{
         AutoRollback,
         ApprovalRuleRequest, ApprovalRuleResponse, ApprovalRuleList, DecisionRequest, Approval,
         AwaitingApproval, AwaitingApprovalList, capstan_core::approval::Decision,
+        RetentionBody, DeploymentTrigger,
     )),
     modifiers(&BearerAuth, &GenericResponses, &AccessRequirements),
     security(("api_key" = []), ("session" = []))

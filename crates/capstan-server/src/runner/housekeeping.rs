@@ -25,6 +25,7 @@ use super::{
 };
 use crate::{
     audit::retention::{AUDIT_RETENTION, AuditRetention},
+    lifecycles::retention::{RELEASE_RETENTION, ReleaseRetention},
     node::NodeContext,
 };
 
@@ -106,6 +107,11 @@ pub(crate) async fn run(ctx: Arc<NodeContext>) {
             AUDIT_RETENTION,
             settings.audit_retention_every,
             AuditRetention::args(settings.audit_retention),
+        ),
+        Periodic::new(
+            RELEASE_RETENTION,
+            settings.release_retention_every,
+            ReleaseRetention::args(),
         ),
     ];
     if let Some(every) = settings.agent_health_check_every {

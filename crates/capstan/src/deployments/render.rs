@@ -356,8 +356,13 @@ pub fn note(summary: &DeploymentSummary) -> String {
         .map(|by| format!("superseded by {by}"));
     // A superseded deployment's error says the same again.
     let error = summary.error.as_deref().filter(|_| superseded.is_none());
+    let trigger = summary
+        .trigger
+        .as_ref()
+        .map(capstan_api::deployments::DeploymentTrigger::in_words);
     [
         rollback.as_deref(),
+        trigger.as_deref(),
         scheduled.as_deref(),
         superseded.as_deref(),
         error,
@@ -546,6 +551,7 @@ mod tests {
                 deploy_at: None,
                 no_deploy_after: None,
                 superseded_by: None,
+                trigger: None,
             },
             options: DeploymentOptions::default(),
             blocked_by: None,

@@ -131,6 +131,7 @@ impl TaskKinds {
         kinds.register(MasterKeyRotation);
         kinds.register(deploy::Deploy);
         kinds.register(crate::audit::retention::AuditRetention);
+        kinds.register(crate::lifecycles::retention::ReleaseRetention);
         kinds
     }
 
@@ -188,7 +189,7 @@ mod tests {
         let err = kinds.prepare("nap", &serde_json::json!({})).unwrap_err();
         assert_eq!(
             err,
-            "there is no task kind `nap`; the kinds are: audit-retention, blob-retention, deploy, health-check, master-key-rotation, script, sleep, task-history-retention"
+            "there is no task kind `nap`; the kinds are: audit-retention, blob-retention, deploy, health-check, master-key-rotation, release-retention, script, sleep, task-history-retention"
         );
         let err = kinds
             .prepare("sleep", &serde_json::json!({"ms": "long"}))

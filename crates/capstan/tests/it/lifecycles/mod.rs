@@ -1,6 +1,11 @@
 //! Lifecycles through real nodes and agents: promotion order enforced when a
 //! deployment is queued, and bad lifecycles refused naming the field.
 
+mod automation;
+mod dashboard;
+mod retention;
+mod update;
+
 use std::time::Duration;
 
 use capstan_testkit::{TestCluster, agents::ensure_environment};
@@ -11,10 +16,10 @@ use crate::{
     projects::Api,
 };
 
-const DONE: &[&str] = &["succeeded", "failed", "cancelled", "aborted"];
+pub const DONE: &[&str] = &["succeeded", "failed", "cancelled", "aborted"];
 
 /// Moves agent `name` into `environment`.
-async fn move_agent(fleet: &Fleet, name: &str, environment: &str) {
+pub async fn move_agent(fleet: &Fleet, name: &str, environment: &str) {
     let (status, agents) = fleet.api.get("/api/agents").await;
     assert_eq!(status, 200, "{agents}");
     let id = agents["items"]
@@ -47,7 +52,7 @@ fn standard() -> Value {
     })
 }
 
-async fn deploy_and_finish(fleet: &Fleet, release: i64, environment: &str) {
+pub async fn deploy_and_finish(fleet: &Fleet, release: i64, environment: &str) {
     let id = fleet
         .deploy(json!({ "release_id": release, "environment": environment }))
         .await;
@@ -208,7 +213,7 @@ async fn bad_lifecycles_are_refused_naming_the_field() {
     assert_eq!(body["errors"][0]["field"], "lifecycle_id");
 }
 
-async fn cli(server: &str, args: &[&str]) -> (bool, String) {
+pub async fn cli(server: &str, args: &[&str]) -> (bool, String) {
     let server = server.to_owned();
     let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
     tokio::task::spawn_blocking(move || {

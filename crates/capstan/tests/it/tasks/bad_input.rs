@@ -19,7 +19,7 @@ async fn bad_tasks_get_a_4xx_that_says_what_is_wrong_and_queue_nothing() {
         (
             r#"{"kind": "nap"}"#,
             422,
-            "there is no task kind `nap`; the kinds are: audit-retention, blob-retention, deploy, health-check, master-key-rotation, script, sleep, task-history-retention",
+            "there is no task kind `nap`; the kinds are: audit-retention, blob-retention, deploy, health-check, master-key-rotation, release-retention, script, sleep, task-history-retention",
         ),
         (
             r#"{"kind": "deploy", "args": {"deployment_id": 1}}"#,

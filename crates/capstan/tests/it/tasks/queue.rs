@@ -589,6 +589,7 @@ async fn the_queue_metrics_count_what_happened() {
             "task-history-retention",
             "blob-retention",
             "audit-retention",
+            "release-retention",
         ];
         periodic
             .iter()
