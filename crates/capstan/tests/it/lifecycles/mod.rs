@@ -4,6 +4,7 @@
 mod automation;
 mod dashboard;
 mod retention;
+mod superseding;
 mod update;
 
 use std::time::Duration;
