@@ -59,22 +59,42 @@ pub async fn record(
 }
 
 /// Lets a held deployment's task be claimed now (what held it was given), and wakes
-/// the claimers. Does nothing to a task that is not parked.
+/// the claimers. A task a node runs at this moment (claimed to ask its gates) has the
+/// release noted instead, so its run's outcome leaves it claimable rather than parked.
+/// False when its task is neither parked nor running.
 pub async fn release(db: impl PgExecutor<'_>, deployment_id: i64) -> Result<bool, DbError> {
-    let woken: Option<bool> = sqlx::query_scalar(
+    released(
+        db,
+        "(SELECT task_id FROM deployments WHERE id = $2)",
+        deployment_id,
+    )
+    .await
+}
+
+/// [`release`] of task `task_id`.
+pub async fn release_task(db: impl PgExecutor<'_>, task_id: i64) -> Result<bool, DbError> {
+    released(db, "$2", task_id).await
+}
+
+async fn released(db: impl PgExecutor<'_>, task: &str, id: i64) -> Result<bool, DbError> {
+    let (released, _woken): (bool, i64) = sqlx::query_as(&format!(
         "WITH woken AS (
             UPDATE tasks SET parked = false, parked_until = NULL
-            WHERE parked AND state = 'queued'
-              AND id = (SELECT task_id FROM deployments WHERE id = $2)
+            WHERE parked AND state = 'queued' AND id = {task}
             RETURNING id
-         )
-         SELECT pg_notify($1, 'queued') IS NOT NULL FROM woken",
-    )
+         ), noted AS (
+            UPDATE tasks SET release_requested = true
+            WHERE state = 'running' AND id = {task}
+            RETURNING id
+         ), notified AS (SELECT pg_notify($1, 'queued') FROM woken)
+         SELECT EXISTS (SELECT 1 FROM woken) OR EXISTS (SELECT 1 FROM noted),
+                (SELECT count(*) FROM notified)"
+    ))
     .bind(TASKS_CHANNEL)
-    .bind(deployment_id)
-    .fetch_optional(db)
+    .bind(id)
+    .fetch_one(db)
     .await?;
-    Ok(woken.is_some())
+    Ok(released)
 }
 
 /// What holds back the parked deployments among the tasks `task_ids`:

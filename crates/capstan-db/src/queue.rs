@@ -90,8 +90,10 @@ pub async fn complete_and_claim(
                     finished_at = CASE WHEN o.state = 'queued' THEN NULL
                                        ELSE statement_timestamp() END,
                     node_id = CASE WHEN o.state = 'queued' THEN NULL ELSE t.node_id END,
-                    parked = (o.state = 'queued'),
-                    parked_until = CASE WHEN o.state = 'queued' THEN o.parked_until END
+                    -- A release noted while it ran (`held::release`) wins over parking.
+                    parked = (o.state = 'queued' AND NOT t.release_requested),
+                    parked_until = CASE WHEN o.state = 'queued' THEN o.parked_until END,
+                    release_requested = false
                 FROM o
                 WHERE t.id = o.id AND t.attempt = o.attempt AND t.node_id = $5
                   AND t.state = 'running'

@@ -4,8 +4,6 @@
 //! deployment's row), and setting and deleting rules. Whoever may do what is decided
 //! by `capstan_core::approval`; permissions to manage rules are the HTTP layer's.
 
-use std::time::Duration;
-
 use capstan_api::{
     BlockedBy,
     approvals::{Approval, ApprovalRuleResponse, AwaitingApproval},
@@ -22,15 +20,9 @@ use capstan_db::{
     held,
 };
 use sqlx::PgConnection;
-use time::OffsetDateTime;
 
 use super::{Caller, deployment_change, gates::Gate, not_found, summary};
 use crate::{audit::Change, invalid::FieldProblems, node::NodeContext};
-
-/// How often a deployment waiting for approval is looked at again even if nothing
-/// releases it: a safety net for an approval that completed while a node was just
-/// claiming the deployment, before its task was parked again.
-pub const RECHECK: Duration = Duration::from_secs(300);
 
 /// The most deployments `GET /api/approvals` lists.
 pub const MAX_LISTED: i64 = 200;
@@ -122,7 +114,7 @@ pub async fn gate(
         }),
         Standing::Waiting { given, .. } => Some(Gate::Hold {
             reason: awaiting(&rule, given),
-            until: Some(OffsetDateTime::now_utc() + RECHECK),
+            until: None,
         }),
     })
 }

@@ -8,6 +8,7 @@ mod lost_nodes;
 mod node_lost_commands;
 mod notifications;
 mod queue;
+mod release;
 mod unknown_states;
 
 /// An agent row, `web-1` in a new environment `prod`, written straight into `db` for
