@@ -14,13 +14,11 @@ use crate::{
     audit::{self, Actor, NewEvent},
 };
 
+/// The audit actor name of deployments superseded or expired.
+pub const SYSTEM_ACTOR: &str = "capstan";
+
 /// The most deployments one expiry sweep cancels, so no transaction holds many locks.
 pub const EXPIRE_BATCH: i64 = 100;
-
-/// Who the changes Capstan makes by itself are recorded as.
-pub fn system_actor() -> Actor {
-    Actor::system("capstan")
-}
 
 /// A queued deployment that never started and was cancelled without running.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -75,7 +73,7 @@ pub async fn supersede(conn: &mut sqlx::PgConnection, new: i64) -> Result<Vec<St
     .bind(new)
     .fetch_all(&mut *conn)
     .await?;
-    let actor = system_actor();
+    let actor = Actor::system(SYSTEM_ACTOR);
     for old in &stopped {
         audit::append(
             &mut *conn,

@@ -8,8 +8,8 @@ use capstan_db::{
 };
 use sqlx::PgConnection;
 
-use super::{audited, gates};
-use crate::{audit::Change, node::NodeContext};
+use super::{gates, no_targets, queued_by_system};
+use crate::node::NodeContext;
 
 /// What became of a failed deployment's automatic rollback.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,8 +54,18 @@ pub async fn after_failure(
                 )));
             }
         };
-    let options = serde_json::to_value(capstan_api::deployments::DeploymentOptions::default())
-        .map_err(|e| DbError::Other(Box::new(e)))?;
+    let release = capstan_db::releases::get(&mut *conn, release_id).await?;
+    let options = capstan_api::deployments::DeploymentOptions::default();
+    match super::steps_of(&release) {
+        Err(e) => return Ok(AfterFailure::Skipped(e.to_string())),
+        Ok(steps) => {
+            let agents = db::environment_agents(&mut *conn, row.environment_id).await?;
+            if let Some(why) = no_targets(agents, &steps, &options, &row.environment) {
+                return Ok(AfterFailure::Skipped(why));
+            }
+        }
+    }
+    let options = serde_json::to_value(options).map_err(|e| DbError::Other(Box::new(e)))?;
     let (id, _task) = db::queue(
         &mut *conn,
         &NewDeployment {
@@ -73,17 +83,7 @@ pub async fn after_failure(
     .await?;
     gates::at_queue(ctx, conn, id).await?;
     let created = db::get(&mut *conn, id).await?;
-    Change::new("deployment.create")
-        .object(
-            id,
-            format!(
-                "automatic rollback: {} {} to {}",
-                created.project, created.release, created.environment
-            ),
-        )
-        .project(created.project_id)
-        .environment(created.environment_id)
-        .after(&audited(&created))
+    queued_by_system(&created, "automatic rollback: ")
         .record(
             &mut *conn,
             &Actor::system(format!("automatic rollback on node {}", ctx.state.name)),

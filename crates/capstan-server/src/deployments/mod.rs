@@ -234,25 +234,10 @@ pub async fn create(
             }
         }
     }
-    if problems.is_empty() {
-        let options = options_of(request);
-        let picked = engine::pick_targets(agents, &steps, &options, &|_| {});
-        if picked.is_empty() {
-            let tags: Vec<String> = steps
-                .iter()
-                .flat_map(|s| s.target_tags.iter().cloned())
-                .collect::<std::collections::BTreeSet<_>>()
-                .into_iter()
-                .collect();
-            problems.add(
-                "environment",
-                format!(
-                    "no enabled, healthy agent of environment {} carries any of the tags the release's steps run on ({})",
-                    environment.name,
-                    tags.join(", ")
-                ),
-            );
-        }
+    if problems.is_empty()
+        && let Some(why) = no_targets(agents, &steps, &options_of(request), &environment.name)
+    {
+        problems.add("environment", why);
     }
     if !problems.is_empty() {
         return Err(problems.into());
@@ -315,6 +300,43 @@ fn queued_by(actor: &AuditActor) -> Option<i64> {
     matches!(actor.kind, ActorKind::Person | ActorKind::Service)
         .then_some(actor.id)
         .flatten()
+}
+
+/// Why a deployment of `steps` to `environment` (whose agents are `agents`) would have
+/// no target, if it would have none.
+fn no_targets(
+    agents: Vec<db::EnvironmentAgent>,
+    steps: &[Step],
+    options: &DeploymentOptions,
+    environment: &str,
+) -> Option<String> {
+    if !engine::pick_targets(agents, steps, options, &|_| {}).is_empty() {
+        return None;
+    }
+    let tags: std::collections::BTreeSet<&str> = steps
+        .iter()
+        .flat_map(|s| s.target_tags.iter().map(String::as_str))
+        .collect();
+    Some(format!(
+        "no enabled, healthy agent of environment {environment} carries any of the tags the release's steps run on ({})",
+        tags.into_iter().collect::<Vec<_>>().join(", ")
+    ))
+}
+
+/// The audit row of deployment `row`, which a node queued by itself (`label` before
+/// its name says why, e.g. `automatic rollback: `).
+fn queued_by_system(row: &DeploymentRow, label: &str) -> Change {
+    Change::new("deployment.create")
+        .object(
+            row.id,
+            format!(
+                "{label}{} {} to {}",
+                row.project, row.release, row.environment
+            ),
+        )
+        .project(row.project_id)
+        .environment(row.environment_id)
+        .after(&audited(row))
 }
 
 /// Refuses a release its project's lifecycle does not let into `environment` yet. A

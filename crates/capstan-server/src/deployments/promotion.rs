@@ -24,7 +24,7 @@ use capstan_db::{
 };
 use sqlx::{Acquire, PgConnection};
 
-use super::{audited, engine, gates, steps_of};
+use super::{gates, no_targets, queued_by_system, steps_of};
 use crate::{audit::Change, node::NodeContext, runner::TaskLog};
 
 /// The actor name of automatic deployments' audit rows.
@@ -132,11 +132,8 @@ async fn queue(
     };
     let options = DeploymentOptions::default();
     let agents = db::environment_agents(&mut *tx, entry.environment.id).await?;
-    if engine::pick_targets(agents, &steps, &options, &|_| {}).is_empty() {
-        return Ok(Err(format!(
-            "no enabled, healthy agent of environment {} carries any of the tags the release's steps run on",
-            entry.environment.name
-        )));
+    if let Some(why) = no_targets(agents, &steps, &options, &entry.environment.name) {
+        return Ok(Err(why));
     }
     let trigger = serde_json::to_value(DeploymentTrigger::Lifecycle {
         phase: entry.phase.to_owned(),
@@ -166,11 +163,7 @@ async fn queue(
             return Ok(Err(why));
         }
         let created = db::get(&mut *savepoint, id).await?;
-        Change::new("deployment.create")
-            .object(id, entry.describe())
-            .project(entry.after.project_id)
-            .environment(entry.environment.id)
-            .after(&audited(&created))
+        queued_by_system(&created, "")
             .record(&mut *savepoint, &Actor::system(LIFECYCLE_ACTOR))
             .await?;
         Ok::<_, DbError>(Ok(id))

@@ -121,7 +121,7 @@ pub async fn audit_cancelled_at_claim(ctx: &NodeContext, id: i64) -> Result<(), 
         name: format!("{} {} to {}", row.project, row.release, row.environment),
         error: row.error.unwrap_or_else(|| expired_because(last)),
     };
-    let actor = db::system_actor();
+    let actor = capstan_db::audit::Actor::system(db::SYSTEM_ACTOR);
     capstan_db::audit::append(&mut *tx, &db::expired_event(&actor, &stopped)).await?;
     tx.commit().await?;
     Ok(())
@@ -131,7 +131,7 @@ pub async fn audit_cancelled_at_claim(ctx: &NodeContext, id: i64) -> Result<(), 
 /// starting, with their audit rows, in batches until none is left. Nodes share the
 /// work: each skips the rows another has locked.
 pub async fn expire_overdue(ctx: &NodeContext) -> Result<u64, DbError> {
-    let actor = db::system_actor();
+    let actor = capstan_db::audit::Actor::system(db::SYSTEM_ACTOR);
     let mut total = 0;
     loop {
         let mut tx = ctx.pools.api.begin().await?;

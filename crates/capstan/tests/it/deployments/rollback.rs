@@ -308,6 +308,10 @@ async fn a_failed_deployment_is_rolled_back_automatically_once_and_a_rollback_ne
         .await;
     assert_eq!(status, 422, "{body}");
     assert!(body.to_string().contains("environments[0]"), "{body}");
+    let many: Vec<String> = (0..201).map(|i| format!("env{i}")).collect();
+    let (status, body) = fleet.api.put(&path, json!({ "environments": many })).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body.to_string().contains("at most 200"), "{body}");
     let (status, body) = fleet
         .api
         .put(&path, json!({ "environments": ["Production"] }))
