@@ -2,6 +2,7 @@
 # Runs Capstan's whole test suite on this machine.
 #
 # Installs what the tests need when it is missing (PostgreSQL server binaries, HAProxy,
+# Chromium with chromedriver and axe-core for the web UI's browser tests,
 # Prometheus and promtool, openssl, the rotel OTLP collector, schemathesis, the s3s-fs S3 server, and the
 # offline checkers of the deployment files), checks the shipped deployment files (Helm
 # chart, compose file, Dockerfile, alert rules), starts a private PostgreSQL when none
@@ -50,6 +51,12 @@ command -v npm >/dev/null || apt_install npm
 if [ ! -d crates/capstan-testkit/oidc/node_modules/oidc-provider ]; then
   log "installing the test OpenID provider (npm ci)"
   (cd crates/capstan-testkit/oidc && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+fi
+# The web UI's tests drive a real headless Chromium, and run axe-core inside it.
+{ [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; } || apt_install chromium chromium-driver
+if [ ! -f crates/capstan-testkit/browser/node_modules/axe-core/axe.min.js ]; then
+  log "installing axe-core for the browser tests (npm ci)"
+  (cd crates/capstan-testkit/browser && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 fi
 command -v shellcheck >/dev/null || apt_install shellcheck
 pip_install() {

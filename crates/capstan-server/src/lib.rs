@@ -24,6 +24,7 @@ pub mod runner;
 pub mod secrets;
 pub mod tasks;
 pub mod telemetry;
+pub mod ui;
 
 pub use config::{LogFormat, ServerArgs, Settings};
 pub use node::{Node, NodeState};

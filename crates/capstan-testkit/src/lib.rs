@@ -6,6 +6,7 @@
 //! A dev-dependency only; production crates never depend on it.
 
 pub mod agents;
+pub mod browser;
 pub mod cluster;
 pub mod database;
 pub mod haproxy;

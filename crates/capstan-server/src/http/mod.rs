@@ -59,7 +59,8 @@ use crate::node::NodeContext;
 /// The largest JSON body the API reads.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
-/// All routes of a node, with auth, limits, request ids, logging and metrics.
+/// All routes of a node (the API and the web UI's pages), with auth, limits, request
+/// ids, logging and metrics.
 pub fn router(ctx: Arc<NodeContext>) -> Router {
     let authenticated = Router::new()
         .route("/api/nodes", get(nodes::list_nodes))
@@ -355,12 +356,20 @@ pub fn router(ctx: Arc<NodeContext>) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/metrics", get(health::metrics));
 
-    Router::new()
+    // The pages call the API in-process (crate::ui::Api), through the same routes and
+    // the same authentication and permission layers as any client.
+    let api: Router = Router::new()
         .merge(public)
         .merge(sign_in)
         .merge(authenticated)
         .merge(uploads)
         .merge(agent_protocol)
+        .with_state(ctx.clone());
+    let ui = crate::ui::router(ctx.clone(), api.clone());
+
+    Router::new()
+        .merge(api)
+        .merge(ui)
         .fallback(error::no_route)
         .method_not_allowed_fallback(error::method_not_allowed)
         .route_layer(middleware::from_fn(observe::stash_matched_path))
@@ -371,5 +380,4 @@ pub fn router(ctx: Arc<NodeContext>) -> Router {
         ))
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .layer(CatchPanicLayer::custom(error::panic_response))
-        .with_state(ctx)
 }

@@ -24,6 +24,7 @@ mod schedule;
 mod secrets;
 mod startup;
 mod tasks;
+mod ui;
 mod upgrade;
 
 use std::path::PathBuf;

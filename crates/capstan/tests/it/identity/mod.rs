@@ -3,7 +3,7 @@
 
 mod api_keys;
 mod cli;
-mod login;
+pub(crate) mod login;
 mod oidc;
 mod sessions;
 mod users;

@@ -1,0 +1,18 @@
+//! The web UI in a real headless Chromium against real nodes: every page signed in
+//! through its form, acted on with clicks, screenshotted (`target/ui-screenshots`) and
+//! checked against axe-core's serious and critical rules.
+
+mod nodes;
+mod sign_in;
+
+use capstan_testkit::browser::Browser;
+
+pub(crate) use crate::identity::login::{PASSWORD, person};
+
+/// A browser signed in at `base` as a new administrator `name`.
+pub(crate) async fn signed_in(base: &str, name: &str) -> Browser {
+    person(base, name).await;
+    let browser = Browser::start().await;
+    browser.sign_in(base, name, PASSWORD).await;
+    browser
+}
