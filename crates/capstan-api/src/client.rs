@@ -440,6 +440,16 @@ impl ApiClient {
             .await
     }
 
+    /// `PUT /api/users/{id}/password`.
+    pub async fn set_password(
+        &self,
+        id: i64,
+        request: &crate::SetPasswordRequest,
+    ) -> Result<(), ClientError> {
+        self.call(Method::PUT, &format!("/api/users/{id}/password"), Some(request))
+            .await
+    }
+
     /// `DELETE /api/users/{id}`.
     pub async fn delete_user(&self, id: i64) -> Result<(), ClientError> {
         self.call(Method::DELETE, &format!("/api/users/{id}"), None::<&()>)

@@ -104,7 +104,7 @@ fn write_credentials(credentials: &Credentials) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
-fn read_password(from_stdin: bool) -> anyhow::Result<String> {
+pub(crate) fn read_password(from_stdin: bool) -> anyhow::Result<String> {
     let password = if from_stdin {
         let mut line = String::new();
         std::io::stdin().lock().read_line(&mut line)?;

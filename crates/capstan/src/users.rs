@@ -1,7 +1,7 @@
 //! `capstan users …` and `capstan api-keys …`.
 
 use capstan_api::{
-    ApiClient, CreateApiKeyRequest, CreateUserRequest, UpdateUserRequest, UserKind, UserQuery,
+    ApiClient, CreateApiKeyRequest, CreateUserRequest, SetPasswordRequest, UpdateUserRequest, UserKind, UserQuery,
     UserResponse, timestamp,
 };
 use clap::{Args, Subcommand, ValueEnum};
@@ -47,6 +47,14 @@ enum UsersCommand {
     Enable { user: String },
     /// Delete a user with its API keys.
     Delete { user: String },
+    /// Set a person's password (12 to 256 characters), for signing in to the web UI
+    /// and `capstan login`; asked on the terminal.
+    Password {
+        user: String,
+        /// Read the password from the first line of standard input instead.
+        #[arg(long)]
+        password_stdin: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -140,6 +148,23 @@ pub async fn users(args: UsersArgs) -> anyhow::Result<()> {
             let user = client.find_user(&user).await?;
             client.delete_user(user.id).await?;
             outln!("deleted {} {} ({})", user.kind.as_str(), user.id, user.name)?;
+        }
+        UsersCommand::Password {
+            user,
+            password_stdin,
+        } => {
+            let user = client.find_user(&user).await?;
+            let password = crate::login::read_password(password_stdin)?;
+            client
+                .set_password(
+                    user.id,
+                    &SetPasswordRequest {
+                        password,
+                        old_password: None,
+                    },
+                )
+                .await?;
+            outln!("set the password of {}", user.name)?;
         }
     }
     Ok(())

@@ -98,3 +98,43 @@ async fn operators_manage_service_accounts_and_their_keys_from_the_cli() {
     .await
     .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_operator_sets_a_persons_password_from_the_cli_and_the_person_signs_in() {
+    let cluster = TestCluster::start(1).await;
+    let server = cluster.node(0).url();
+    let node = server.clone();
+    tokio::task::spawn_blocking(move || {
+        let (ok, out) = capstan(&server, &["users", "create", "grace", "--kind", "person"]);
+        assert!(ok, "{out}");
+        let set = |password: &str| {
+            let mut child = Command::new(capstan_bin())
+                .args(["users", "password", "grace", "--password-stdin"])
+                .env("CAPSTAN_SERVER", &server)
+                .env("CAPSTAN_API_KEY", capstan_testkit::ADMIN_KEY)
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            use std::io::Write;
+            writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+            let output = child.wait_with_output().unwrap();
+            (
+                output.status.success(),
+                String::from_utf8_lossy(&output.stdout).into_owned()
+                    + &String::from_utf8_lossy(&output.stderr),
+            )
+        };
+        let (ok, out) = set("short");
+        assert!(!ok, "a short password is refused: {out}");
+        assert!(out.contains("12"), "{out}");
+        let (ok, out) = set(super::login::PASSWORD);
+        assert!(ok, "{out}");
+        assert!(out.contains("set the password of grace"), "{out}");
+    })
+    .await
+    .unwrap();
+    let answer = super::login::login(&node, "grace", super::login::PASSWORD, "127.0.0.1").await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+}
