@@ -67,7 +67,14 @@ pub(crate) async fn show(
     viewer: Viewer,
     Query(query): Query<ListQuery>,
 ) -> Result<Response, UiError> {
-    shown(&ui, &viewer, query.done.as_deref(), StatusCode::OK, Refused::Nothing).await
+    shown(
+        &ui,
+        &viewer,
+        query.done.as_deref(),
+        StatusCode::OK,
+        Refused::Nothing,
+    )
+    .await
 }
 
 fn keys_path(viewer: &Viewer) -> String {

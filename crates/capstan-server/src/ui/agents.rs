@@ -197,10 +197,8 @@ pub(crate) async fn act(
     let path = format!("/api/agents/{id}");
     let answer = match action.as_str() {
         "check" => {
-            let task = CreateTaskRequest::new(
-                "health-check",
-                serde_json::json!({ "agents": [name] }),
-            );
+            let task =
+                CreateTaskRequest::new("health-check", serde_json::json!({ "agents": [name] }));
             ui.api
                 .act(&caller, Method::POST, "/api/tasks", Some(&task))
                 .await

@@ -9,12 +9,12 @@ use axum::{
     http::{Method, StatusCode},
     response::Response,
 };
-use capstan_core::approval::Decision;
 use capstan_api::{
     Problem,
     approvals::{ApprovalRuleList, AwaitingApproval, AwaitingApprovalList, DecisionRequest},
     deployments::DeploymentResponse,
 };
+use capstan_core::approval::Decision;
 use maud::{Markup, html};
 use serde::Deserialize;
 

@@ -70,7 +70,14 @@ pub(crate) async fn list(
     viewer: Viewer,
     Query(query): Query<ListQuery>,
 ) -> Result<Response, UiError> {
-    shown(&ui, &viewer, query.done.as_deref(), StatusCode::OK, Refused::Nothing).await
+    shown(
+        &ui,
+        &viewer,
+        query.done.as_deref(),
+        StatusCode::OK,
+        Refused::Nothing,
+    )
+    .await
 }
 
 async fn shown(
@@ -261,7 +268,14 @@ pub(crate) async fn create(
         )),
         Err(error) => {
             let (status, problem) = kit::refusal(error)?;
-            shown(&ui, &viewer, None, status, Refused::Environment(&form, problem)).await
+            shown(
+                &ui,
+                &viewer,
+                None,
+                status,
+                Refused::Environment(&form, problem),
+            )
+            .await
         }
     }
 }

@@ -89,7 +89,14 @@ pub(crate) async fn list(
     viewer: Viewer,
     Query(query): Query<ListQuery>,
 ) -> Result<Response, UiError> {
-    shown(&ui, &viewer, query.done.as_deref(), StatusCode::OK, Refused::Nothing).await
+    shown(
+        &ui,
+        &viewer,
+        query.done.as_deref(),
+        StatusCode::OK,
+        Refused::Nothing,
+    )
+    .await
 }
 
 async fn shown(

@@ -60,7 +60,11 @@ fn retention_text(retention: Option<&RetentionBody>) -> String {
     }
 }
 
-fn lifecycles_page(viewer: &Viewer, lifecycles: &[LifecycleResponse], done: Option<&str>) -> Markup {
+fn lifecycles_page(
+    viewer: &Viewer,
+    lifecycles: &[LifecycleResponse],
+    done: Option<&str>,
+) -> Markup {
     page::page(
         "Lifecycles",
         viewer,
@@ -269,7 +273,11 @@ fn read(fields: &[(String, String)]) -> Draft {
             name: get("name").to_owned(),
             environments: kit::names(get("environments")),
             rule,
-            min_count: if rule == PhaseRule::AtLeast { min_count } else { None },
+            min_count: if rule == PhaseRule::AtLeast {
+                min_count
+            } else {
+                None
+            },
             automatic: get("automatic") == "on",
             retention: (keep_releases.is_some() || keep_days.is_some()).then_some(RetentionBody {
                 keep_releases,
@@ -299,7 +307,10 @@ fn form_page(
     } else {
         "New lifecycle"
     };
-    let action = id.map_or_else(|| "/lifecycles".to_owned(), |id| format!("/lifecycles/{id}"));
+    let action = id.map_or_else(
+        || "/lifecycles".to_owned(),
+        |id| format!("/lifecycles/{id}"),
+    );
     let rows = request.phases.len() + BLANK_PHASES;
     html! {
         (page::page(title, viewer, Section::Lifecycles, html! {
@@ -362,7 +373,7 @@ fn phase_row(i: usize, phase: Option<&PhaseBody>, problem: Option<&Problem>) -> 
             (text_input("min_count", "At least (environments)", number(phase.and_then(|p| p.min_count)), "text"))
             div.field {
                 label.check {
-                    input type="checkbox" name=(field("automatic")) checked[phase.is_some_and(|p| p.automatic)];
+                    input id=(id("automatic")) type="checkbox" name=(field("automatic")) checked[phase.is_some_and(|p| p.automatic)];
                     " Deploys automatically"
                 }
                 (kit::field_error(problem, &field("automatic"), &format!("phase-{i}-automatic-error")))

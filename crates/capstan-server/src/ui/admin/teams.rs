@@ -173,7 +173,10 @@ fn grant_scope(grant: &GrantResponse, choices: &Choices) -> String {
         None => "every project".to_owned(),
         Some(ids) => format!(
             "projects {}",
-            ids.iter().map(i64::to_string).collect::<Vec<_>>().join(", ")
+            ids.iter()
+                .map(i64::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
     };
     format!(
@@ -265,7 +268,12 @@ pub(crate) async fn create(
             &request,
         )
         .await;
-    finish(&ui, &viewer, answer.map(|team| format!("Team {} is created.", team.name))).await
+    finish(
+        &ui,
+        &viewer,
+        answer.map(|team| format!("Team {} is created.", team.name)),
+    )
+    .await
 }
 
 /// `POST /admin/teams/{id}/members`: by the user's name.

@@ -9,7 +9,9 @@ use axum::{
     http::{Method, StatusCode},
     response::{IntoResponse, Response},
 };
-use capstan_api::{CreateUserRequest, Problem, UpdateUserRequest, UserKind, UserPage, UserResponse};
+use capstan_api::{
+    CreateUserRequest, Problem, UpdateUserRequest, UserKind, UserPage, UserResponse,
+};
 use maud::{Markup, html};
 use serde::Deserialize;
 
@@ -85,7 +87,12 @@ async fn shown(
         .into_response())
 }
 
-fn users_page(viewer: &Viewer, users: &UserPage, done: Option<&str>, refused: &Refused<'_>) -> Markup {
+fn users_page(
+    viewer: &Viewer,
+    users: &UserPage,
+    done: Option<&str>,
+    refused: &Refused<'_>,
+) -> Markup {
     let empty = UserForm::default();
     let (form, problem) = match refused {
         Refused::Create(form, problem) => (*form, Some(problem)),
@@ -200,7 +207,14 @@ pub(crate) async fn create(
         Err(error) => {
             let (status, problem) = kit::refusal(error)?;
             let query = ListQuery::default();
-            shown(&ui, &viewer, &query, status, Refused::Create(&form, problem)).await
+            shown(
+                &ui,
+                &viewer,
+                &query,
+                status,
+                Refused::Create(&form, problem),
+            )
+            .await
         }
     }
 }
