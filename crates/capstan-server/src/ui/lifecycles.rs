@@ -328,7 +328,12 @@ fn form_page(
                 (kit::field_error(problem, "description", "lifecycle-description-error"))
                 h2 { "Phases, in promotion order" }
                 p.hint { "Leave a row empty to drop it. Retention: give newest releases or days, not both." }
-                (kit::field_error(problem, "phases", "lifecycle-phases-error"))
+                // Only the list's own problems here; a phase's sit beside its fields.
+                @let own: Vec<String> = problem.map(page::field_errors).unwrap_or_default()
+                    .into_iter().filter(|(f, _)| f == "phases").map(|(_, d)| d).collect();
+                @if !own.is_empty() {
+                    p.field-error id="lifecycle-phases-error" { @for e in &own { (e) " " } }
+                }
                 @for i in 0..rows {
                     (phase_row(i, request.phases.get(i), problem))
                 }
