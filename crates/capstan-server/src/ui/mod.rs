@@ -8,10 +8,17 @@
 //! live views (server-sent events). Nothing is loaded from elsewhere, and the
 //! Content-Security-Policy allows no inline script or style.
 
+mod account;
+mod admin;
+mod agents;
 mod api;
+mod approvals;
 mod assets;
 mod caller;
+mod environments;
 mod error;
+mod freezes;
+mod lifecycles;
 mod login;
 mod nodes;
 mod page;
@@ -54,6 +61,62 @@ pub(crate) fn router(ctx: Arc<NodeContext>, api: Router) -> Router {
         .route("/logout", post(login::sign_out))
         .route("/nodes", get(nodes::list))
         .route("/nodes/{id}/{action}", post(nodes::act))
+        .route("/agents", get(agents::list))
+        .route("/agents/{id}/{action}", post(agents::act))
+        .route(
+            "/environments",
+            get(environments::list).post(environments::create),
+        )
+        .route("/environments/{id}/delete", post(environments::delete))
+        .route(
+            "/environments/registration-tokens",
+            post(environments::create_token),
+        )
+        .route(
+            "/environments/registration-tokens/{id}/delete",
+            post(environments::delete_token),
+        )
+        .route("/account", get(account::show))
+        .route("/account/api-keys", post(account::create_key))
+        .route(
+            "/account/api-keys/{key_id}/revoke",
+            post(account::revoke_key),
+        )
+        .route("/account/password", post(account::change_password))
+        .route(
+            "/admin/users",
+            get(admin::users::list).post(admin::users::create),
+        )
+        .route("/admin/users/{id}/{action}", post(admin::users::act))
+        .route(
+            "/admin/teams",
+            get(admin::teams::list).post(admin::teams::create),
+        )
+        .route("/admin/teams/{id}/members", post(admin::teams::add_member))
+        .route(
+            "/admin/teams/{id}/members/{user_id}/remove",
+            post(admin::teams::remove_member),
+        )
+        .route("/admin/teams/{id}/grants", post(admin::teams::add_grant))
+        .route(
+            "/admin/teams/{id}/grants/{grant_id}/remove",
+            post(admin::teams::remove_grant),
+        )
+        .route(
+            "/admin/roles",
+            get(admin::roles::list).post(admin::roles::create),
+        )
+        .route("/approvals", get(approvals::list))
+        .route("/approvals/{id}", post(approvals::decide))
+        .route("/freezes", get(freezes::list).post(freezes::create))
+        .route("/freezes/{id}/delete", post(freezes::delete))
+        .route(
+            "/lifecycles",
+            get(lifecycles::list).post(lifecycles::create),
+        )
+        .route("/lifecycles/new", get(lifecycles::new))
+        .route("/lifecycles/{id}", post(lifecycles::update))
+        .route("/lifecycles/{id}/edit", get(lifecycles::edit))
         .layer(middleware::from_fn(protect))
         .route("/assets/{file}", get(assets::serve))
         .with_state(ui)

@@ -2,6 +2,12 @@
 //! through its form, acted on with clicks, screenshotted (`target/ui-screenshots`) and
 //! checked against axe-core's serious and critical rules.
 
+mod account;
+mod admin;
+mod agents;
+mod approvals;
+mod freezes;
+mod lifecycles;
 mod nodes;
 mod sign_in;
 
