@@ -15,6 +15,7 @@ mod error;
 mod login;
 mod nodes;
 mod page;
+mod projects;
 
 use std::sync::Arc;
 
@@ -54,6 +55,19 @@ pub(crate) fn router(ctx: Arc<NodeContext>, api: Router) -> Router {
         .route("/logout", post(login::sign_out))
         .route("/nodes", get(nodes::list))
         .route("/nodes/{id}/{action}", post(nodes::act))
+        .route("/projects", get(projects::list).post(projects::create))
+        .route("/projects/{id}", get(projects::show))
+        .route(
+            "/projects/{id}/process",
+            get(projects::edit_process).post(projects::save_process),
+        )
+        .route("/projects/{id}/releases", post(projects::create_release))
+        .route("/projects/{id}/releases/new", get(projects::new_release))
+        .route("/projects/{id}/releases/{release}", get(projects::release))
+        .route(
+            "/projects/{id}/releases/{release}/deploy",
+            post(projects::deploy),
+        )
         .layer(middleware::from_fn(protect))
         .route("/assets/{file}", get(assets::serve))
         .with_state(ui)

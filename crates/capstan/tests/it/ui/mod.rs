@@ -3,6 +3,7 @@
 //! checked against axe-core's serious and critical rules.
 
 mod nodes;
+mod projects;
 mod sign_in;
 
 use capstan_testkit::browser::Browser;
