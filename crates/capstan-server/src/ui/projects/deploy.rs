@@ -10,14 +10,14 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use capstan_api::{
-    EnvironmentList, Problem, ProjectResponse, ReleaseResponse,
+    EnvironmentList, Problem, ProjectResponse, ReleaseResponse, VariablesResponse,
     deployments::CreateDeploymentRequest,
 };
 use maud::{Markup, html};
 
 use super::{
     Done, described_by, field_problems, form_value, form_values, names_in, process, project,
-    refusal, trail,
+    refusal, trail, variables,
 };
 use crate::ui::{
     Ui,
@@ -175,6 +175,12 @@ fn release_page(
             }
             h2 { "Process" }
             (process::outline(&release.steps, None))
+            h2 { "Variables" }
+            (variables::variables(&VariablesResponse {
+                project_id: project.id,
+                version: release.variables_version,
+                variables: release.variables.clone(),
+            }))
         },
     )
 }

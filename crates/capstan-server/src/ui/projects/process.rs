@@ -184,17 +184,18 @@ fn editor(
             @if let Some(done) = done { (page::notice(done)) }
             @if let Some(problem) = problem { (page::problem_box(problem)) }
             (warnings(&editing.warnings))
-            form #process-form method="post" action={ "/projects/" (project.id) "/process" } {
+            div.process-editor {
+                        form #process-form method="post" action={ "/projects/" (project.id) "/process" } {
                 (page::csrf_field(viewer))
                 input type="hidden" name="version" value=(editing.version);
                 label for="process-steps" { "Steps (JSON)" }
                 p.hint id="process-steps-hint" {
                     "A list of steps, each with its name, target_tags and actions; see docs/projects.md. "
-                    "Saving checks everything and names each problem beside its step below. "
+                    "Saving checks everything and names each problem beside its step. "
                     "Based on version " (editing.version) ": if someone saves first, this save is refused "
                     "and the text kept, so nothing is overwritten."
                 }
-                textarea #process-steps name="steps" rows="24" spellcheck="false"
+                textarea #process-steps name="steps" rows="30" spellcheck="false"
                     aria-describedby="process-steps-hint"
                     aria-invalid=[problem.map(|_| "true")] {
                     (editing.text)
@@ -205,10 +206,13 @@ fn editor(
                     a.button.secondary href={ "/projects/" (project.id) } { "Back to the project" }
                 }
             }
-            h2 { "Steps" }
-            @match &editing.steps {
-                Some(steps) => (outline(steps, problem)),
-                None => p.none { "The text above does not hold a list of steps yet; fix it and save to see them here." },
+            section.process-outline aria-labelledby="process-outline-heading" {
+                h2 id="process-outline-heading" { "Steps" }
+                @match &editing.steps {
+                    Some(steps) => (outline(steps, problem)),
+                    None => p.none { "The text does not hold a list of steps yet; fix it and save to see them here." },
+                }
+            }
             }
         },
     )

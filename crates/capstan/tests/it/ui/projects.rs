@@ -101,7 +101,7 @@ async fn a_project_is_created_its_process_fixed_then_released_and_deployed_from_
     // beside that field, keeping the text.
     browser.open(&format!("{node}/projects/{project}")).await;
     browser.click("#edit-process").await;
-    let wrong = steps(0).to_string();
+    let wrong = serde_json::to_string_pretty(&steps(0)).unwrap();
     browser.fill("#process-steps", &wrong).await;
     browser.click("#process-save").await;
     browser.find(".problem").await;
@@ -207,6 +207,10 @@ async fn a_sensitive_value_never_reaches_the_page() {
     let cluster = TestCluster::start(1).await;
     let node = cluster.node(0).url();
     let api = Api::new(&node);
+    let (status_code, body) = api
+        .post("/api/environments", json!({ "name": "Production" }))
+        .await;
+    assert_eq!(status_code, 201, "{body}");
     let project = api.project("Vault").await;
     let secret = "first-line-s3cr3t\nsecond-line-t0ps3cr3t\nthird line with spaces 9f8e7d";
     let (status_code, body) = api
@@ -236,6 +240,14 @@ async fn a_sensitive_value_never_reaches_the_page() {
         .assert_accessible("the project page with variables")
         .await;
     // Nor does the page of a release, which froze the variables.
+    let (status_code, body) = api
+        .save_process(
+            project,
+            0,
+            json!([crate::projects::script_step("Use", "web", "echo using")]),
+        )
+        .await;
+    assert_eq!(status_code, 200, "{body}");
     let (status_code, release) = api
         .post("/api/releases", json!({ "project_id": project }))
         .await;
@@ -250,4 +262,6 @@ async fn a_sensitive_value_never_reaches_the_page() {
     for line in secret.lines() {
         assert!(!source.contains(line), "the release page holds `{line}`");
     }
+    let frozen = browser.text("#variables").await;
+    assert!(frozen.contains("sensitive — set"), "{frozen}");
 }
