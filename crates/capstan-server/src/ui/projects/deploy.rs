@@ -202,7 +202,7 @@ fn deploy_form(
     html! {
         section.panel aria-labelledby="deploy-heading" {
             h2 id="deploy-heading" { "Deploy" }
-            @if let Some(problem) = problem { (page::problem_box(problem)) }
+            @if let Some(problem) = problem { div #deploy-form-problem { (page::problem_box(problem)) } }
             @if environments.items.is_empty() {
                 p.none { "There is no environment to deploy to yet." }
             } @else {

@@ -37,6 +37,23 @@ async fn value_of(browser: &capstan_testkit::browser::Browser, css: &str) -> Str
         .unwrap_or_default()
 }
 
+/// Clicks the submit button `css` and waits for the page the form's answer is.
+async fn submit(browser: &capstan_testkit::browser::Browser, css: &str) {
+    browser
+        .client()
+        .execute("document.documentElement.dataset.left = 'no';", vec![])
+        .await
+        .unwrap();
+    browser.click(css).await;
+    browser
+        .until(
+            WAIT,
+            "the form's answer to load",
+            "document.documentElement.dataset.left !== 'no' && document.readyState === 'complete'",
+        )
+        .await;
+}
+
 /// The number at the end of the page's path after `prefix`.
 async fn id_in_path(browser: &capstan_testkit::browser::Browser, prefix: &str) -> i64 {
     browser
@@ -79,7 +96,7 @@ async fn a_project_is_created_its_process_fixed_then_released_and_deployed_from_
     browser
         .fill("#project-description", "The shop's web front")
         .await;
-    browser.click("#new-project button[type=submit]").await;
+    submit(&browser, "#new-project button[type=submit]").await;
     let project = id_in_path(&browser, "/projects/").await;
     assert!(browser.text(".notice").await.contains("Web shop"));
     let (_, found) = fleet.api.get("/api/projects?name=Web%20shop").await;
@@ -88,7 +105,7 @@ async fn a_project_is_created_its_process_fixed_then_released_and_deployed_from_
     // A name taken is refused beside the field, with the API's 409.
     browser.open(&format!("{node}/projects")).await;
     browser.fill("#project-name", "Web shop").await;
-    browser.click("#new-project button[type=submit]").await;
+    submit(&browser, "#new-project button[type=submit]").await;
     browser.find(".problem").await;
     assert_eq!(status(&browser).await, 409);
     assert_eq!(value_of(&browser, "#project-name").await, "Web shop");
@@ -103,7 +120,7 @@ async fn a_project_is_created_its_process_fixed_then_released_and_deployed_from_
     browser.click("#edit-process").await;
     let wrong = serde_json::to_string_pretty(&steps(0)).unwrap();
     browser.fill("#process-steps", &wrong).await;
-    browser.click("#process-save").await;
+    submit(&browser, "#process-save").await;
     browser.find(".problem").await;
     assert_eq!(status(&browser).await, 422);
     let beside = browser.text("#step-0-window_size .field-error").await;
@@ -130,14 +147,14 @@ async fn a_project_is_created_its_process_fixed_then_released_and_deployed_from_
 
     // Text that is not JSON: where it breaks, and the text kept.
     browser.fill("#process-steps", "[{\"name\": }]").await;
-    browser.click("#process-save").await;
+    submit(&browser, "#process-save").await;
     let malformed = browser.text(".problem").await;
     assert!(malformed.contains("line 1, column"), "{malformed}");
     assert_eq!(value_of(&browser, "#process-steps").await, "[{\"name\": }]");
 
     // Fixed, it saves.
     browser.fill("#process-steps", &steps(1).to_string()).await;
-    browser.click("#process-save").await;
+    submit(&browser, "#process-save").await;
     let saved_notice = browser.text(".notice").await;
     assert!(saved_notice.contains("Process saved"), "{saved_notice}");
     let (_, saved) = fleet
@@ -154,7 +171,7 @@ async fn a_project_is_created_its_process_fixed_then_released_and_deployed_from_
     browser.fill("#release-notes", "First from the page").await;
     browser.screenshot("release-create").await;
     browser.assert_accessible("the new release form").await;
-    browser.click("#release-create").await;
+    submit(&browser, "#release-create").await;
     let release = id_in_path(&browser, &format!("/projects/{project}/releases/")).await;
     assert!(
         browser
@@ -173,11 +190,27 @@ async fn a_project_is_created_its_process_fixed_then_released_and_deployed_from_
     browser.find("#deploy-form").await;
     browser.screenshot("deploy").await;
     browser.assert_accessible("the release page").await;
+    // Staging has no agent: the API's refusal is shown above the form, the choice kept.
+    browser
+        .click("#deploy-environment option[value='Staging']")
+        .await;
+    submit(&browser, "#deploy-submit").await;
+    let refusal = browser.text("#deploy-form-problem").await;
+    assert!(refusal.contains("Staging"), "{refusal}");
+    let refused_with = status(&browser).await;
+    assert!((400..500).contains(&refused_with), "{refused_with}");
+    assert_eq!(value_of(&browser, "#deploy-environment").await, "Staging");
+    let (_, queued) = fleet
+        .api
+        .get(&format!("/api/deployments?project_id={project}"))
+        .await;
+    assert_eq!(queued["items"], json!([]), "{queued}");
+
     browser
         .click("#deploy-environment option[value='Production']")
         .await;
     browser.click("#deploy-guided").await;
-    browser.click("#deploy-submit").await;
+    submit(&browser, "#deploy-submit").await;
     let deployment = id_in_path(&browser, "/deployments/").await;
     let (status_code, shown) = fleet
         .api
