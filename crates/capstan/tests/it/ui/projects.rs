@@ -298,3 +298,29 @@ async fn a_sensitive_value_never_reaches_the_page() {
     let frozen = browser.text("#variables").await;
     assert!(frozen.contains("sensitive — set"), "{frozen}");
 }
+
+#[tokio::test]
+async fn the_projects_list_pages_with_the_apis_cursor_and_finds_by_name() {
+    let cluster = TestCluster::start(1).await;
+    let node = cluster.node(0).url();
+    let api = Api::new(&node);
+    for n in 1..=55 {
+        api.project(&format!("Service {n:02}")).await;
+    }
+    let browser = signed_in(&node, "lister").await;
+    let rows = "return document.querySelectorAll('#projects tbody tr').length;";
+
+    browser.open(&format!("{node}/projects")).await;
+    let shown = browser.client().execute(rows, vec![]).await.unwrap();
+    assert_eq!(shown, json!(50));
+    submit(&browser, "nav.pager a[rel=next]").await;
+    let shown = browser.client().execute(rows, vec![]).await.unwrap();
+    assert_eq!(shown, json!(5));
+    assert!(browser.text("#projects").await.contains("Service 55"));
+    browser.find("nav.pager a[href='/projects']").await;
+
+    browser.fill("#project-search", "service 0").await;
+    submit(&browser, "form.search button[type=submit]").await;
+    let shown = browser.client().execute(rows, vec![]).await.unwrap();
+    assert_eq!(shown, json!(9));
+}
