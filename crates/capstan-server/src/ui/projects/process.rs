@@ -183,6 +183,13 @@ fn editor(
             h1 { "Process of " (project.name) }
             @if let Some(done) = done { (page::notice(done)) }
             @if let Some(problem) = problem { (page::problem_box(problem)) }
+            @if problem.is_some_and(|p| p.status == StatusCode::CONFLICT.as_u16()) {
+                p #process-outdated {
+                    "Someone saved the process after this text was loaded. Copy what you need, then "
+                    a href={ "/projects/" (project.id) "/process" } { "open the version saved since" }
+                    " and make the change there."
+                }
+            }
             (warnings(&editing.warnings))
             div.process-editor {
                         form #process-form method="post" action={ "/projects/" (project.id) "/process" } {

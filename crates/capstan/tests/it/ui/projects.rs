@@ -164,6 +164,25 @@ async fn a_project_is_created_its_process_fixed_then_released_and_deployed_from_
     assert_eq!(saved["version"], 1, "{saved}");
     assert_eq!(saved["steps"][0]["window_size"], 1, "{saved}");
 
+    // Somebody else saves in between: the page's save is refused, nothing overwritten.
+    let (status_code, body) = fleet.api.save_process(project, 1, steps(2)).await;
+    assert_eq!(status_code, 200, "{body}");
+    browser.fill("#process-steps", &steps(3).to_string()).await;
+    submit(&browser, "#process-save").await;
+    assert_eq!(status(&browser).await, 409);
+    browser.find("#process-outdated a").await;
+    assert_eq!(
+        value_of(&browser, "#process-steps").await,
+        steps(3).to_string()
+    );
+    let (_, saved) = fleet
+        .api
+        .get(&format!("/api/projects/{project}/process"))
+        .await;
+    assert_eq!(saved["steps"][0]["window_size"], 2, "{saved}");
+    let (status_code, body) = fleet.api.save_process(project, 2, steps(1)).await;
+    assert_eq!(status_code, 200, "{body}");
+
     // A release through its form.
     browser.open(&format!("{node}/projects/{project}")).await;
     browser.click("#new-release").await;
