@@ -22,6 +22,7 @@ mod lifecycles;
 mod login;
 mod nodes;
 mod page;
+mod projects;
 
 use std::sync::Arc;
 
@@ -117,6 +118,19 @@ pub(crate) fn router(ctx: Arc<NodeContext>, api: Router) -> Router {
         .route("/lifecycles/new", get(lifecycles::new))
         .route("/lifecycles/{id}", post(lifecycles::update))
         .route("/lifecycles/{id}/edit", get(lifecycles::edit))
+        .route("/projects", get(projects::list).post(projects::create))
+        .route("/projects/{id}", get(projects::show))
+        .route(
+            "/projects/{id}/process",
+            get(projects::edit_process).post(projects::save_process),
+        )
+        .route("/projects/{id}/releases", post(projects::create_release))
+        .route("/projects/{id}/releases/new", get(projects::new_release))
+        .route("/projects/{id}/releases/{release}", get(projects::release))
+        .route(
+            "/projects/{id}/releases/{release}/deploy",
+            post(projects::deploy),
+        )
         .layer(middleware::from_fn(protect))
         .route("/assets/{file}", get(assets::serve))
         .with_state(ui)

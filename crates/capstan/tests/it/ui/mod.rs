@@ -9,6 +9,7 @@ mod approvals;
 mod freezes;
 mod lifecycles;
 mod nodes;
+mod projects;
 mod sign_in;
 
 use capstan_testkit::browser::Browser;
