@@ -10,11 +10,14 @@
 
 mod api;
 mod assets;
+mod audit;
 mod caller;
+mod dashboard;
 mod error;
 mod login;
 mod nodes;
 mod page;
+mod tasks;
 
 use std::sync::Arc;
 
@@ -52,6 +55,10 @@ pub(crate) fn router(ctx: Arc<NodeContext>, api: Router) -> Router {
     Router::new()
         .route("/login", get(login::form).post(login::sign_in))
         .route("/logout", post(login::sign_out))
+        .route("/", get(dashboard::show))
+        .route("/tasks", get(tasks::list))
+        .route("/tasks/{id}/cancel", post(tasks::cancel))
+        .route("/audit", get(audit::list))
         .route("/nodes", get(nodes::list))
         .route("/nodes/{id}/{action}", post(nodes::act))
         .layer(middleware::from_fn(protect))

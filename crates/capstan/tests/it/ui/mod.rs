@@ -2,8 +2,11 @@
 //! through its form, acted on with clicks, screenshotted (`target/ui-screenshots`) and
 //! checked against axe-core's serious and critical rules.
 
+mod audit;
+mod dashboard;
 mod nodes;
 mod sign_in;
+mod tasks;
 
 use capstan_testkit::browser::Browser;
 
