@@ -21,6 +21,11 @@ async fn the_dashboard_shows_a_deployed_cell_with_a_newer_release_and_filters_an
         .await;
     let blog = fleet.api.project("Blog").await;
     let production = environment_id(&node, "Production").await;
+    let (status, body) = fleet
+        .api
+        .post("/api/environments", json!({ "name": "Staging" }))
+        .await;
+    assert_eq!(status, 201, "{body}");
     let deployment = fleet
         .deploy(json!({ "release_id": first, "environment": "Production" }))
         .await;
@@ -51,10 +56,16 @@ async fn the_dashboard_shows_a_deployed_cell_with_a_newer_release_and_filters_an
     assert!(shown.contains(&release), "{shown}");
     assert!(shown.contains("succeeded"), "{shown}");
     let newer = browser
-        .text(&format!(
-            "table.dashboard td:has(a[href='/deployments/{deployment}']) .newer"
-        ))
-        .await;
+        .client()
+        .execute(
+            &format!(
+                "return document.querySelector(\"table.dashboard td:has(a[href='/deployments/{deployment}']) .newer\")?.textContent"
+            ),
+            vec![],
+        )
+        .await
+        .unwrap();
+    let newer = newer.as_str().unwrap_or_default().to_owned();
     assert!(newer.contains("newer release waits"), "{newer}");
     browser
         .find(&format!("table.dashboard a[href='/projects/{shop}']"))
