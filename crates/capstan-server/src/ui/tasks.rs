@@ -285,7 +285,8 @@ fn why(task: &TaskResponse) -> Markup {
         } else {
             String::new()
         };
-        format!("Behind task {}{more}. ", ids.join(", "))
+        let tasks = if ids.len() == 1 { "task" } else { "tasks" };
+        format!("Behind {tasks} {}{more}. ", ids.join(", "))
     };
     html! {
         (behind)

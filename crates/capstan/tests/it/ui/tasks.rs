@@ -73,7 +73,7 @@ async fn the_queue_says_why_a_deployment_waits_and_cancel_asks_first() {
         ordinal(second_place)
     );
     let why = browser.text(&format!("#task-{second} td.why")).await;
-    assert!(why.contains("Behind task "), "{why}");
+    assert!(why.contains("Behind task"), "{why}");
     assert!(
         why.to_lowercase().contains("every node is at its task cap"),
         "{why}"
