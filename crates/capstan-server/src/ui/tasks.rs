@@ -195,7 +195,11 @@ async fn tasks_page(
 /// What a task does, linked where there is a page for it.
 fn what(task: &TaskResponse) -> Markup {
     let deployment = (task.kind == "deploy")
-        .then(|| task.args.get("deployment_id").and_then(|d| d.as_i64()))
+        .then(|| {
+            task.args
+                .get("deployment_id")
+                .and_then(serde_json::Value::as_i64)
+        })
         .flatten();
     html! {
         code { (task.kind) }
