@@ -44,9 +44,15 @@ pub async fn run(args: DashboardArgs) -> anyhow::Result<()> {
     result
 }
 
-async fn measure(args: &DashboardArgs, database: &Database) -> anyhow::Result<()> {
-    let node = nodes::start(1, 4, &database.url, &args.dir, &[]).await?;
-    let db = connect(&database.url).await?;
+/// Seeds `projects` projects × `environments` environments, each pair with
+/// `deployments` succeeded deployments (one per release) and their `deployment.create`
+/// audit rows, straight into the database behind a node.
+pub async fn seed(
+    db: &tokio_postgres::Client,
+    projects: i64,
+    environments: i64,
+    deployments: i64,
+) -> anyhow::Result<()> {
     let seeded = Instant::now();
     db.batch_execute(&format!(
         "INSERT INTO environments (name)
@@ -66,19 +72,25 @@ async fn measure(args: &DashboardArgs, database: &Database) -> anyhow::Result<()
              SELECT 'admin_key', 'admin key', 'admin_key', 'deployment.create', 'deployment',
                     d.id::text, d.project_id, d.environment_id FROM deployments d;
          ANALYZE;",
-        envs = args.environments,
-        projects = args.projects,
-        releases = args.deployments,
+        envs = environments,
+        releases = deployments,
     ))
     .await
     .context("seeding")?;
     eprintln!(
         "seeded {} projects × {} environments × {} deployments in {:.1} s",
-        args.projects,
-        args.environments,
-        args.deployments,
+        projects,
+        environments,
+        deployments,
         seeded.elapsed().as_secs_f64()
     );
+    Ok(())
+}
+
+async fn measure(args: &DashboardArgs, database: &Database) -> anyhow::Result<()> {
+    let node = nodes::start(1, 4, &database.url, &args.dir, &[]).await?;
+    let db = connect(&database.url).await?;
+    seed(&db, args.projects, args.environments, args.deployments).await?;
 
     let http = reqwest::Client::new();
     let url = format!("{}/api/dashboard?limit=500", node[0].url);

@@ -446,8 +446,12 @@ impl ApiClient {
         id: i64,
         request: &crate::SetPasswordRequest,
     ) -> Result<(), ClientError> {
-        self.call(Method::PUT, &format!("/api/users/{id}/password"), Some(request))
-            .await
+        self.call(
+            Method::PUT,
+            &format!("/api/users/{id}/password"),
+            Some(request),
+        )
+        .await
     }
 
     /// `DELETE /api/users/{id}`.

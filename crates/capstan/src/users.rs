@@ -1,8 +1,8 @@
 //! `capstan users …` and `capstan api-keys …`.
 
 use capstan_api::{
-    ApiClient, CreateApiKeyRequest, CreateUserRequest, SetPasswordRequest, UpdateUserRequest, UserKind, UserQuery,
-    UserResponse, timestamp,
+    ApiClient, CreateApiKeyRequest, CreateUserRequest, SetPasswordRequest, UpdateUserRequest,
+    UserKind, UserQuery, UserResponse, timestamp,
 };
 use clap::{Args, Subcommand, ValueEnum};
 

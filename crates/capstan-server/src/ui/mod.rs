@@ -14,7 +14,9 @@ mod agents;
 mod api;
 mod approvals;
 mod assets;
+mod audit;
 mod caller;
+mod dashboard;
 mod environments;
 mod error;
 mod freezes;
@@ -23,6 +25,7 @@ mod login;
 mod nodes;
 mod page;
 mod projects;
+mod tasks;
 
 use std::sync::Arc;
 
@@ -60,6 +63,10 @@ pub(crate) fn router(ctx: Arc<NodeContext>, api: Router) -> Router {
     Router::new()
         .route("/login", get(login::form).post(login::sign_in))
         .route("/logout", post(login::sign_out))
+        .route("/", get(dashboard::show))
+        .route("/tasks", get(tasks::list))
+        .route("/tasks/{id}/cancel", post(tasks::cancel))
+        .route("/audit", get(audit::list))
         .route("/nodes", get(nodes::list))
         .route("/nodes/{id}/{action}", post(nodes::act))
         .route("/agents", get(agents::list))

@@ -6,11 +6,14 @@ mod account;
 mod admin;
 mod agents;
 mod approvals;
+mod audit;
+mod dashboard;
 mod freezes;
 mod lifecycles;
 mod nodes;
 mod projects;
 mod sign_in;
+mod tasks;
 
 use capstan_testkit::browser::Browser;
 
