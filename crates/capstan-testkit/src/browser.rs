@@ -150,6 +150,32 @@ impl Browser {
             .expect("the element clicks");
     }
 
+    /// Clicks the submit button `css` and waits for the page that answers the form
+    /// (the old page is marked first, so it is not mistaken for the answer).
+    pub async fn submit(&self, css: &str) {
+        self.client
+            .execute("document.documentElement.dataset.left = 'no';", vec![])
+            .await
+            .expect("the page is marked");
+        self.click(css).await;
+        self.until(
+            Duration::from_secs(30),
+            "the form's answer to load",
+            "document.documentElement.dataset.left !== 'no' && document.readyState === 'complete'",
+        )
+        .await;
+    }
+
+    /// The path of the page shown now.
+    pub async fn path(&self) -> String {
+        self.client
+            .current_url()
+            .await
+            .expect("the page's address")
+            .path()
+            .to_owned()
+    }
+
     /// Signs in at `base` (a node or the load balancer) with a name and password.
     pub async fn sign_in(&self, base: &str, name: &str, password: &str) {
         self.open(&format!("{base}/login")).await;

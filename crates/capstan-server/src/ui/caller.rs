@@ -69,8 +69,6 @@ pub(crate) struct Viewer {
     pub user_name: String,
     /// The token this page's forms carry.
     pub csrf_token: String,
-    /// The page asked for, path and query: where signing in returns to.
-    pub here: String,
 }
 
 impl Viewer {
@@ -106,7 +104,6 @@ impl FromRequestParts<Arc<Ui>> for Viewer {
             user_id: session.user_id,
             user_name: session.user_name,
             csrf_token: session.csrf_token,
-            here,
         })
     }
 }

@@ -8,6 +8,7 @@ mod agents;
 mod approvals;
 mod audit;
 mod dashboard;
+mod journey;
 mod freezes;
 mod lifecycles;
 mod nodes;
