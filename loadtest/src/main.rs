@@ -13,6 +13,8 @@
 //!   memory, and how soon another node goes on after the one running it is killed.
 //! - `capstan-loadtest dashboard` times `GET /api/dashboard` over 500 projects × 20
 //!   environments seeded straight into PostgreSQL, and checks its plan.
+//! - `capstan-loadtest ui-grid` opens a 1,000-target deployment page in a real browser
+//!   and measures how far its live grid falls behind cells changing in the database.
 
 mod agents;
 mod blob;
@@ -21,6 +23,7 @@ mod database;
 mod deployments;
 mod nodes;
 mod queue_anchor;
+mod ui_grid;
 
 use std::process::ExitCode;
 
@@ -51,6 +54,8 @@ enum Benchmark {
     Deployments(deployments::DeploymentsArgs),
     /// `GET /api/dashboard` over 500 projects × 20 environments seeded in PostgreSQL.
     Dashboard(dashboard::DashboardArgs),
+    /// The deployment page's live grid: lag from a cell's change to the page.
+    UiGrid(ui_grid::UiGridArgs),
 }
 
 fn main() -> ExitCode {
@@ -62,7 +67,8 @@ fn main() -> ExitCode {
         Benchmark::QueueAnchor { .. }
         | Benchmark::Agents(_)
         | Benchmark::Deployments(_)
-        | Benchmark::Dashboard(_) => tokio::runtime::Builder::new_multi_thread(),
+        | Benchmark::Dashboard(_)
+        | Benchmark::UiGrid(_) => tokio::runtime::Builder::new_multi_thread(),
     }
     .enable_all()
     .build()
@@ -73,6 +79,7 @@ fn main() -> ExitCode {
         Benchmark::Agents(args) => runtime.block_on(agents::run(args)),
         Benchmark::Deployments(args) => runtime.block_on(deployments::run(args)),
         Benchmark::Dashboard(args) => runtime.block_on(dashboard::run(args)),
+        Benchmark::UiGrid(args) => runtime.block_on(ui_grid::run(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

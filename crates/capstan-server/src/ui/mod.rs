@@ -11,6 +11,7 @@
 mod api;
 mod assets;
 mod caller;
+mod deployment;
 mod error;
 mod login;
 mod nodes;
@@ -54,6 +55,13 @@ pub(crate) fn router(ctx: Arc<NodeContext>, api: Router) -> Router {
         .route("/logout", post(login::sign_out))
         .route("/nodes", get(nodes::list))
         .route("/nodes/{id}/{action}", post(nodes::act))
+        .route("/deployments/{id}", get(deployment::show))
+        .route("/deployments/{id}/events", get(deployment::stream))
+        .route("/deployments/{id}/cancel", post(deployment::cancel))
+        .route(
+            "/deployments/{id}/interventions/{iid}",
+            post(deployment::answer),
+        )
         .layer(middleware::from_fn(protect))
         .route("/assets/{file}", get(assets::serve))
         .with_state(ui)

@@ -2,6 +2,7 @@
 //! through its form, acted on with clicks, screenshotted (`target/ui-screenshots`) and
 //! checked against axe-core's serious and critical rules.
 
+mod deployment;
 mod nodes;
 mod sign_in;
 
