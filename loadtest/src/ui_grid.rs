@@ -130,6 +130,8 @@ async fn person(http: &reqwest::Client, base: &str) -> anyhow::Result<&'static s
 }
 
 /// A running deployment of one step on `targets` targets, every cell pending: its id.
+/// Its task stays queued on a node that claims nothing (task cap 0), so nothing but
+/// this benchmark changes its cells; a deployment without a live task reads as aborted.
 async fn seed(db: &tokio_postgres::Client, targets: usize) -> anyhow::Result<i64> {
     let process = json!([{
         "name": "Deploy",
@@ -145,10 +147,12 @@ async fn seed(db: &tokio_postgres::Client, targets: usize) -> anyhow::Result<i64
          INSERT INTO releases (project_id, version, version_key, process, process_version,
                                variables_version, packages)
              SELECT id, '1.0.0', '00000001', '{process}', 1, 1, '[]' FROM projects;
-         INSERT INTO deployments (project_id, release_id, environment_id, state, queued_at,
-                                  started_at, targets)
-             SELECT r.project_id, r.id, e.id, 'running', now(), now(), '{targets}'
-             FROM releases r, environments e;
+         WITH t AS (INSERT INTO tasks (kind, state, on_node_lost)
+                    VALUES ('deploy', 'queued', 'fail') RETURNING id)
+         INSERT INTO deployments (task_id, project_id, release_id, environment_id, state,
+                                  queued_at, started_at, targets)
+             SELECT t.id, r.project_id, r.id, e.id, 'running', now(), now(), '{targets}'
+             FROM t, releases r, environments e;
          INSERT INTO deployment_cells (deployment_id, step, agent_id, action, target, state)
              SELECT d.id, 0, t, 0, 'web' || lpad(t::text, 4, '0'), 'pending'
              FROM deployments d, generate_series(1, {count}) t;",
