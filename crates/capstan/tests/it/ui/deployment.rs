@@ -311,7 +311,7 @@ async fn node(name: &str, db: &TestDatabase, dir: &TempDir) -> ServerProcess {
 async fn the_grid_keeps_updating_through_haproxy_when_the_node_serving_it_is_sigkilled() {
     let db = TestDatabase::new().await;
     let dir = TempDir::new("capstan-ui-grid-kill");
-    let mut nodes = vec![
+    let mut nodes = [
         node("grid-1", &db, &dir).await,
         node("grid-2", &db, &dir).await,
     ];
