@@ -13,11 +13,15 @@
 //! changes. This is the simplest way to be correct after any gap: the browser never
 //! has to be sent a change relative to a state this node never saw.
 
-use std::{convert::Infallible, sync::Arc, time::Duration};
+use std::{
+    convert::Infallible,
+    sync::{Arc, LazyLock},
+    time::Duration,
+};
 
 use axum::{
     extract::{Path, Query, State},
-    http::{HeaderMap, HeaderValue, header},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{
         IntoResponse, Response,
         sse::{Event, KeepAlive, Sse},
@@ -26,7 +30,7 @@ use axum::{
 use capstan_api::deployments::DeploymentResponse;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 
 use super::{
     super::{Ui, caller::Viewer, error::UiError},
@@ -40,6 +44,11 @@ const POLL: Duration = Duration::from_millis(250);
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// How soon a browser reconnects after losing the stream.
 const RETRY: Duration = Duration::from_secs(1);
+/// The most live pages a node process streams at once: each reads its deployment four
+/// times a second. A page refused one still shows the deployment, without updates.
+const MAX_STREAMS: usize = 200;
+
+static STREAMS: LazyLock<Arc<Semaphore>> = LazyLock::new(|| Arc::new(Semaphore::new(MAX_STREAMS)));
 
 #[derive(Debug, Deserialize)]
 pub(crate) struct Since {
@@ -82,9 +91,18 @@ pub(crate) async fn stream(
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned)
         .or(since.since);
+    let Ok(permit) = STREAMS.clone().try_acquire_owned() else {
+        return Err(UiError::refused(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("this node streams {MAX_STREAMS} live pages already; refresh to see changes"),
+        ));
+    };
     let (tx, rx) = mpsc::channel(16);
     let node = ui.ctx.state.name.clone();
-    tokio::spawn(follow(ui, viewer, id, first, since, tx));
+    tokio::spawn(async move {
+        follow(ui, viewer, id, first, since, tx).await;
+        drop(permit);
+    });
     let events = futures::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|event| (event, rx))
     })
