@@ -15,6 +15,8 @@
 //!   environments seeded straight into PostgreSQL, and checks its plan.
 //! - `capstan-loadtest ui-dashboard` times the dashboard page in a real browser over
 //!   the same data: from navigation start until the table is in the page and loaded.
+//! - `capstan-loadtest ui-grid` opens a 1,000-target deployment page in a real browser
+//!   and measures how far its live grid falls behind cells changing in the database.
 
 mod agents;
 mod blob;
@@ -24,6 +26,7 @@ mod deployments;
 mod nodes;
 mod queue_anchor;
 mod ui_dashboard;
+mod ui_grid;
 
 use std::process::ExitCode;
 
@@ -56,6 +59,8 @@ enum Benchmark {
     Dashboard(dashboard::DashboardArgs),
     /// The dashboard page in a browser over 500 projects × 20 environments.
     UiDashboard(ui_dashboard::UiDashboardArgs),
+    /// The deployment page's live grid: lag from a cell's change to the page.
+    UiGrid(ui_grid::UiGridArgs),
 }
 
 fn main() -> ExitCode {
@@ -68,7 +73,8 @@ fn main() -> ExitCode {
         | Benchmark::Agents(_)
         | Benchmark::Deployments(_)
         | Benchmark::Dashboard(_)
-        | Benchmark::UiDashboard(_) => tokio::runtime::Builder::new_multi_thread(),
+        | Benchmark::UiDashboard(_)
+        | Benchmark::UiGrid(_) => tokio::runtime::Builder::new_multi_thread(),
     }
     .enable_all()
     .build()
@@ -80,6 +86,7 @@ fn main() -> ExitCode {
         Benchmark::Deployments(args) => runtime.block_on(deployments::run(args)),
         Benchmark::Dashboard(args) => runtime.block_on(dashboard::run(args)),
         Benchmark::UiDashboard(args) => runtime.block_on(ui_dashboard::run(args)),
+        Benchmark::UiGrid(args) => runtime.block_on(ui_grid::run(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

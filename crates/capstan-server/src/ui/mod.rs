@@ -18,6 +18,7 @@ mod audit;
 mod caller;
 mod dashboard;
 mod environments;
+mod deployment;
 mod error;
 mod freezes;
 mod lifecycles;
@@ -137,6 +138,12 @@ pub(crate) fn router(ctx: Arc<NodeContext>, api: Router) -> Router {
         .route(
             "/projects/{id}/releases/{release}/deploy",
             post(projects::deploy),
+        .route("/deployments/{id}", get(deployment::show))
+        .route("/deployments/{id}/events", get(deployment::stream))
+        .route("/deployments/{id}/cancel", post(deployment::cancel))
+        .route(
+            "/deployments/{id}/interventions/{iid}",
+            post(deployment::answer),
         )
         .layer(middleware::from_fn(protect))
         .route("/assets/{file}", get(assets::serve))

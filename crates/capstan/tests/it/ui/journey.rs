@@ -38,7 +38,10 @@ async fn id_after(browser: &Browser, prefix: &str) -> i64 {
         .until(
             WITHIN,
             &format!("the page {prefix}<id>"),
-            &format!("/^{}\\d+$/.test(location.pathname)", prefix.replace('/', "\\/")),
+            &format!(
+                "/^{}\\d+$/.test(location.pathname)",
+                prefix.replace('/', "\\/")
+            ),
         )
         .await;
     browser.path().await[prefix.len()..].parse().unwrap()
@@ -102,10 +105,16 @@ async fn an_operator_ships_a_release_through_the_pages_from_sign_in_to_drain() {
     browser.screenshot("journey-process-error").await;
     let kept = browser
         .client()
-        .execute("return document.getElementById('process-steps').value;", vec![])
+        .execute(
+            "return document.getElementById('process-steps').value;",
+            vec![],
+        )
         .await
         .unwrap();
-    assert!(kept.as_str().unwrap().contains("\"window_size\":0"), "{kept}");
+    assert!(
+        kept.as_str().unwrap().contains("\"window_size\":0"),
+        "{kept}"
+    );
     browser.fill("#process-steps", &steps(json!(2))).await;
     browser.submit("#process-save").await;
     browser.find(".notice").await;
@@ -167,13 +176,20 @@ async fn an_operator_ships_a_release_through_the_pages_from_sign_in_to_drain() {
         .wait_state(second, &["succeeded", "failed"], WITHIN)
         .await;
     assert_eq!(done["state"], "succeeded", "{done:#}");
-    assert_eq!(done["interventions"][0]["answer"]["answer"], "exclude", "{done:#}");
+    assert_eq!(
+        done["interventions"][0]["answer"]["answer"], "exclude",
+        "{done:#}"
+    );
 
     // A deployment that must wait: every node at its task cap of 0. The queue says so.
     for node in &fleet.cluster.nodes {
         let (status, body) = fleet
             .api
-            .call("PATCH", &format!("/api/nodes/{}", node.state.id), Some(json!({"task_cap": 0})))
+            .call(
+                "PATCH",
+                &format!("/api/nodes/{}", node.state.id),
+                Some(json!({"task_cap": 0})),
+            )
             .await;
         assert_eq!(status, 200, "{body}");
     }
@@ -192,7 +208,11 @@ async fn an_operator_ships_a_release_through_the_pages_from_sign_in_to_drain() {
     for node in &fleet.cluster.nodes {
         let (status, body) = fleet
             .api
-            .call("PATCH", &format!("/api/nodes/{}", node.state.id), Some(json!({"task_cap": 5})))
+            .call(
+                "PATCH",
+                &format!("/api/nodes/{}", node.state.id),
+                Some(json!({"task_cap": 5})),
+            )
             .await;
         assert_eq!(status, 200, "{body}");
     }
@@ -202,7 +222,10 @@ async fn an_operator_ships_a_release_through_the_pages_from_sign_in_to_drain() {
     let other = fleet.cluster.node(1);
     browser.open(&format!("{node}/nodes")).await;
     browser
-        .click(&format!("#node-{} form[action$='/drain'] button", other.state.name))
+        .click(&format!(
+            "#node-{} form[action$='/drain'] button",
+            other.state.name
+        ))
         .await;
     browser.submit(".confirm button[type=submit]").await;
     browser.screenshot("journey-drained").await;
