@@ -17,8 +17,8 @@ mod assets;
 mod audit;
 mod caller;
 mod dashboard;
-mod environments;
 mod deployment;
+mod environments;
 mod error;
 mod freezes;
 mod lifecycles;
@@ -138,6 +138,7 @@ pub(crate) fn router(ctx: Arc<NodeContext>, api: Router) -> Router {
         .route(
             "/projects/{id}/releases/{release}/deploy",
             post(projects::deploy),
+        )
         .route("/deployments/{id}", get(deployment::show))
         .route("/deployments/{id}/events", get(deployment::stream))
         .route("/deployments/{id}/cancel", post(deployment::cancel))
