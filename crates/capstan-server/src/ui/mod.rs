@@ -8,6 +8,7 @@
 //! live views (server-sent events). Nothing is loaded from elsewhere, and the
 //! Content-Security-Policy allows no inline script or style.
 
+mod ansi;
 mod api;
 mod assets;
 mod caller;
@@ -15,6 +16,7 @@ mod error;
 mod login;
 mod nodes;
 mod page;
+mod task_log;
 
 use std::sync::Arc;
 
@@ -54,6 +56,7 @@ pub(crate) fn router(ctx: Arc<NodeContext>, api: Router) -> Router {
         .route("/logout", post(login::sign_out))
         .route("/nodes", get(nodes::list))
         .route("/nodes/{id}/{action}", post(nodes::act))
+        .route("/tasks/{id}/log", get(task_log::show))
         .layer(middleware::from_fn(protect))
         .route("/assets/{file}", get(assets::serve))
         .with_state(ui)
