@@ -13,6 +13,8 @@
 //!   memory, and how soon another node goes on after the one running it is killed.
 //! - `capstan-loadtest dashboard` times `GET /api/dashboard` over 500 projects × 20
 //!   environments seeded straight into PostgreSQL, and checks its plan.
+//! - `capstan-loadtest ui-log` opens the task log page over a 100,000-line log in
+//!   headless Chromium: time to its last line, time to page back.
 
 mod agents;
 mod blob;
@@ -21,6 +23,7 @@ mod database;
 mod deployments;
 mod nodes;
 mod queue_anchor;
+mod ui_log;
 
 use std::process::ExitCode;
 
@@ -51,6 +54,8 @@ enum Benchmark {
     Deployments(deployments::DeploymentsArgs),
     /// `GET /api/dashboard` over 500 projects × 20 environments seeded in PostgreSQL.
     Dashboard(dashboard::DashboardArgs),
+    /// The task log page over a 100,000-line log, in headless Chromium.
+    UiLog(ui_log::UiLogArgs),
 }
 
 fn main() -> ExitCode {
@@ -62,7 +67,8 @@ fn main() -> ExitCode {
         Benchmark::QueueAnchor { .. }
         | Benchmark::Agents(_)
         | Benchmark::Deployments(_)
-        | Benchmark::Dashboard(_) => tokio::runtime::Builder::new_multi_thread(),
+        | Benchmark::Dashboard(_)
+        | Benchmark::UiLog(_) => tokio::runtime::Builder::new_multi_thread(),
     }
     .enable_all()
     .build()
@@ -73,6 +79,7 @@ fn main() -> ExitCode {
         Benchmark::Agents(args) => runtime.block_on(agents::run(args)),
         Benchmark::Deployments(args) => runtime.block_on(deployments::run(args)),
         Benchmark::Dashboard(args) => runtime.block_on(dashboard::run(args)),
+        Benchmark::UiLog(args) => runtime.block_on(ui_log::run(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

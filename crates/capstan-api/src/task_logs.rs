@@ -65,7 +65,9 @@ impl TaskLogQuery {
             if (1..=MAX_PAGE_LINES).contains(&n) {
                 Ok(n)
             } else {
-                Err(format!("`{name}` must be 1-{MAX_PAGE_LINES} lines, got {n}"))
+                Err(format!(
+                    "`{name}` must be 1-{MAX_PAGE_LINES} lines, got {n}"
+                ))
             }
         };
         if self.follow && (self.tail.is_some() || self.before.is_some()) {
@@ -78,12 +80,10 @@ impl TaskLogQuery {
             return Err("`from` goes with `follow=true` (use `before` to page back)".to_owned());
         }
         match (self.tail, self.before, self.lines) {
-            (Some(_), Some(_), _) => {
-                Err("give either `tail` or `before`, not both".to_owned())
+            (Some(_), Some(_), _) => Err("give either `tail` or `before`, not both".to_owned()),
+            (Some(_), None, Some(_)) => {
+                Err("`lines` goes with `before`; `tail` itself says how many lines".to_owned())
             }
-            (Some(_), None, Some(_)) => Err(
-                "`lines` goes with `before`; `tail` itself says how many lines".to_owned(),
-            ),
             (Some(tail), None, None) => Ok(Some(PageRequest::Tail {
                 lines: count("tail", tail)?,
             })),

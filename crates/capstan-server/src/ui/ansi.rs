@@ -18,9 +18,13 @@ struct Look {
 impl Look {
     /// Applies one SGR sequence's parameters (`1;31`, empty = reset).
     fn apply(&mut self, params: &str) {
-        let mut codes = params
-            .split([';', ':'])
-            .map(|p| if p.is_empty() { Some(0) } else { p.parse::<u16>().ok() });
+        let mut codes = params.split([';', ':']).map(|p| {
+            if p.is_empty() {
+                Some(0)
+            } else {
+                p.parse::<u16>().ok()
+            }
+        });
         while let Some(code) = codes.next() {
             let Some(code) = code else { continue };
             match code {

@@ -38,7 +38,10 @@ pub(crate) async fn show(
     Path(id): Path<i64>,
     Query(query): Query<LogQuery>,
 ) -> Result<Response, UiError> {
-    let task: TaskResponse = ui.api.get(&viewer.caller, &format!("/api/tasks/{id}")).await?;
+    let task: TaskResponse = ui
+        .api
+        .get(&viewer.caller, &format!("/api/tasks/{id}"))
+        .await?;
     let range = match query.before {
         Some(before) => format!("before={before}&lines={PAGE_LINES}"),
         None => format!("tail={PAGE_LINES}"),

@@ -93,7 +93,10 @@ async fn a_log_is_paged_back_from_its_tail_reading_only_what_each_page_needs() {
         let (tail, _) = page(&base, task.id, "tail=3").await;
         tail.lines
             .last()
-            .is_some_and(|l| l.text.ends_with("line 20000\u{1b}[0m with some padding to make it longer"))
+            .is_some_and(|l| {
+                l.text
+                    .ends_with("line 20000\u{1b}[0m with some padding to make it longer")
+            })
             .then_some(tail)
     })
     .await;
@@ -163,7 +166,10 @@ async fn a_log_is_paged_back_from_its_tail_reading_only_what_each_page_needs() {
     assert_eq!(tail.log_bytes, log.len() as u64);
     assert_lines(&tail, &lines[lines.len() - 5_000..]);
     let page_bytes = tail.end - tail.start;
-    assert!(read < page_bytes + 1024 * 1024, "read {read} for {page_bytes}");
+    assert!(
+        read < page_bytes + 1024 * 1024,
+        "read {read} for {page_bytes}"
+    );
     let mut pages = vec![tail];
     while pages.last().unwrap().more_before {
         let before = pages.last().unwrap().start;
@@ -213,7 +219,10 @@ async fn a_log_is_paged_back_from_its_tail_reading_only_what_each_page_needs() {
         ("follow=true&tail=5", "does not go with `tail` or `before`"),
         (&format!("before={inside_a_line}"), "inside a line"),
         (&format!("before={past_the_end}"), "past the end of the log"),
-        (&format!("follow=true&from={past_the_end}"), "past the end of the log"),
+        (
+            &format!("follow=true&from={past_the_end}"),
+            "past the end of the log",
+        ),
         ("colour=true", "colour"),
     ] {
         let response = get(&base, task.id, query).await;
@@ -235,9 +244,6 @@ async fn a_log_is_paged_back_from_its_tail_reading_only_what_each_page_needs() {
 
     // The plain text answer is as before.
     let plain = get(&base, task.id, "").await;
-    assert_eq!(
-        plain.headers()["content-type"],
-        "text/plain; charset=utf-8"
-    );
+    assert_eq!(plain.headers()["content-type"], "text/plain; charset=utf-8");
     assert_eq!(plain.text().await.unwrap(), log);
 }

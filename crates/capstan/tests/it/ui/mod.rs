@@ -4,6 +4,7 @@
 
 mod nodes;
 mod sign_in;
+mod task_log;
 
 use capstan_testkit::browser::Browser;
 
