@@ -57,12 +57,18 @@ pub async fn run(args: UiLogArgs) -> anyhow::Result<()> {
         .first()
         .context("the script's command")?
         .id;
-    agent.ack(command).await.map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    agent
+        .ack(command)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
 
     let seeding = Instant::now();
     let texts: Vec<String> = (1..=args.lines)
         .map(|n| match n % 7 {
-            0 => format!("\u{1b}[32mstep {n} ok\u{1b}[0m compiled module_{n} in 0.{:03}s", n % 1000),
+            0 => format!(
+                "\u{1b}[32mstep {n} ok\u{1b}[0m compiled module_{n} in 0.{:03}s",
+                n % 1000
+            ),
             3 => format!("\u{1b}[1;33mwarning\u{1b}[0m: step {n} used a deprecated option"),
             _ => format!("step {n}: copying files for component {}", n % 97),
         })
@@ -151,11 +157,18 @@ pub async fn run(args: UiLogArgs) -> anyhow::Result<()> {
 
     let mut pages = Vec::new();
     for _ in 0..args.pages_back {
-        let first = eval_u64(&browser, "Number(document.querySelector('.log-view .log-line').dataset.start)").await?;
+        let first = eval_u64(
+            &browser,
+            "Number(document.querySelector('.log-view .log-line').dataset.start)",
+        )
+        .await?;
         let started = Instant::now();
         browser
             .client()
-            .execute("document.querySelector('.log-view').scrollTop = 0; return true;", vec![])
+            .execute(
+                "document.querySelector('.log-view').scrollTop = 0; return true;",
+                vec![],
+            )
             .await?;
         wait(
             &browser,
@@ -247,12 +260,32 @@ async fn administrator(http: &reqwest::Client, base: &str, name: &str) -> anyhow
         }
     };
     use reqwest::Method;
-    let user = call(Method::POST, "/api/users".into(), json!({"name": name, "kind": "person"})).await?;
+    let user = call(
+        Method::POST,
+        "/api/users".into(),
+        json!({"name": name, "kind": "person"}),
+    )
+    .await?;
     let user = user["id"].as_i64().context("a user id")?;
-    call(Method::PUT, format!("/api/users/{user}/password"), json!({"password": PASSWORD})).await?;
-    let team = call(Method::POST, "/api/teams".into(), json!({"name": format!("{name} administrators")})).await?;
+    call(
+        Method::PUT,
+        format!("/api/users/{user}/password"),
+        json!({"password": PASSWORD}),
+    )
+    .await?;
+    let team = call(
+        Method::POST,
+        "/api/teams".into(),
+        json!({"name": format!("{name} administrators")}),
+    )
+    .await?;
     let team = team["id"].as_i64().context("a team id")?;
-    call(Method::POST, format!("/api/teams/{team}/members"), json!({"user_id": user})).await?;
+    call(
+        Method::POST,
+        format!("/api/teams/{team}/members"),
+        json!({"user_id": user}),
+    )
+    .await?;
     let roles = call(Method::GET, "/api/roles".into(), Value::Null).await?;
     let role = roles["items"]
         .as_array()

@@ -214,9 +214,11 @@
     if (this.moreBefore) {
       this.earlier.textContent = "Load earlier lines";
       this.earlier.classList.remove("log-at-start");
+      this.earlier.removeAttribute("aria-disabled");
     } else {
       this.earlier.textContent = "Start of the log";
       this.earlier.classList.add("log-at-start");
+      if (this.earlier.tagName === "A") this.earlier.setAttribute("aria-disabled", "true");
     }
   };
 
