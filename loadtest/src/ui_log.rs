@@ -98,7 +98,8 @@ pub async fn run(args: UiLogArgs) -> anyhow::Result<()> {
             .as_array()
             .and_then(|l| l.last())
             .and_then(|l| l["text"].as_str())
-            .is_some_and(|t| t.contains(&format!("{last} ")) || t.ends_with(&last));
+            // No step has a larger number, so only the last line holds this.
+            .is_some_and(|t| t.contains(&last));
         if done {
             break (page, read);
         }
