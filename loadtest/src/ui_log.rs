@@ -13,6 +13,7 @@ use capstan_testkit::{
     agents::{SimAgent, ensure_environment, registration_token},
     browser::Browser,
 };
+use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::agents::{ms, percentile};
@@ -245,7 +246,7 @@ async fn eval_u64(browser: &Browser, expression: &str) -> anyhow::Result<u64> {
 
 /// A person `name` who is a system administrator and signs in with [`PASSWORD`].
 async fn administrator(http: &reqwest::Client, base: &str, name: &str) -> anyhow::Result<()> {
-    let call = |method: reqwest::Method, path: String, body: Value| {
+    let call = |method: Method, path: String, body: Value| {
         let mut request = http
             .request(method, format!("{base}{path}"))
             .bearer_auth(ADMIN_KEY);
@@ -260,7 +261,6 @@ async fn administrator(http: &reqwest::Client, base: &str, name: &str) -> anyhow
             Ok::<Value, anyhow::Error>(serde_json::from_str(&text).unwrap_or(Value::Null))
         }
     };
-    use reqwest::Method;
     let user = call(
         Method::POST,
         "/api/users".into(),
