@@ -17,6 +17,8 @@
 //!   the same data: from navigation start until the table is in the page and loaded.
 //! - `capstan-loadtest ui-grid` opens a 1,000-target deployment page in a real browser
 //!   and measures how far its live grid falls behind cells changing in the database.
+//! - `capstan-loadtest ui-log` opens the task log page over a 100,000-line log in
+//!   headless Chromium: time to its last line, time to page back.
 
 mod agents;
 mod blob;
@@ -27,6 +29,7 @@ mod nodes;
 mod queue_anchor;
 mod ui_dashboard;
 mod ui_grid;
+mod ui_log;
 
 use std::process::ExitCode;
 
@@ -61,6 +64,8 @@ enum Benchmark {
     UiDashboard(ui_dashboard::UiDashboardArgs),
     /// The deployment page's live grid: lag from a cell's change to the page.
     UiGrid(ui_grid::UiGridArgs),
+    /// The task log page over a 100,000-line log, in headless Chromium.
+    UiLog(ui_log::UiLogArgs),
 }
 
 fn main() -> ExitCode {
@@ -74,7 +79,8 @@ fn main() -> ExitCode {
         | Benchmark::Deployments(_)
         | Benchmark::Dashboard(_)
         | Benchmark::UiDashboard(_)
-        | Benchmark::UiGrid(_) => tokio::runtime::Builder::new_multi_thread(),
+        | Benchmark::UiGrid(_)
+        | Benchmark::UiLog(_) => tokio::runtime::Builder::new_multi_thread(),
     }
     .enable_all()
     .build()
@@ -87,6 +93,7 @@ fn main() -> ExitCode {
         Benchmark::Dashboard(args) => runtime.block_on(dashboard::run(args)),
         Benchmark::UiDashboard(args) => runtime.block_on(ui_dashboard::run(args)),
         Benchmark::UiGrid(args) => runtime.block_on(ui_grid::run(args)),
+        Benchmark::UiLog(args) => runtime.block_on(ui_log::run(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -59,7 +59,9 @@ pub use releases::{
     ReleaseResponse, ReleaseSummary,
 };
 pub use scripts::{CommandList, CommandResponse, PackageVersionRef, RunScriptRequest};
-pub use task_logs::{LogEvent, SseEvent, TaskLogEnd, TaskLogQuery};
+pub use task_logs::{
+    LogEvent, PageRequest, SseEvent, TaskLogEnd, TaskLogLine, TaskLogPage, TaskLogQuery,
+};
 pub use tasks::{
     AttemptList, AttemptResponse, CreateTaskRequest, CreateTasksRequest, CreateTasksResponse,
     TaskPage, TaskQuery, TaskResponse,

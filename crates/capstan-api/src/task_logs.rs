@@ -14,7 +14,12 @@ pub const EVENT_STREAM: &str = "text/event-stream";
 /// The name of the last event of a followed log.
 pub const END_EVENT: &str = "end";
 
-/// Options of `GET /api/tasks/{id}/log`.
+/// The most lines one page of a log (`tail`, `before` with `lines`) holds.
+pub const MAX_PAGE_LINES: u32 = 5_000;
+/// The lines a `before` page holds when `lines` is not given.
+pub const DEFAULT_PAGE_LINES: u32 = 500;
+
+/// Options of `GET /api/tasks/{id}/log`. Without any, the whole log as text.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
@@ -22,6 +27,104 @@ pub struct TaskLogQuery {
     /// Stream the log as server-sent events as it grows, until the task has finished.
     #[serde(default)]
     pub follow: bool,
+    /// With `follow`: start at this byte offset (a line's `offset_end`, or a page's
+    /// `end`) instead of the log's start; `Last-Event-ID`, sent on a reconnection,
+    /// takes precedence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[param(minimum = 0)]
+    pub from: Option<u64>,
+    /// Answer a page (JSON, a [`TaskLogPage`]) of the log's last this many lines,
+    /// 1-5000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[param(minimum = 1, maximum = 5000)]
+    pub tail: Option<u32>,
+    /// Answer a page (JSON, a [`TaskLogPage`]) of the `lines` lines that end at this
+    /// byte offset: a line's `offset_start`, or a page's `start`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[param(minimum = 0)]
+    pub before: Option<u64>,
+    /// With `before`: how many lines, 1-5000 (500 if not given).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[param(minimum = 1, maximum = 5000)]
+    pub lines: Option<u32>,
+}
+
+/// What a page of the log asks for, once the query is checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PageRequest {
+    /// The last `lines` lines.
+    Tail { lines: u32 },
+    /// The `lines` lines ending at byte offset `before`.
+    Before { before: u64, lines: u32 },
+}
+
+impl TaskLogQuery {
+    /// The page asked for, if any; an error in words for a query that makes no sense.
+    pub fn page(&self) -> Result<Option<PageRequest>, String> {
+        let count = |name: &str, n: u32| {
+            if (1..=MAX_PAGE_LINES).contains(&n) {
+                Ok(n)
+            } else {
+                Err(format!(
+                    "`{name}` must be 1-{MAX_PAGE_LINES} lines, got {n}"
+                ))
+            }
+        };
+        if self.follow && (self.tail.is_some() || self.before.is_some()) {
+            return Err(
+                "`follow` streams the log from `from`; it does not go with `tail` or `before`"
+                    .to_owned(),
+            );
+        }
+        if self.from.is_some() && !self.follow {
+            return Err("`from` goes with `follow=true` (use `before` to page back)".to_owned());
+        }
+        match (self.tail, self.before, self.lines) {
+            (Some(_), Some(_), _) => Err("give either `tail` or `before`, not both".to_owned()),
+            (Some(_), None, Some(_)) => {
+                Err("`lines` goes with `before`; `tail` itself says how many lines".to_owned())
+            }
+            (Some(tail), None, None) => Ok(Some(PageRequest::Tail {
+                lines: count("tail", tail)?,
+            })),
+            (None, Some(before), lines) => Ok(Some(PageRequest::Before {
+                before,
+                lines: count("lines", lines.unwrap_or(DEFAULT_PAGE_LINES))?,
+            })),
+            (None, None, Some(_)) => Err("`lines` goes with `before`".to_owned()),
+            (None, None, None) => Ok(None),
+        }
+    }
+}
+
+/// One line of a page of the log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TaskLogLine {
+    /// The byte offset of the line's first byte.
+    pub offset_start: u64,
+    /// The byte offset just past the line's newline: the next line's `offset_start`.
+    pub offset_end: u64,
+    /// The line without its newline: `<time> <LEVEL> <text>`.
+    pub text: String,
+}
+
+/// A page of a task's log: consecutive lines, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TaskLogPage {
+    pub lines: Vec<TaskLogLine>,
+    /// The offset of the first line (`end` when there are no lines): page back with
+    /// `before=<start>`.
+    pub start: u64,
+    /// The offset just past the last line: follow on with `follow=true&from=<end>`.
+    pub end: u64,
+    /// There are lines before `start`.
+    pub more_before: bool,
+    /// The log's length when the page was read.
+    pub log_bytes: u64,
+    /// The task has finished: the log grows no more.
+    pub complete: bool,
+    #[schema(value_type = String, example = "running")]
+    pub state: TaskState,
 }
 
 /// The data of the `end` event: how the task finished.

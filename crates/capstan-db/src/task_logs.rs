@@ -153,6 +153,17 @@ type ViewRow = (
 /// no such task. Finding the segment that holds `from` is one index lookup, so a
 /// follower polling a long log reads only the segments it has not seen.
 pub async fn view(db: impl PgExecutor<'_>, task_id: i64, from: i64) -> Result<LogView, DbError> {
+    view_between(db, task_id, from, i64::MAX).await
+}
+
+/// Like [`view`], but only the segments that hold bytes before `to` as well: the
+/// objects to read for the bytes `from..to`, however long the log is.
+pub async fn view_between(
+    db: impl PgExecutor<'_>,
+    task_id: i64,
+    from: i64,
+    to: i64,
+) -> Result<LogView, DbError> {
     let rows: Vec<ViewRow> = sqlx::query_as(
         "SELECT t.state, t.error, coalesce(l.bytes, 0), l.compacted_key,
                 s.seq, s.first_byte, s.bytes, s.blob_key
@@ -163,11 +174,13 @@ pub async fn view(db: impl PgExecutor<'_>, task_id: i64, from: i64) -> Result<Lo
                   SELECT max(h.first_byte) FROM task_log_segments h
                   WHERE h.task_id = t.id AND h.first_byte <= $2), 0)
               AND s.first_byte + s.bytes > $2
+              AND s.first_byte < $3
          WHERE t.id = $1
          ORDER BY s.seq",
     )
     .bind(task_id)
     .bind(from)
+    .bind(to)
     .fetch_all(db)
     .await?;
     let Some(first) = rows.first() else {

@@ -49,7 +49,7 @@ pub(crate) async fn read_to_end(
 ) -> Result<bool, ReadError> {
     let mut missing = 0;
     loop {
-        match send_view(ctx, view, offset, sink).await {
+        match send_view(ctx, view, offset, u64::MAX, sink).await {
             Ok(more) => return Ok(more),
             Err(Step::Gone(detail)) => {
                 missing += 1;
@@ -72,21 +72,59 @@ enum Step {
     Failed(ReadError),
 }
 
+/// Reads the log bytes `range` into `sink` (fewer if the log is shorter), out of the
+/// objects holding them only: a page of a long log reads a page's worth of it.
+pub(crate) async fn read_range(
+    ctx: &NodeContext,
+    task_id: i64,
+    range: std::ops::Range<u64>,
+    sink: &mut impl LogSink,
+) -> Result<bool, ReadError> {
+    let mut offset = range.start;
+    let mut missing = 0;
+    loop {
+        let view = task_logs::view_between(
+            &ctx.pools.api,
+            task_id,
+            offset as i64,
+            range.end.min(i64::MAX as u64) as i64,
+        )
+        .await?;
+        match send_view(ctx, &view, &mut offset, range.end, sink).await {
+            Ok(more) => return Ok(more),
+            Err(Step::Gone(detail)) => {
+                missing += 1;
+                if missing > MISSING_TRIES {
+                    return Err(ReadError::Missing { offset, detail });
+                }
+            }
+            Err(Step::Failed(e)) => return Err(e),
+        }
+    }
+}
+
+/// Sends what `view` holds from `*offset` up to `until` (or its end).
 async fn send_view(
     ctx: &NodeContext,
     view: &LogView,
     offset: &mut u64,
+    until: u64,
     sink: &mut impl LogSink,
 ) -> Result<bool, Step> {
     if let Some(key) = &view.compacted_key {
-        let end = view.bytes.max(0) as u64;
+        let end = (view.bytes.max(0) as u64).min(until);
         if *offset >= end {
             return Ok(true);
         }
-        return send_object(ctx, key, *offset..end, 0, offset, sink).await;
+        let clipped = end < view.bytes.max(0) as u64;
+        return send_object(ctx, key, *offset..end, 0, clipped, offset, sink).await;
     }
     for segment in &view.segments {
-        let (first, end) = (segment.first_byte as u64, segment.end() as u64);
+        let first = segment.first_byte as u64;
+        let end = (segment.end() as u64).min(until);
+        if first >= until {
+            break;
+        }
         if end <= *offset {
             continue;
         }
@@ -96,7 +134,17 @@ async fn send_view(
                 detail: format!("segment {} starts at byte {first}", segment.seq),
             }));
         }
-        let more = send_object(ctx, &segment.blob_key, *offset..end, first, offset, sink).await?;
+        let clipped = end < segment.end() as u64;
+        let more = send_object(
+            ctx,
+            &segment.blob_key,
+            *offset..end,
+            first,
+            clipped,
+            offset,
+            sink,
+        )
+        .await?;
         if !more {
             return Ok(false);
         }
@@ -105,12 +153,14 @@ async fn send_view(
 }
 
 /// Sends the log bytes `wanted` from the object `key`, whose first byte is log byte
-/// `first`.
+/// `first`; `clipped` if `wanted` stops before the object's end.
+#[allow(clippy::too_many_arguments)]
 async fn send_object(
     ctx: &NodeContext,
     key: &str,
     wanted: std::ops::Range<u64>,
     first: u64,
+    clipped: bool,
     offset: &mut u64,
     sink: &mut impl LogSink,
 ) -> Result<bool, Step> {
@@ -122,7 +172,7 @@ async fn send_object(
         }
     };
     let range = (wanted.start - first)..(wanted.end - first);
-    let whole = range.start == 0;
+    let whole = range.start == 0 && !clipped;
     let mut stream = ctx
         .blob
         .stream(key, (!whole).then_some(range))

@@ -17,6 +17,7 @@ mod extract;
 mod freezes;
 mod health;
 mod lifecycles;
+mod log_pages;
 mod log_reader;
 mod login;
 mod master_key;

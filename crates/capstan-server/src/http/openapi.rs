@@ -126,7 +126,7 @@ use super::{
         CreateApiKeyRequest, ApiKeyResponse, CreatedApiKey, ApiKeyList,
         LoginRequest, LoginKeyRequest, SessionResponse, SetPasswordRequest, CodeKeyRequest,
         NodeResponse, UpdateNodeRequest, Problem, CreateTaskRequest, CreateTasksRequest,
-        CreateTasksResponse, TaskResponse, Blocked, BlockedBy, NodeLoad, TaskPage, AttemptResponse, AttemptList, TaskLogEnd,
+        CreateTasksResponse, TaskResponse, Blocked, BlockedBy, NodeLoad, TaskPage, AttemptResponse, AttemptList, TaskLogEnd, capstan_api::TaskLogPage, capstan_api::TaskLogLine,
         PackageResponse, PackageSummary, PackagePage, PackageVersionPage, ArtifactResponse,
         ArtifactList, CreateRegistrationTokenRequest, RegistrationTokenResponse,
         RegistrationTokenList, RegisterAgentRequest, RegisterAgentResponse, AgentResponse,

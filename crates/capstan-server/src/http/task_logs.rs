@@ -8,6 +8,7 @@
 use std::{convert::Infallible, sync::Arc, time::Duration};
 
 use axum::{
+    Json,
     body::Body,
     extract::State,
     http::{HeaderMap, HeaderValue, StatusCode, header},
@@ -18,7 +19,7 @@ use axum::{
 };
 use bytes::Bytes;
 use capstan_api::{
-    Problem, TaskLogEnd, TaskLogQuery,
+    PageRequest, Problem, TaskLogEnd, TaskLogQuery,
     task_logs::{END_EVENT, EVENT_STREAM},
 };
 use capstan_db::{
@@ -31,9 +32,13 @@ use tokio::sync::mpsc;
 use super::{
     ApiError,
     extract::{ApiPath, ApiQuery},
+    log_pages::{self, PageError},
     log_reader::{LogSink, read_to_end},
 };
 use crate::node::NodeContext;
+
+/// The header of a page saying how many bytes of the log were read for it.
+const BYTES_READ_HEADER: &str = "x-log-bytes-read";
 
 /// When a follower turned away for lack of room should try again, in seconds.
 const RETRY_FOLLOW_AFTER: u32 = 5;
@@ -48,16 +53,19 @@ const CHANNEL_CAPACITY: usize = 64;
 
 /// `GET /api/tasks/{id}/log`: one line per log line, `<time> <LEVEL> <text>`.
 /// `?follow=true`: each line as an event whose `id` is the byte offset past it (send it
-/// back as `Last-Event-ID` to resume), comment keep-alives every 15 s, and a last
-/// `end` event with the task's final state.
+/// back as `Last-Event-ID` to resume, or start at `from`), comment keep-alives every
+/// 15 s, and a last `end` event with the task's final state. `?tail=N` and
+/// `?before=<offset>&lines=N`: a page of lines as JSON, read without reading the log
+/// whole.
 #[utoipa::path(get, path = "/api/tasks/{id}/log", tag = "tasks", params(
     ("id" = i64, Path),
     TaskLogQuery,
     ("Last-Event-ID" = Option<u64>, Header, description = "With `follow`: resume after the event with this `id`"),
 ), responses(
-    (status = 200, description = "The log as text, or with `follow` as server-sent events; the `end` event's data is a TaskLogEnd", content(
+    (status = 200, description = "The log as text; with `follow` as server-sent events (the `end` event's data is a TaskLogEnd); with `tail` or `before` a page of lines as JSON, with `x-log-bytes-read` saying how many log bytes were read for it", content(
         (String = "text/plain; charset=utf-8"),
         (capstan_api::SseEvent = "text/event-stream"),
+        (capstan_api::TaskLogPage = "application/json"),
     )),
     (status = 400, body = Problem, content_type = "application/problem+json"),
     (status = 404, body = Problem, content_type = "application/problem+json"),
@@ -68,11 +76,15 @@ pub(crate) async fn get_task_log(
     ApiQuery(query): ApiQuery<TaskLogQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let from = if query.follow {
+    if let Some(request) = query.page().map_err(ApiError::bad_request)? {
+        return page(&ctx, id, request).await;
+    }
+    let resumed = if query.follow {
         resume_offset(&headers).map_err(ApiError::bad_request)?
     } else {
-        0
+        None
     };
+    let from = resumed.or(query.from).unwrap_or(0);
     let permit = if query.follow {
         Some(ctx.log_followers.clone().try_acquire_owned().map_err(|_| {
             let mut error = ApiError::new(
@@ -89,9 +101,15 @@ pub(crate) async fn get_task_log(
     } else {
         None
     };
-    let view = task_logs::view(&ctx.pools.api, id, from as i64)
+    let view = task_logs::view(&ctx.pools.api, id, from.min(i64::MAX as u64) as i64)
         .await
         .map_err(|e| ApiError::from_db(e, || format!("there is no task with id {id}")))?;
+    if resumed.is_none() && from > view.bytes.max(0) as u64 {
+        return Err(ApiError::bad_request(format!(
+            "`from` is past the end of the log: it is {} bytes long, got {from}",
+            view.bytes
+        )));
+    }
     Ok(if let Some(permit) = permit {
         follow(ctx, id, from, view, permit)
     } else {
@@ -99,15 +117,41 @@ pub(crate) async fn get_task_log(
     })
 }
 
-/// The offset a reconnecting follower resumes at.
-fn resume_offset(headers: &HeaderMap) -> Result<u64, String> {
+/// A page of the log as JSON (`tail`, `before`), with the log bytes read for it in
+/// `x-log-bytes-read`.
+async fn page(ctx: &NodeContext, id: i64, request: PageRequest) -> Result<Response, ApiError> {
+    let view = task_logs::view(&ctx.pools.api, id, i64::MAX)
+        .await
+        .map_err(|e| ApiError::from_db(e, || format!("there is no task with id {id}")))?;
+    let read = log_pages::read_page(ctx, id, &view, request)
+        .await
+        .map_err(|e| match e {
+            PageError::Bad(detail) => ApiError::bad_request(detail),
+            PageError::Read(e) => {
+                tracing::warn!(task.id = id, "reading a page of the log of task {id}: {e}");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("the log of task {id} cannot be read now: {e}"),
+                )
+            }
+        })?;
+    let mut response = Json(read.page).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(BYTES_READ_HEADER, HeaderValue::from(read.bytes_read));
+    Ok(response)
+}
+
+/// The offset a reconnecting follower resumes at, if it says.
+fn resume_offset(headers: &HeaderMap) -> Result<Option<u64>, String> {
     let Some(value) = headers.get("last-event-id") else {
-        return Ok(0);
+        return Ok(None);
     };
     value
         .to_str()
         .ok()
         .and_then(|v| v.trim().parse().ok())
+        .map(Some)
         .ok_or_else(|| {
             format!(
                 "`Last-Event-ID` must be the `id` of an event of this log (a byte offset), got `{}`",

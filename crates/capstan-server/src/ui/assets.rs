@@ -36,6 +36,7 @@ const FILES: &[(&str, &str, &[u8])] = &[
     asset!("capstan.css", "capstan.css", "text/css; charset=utf-8"),
     asset!("capstan.js", "capstan.js", "text/javascript; charset=utf-8"),
     asset!("grid.js", "grid.js", "text/javascript; charset=utf-8"),
+    asset!("log.js", "log.js", "text/javascript; charset=utf-8"),
     asset!(
         "htmx.js",
         "vendor/htmx-2.0.11.min.js",

@@ -11,6 +11,7 @@
 mod account;
 mod admin;
 mod agents;
+mod ansi;
 mod api;
 mod approvals;
 mod assets;
@@ -26,6 +27,7 @@ mod login;
 mod nodes;
 mod page;
 mod projects;
+mod task_log;
 mod tasks;
 
 use std::sync::Arc;
@@ -146,6 +148,7 @@ pub(crate) fn router(ctx: Arc<NodeContext>, api: Router) -> Router {
             "/deployments/{id}/interventions/{iid}",
             post(deployment::answer),
         )
+        .route("/tasks/{id}/log", get(task_log::show))
         .layer(middleware::from_fn(protect))
         .route("/assets/{file}", get(assets::serve))
         .with_state(ui)

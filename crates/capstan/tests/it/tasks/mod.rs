@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod blocked;
+mod log_pages;
 mod logs;
 mod lost_nodes;
 mod node_lost_commands;

@@ -15,6 +15,7 @@ mod lifecycles;
 mod nodes;
 mod projects;
 mod sign_in;
+mod task_log;
 mod tasks;
 
 use capstan_testkit::browser::Browser;
