@@ -70,7 +70,6 @@ pub(crate) async fn show(
 
 /// The log of task `task_id` for another page to embed: its script fetches the last
 /// lines and follows. Without JavaScript it offers the log's own page.
-#[allow(dead_code)] // for the deployment page, which embeds its task's log
 pub(crate) fn panel(task_id: i64) -> Markup {
     frame(task_id, None, true)
 }

@@ -109,6 +109,8 @@ fn deployment_page(
                 data-version=(rendered.version()) data-finished=(rendered.finished) {
                 (render::grid(deployment, &rendered))
             }
+            h2 { "Log" }
+            (super::task_log::panel(d.task_id))
             script src=(assets::url("grid.js")) defer {}
         },
     )

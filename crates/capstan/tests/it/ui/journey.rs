@@ -163,10 +163,16 @@ async fn an_operator_ships_a_release_through_the_pages_from_sign_in_to_drain() {
     std::fs::write(fleet.dir().join("fail-web02"), "").unwrap();
     browser.open(&release_page).await;
     let second = deploy_from_release_page(&browser, true).await;
-    let (question, _) = fleet.wait_question(second, WITHIN).await;
+    let (_, question) = fleet.wait_question(second, WITHIN).await;
     let iid = question["id"].as_i64().unwrap();
     let exclude = format!("#intervention-{iid} button[value=exclude]");
-    browser.find(&exclude).await;
+    browser
+        .until(
+            WITHIN,
+            "the question on the page",
+            &format!("document.querySelector('{exclude}') !== null"),
+        )
+        .await;
     browser
         .fill(&format!("#note-{iid}"), "web02 is rebuilt tonight")
         .await;
