@@ -11,6 +11,7 @@ mod dashboard;
 mod deployment;
 mod freezes;
 mod journey;
+mod layout;
 mod lifecycles;
 mod nodes;
 mod projects;
