@@ -14,6 +14,7 @@ use std::{
 };
 
 use fantoccini::{Client, ClientBuilder, Locator};
+use hyper_util::client::legacy::connect::HttpConnector;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -80,8 +81,8 @@ impl Browser {
         let url = format!("http://127.0.0.1:{port}");
         let started = Instant::now();
         let client = loop {
-            let attempt = ClientBuilder::rustls()
-                .expect("a TLS connector")
+            // Plain HTTP: chromedriver listens on the loopback only.
+            let attempt = ClientBuilder::new(HttpConnector::new())
                 .capabilities(capabilities.clone())
                 .connect(&url)
                 .await;

@@ -103,3 +103,88 @@ async fn every_page_is_served_under_a_strict_policy_with_cached_assets() {
             .is_none_or(|c| !c.to_str().unwrap().starts_with("capstan_session="))
     );
 }
+
+#[tokio::test]
+async fn a_person_signs_in_with_single_sign_on_from_the_sign_in_page() {
+    use capstan_server::config::OidcSettings;
+    use capstan_testkit::{
+        TempDir, TestDatabase,
+        cluster::start_node,
+        cluster::test_settings,
+        free_port,
+        oidc::{CLIENT_ID, CLIENT_SECRET, OidcProvider},
+    };
+    use secrecy::SecretString;
+
+    let db = TestDatabase::new().await;
+    let blobs = TempDir::new("capstan-blobs");
+    let port = free_port();
+    let node = format!("http://127.0.0.1:{port}");
+    let redirect = format!("{node}/api/login/oidc/callback");
+    let provider = OidcProvider::start(std::slice::from_ref(&redirect)).await;
+    let mut settings = test_settings(&db.url, &blobs.0, "sso-ui");
+    settings.listen = ([127, 0, 0, 1], port).into();
+    settings.sign_in.oidc = Some(OidcSettings {
+        issuer: provider.issuer(),
+        client_id: CLIENT_ID.to_owned(),
+        client_secret: SecretString::from(CLIENT_SECRET.to_owned()),
+        redirect_url: redirect.clone(),
+    });
+    let _node = start_node(settings).await;
+
+    let browser = Browser::start().await;
+    browser.open(&format!("{node}/login")).await;
+    browser.screenshot("sign-in-sso").await;
+    browser
+        .assert_accessible("the sign-in page with single sign-on")
+        .await;
+    browser.click("a[href='/api/login/oidc']").await;
+    // The provider's own pages: its development sign-in form, then its consent.
+    browser.fill("input[name=login]", "carol").await;
+    browser.fill("input[name=password]", "any").await;
+    browser.click("button[type=submit]").await;
+    browser
+        .until(
+            Duration::from_secs(20),
+            "the provider's consent or Capstan's dashboard",
+            &format!(
+                "location.origin === '{node}' || document.querySelector('button[type=submit]') !== null"
+            ),
+        )
+        .await;
+    if !browser
+        .client()
+        .current_url()
+        .await
+        .unwrap()
+        .as_str()
+        .starts_with(&node)
+    {
+        browser.click("button[type=submit]").await;
+    }
+    browser
+        .until(
+            Duration::from_secs(20),
+            "signed in on the dashboard",
+            &format!("location.origin === '{node}' && location.pathname === '/'"),
+        )
+        .await;
+    browser.find("header.top .who").await;
+    let who: serde_json::Value = {
+        let cookie = browser
+            .client()
+            .get_named_cookie(capstan_api::login::SESSION_COOKIE)
+            .await
+            .expect("the session cookie");
+        reqwest::Client::new()
+            .get(format!("{node}/api/session"))
+            .header("cookie", format!("{}={}", cookie.name(), cookie.value()))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    };
+    assert_eq!(who["login"], "oidc", "{who}");
+}
